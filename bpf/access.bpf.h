@@ -1,0 +1,110 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The one path every hook takes: whose access is it (nsimad itself? which namespace?), what
+ * does the verdict map say about this version of the file, then allow, deny or tell the daemon.
+ */
+#ifndef NSIMA_ACCESS_BPF_H
+#define NSIMA_ACCESS_BPF_H
+
+#include "emit.bpf.h"
+#include "ns.bpf.h"
+
+struct nsima_access {
+	__u32 hook;
+	__u32 mask;  /* NSIMA_MAY_* */
+	__u32 class; /* NSIMA_CLASS_* */
+	__u32 prot;
+	__u32 reqprot;
+	__u32 mmap_flags;
+	__u32 flags;    /* NSIMA_EV_* known up front (IN_EXECVE) */
+	int may_deny;   /* 0 where denying would hurt more than it protects (see callers) */
+};
+
+static __always_inline void nsima_key_of(struct inode *inode, __u32 ns_id,
+					 struct nsima_verdict_key *key)
+{
+	key->ns_id = ns_id;
+	key->generation = BPF_CORE_READ(inode, i_generation);
+	key->dev = BPF_CORE_READ(inode, i_sb, s_dev);
+	key->ino = BPF_CORE_READ(inode, i_ino);
+}
+
+/* nsimad's own opens never become events; file_open records their stamp in self_opens. */
+static __always_inline int nsima_is_self(struct inode *inode, int record)
+{
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	if (!self_tgid || (__u32)(pid_tgid >> 32) != self_tgid)
+		return 0;
+	if (record) {
+		struct nsima_verdict_key key;
+		struct nsima_self_open so = {};
+		__u32 tid = (__u32)pid_tgid;
+		nsima_key_of(inode, 0, &key);
+		so.dev = key.dev;
+		so.ino = key.ino;
+		so.generation = key.generation;
+		nsima_read_stamp(inode, &so.stamp);
+		bpf_map_update_elem(&self_opens, &tid, &so, BPF_ANY);
+	}
+	return 1;
+}
+
+/* Returns 0 to allow or -EACCES. `new_cred` is bprm->cred for bprm_check, else NULL. */
+static __always_inline int nsima_access(struct file *file, struct inode *inode,
+					const struct nsima_access *a, const struct cred *new_cred)
+{
+	if (nsima_is_self(inode, a->hook == NSIMA_HOOK_FILE_OPEN))
+		return 0;
+
+	struct nsima_cgroup *cg = nsima_resolve_ns(bpf_get_current_cgroup_id());
+	if (!cg || !cg->ns_id)
+		return 0; /* not in any namespace: one lookup, nothing else */
+	__u32 cg_flags = cg->flags;
+
+	struct nsima_verdict_key key;
+	struct nsima_stamp now;
+	__u32 flags = a->flags;
+	nsima_key_of(inode, cg->ns_id, &key);
+	nsima_read_stamp(inode, &now);
+
+	int ret = 0;
+	switch (nsima_decide(&key, &now, a->class, &flags)) {
+	case NSIMA_DECIDE_QUIET:
+		nsima_count(NSIMA_STAT_QUIET + (a->hook & 3));
+		return 0;
+	case NSIMA_DECIDE_DENY:
+		if (a->may_deny) {
+			/* Denied for this exact version of the file: refuse, count, no event (an
+			 * attacker retrying must not flood the ring buffer). */
+			nsima_count(NSIMA_STAT_DENIED + (a->hook & 3));
+			return -EACCES;
+		}
+		break;
+	default:
+		/* First access under an enforcing namespace: refuse until the daemon has
+		 * appraised the file; the event below asks it to. */
+		if ((cg_flags & NSIMA_CG_FIRST_DENY) && a->may_deny) {
+			flags |= NSIMA_EV_DENIED | NSIMA_EV_FIRST_DENY;
+			nsima_count(NSIMA_STAT_DENIED + (a->hook & 3));
+			ret = -EACCES;
+		}
+		break;
+	}
+
+	__u32 zero = 0;
+	struct nsima_event *e = bpf_map_lookup_elem(&scratch, &zero);
+	if (!e)
+		return ret;
+	nsima_fill_event(e, a->hook, flags, &key, &now, file, inode);
+	e->mask = a->mask;
+	e->prot = a->prot;
+	e->reqprot = a->reqprot;
+	e->mmap_flags = a->mmap_flags;
+	if (new_cred)
+		nsima_read_cred(new_cred, &e->new_cred);
+	nsima_fill_path(e, file);
+	nsima_submit(e);
+	return ret;
+}
+
+#endif

@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * CO-RE flavors for kernel fields that moved after 6.1 (the vendored vmlinux.h is 6.1's).
+ * Each flavor names the kernel change that made it necessary. Never LINUX_VERSION_CODE.
+ */
+#ifndef NSIMA_CORE_FIXES_BPF_H
+#define NSIMA_CORE_FIXES_BPF_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
+
+#include "nsima/bpf_abi.h"
+
+/* 6.6: "fs: rename i_ctime field to __i_ctime" (13bc24457850) made ctime private. */
+struct inode___ctime_6_6 {
+	struct timespec64 __i_ctime;
+} __attribute__((preserve_access_index));
+
+/* 6.11: "fs: switch timespec64 fields in inode to discrete integers" (3aa63a569c64). */
+struct inode___ctime_6_11 {
+	time64_t i_ctime_sec;
+	__u32 i_ctime_nsec;
+} __attribute__((preserve_access_index));
+
+/*
+ * i_version keeps a "queried" flag in bit 0 (include/linux/iversion.h, I_VERSION_QUERIED_SHIFT);
+ * the flag flips without the file changing, so the stamp keeps only the counter.
+ */
+#define NSIMA_I_VERSION_QUERIED_SHIFT 1
+
+static __always_inline void nsima_read_stamp(struct inode *inode, struct nsima_stamp *s)
+{
+	if (bpf_core_field_exists(inode->i_ctime)) {
+		s->ctime_sec = BPF_CORE_READ(inode, i_ctime.tv_sec);
+		s->ctime_nsec = BPF_CORE_READ(inode, i_ctime.tv_nsec);
+	} else if (bpf_core_field_exists(((struct inode___ctime_6_6 *)inode)->__i_ctime)) {
+		struct inode___ctime_6_6 *i = (void *)inode;
+		s->ctime_sec = BPF_CORE_READ(i, __i_ctime.tv_sec);
+		s->ctime_nsec = BPF_CORE_READ(i, __i_ctime.tv_nsec);
+	} else {
+		struct inode___ctime_6_11 *i = (void *)inode;
+		s->ctime_sec = BPF_CORE_READ(i, i_ctime_sec);
+		s->ctime_nsec = BPF_CORE_READ(i, i_ctime_nsec);
+	}
+	s->pad = 0;
+	s->i_version = (__u64)BPF_CORE_READ(inode, i_version.counter) >> NSIMA_I_VERSION_QUERIED_SHIFT;
+	s->size = BPF_CORE_READ(inode, i_size);
+}
+
+#endif

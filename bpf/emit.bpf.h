@@ -1,0 +1,129 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Filling and submitting one event. The event is built in a per-CPU scratch buffer (4 KiB path
+ * does not fit the stack) and copied into the ring buffer cut after the path, so a short path
+ * costs a short record. A failed output is counted (stats DROPPED + ns_drops), never silent.
+ */
+#ifndef NSIMA_EMIT_BPF_H
+#define NSIMA_EMIT_BPF_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_helpers.h>
+
+#include "core_fixes.bpf.h"
+#include "errno.bpf.h"
+#include "maps.bpf.h"
+#include "verdict.bpf.h"
+
+static __always_inline void nsima_read_cred(const struct cred *c, struct nsima_cred *out)
+{
+	out->uid = BPF_CORE_READ(c, uid.val);
+	out->euid = BPF_CORE_READ(c, euid.val);
+	out->suid = BPF_CORE_READ(c, suid.val);
+	out->gid = BPF_CORE_READ(c, gid.val);
+	out->egid = BPF_CORE_READ(c, egid.val);
+	out->sgid = BPF_CORE_READ(c, sgid.val);
+	/* kernel_cap_t is 8 bytes on every kernel: __u32 cap[2] before 6.3, u64 val after */
+	out->cap_effective = 0;
+	bpf_core_read(&out->cap_effective, sizeof(out->cap_effective), &c->cap_effective);
+}
+
+/* pid namespace of the task itself (not pid_ns_for_children) */
+static __always_inline __u32 nsima_pid_ns(struct task_struct *task)
+{
+	struct pid *pid = BPF_CORE_READ(task, thread_pid);
+	unsigned int level = BPF_CORE_READ(pid, level);
+	struct upid up = {};
+	bpf_core_read(&up, sizeof(up), &pid->numbers[level]);
+	return BPF_CORE_READ(up.ns, ns.inum);
+}
+
+static __always_inline void nsima_add_drop(__u32 ns_id)
+{
+	__u64 *d = bpf_map_lookup_elem(&ns_drops, &ns_id);
+	if (d) {
+		__sync_fetch_and_add(d, 1);
+	} else {
+		__u64 one = 1;
+		if (bpf_map_update_elem(&ns_drops, &ns_id, &one, BPF_NOEXIST)) {
+			d = bpf_map_lookup_elem(&ns_drops, &ns_id);
+			if (d)
+				__sync_fetch_and_add(d, 1);
+		}
+	}
+}
+
+/* Everything but the hook-specific fields (mask, prot, new_cred), which the caller sets. */
+static __always_inline void nsima_fill_event(struct nsima_event *e, __u32 hook, __u32 flags,
+					     const struct nsima_verdict_key *key,
+					     const struct nsima_stamp *stamp, struct file *file,
+					     struct inode *inode)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u64 pid_tgid = bpf_get_current_pid_tgid();
+	struct super_block *sb = BPF_CORE_READ(inode, i_sb);
+	struct dentry *dentry = BPF_CORE_READ(file, f_path.dentry);
+
+	e->hook = hook;
+	e->flags = flags;
+	e->ktime_ns = bpf_ktime_get_boot_ns();
+	e->pid = (__u32)pid_tgid;
+	e->tgid = pid_tgid >> 32;
+	e->cgroup_id = bpf_get_current_cgroup_id();
+	e->ns_id = key->ns_id;
+	e->mnt_ns = BPF_CORE_READ(task, nsproxy, mnt_ns, ns.inum);
+	e->user_ns = BPF_CORE_READ(task, cred, user_ns, ns.inum);
+	e->pid_ns = nsima_pid_ns(task);
+	nsima_read_cred(BPF_CORE_READ(task, cred), &e->cred);
+	__builtin_memset(&e->new_cred, 0, sizeof(e->new_cred));
+	e->dev = key->dev;
+	e->ino = key->ino;
+	e->generation = key->generation;
+	e->i_mode = BPF_CORE_READ(inode, i_mode);
+	e->i_uid = BPF_CORE_READ(inode, i_uid.val);
+	e->i_gid = BPF_CORE_READ(inode, i_gid.val);
+	e->stamp = *stamp;
+	e->fs_magic = BPF_CORE_READ(sb, s_magic);
+	bpf_core_read(e->fs_uuid, sizeof(e->fs_uuid), &sb->s_uuid);
+	e->fs_name[0] = 0;
+	bpf_probe_read_kernel_str(e->fs_name, sizeof(e->fs_name), BPF_CORE_READ(sb, s_type, name));
+	e->f_flags = BPF_CORE_READ(file, f_flags);
+	e->f_mode = BPF_CORE_READ(file, f_mode);
+	e->mask = 0;
+	e->prot = 0;
+	e->reqprot = 0;
+	e->mmap_flags = 0;
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	e->pad = 0;
+	/* d_unlinked(): hashed out of the dcache and not a root; d_path appends " (deleted)" */
+	if (!BPF_CORE_READ(dentry, d_hash.pprev) && BPF_CORE_READ(dentry, d_parent) != dentry)
+		e->flags |= NSIMA_EV_DELETED;
+}
+
+/* bpf_d_path needs the trusted file pointer the hook received, so the caller passes it here. */
+static __always_inline void nsima_fill_path(struct nsima_event *e, struct file *file)
+{
+	long n = bpf_d_path(&file->f_path, e->path, sizeof(e->path));
+	e->path_len = (__s32)n;
+	if (n == -ENAMETOOLONG)
+		e->flags |= NSIMA_EV_PATH_TRUNCATED;
+	else if (n <= 0)
+		e->flags |= NSIMA_EV_PATH_ERROR;
+}
+
+static __always_inline void nsima_submit(struct nsima_event *e)
+{
+	__u32 hook = e->hook & 3;
+	__u64 len = e->path_len > 0 ? (__u64)e->path_len : 0;
+	if (len > NSIMA_PATH_MAX)
+		len = NSIMA_PATH_MAX;
+	if (bpf_ringbuf_output(&events, e, NSIMA_EVENT_HEADER_SIZE + len, 0)) {
+		nsima_count(NSIMA_STAT_DROPPED + hook);
+		nsima_add_drop(e->ns_id);
+	} else {
+		nsima_count(NSIMA_STAT_EMITTED + hook);
+	}
+}
+
+#endif

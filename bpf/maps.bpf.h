@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Every map and global of nsima's BPF side, declared __weak so that several .bpf.c files can
+ * include this header and `bpftool gen object` links them into one instance each.
+ */
+#ifndef NSIMA_MAPS_BPF_H
+#define NSIMA_MAPS_BPF_H
+
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+
+#include "nsima/bpf_abi.h"
+
+/* cgroup id -> namespace. REGISTERED entries come from the daemon; DERIVED ones are the hooks'
+ * cache of an ancestor walk (ns_id 0: in no namespace), flushed by the daemon on every change. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct nsima_cgroup);
+} cgroups SEC(".maps") __weak;
+
+/* (namespace, dev, ino, generation) -> verdict with the change stamp it was given for. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 262144);
+	__type(key, struct nsima_verdict_key);
+	__type(value, struct nsima_verdict);
+} verdicts SEC(".maps") __weak;
+
+/* Events to the daemon (size set by nsimad before load). */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 8 * 1024 * 1024);
+} events SEC(".maps") __weak;
+
+/* Per-CPU counters, NSIMA_STAT_* + hook. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, NSIMA_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} stats SEC(".maps") __weak;
+
+/* Lost events per namespace: the daemon turns increases into violation entries. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u64);
+} ns_drops SEC(".maps") __weak;
+
+/* Per-CPU scratch event: too large for the 512-byte stack. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct nsima_event);
+} scratch SEC(".maps") __weak;
+
+/* Daemon thread id -> stamp of the file that thread opened last. nsimad's own opens never
+ * become events; this is how it learns the kernel's stamp (i_version is not visible to
+ * userspace) of a file it is about to judge. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, struct nsima_self_open);
+} self_opens SEC(".maps") __weak;
+
+/* nsimad's process id, set before load. */
+const volatile __u32 self_tgid __weak = 0;
+
+#endif

@@ -1,0 +1,37 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * lsm/mmap_file: executable file mappings (IMA's MMAP_CHECK on prot, MMAP_CHECK_REQPROT on
+ * reqprot). Mappings made by execve itself (the main binary and ld.so, mapped after the point
+ * of no return) are reported but never denied: refusing them kills the process with SIGSEGV
+ * instead of failing execve; bprm_check_security and the exec open are where an exec is denied.
+ */
+#include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+
+#include "access.bpf.h"
+
+SEC("lsm/mmap_file")
+int BPF_PROG(nsima_mmap_file, struct file *file, unsigned long reqprot, unsigned long prot,
+	     unsigned long flags, int ret)
+{
+	if (ret)
+		return ret;
+	if (!file || !((prot | reqprot) & NSIMA_PROT_EXEC))
+		return 0; /* anonymous or not executable: not ours */
+
+	struct task_struct *task = bpf_get_current_task_btf();
+	int in_execve = BPF_CORE_READ_BITFIELD_PROBED(task, in_execve);
+	struct nsima_access a = {
+		.hook = NSIMA_HOOK_MMAP_FILE,
+		.mask = NSIMA_MAY_EXEC,
+		.class = (prot & NSIMA_PROT_EXEC) ? NSIMA_CLASS_MMAP_PROT : NSIMA_CLASS_MMAP_REQPROT,
+		.prot = (__u32)prot,
+		.reqprot = (__u32)reqprot,
+		.mmap_flags = (__u32)flags,
+		.flags = in_execve ? NSIMA_EV_IN_EXECVE : 0,
+		.may_deny = !in_execve,
+	};
+	return nsima_access(file, file->f_inode, &a, NULL);
+}

@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The hook's decision for a file in a namespace, from the verdict map alone. Pure: no side
+ * effects besides the map lookup, so selftest.bpf.c can run it with BPF_PROG_TEST_RUN.
+ */
+#ifndef NSIMA_VERDICT_BPF_H
+#define NSIMA_VERDICT_BPF_H
+
+#include "maps.bpf.h"
+
+#define NSIMA_DECIDE_EMIT 0  /* unknown, changed or not yet quiet: tell the daemon */
+#define NSIMA_DECIDE_QUIET 1 /* allowed, unchanged, nothing left to do: the hot path */
+#define NSIMA_DECIDE_DENY 2  /* denied and unchanged */
+
+static __always_inline int nsima_stamp_eq(const struct nsima_stamp *a, const struct nsima_stamp *b)
+{
+	return a->ctime_sec == b->ctime_sec && a->ctime_nsec == b->ctime_nsec &&
+	       a->i_version == b->i_version && a->size == b->size;
+}
+
+/* `flags` gets NSIMA_EV_STALE when a verdict exists for an older version of the file: a file
+ * whose stamp changed is treated as never seen. */
+static __always_inline int nsima_decide(const struct nsima_verdict_key *key,
+					const struct nsima_stamp *now, __u32 class, __u32 *flags)
+{
+	struct nsima_verdict *v = bpf_map_lookup_elem(&verdicts, key);
+	if (!v)
+		return NSIMA_DECIDE_EMIT;
+	if (!nsima_stamp_eq(&v->stamp, now)) {
+		*flags |= NSIMA_EV_STALE;
+		return NSIMA_DECIDE_EMIT;
+	}
+	if (v->verdict == NSIMA_VERDICT_DENY)
+		return NSIMA_DECIDE_DENY;
+	if (class < 32 && (v->quiet & (1u << class)))
+		return NSIMA_DECIDE_QUIET;
+	return NSIMA_DECIDE_EMIT;
+}
+
+static __always_inline void nsima_count(__u32 idx)
+{
+	__u64 *c = bpf_map_lookup_elem(&stats, &idx);
+	if (c)
+		*c += 1;
+}
+
+#endif

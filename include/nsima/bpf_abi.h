@@ -1,0 +1,188 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Everything that crosses the BPF <-> userspace boundary in nsima, defined once.
+ *
+ * Compiled as C by clang -target bpf (vmlinux.h provides the __u* types) and as C++20 by the
+ * daemon (<linux/types.h>). Only fixed-width fields: no pointers, no long, no bool, no enums in
+ * structs. Sizes are pinned with static asserts below and checked against the BPF object's BTF
+ * by tests/bpf/abi_test.cpp.
+ */
+#ifndef NSIMA_BPF_ABI_H
+#define NSIMA_BPF_ABI_H
+
+#ifndef __bpf__
+#include <linux/types.h>
+#endif
+
+/* Hooks (struct nsima_event.hook). */
+#define NSIMA_HOOK_FILE_OPEN 1
+#define NSIMA_HOOK_MMAP_FILE 2
+#define NSIMA_HOOK_BPRM_CHECK 3
+#define NSIMA_HOOK_MAX 4
+
+/* Kernel MAY_* access bits, as IMA's policy mask= uses them. */
+#define NSIMA_MAY_EXEC 0x1
+#define NSIMA_MAY_WRITE 0x2
+#define NSIMA_MAY_READ 0x4
+#define NSIMA_MAY_APPEND 0x8
+
+/* mmap prot bits. */
+#define NSIMA_PROT_READ 0x1
+#define NSIMA_PROT_WRITE 0x2
+#define NSIMA_PROT_EXEC 0x4
+
+/* struct nsima_event.flags */
+#define NSIMA_EV_PATH_TRUNCATED 0x1 /* bpf_d_path failed with ENAMETOOLONG: path is empty */
+#define NSIMA_EV_PATH_ERROR 0x2     /* bpf_d_path failed for another reason (path_len < 0) */
+#define NSIMA_EV_DELETED 0x4        /* the file had no links (path ends in " (deleted)") */
+#define NSIMA_EV_DENIED 0x8         /* the hook returned -EACCES for this access */
+#define NSIMA_EV_IN_EXECVE 0x10     /* mmap during execve (main binary or ld.so): never denied */
+#define NSIMA_EV_STALE 0x20         /* a verdict existed but its stamp no longer matched */
+#define NSIMA_EV_FIRST_DENY 0x40    /* denied by the namespace's first-access rule (enforce) */
+
+/* Verdicts (struct nsima_verdict.verdict). */
+#define NSIMA_VERDICT_ALLOW 1
+#define NSIMA_VERDICT_DENY 2
+
+/*
+ * Access classes: one bit each in struct nsima_verdict.quiet. A verdict silences an access only
+ * if the bit of its class is set (IMA decides per func and mask, so an exec-mmap being done does
+ * not mean a read-open is). FILE_CHECK classes are indexed by the MAY_* mask (0..15).
+ */
+#define NSIMA_CLASS_FILE(mask) ((mask) & 0xf)
+#define NSIMA_CLASS_MMAP_PROT 16    /* prot has PROT_EXEC (MMAP_CHECK) */
+#define NSIMA_CLASS_MMAP_REQPROT 17 /* only reqprot has PROT_EXEC (MMAP_CHECK_REQPROT) */
+#define NSIMA_CLASS_BPRM 18         /* BPRM_CHECK and CREDS_CHECK */
+#define NSIMA_CLASS_ALL 0x7ffff
+
+/* registered-cgroup value flags */
+#define NSIMA_CG_REGISTERED 0x1  /* written by the daemon: this cgroup is bound to ns_id */
+#define NSIMA_CG_DERIVED 0x2     /* written by BPF: resolved through ancestors (0 = none) */
+#define NSIMA_CG_FIRST_DENY 0x4  /* first-access rule: deny until the daemon gives a verdict */
+
+/* Per-CPU counters (stats map index). */
+#define NSIMA_STAT_EMITTED 0   /* + hook: events submitted, per hook */
+#define NSIMA_STAT_DROPPED 4   /* + hook: ring-buffer reservations that failed */
+#define NSIMA_STAT_DENIED 8    /* + hook: accesses refused with -EACCES */
+#define NSIMA_STAT_QUIET 12    /* + hook: accesses silenced by a verdict (hot path) */
+#define NSIMA_STAT_MAX 16
+
+#define NSIMA_COMM_LEN 16
+#define NSIMA_FSNAME_LEN 16
+#define NSIMA_PATH_MAX 4096
+
+#define NSIMA_MAX_CGROUP_DEPTH 32 /* ancestors walked when resolving a namespace */
+
+/* Credentials as IMA's uid/euid/gid/egid conditions read them. */
+struct nsima_cred {
+	__u32 uid;
+	__u32 euid;
+	__u32 suid;
+	__u32 gid;
+	__u32 egid;
+	__u32 sgid;
+	__u64 cap_effective; /* bit 7 CAP_SETUID, bit 6 CAP_SETGID widen euid/egid matches */
+};
+
+/*
+ * What a change to a file looks like from the inode: ctime, i_version and size. A verdict is
+ * valid only while all of them equal what they were when the daemon judged the file.
+ */
+struct nsima_stamp {
+	__s64 ctime_sec;
+	__u32 ctime_nsec;
+	__u32 pad;
+	__u64 i_version;
+	__u64 size;
+};
+
+/*
+ * One event. Records in the ring buffer are this struct cut after path[path_len]: the consumer
+ * must read only the first `offsetof(path) + max(path_len, 0)` bytes.
+ */
+struct nsima_event {
+	__u32 hook;  /* NSIMA_HOOK_* */
+	__u32 flags; /* NSIMA_EV_* */
+	__u64 ktime_ns; /* bpf_ktime_get_boot_ns() */
+	__u32 pid;   /* thread id */
+	__u32 tgid;  /* process id */
+	__u64 cgroup_id; /* cgroup v2 id of the task */
+	__u32 ns_id;     /* nsima namespace resolved by the hook */
+	__u32 mnt_ns;    /* namespace inode numbers of the task */
+	__u32 user_ns;
+	__u32 pid_ns;
+	struct nsima_cred cred;     /* current creds */
+	struct nsima_cred new_cred; /* bprm->cred (CREDS_CHECK); zero unless BPRM_CHECK */
+	__u64 dev;      /* i_sb->s_dev, kernel encoding (major << 20 | minor) */
+	__u64 ino;
+	__u32 generation;
+	__u32 i_mode;
+	__u32 i_uid;    /* fowner */
+	__u32 i_gid;    /* fgroup */
+	struct nsima_stamp stamp;
+	__u64 fs_magic;
+	__u8 fs_uuid[16];
+	char fs_name[NSIMA_FSNAME_LEN];
+	__u32 f_flags; /* file->f_flags (O_*) */
+	__u32 f_mode;  /* file->f_mode (FMODE_*) */
+	__u32 mask;    /* NSIMA_MAY_* as IMA computes it for this access */
+	__u32 prot;    /* mmap_file: effective prot */
+	__u32 reqprot; /* mmap_file: requested prot */
+	__u32 mmap_flags;
+	char comm[NSIMA_COMM_LEN];
+	__s32 path_len; /* bytes in path including the NUL, or -errno from bpf_d_path */
+	__u32 pad;
+	char path[NSIMA_PATH_MAX];
+};
+
+#define NSIMA_EVENT_HEADER_SIZE 264 /* offsetof(struct nsima_event, path) */
+
+/* verdict map key: verdicts are per namespace (two containers may trust different keys) */
+struct nsima_verdict_key {
+	__u32 ns_id;
+	__u32 generation;
+	__u64 dev;
+	__u64 ino;
+};
+
+struct nsima_verdict {
+	struct nsima_stamp stamp;
+	__u32 verdict; /* NSIMA_VERDICT_* */
+	__u32 quiet;   /* bit per access class that needs no further event */
+};
+
+/* registered-cgroup map value */
+struct nsima_cgroup {
+	__u32 ns_id; /* 0: not in any namespace (negative cache entry) */
+	__u32 flags; /* NSIMA_CG_* */
+};
+
+/* self_opens map value: the stamp of the file a daemon thread opened last */
+struct nsima_self_open {
+	__u64 dev;
+	__u64 ino;
+	__u32 generation;
+	__u32 pad;
+	struct nsima_stamp stamp;
+};
+
+#ifdef __cplusplus
+#include <cstddef>
+static_assert(sizeof(struct nsima_cred) == 32);
+static_assert(sizeof(struct nsima_stamp) == 32);
+static_assert(offsetof(struct nsima_event, path) == NSIMA_EVENT_HEADER_SIZE);
+static_assert(sizeof(struct nsima_event) == NSIMA_EVENT_HEADER_SIZE + NSIMA_PATH_MAX);
+static_assert(sizeof(struct nsima_verdict_key) == 24);
+static_assert(sizeof(struct nsima_verdict) == 40);
+static_assert(sizeof(struct nsima_cgroup) == 8);
+static_assert(sizeof(struct nsima_self_open) == 56);
+#else
+_Static_assert(sizeof(struct nsima_cred) == 32, "nsima_cred");
+_Static_assert(sizeof(struct nsima_stamp) == 32, "nsima_stamp");
+_Static_assert(__builtin_offsetof(struct nsima_event, path) == NSIMA_EVENT_HEADER_SIZE,
+	       "nsima_event header");
+_Static_assert(sizeof(struct nsima_verdict_key) == 24, "nsima_verdict_key");
+_Static_assert(sizeof(struct nsima_verdict) == 40, "nsima_verdict");
+#endif
+
+#endif /* NSIMA_BPF_ABI_H */
