@@ -9,6 +9,9 @@
 #include "emit.bpf.h"
 #include "ns.bpf.h"
 
+#define S_IFMT 00170000
+#define S_IFREG 0100000
+
 struct nsima_access {
 	__u32 hook;
 	__u32 mask;  /* NSIMA_MAY_* */
@@ -59,6 +62,9 @@ static __always_inline int nsima_access(struct file *file, struct inode *inode,
 	struct nsima_cgroup *cg = nsima_resolve_ns(bpf_get_current_cgroup_id());
 	if (!cg || !cg->ns_id)
 		return 0; /* not in any namespace: one lookup, nothing else */
+	/* IMA judges regular files only (process_measurement: !S_ISREG -> nothing to do) */
+	if ((BPF_CORE_READ(inode, i_mode) & S_IFMT) != S_IFREG)
+		return 0;
 	__u32 cg_flags = cg->flags;
 
 	struct nsima_verdict_key key;

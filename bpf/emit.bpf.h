@@ -116,6 +116,9 @@ static __always_inline void nsima_submit(struct nsima_event *e)
 {
 	__u32 hook = e->hook & 3;
 	__u64 len = e->path_len > 0 ? (__u64)e->path_len : 0;
+	/* Bound len in the register the helper call uses: clang otherwise tests a 32-bit copy
+	 * and passes the sign-extended one, which the verifier sees as unbounded. */
+	asm volatile("%0 &= 0x1fff" : "+r"(len));
 	if (len > NSIMA_PATH_MAX)
 		len = NSIMA_PATH_MAX;
 	if (bpf_ringbuf_output(&events, e, NSIMA_EVENT_HEADER_SIZE + len, 0)) {

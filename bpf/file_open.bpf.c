@@ -13,12 +13,13 @@
 #define FMODE_READ 0x1
 #define FMODE_WRITE 0x2
 #define FMODE_EXEC 0x20
+#define __FMODE_EXEC 0x20 /* in f_flags: open_exec(); f_mode gets FMODE_EXEC only after open */
 #define O_TRUNC 01000
 #define O_APPEND 02000
 
 static __always_inline __u32 nsima_open_mask(__u32 f_mode, __u32 f_flags)
 {
-	if (f_mode & FMODE_EXEC)
+	if ((f_mode & FMODE_EXEC) || (f_flags & __FMODE_EXEC))
 		return NSIMA_MAY_EXEC;
 	__u32 mask = 0;
 	if (f_mode & FMODE_READ)
