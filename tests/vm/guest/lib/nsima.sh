@@ -1,0 +1,88 @@
+# SPDX-License-Identifier: Apache-2.0
+# Guest-side helpers for nsima's VM tests (busybox sh). Source it:
+#   . /usr/share/nsima-test/nsima.sh
+# Every helper fails the test (exit 1) with a message naming what was expected.
+
+NSIMA_SOCK=${NSIMA_SOCK:-/run/nsima/nsimad.sock}
+NSIMAD_LOG=${NSIMAD_LOG:-/tmp/nsimad.log}
+
+nsima_fail() {
+	echo "FAIL: $*" >&2
+	if [ -f "$NSIMAD_LOG" ]; then
+		echo "--- nsimad log (tail) ---" >&2
+		tail -n 30 "$NSIMAD_LOG" >&2
+	fi
+	exit 1
+}
+
+nsima_check_eq() { # ACTUAL EXPECTED WHAT
+	[ "$1" = "$2" ] || nsima_fail "$3: expected '$2', got '$1'"
+}
+
+nsima_check_contains() { # HAYSTACK NEEDLE WHAT
+	case "$1" in *"$2"*) ;; *) nsima_fail "$3: '$2' not in '$1'" ;; esac
+}
+
+# nsima_start [nsimad args...]: starts nsimad in the background, waits for its socket.
+nsima_start() {
+	nsimad "$@" >"$NSIMAD_LOG" 2>&1 &
+	NSIMAD_PID=$!
+	i=0
+	while [ ! -S "$NSIMA_SOCK" ]; do
+		kill -0 "$NSIMAD_PID" 2>/dev/null || nsima_fail "nsimad exited during start-up"
+		i=$((i + 1))
+		[ $i -lt 300 ] || nsima_fail "nsimad did not open $NSIMA_SOCK within 30 s"
+		sleep 0.1
+	done
+	grep -q "ready" "$NSIMAD_LOG" || sleep 0.2
+}
+
+nsima_stop() {
+	[ -n "${NSIMAD_PID:-}" ] || return 0
+	kill -TERM "$NSIMAD_PID" 2>/dev/null || true
+	i=0
+	while kill -0 "$NSIMAD_PID" 2>/dev/null; do
+		i=$((i + 1))
+		[ $i -lt 100 ] || nsima_fail "nsimad did not exit within 10 s of SIGTERM"
+		sleep 0.1
+	done
+	NSIMAD_PID=
+}
+
+# nsima_wait_for FILE REGEX [SECONDS]: waits until a line of FILE matches (grep -E).
+nsima_wait_for() {
+	t=$((${3:-20} * 10))
+	i=0
+	while ! grep -Eq "$2" "$1" 2>/dev/null; do
+		i=$((i + 1))
+		[ $i -lt $t ] || nsima_fail "no line matching '$2' in $1 within ${3:-20} s"
+		sleep 0.1
+	done
+}
+
+# nsima_count FILE REGEX...: lines of FILE matching every REGEX.
+nsima_count() {
+	f=$1
+	shift
+	out=$(cat "$f")
+	for re in "$@"; do
+		out=$(printf '%s\n' "$out" | grep -E -- "$re" || true)
+	done
+	[ -z "$out" ] && echo 0 || printf '%s\n' "$out" | wc -l
+}
+
+# nsima_json_field LINE FIELD: the value of "FIELD" in a flat JSON line (number or string).
+nsima_json_field() {
+	printf '%s\n' "$1" | sed -n "s/.*\"$2\":\(\"[^\"]*\"\|[-0-9.]*\|true\|false\).*/\1/p" | tr -d '"'
+}
+
+# nsima_status_field PATH...: a number from `nsimactl status` (e.g. nsima_status_field bpf dropped).
+nsima_status() {
+	nsimactl status | tr -d ' \n'
+}
+nsima_stat() { # KEY: counter from the "bpf" object of nsimactl status (emitted, dropped, ...)
+	nsima_status | sed -n "s/.*\"bpf\":{[^}]*\"$1\":\([0-9]*\).*/\1/p"
+}
+nsima_hook_stat() { # HOOK KEY: per-hook counter
+	nsima_status | sed -n "s/.*\"$1\":{[^}]*\"$2\":\([0-9]*\).*/\1/p"
+}
