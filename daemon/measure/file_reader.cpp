@@ -1,0 +1,177 @@
+// SPDX-License-Identifier: Apache-2.0
+// openat2-based resolution inside a root, identity check, then reopen for reading.
+#include "measure/file_reader.h"
+
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <linux/openat2.h>
+#include <sys/ioctl.h>
+#include <sys/sysmacros.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+#include "common/event.h"
+
+namespace nsima::measure {
+
+namespace {
+
+FileError file_error(FileErrorKind kind, int code, std::string message, std::string where) {
+  return FileError{kind, Error{code, std::move(message), std::move(where)}};
+}
+
+FileErrorKind kind_for_errno(int err) {
+  switch (err) {
+    case ENOENT:
+    case ENOTDIR:
+    case ESRCH:
+    case ESTALE:
+      return FileErrorKind::kVanished;
+    case EACCES:
+    case EPERM:
+    case ELOOP:  // also what RESOLVE_NO_MAGICLINKS returns for a /proc magic link
+    case EXDEV:
+      return FileErrorKind::kDenied;
+    case ENAMETOOLONG:
+    case EINVAL:
+      return FileErrorKind::kInvalidPath;
+    default:
+      return FileErrorKind::kIoError;
+  }
+}
+
+int openat2_retry(int dirfd, const char* path, const open_how& how) {
+  // EAGAIN: RESOLVE_IN_ROOT saw a concurrent rename and could not prove ".." stayed inside; the
+  // kernel documents a retry as the answer. Bounded so an attacker cannot spin us forever.
+  for (int attempt = 0;; ++attempt) {
+    long fd = ::syscall(SYS_openat2, dirfd, path, &how, sizeof how);
+    if (fd >= 0) return static_cast<int>(fd);
+    if (errno == EINTR || (errno == EAGAIN && attempt < 8)) continue;
+    return -1;
+  }
+}
+
+std::optional<uint32_t> inode_generation(int fd) {
+  // FS_IOC_GETVERSION is declared with a long but filesystems store an int; zero-init and keep 32
+  // bits. ENOTTY/EOPNOTSUPP: the filesystem has no generation (tmpfs, overlayfs...).
+  long v = 0;
+  if (::ioctl(fd, FS_IOC_GETVERSION, &v) != 0) return std::nullopt;
+  return static_cast<uint32_t>(v);
+}
+
+std::string describe_identity(dev_t dev, uint64_t ino) {
+  return std::to_string(major(dev)) + ":" + std::to_string(minor(dev)) + " ino " +
+         std::to_string(ino);
+}
+
+}  // namespace
+
+std::string_view file_error_kind_name(FileErrorKind kind) {
+  switch (kind) {
+    case FileErrorKind::kVanished: return "vanished";
+    case FileErrorKind::kMismatch: return "mismatch";
+    case FileErrorKind::kNotRegular: return "not-regular";
+    case FileErrorKind::kDenied: return "denied";
+    case FileErrorKind::kInvalidPath: return "invalid-path";
+    case FileErrorKind::kIoError: return "io-error";
+  }
+  return "unknown";
+}
+
+std::string FileError::to_string() const {
+  return std::string(file_error_kind_name(kind)) + ": " + error.to_string();
+}
+
+FileIdentity FileIdentity::from_event(const Event& ev) {
+  return FileIdentity{ev.dev(), ev.ino, ev.generation};
+}
+
+FileResult<OpenedFile> open_in_root(int root_fd, std::string_view path,
+                                    const FileIdentity& expected) {
+  std::string p(path);
+  if (p.empty() || p.find('\0') != std::string::npos)
+    return tl::unexpected(file_error(FileErrorKind::kInvalidPath, EINVAL,
+                                     "empty path or path with NUL byte", p));
+
+  open_how how{};
+  how.flags = O_PATH | O_CLOEXEC;
+  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+  UniqueFd pathfd(openat2_retry(root_fd, p.c_str(), how));
+  if (!pathfd) {
+    int err = errno;
+    if (err == ENOSYS)
+      return tl::unexpected(file_error(FileErrorKind::kIoError, err,
+                                       "openat2 is not supported by this kernel (needs 5.6)", p));
+    return tl::unexpected(
+        file_error(kind_for_errno(err), err, std::string("openat2: ") + std::strerror(err), p));
+  }
+
+  struct stat st {};
+  if (::fstat(pathfd.get(), &st) != 0) {
+    int err = errno;
+    return tl::unexpected(
+        file_error(kind_for_errno(err), err, std::string("fstat: ") + std::strerror(err), p));
+  }
+  if (st.st_dev != expected.dev || static_cast<uint64_t>(st.st_ino) != expected.ino)
+    return tl::unexpected(file_error(
+        FileErrorKind::kMismatch, 0,
+        "path now names " + describe_identity(st.st_dev, st.st_ino) + ", event was " +
+            describe_identity(expected.dev, expected.ino),
+        p));
+  if (!S_ISREG(st.st_mode))
+    return tl::unexpected(
+        file_error(FileErrorKind::kNotRegular, 0, "not a regular file (mode " +
+                                                      std::to_string(st.st_mode & S_IFMT) + ")",
+                   p));
+
+  // Reopen exactly this inode for reading. /proc/self/fd is a magic link, but it is ours, resolved
+  // in the daemon's own root, so the RESOLVE_* restrictions above do not apply to it.
+  std::string self = "/proc/self/fd/" + std::to_string(pathfd.get());
+  // O_NOATIME keeps measurement from touching atime; only the owner or CAP_FOWNER may use it.
+  UniqueFd fd(::open(self.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOATIME));
+  if (!fd && errno == EPERM) fd.reset(::open(self.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+  if (!fd) {
+    int err = errno;
+    return tl::unexpected(
+        file_error(kind_for_errno(err), err, std::string("reopen: ") + std::strerror(err), p));
+  }
+
+  OpenedFile out;
+  out.generation = inode_generation(fd.get());
+  if (expected.generation && out.generation && *expected.generation != *out.generation)
+    return tl::unexpected(file_error(
+        FileErrorKind::kMismatch, 0,
+        "inode generation is " + std::to_string(*out.generation) + ", event was " +
+            std::to_string(*expected.generation) + " (inode number reused)",
+        p));
+  out.fd = std::move(fd);
+  out.st = st;
+  out.path = std::move(p);
+  return out;
+}
+
+FileResult<UniqueFd> open_proc_root(pid_t pid) {
+  std::string root = "/proc/" + std::to_string(pid) + "/root";
+  UniqueFd fd(::open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  if (!fd) {
+    int err = errno;
+    return tl::unexpected(
+        file_error(kind_for_errno(err), err, std::string("open: ") + std::strerror(err), root));
+  }
+  return fd;
+}
+
+FileResult<OpenedFile> open_via_proc_root(pid_t pid, std::string_view path,
+                                          const FileIdentity& expected) {
+  auto root = open_proc_root(pid);
+  if (!root) return tl::unexpected(root.error());
+  auto f = open_in_root(root->get(), path, expected);
+  if (!f) f.error().error.where = "/proc/" + std::to_string(pid) + "/root:" + std::string(path);
+  return f;
+}
+
+}  // namespace nsima::measure
