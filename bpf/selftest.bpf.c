@@ -9,19 +9,8 @@
 #include <bpf/bpf_helpers.h>
 
 #include "ns.bpf.h"
+#include "selftest_abi.h"
 #include "verdict.bpf.h"
-
-struct nsima_selftest_args {
-	__u64 cgroup_id;
-	struct nsima_verdict_key key;
-	struct nsima_stamp stamp;
-	__u32 class;
-	__u32 flags;    /* out */
-	__s32 decision; /* out */
-	__u32 ns_id;    /* out */
-	__u32 cg_flags; /* out */
-	__u32 pad;
-};
 
 SEC("syscall")
 int nsima_test_resolve(struct nsima_selftest_args *args)
@@ -40,7 +29,7 @@ int nsima_test_decide(struct nsima_selftest_args *args)
 	struct nsima_verdict_key key = args->key;
 	struct nsima_stamp stamp = args->stamp;
 	__u32 flags = 0;
-	args->decision = nsima_decide(&key, &stamp, args->class, &flags);
+	args->decision = nsima_decide(&key, &stamp, args->class_, &flags);
 	args->flags = flags;
 	return 0;
 }

@@ -8,9 +8,7 @@
 
 #include "maps.bpf.h"
 
-#define NSIMA_DECIDE_EMIT 0  /* unknown, changed or not yet quiet: tell the daemon */
-#define NSIMA_DECIDE_QUIET 1 /* allowed, unchanged, nothing left to do: the hot path */
-#define NSIMA_DECIDE_DENY 2  /* denied and unchanged */
+#include "selftest_abi.h" /* NSIMA_DECIDE_* */
 
 static __always_inline int nsima_stamp_eq(const struct nsima_stamp *a, const struct nsima_stamp *b)
 {

@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* Context of the SEC("syscall") self-test programs (selftest.bpf.c <-> tests/bpf). */
+#ifndef NSIMA_SELFTEST_ABI_H
+#define NSIMA_SELFTEST_ABI_H
+
+#include "nsima/bpf_abi.h"
+
+struct nsima_selftest_args {
+	__u64 cgroup_id;
+	struct nsima_verdict_key key;
+	struct nsima_stamp stamp;
+	__u32 class_; /* "class" is a C++ keyword */
+	__u32 flags;    /* out: NSIMA_EV_* */
+	__s32 decision; /* out: NSIMA_DECIDE_* */
+	__u32 ns_id;    /* out */
+	__u32 cg_flags; /* out */
+	__u32 pad;
+};
+
+#define NSIMA_DECIDE_EMIT 0  /* unknown, changed or not yet quiet: tell the daemon */
+#define NSIMA_DECIDE_QUIET 1 /* allowed, unchanged, nothing left to do: the hot path */
+#define NSIMA_DECIDE_DENY 2  /* denied and unchanged */
+
+#endif
