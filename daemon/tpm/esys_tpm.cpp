@@ -136,7 +136,6 @@ auto EsysTpm::run_locked(bool idempotent, Op&& op) -> decltype(op()) {
   for (int attempt = 0;; ++attempt) {
     if (!conn_) {
       if (auto r = connect_locked(); !r) return tl::unexpected(r.error());
-      if (attempt == 0) logger("tpm")->info("{}: reconnected", tcti_);
     }
     auto result = op();
     if (!broken_) return result;
