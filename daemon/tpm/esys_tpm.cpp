@@ -370,13 +370,15 @@ Result<ESYS_TR> EsysTpm::create_ak_locked(EsysPtr<TPM2B_PUBLIC>* out_public) {
   }
 }
 
-Result<Quote> EsysTpm::quote_once_locked(const TPML_PCR_SELECTION& sel,
+Result<Quote> EsysTpm::quote_once_locked(ESYS_TR ak, const TPML_PCR_SELECTION& sel,
                                          const std::vector<uint8_t>& nonce,
                                          bool* composite_mismatch) {
-  EsysPtr<TPM2B_PUBLIC> ak_public;
-  auto ak = create_ak_locked(&ak_public);
-  if (!ak) return tl::unexpected(ak.error());
-  FlushGuard flush(conn_->get(), *ak);
+  // The quote signs only a digest of the PCRs, so the values are read separately (as tpm2_quote
+  // does) and checked against that digest below. Reading first keeps the window in which another
+  // client's extend can slip in down to one round trip: TPM2_Quote computes its digest before it
+  // signs, so the (slow, for RSA) signature is outside the window.
+  auto values = read_selection_locked(sel);
+  if (!values) return tl::unexpected(values.error());
 
   TPM2B_DATA qualifying{};
   qualifying.size = static_cast<UINT16>(nonce.size());
@@ -385,14 +387,9 @@ Result<Quote> EsysTpm::quote_once_locked(const TPML_PCR_SELECTION& sel,
   scheme.scheme = TPM2_ALG_NULL;  // use the AK's own scheme (ECDSA or RSASSA with SHA-256)
   EsysPtr<TPM2B_ATTEST> quoted;
   EsysPtr<TPMT_SIGNATURE> signature;
-  TSS2_RC rc = Esys_Quote(conn_->get(), *ak, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
+  TSS2_RC rc = Esys_Quote(conn_->get(), ak, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
                           &qualifying, &scheme, &sel, esys_out(quoted), esys_out(signature));
   if (rc != TSS2_RC_SUCCESS) return tl::unexpected(fail_locked("Esys_Quote", rc));
-
-  // The quote holds only a digest of the PCRs; read the values themselves (as tpm2_quote does)
-  // and check them against that digest below.
-  auto values = read_selection_locked(sel);
-  if (!values) return tl::unexpected(values.error());
 
   Quote q;
   q.hash = Bank::kSha256;  // the AK template's scheme hash
@@ -447,10 +444,6 @@ Result<Quote> EsysTpm::quote_once_locked(const TPML_PCR_SELECTION& sel,
   if (!pcrs_file) return tl::unexpected(pcrs_file.error());
   q.pcrs = std::move(*pcrs_file);
 
-  auto pem = public_to_pem(ak_public->publicArea);
-  if (!pem) return tl::unexpected(pem.error());
-  ak_pem_cache_ = *pem;
-  q.ak_public_pem = std::move(*pem);
   return q;
 }
 
@@ -463,11 +456,23 @@ Result<Quote> EsysTpm::quote(const std::vector<PcrSelection>& selection,
   return run_locked(true, [&]() -> Result<Quote> {
     auto sel = build_selection_locked(selection);
     if (!sel) return tl::unexpected(sel.error());
+    EsysPtr<TPM2B_PUBLIC> ak_public;
+    auto ak = create_ak_locked(&ak_public);
+    if (!ak) return tl::unexpected(ak.error());
+    FlushGuard flush(conn_->get(), *ak);
+    auto pem = public_to_pem(ak_public->publicArea);
+    if (!pem) return tl::unexpected(pem.error());
+    ak_pem_cache_ = *pem;
+
     Result<Quote> last = make_error(EAGAIN, "no quote attempt made", tcti_);
     for (int attempt = 0; attempt < opts_.quote_attempts; ++attempt) {
       bool mismatch = false;
-      last = quote_once_locked(*sel, nonce, &mismatch);
-      if (last || !mismatch) return last;
+      last = quote_once_locked(*ak, *sel, nonce, &mismatch);
+      if (last) {
+        last->ak_public_pem = *pem;
+        return last;
+      }
+      if (!mismatch) return last;
       logger("tpm")->debug("{}: PCRs changed during quote, retrying", tcti_);
     }
     return last;

@@ -91,7 +91,9 @@ class EsysTpm final : public Tpm {
   Result<ESYS_TR> create_ak_locked(EsysPtr<TPM2B_PUBLIC>* out_public);
   // Flushes every transient object the TPM reports (stale ones left by a crashed client).
   Result<void> flush_transients_locked();
-  Result<Quote> quote_once_locked(const TPML_PCR_SELECTION& sel,
+  // One TPM2_Quote with `ak` plus the PCR values, checked against the quote's PCR digest;
+  // *composite_mismatch tells a PCR that changed in between from other failures.
+  Result<Quote> quote_once_locked(ESYS_TR ak, const TPML_PCR_SELECTION& sel,
                                   const std::vector<uint8_t>& nonce, bool* composite_mismatch);
 
   const std::string tcti_;
