@@ -1,0 +1,85 @@
+// SPDX-License-Identifier: Apache-2.0
+// Bounded LRU of file digests keyed by inode identity + change stamp + algorithm, so that a file
+// shared by many namespaces (a base image layer, a shared library) is hashed once per version
+// however many lists record it. The key is what the BPF side reports for the access: (dev, ino,
+// i_generation) names the inode, and the stamp (ctime, i_version, size) names its content
+// version; any write changes ctime (and i_version where the filesystem keeps one), so a changed
+// file misses the cache instead of returning an old digest.
+//
+// Limit (documented, shared with every ctime-based cache): on a filesystem without i_version, two
+// writes inside one coarse ctime tick that keep the size are indistinguishable; the hash pool's
+// before/after fstat check narrows this but cannot close it.
+#pragma once
+
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <list>
+#include <mutex>
+#include <optional>
+#include <unordered_map>
+
+#include "common/event.h"
+#include "measure/hash_algo.h"
+
+namespace nsima::measure {
+
+// One version of one inode.
+struct FileKey {
+  dev_t dev = 0;  // userspace dev_t
+  uint64_t ino = 0;
+  uint32_t generation = 0;
+  Stamp stamp;
+
+  static FileKey from_event(const Event& ev);
+  // From fstat(2) of an open file (i_version is not visible to userspace; pass what the capture
+  // side reported, or 0 consistently).
+  static FileKey from_stat(const struct stat& st, uint32_t generation, uint64_t i_version = 0);
+  bool operator==(const FileKey&) const = default;
+};
+
+struct DigestKey {
+  FileKey file;
+  HashAlgo algo = HashAlgo::kSha256;
+  bool operator==(const DigestKey&) const = default;
+};
+
+struct FileKeyHash {
+  size_t operator()(const FileKey& k) const noexcept;
+};
+struct DigestKeyHash {
+  size_t operator()(const DigestKey& k) const noexcept;
+};
+
+class DigestCache {
+ public:
+  struct Stats {
+    uint64_t hits = 0;
+    uint64_t misses = 0;
+    uint64_t evictions = 0;
+  };
+
+  explicit DigestCache(size_t capacity = 65536);
+
+  // Thread-safe. A hit makes the entry most recently used.
+  std::optional<Digest> get(const DigestKey& key);
+  void put(const DigestKey& key, const Digest& digest);
+  // Drops every version of an inode (e.g. when the capture side reports it changed or was freed).
+  void erase_inode(dev_t dev, uint64_t ino);
+
+  size_t size() const;
+  size_t capacity() const { return capacity_; }
+  Stats stats() const;
+
+ private:
+  using Item = std::pair<DigestKey, Digest>;
+  const size_t capacity_;
+  mutable std::mutex mu_;
+  std::list<Item> lru_;  // front = most recently used
+  std::unordered_map<DigestKey, std::list<Item>::iterator, DigestKeyHash> map_;
+  Stats stats_;
+};
+
+}  // namespace nsima::measure

@@ -1,0 +1,68 @@
+// SPDX-License-Identifier: Apache-2.0
+// DigestCache: keyed by inode + change stamp + algorithm, bounded LRU.
+#include "measure/digest_cache.h"
+
+#include <gtest/gtest.h>
+
+namespace nsima::measure {
+namespace {
+
+DigestKey key(uint64_t ino, int64_t ctime = 100, HashAlgo algo = HashAlgo::kSha256) {
+  DigestKey k;
+  k.file.dev = 0x801;
+  k.file.ino = ino;
+  k.file.generation = 7;
+  k.file.stamp = Stamp{ctime, 5, 1, 4096};
+  k.algo = algo;
+  return k;
+}
+
+TEST(DigestCache, HitsMissesAndKeyParts) {
+  DigestCache c(16);
+  auto d = Digest::filled(HashAlgo::kSha256, 0xab);
+  EXPECT_FALSE(c.get(key(1)));
+  c.put(key(1), d);
+  EXPECT_EQ(c.get(key(1)), d);
+  EXPECT_FALSE(c.get(key(1, 101)));                    // file changed: new ctime
+  EXPECT_FALSE(c.get(key(1, 100, HashAlgo::kSha1)));   // other algorithm
+  auto other_gen = key(1);
+  other_gen.file.generation = 8;  // inode number reused
+  EXPECT_FALSE(c.get(other_gen));
+  auto other_iversion = key(1);
+  other_iversion.file.stamp.i_version = 2;
+  EXPECT_FALSE(c.get(other_iversion));
+  auto s = c.stats();
+  EXPECT_EQ(s.hits, 1u);
+  EXPECT_EQ(s.misses, 5u);
+}
+
+TEST(DigestCache, EvictsLeastRecentlyUsed) {
+  DigestCache c(2);
+  c.put(key(1), Digest::filled(HashAlgo::kSha256, 1));
+  c.put(key(2), Digest::filled(HashAlgo::kSha256, 2));
+  ASSERT_TRUE(c.get(key(1)));  // 1 is now most recent
+  c.put(key(3), Digest::filled(HashAlgo::kSha256, 3));
+  EXPECT_EQ(c.size(), 2u);
+  EXPECT_TRUE(c.get(key(1)));
+  EXPECT_FALSE(c.get(key(2)));
+  EXPECT_TRUE(c.get(key(3)));
+  EXPECT_EQ(c.stats().evictions, 1u);
+  // Re-putting an existing key replaces the value without growing.
+  c.put(key(3), Digest::filled(HashAlgo::kSha256, 9));
+  EXPECT_EQ(c.size(), 2u);
+  EXPECT_EQ(c.get(key(3))->hex().substr(0, 2), "09");
+}
+
+TEST(DigestCache, EraseInodeDropsAllVersions) {
+  DigestCache c(16);
+  c.put(key(1, 100), Digest(HashAlgo::kSha256));
+  c.put(key(1, 200), Digest(HashAlgo::kSha256));
+  c.put(key(1, 200, HashAlgo::kSha1), Digest(HashAlgo::kSha1));
+  c.put(key(2), Digest(HashAlgo::kSha256));
+  c.erase_inode(0x801, 1);
+  EXPECT_EQ(c.size(), 1u);
+  EXPECT_TRUE(c.get(key(2)));
+}
+
+}  // namespace
+}  // namespace nsima::measure

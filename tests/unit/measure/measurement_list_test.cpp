@@ -1,0 +1,516 @@
+// SPDX-License-Identifier: Apache-2.0
+// MeasurementList: kernel-format appends, duplicate suppression (kernel rules), replay after
+// reopen, torn-record recovery, corruption refusal, exclusive writer, short-write rollback, crash
+// of the writing process, streaming renderers and the follow reader. PCR values are recomputed
+// here with OpenSSL's one-shot EVP_Digest, not with the library's hasher.
+#include "measure/measurement_list.h"
+
+#include <openssl/evp.h>
+#include <signal.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <sstream>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <spdlog/sinks/ostream_sink.h>
+
+#include "common/log.h"
+#include "measure/hasher.h"
+#include "test_util.h"
+
+namespace nsima::measure {
+namespace {
+
+using testing::TempDir;
+
+std::vector<uint8_t> evp(const char* md, const std::string& data) {
+  std::vector<uint8_t> out(EVP_MAX_MD_SIZE);
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), out.data(), &len, EVP_get_digestbyname(md), nullptr);
+  out.resize(len);
+  return out;
+}
+
+// Independent parse + replay of an ima-ng/ima-sig binary list (sha1 column) for one PCR.
+struct Replayed {
+  size_t entries = 0;
+  std::vector<uint8_t> sha1 = std::vector<uint8_t>(20, 0);
+  std::vector<uint8_t> sha256 = std::vector<uint8_t>(32, 0);
+};
+Replayed independent_replay(const std::string& bin, uint32_t pcr) {
+  Replayed r;
+  size_t pos = 0;
+  auto u32 = [&](size_t at) {
+    return static_cast<uint32_t>(static_cast<uint8_t>(bin[at])) |
+           static_cast<uint32_t>(static_cast<uint8_t>(bin[at + 1])) << 8 |
+           static_cast<uint32_t>(static_cast<uint8_t>(bin[at + 2])) << 16 |
+           static_cast<uint32_t>(static_cast<uint8_t>(bin[at + 3])) << 24;
+  };
+  while (pos < bin.size()) {
+    uint32_t p = u32(pos);
+    std::string col = bin.substr(pos + 4, 20);
+    uint32_t nlen = u32(pos + 24);
+    uint32_t dlen = u32(pos + 28 + nlen);
+    std::string data = bin.substr(pos + 32 + nlen, dlen);
+    pos += 32 + nlen + dlen;
+    ++r.entries;
+    if (p != pcr) continue;
+    bool viol = col == std::string(20, '\0');
+    auto v1 = viol ? std::vector<uint8_t>(20, 0xff) : evp("SHA1", data);
+    auto v256 = viol ? std::vector<uint8_t>(32, 0xff) : evp("SHA256", data);
+    r.sha1 = evp("SHA1", testing::to_s(r.sha1) + testing::to_s(v1));
+    r.sha256 = evp("SHA256", testing::to_s(r.sha256) + testing::to_s(v256));
+  }
+  return r;
+}
+
+Entry file_entry(const std::string& name, const std::string& content) {
+  Entry e;
+  e.digest = *hash_bytes(HashAlgo::kSha256, testing::bytes_of(content));
+  e.name = name;
+  return e;
+}
+
+ListConfig test_config() {
+  ListConfig c;
+  c.sync_every = 16;
+  return c;
+}
+
+// Collects the "measure" logger's output during a test.
+class LogCapture {
+ public:
+  LogCapture() : sink_(std::make_shared<spdlog::sinks::ostream_sink_mt>(out_)) {
+    logger("measure")->sinks().push_back(sink_);
+  }
+  ~LogCapture() {
+    auto& sinks = logger("measure")->sinks();
+    sinks.erase(std::remove(sinks.begin(), sinks.end(), sink_), sinks.end());
+  }
+  std::string text() const { return out_.str(); }
+
+ private:
+  std::ostringstream out_;
+  std::shared_ptr<spdlog::sinks::ostream_sink_mt> sink_;
+};
+
+TEST(MeasurementList, AppendsKernelFormatAndReturnsExtendValues) {
+  TempDir dir;
+  auto list = MeasurementList::open(dir.path(), test_config());
+  ASSERT_TRUE(list) << list.error().to_string();
+  auto ba = list->append_boot_aggregate({});  // no TPM: zero digest
+  ASSERT_TRUE(ba) << ba.error().to_string();
+  EXPECT_TRUE(ba->added);
+  EXPECT_EQ(ba->index, 0u);
+  auto f = list->append(file_entry("/bin/a", "A"));
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->index, 1u);
+  EXPECT_EQ(f->pcr, 10u);
+  ASSERT_EQ(f->extend.size(), 2u);
+  EXPECT_EQ(list->count(), 2u);
+  EXPECT_FALSE(list->append_boot_aggregate({}));  // only as the first entry
+
+  const std::string bin = testing::read_file(list->path());
+  EXPECT_EQ(list->path(), dir / "binary_runtime_measurements");
+  EXPECT_EQ(bin.size(), list->size_bytes());
+  // Entry 0: boot_aggregate, sha256 zeros (ima-facts §2.7), checked byte for byte.
+  testing::Bytes data0;
+  data0.u32(40).str("sha256:").zeros(33).u32(15).str("boot_aggregate").zeros(1);
+  testing::Bytes rec0;
+  rec0.u32(10).raw(testing::unhex("0adefe762c149c7cec19da62f0da1297fcfbffff"));
+  rec0.u32(6).str("ima-ng").u32(static_cast<uint32_t>(data0.size())).str(data0.str());
+  EXPECT_EQ(bin.substr(0, rec0.size()), rec0.str());
+  EXPECT_EQ(ba->extend[0].hex(), "0adefe762c149c7cec19da62f0da1297fcfbffff");
+  EXPECT_EQ(ba->extend[1].hex(),
+            "36f1cd67a730bc4137870c4d00dbc7430b51b1ebdaa130744297cf65339078a0");
+  // Entry 1's extend values are the per-bank digests of its template data.
+  std::string data1 = bin.substr(rec0.size() + 32 + 6);
+  EXPECT_EQ(testing::to_s(std::vector<uint8_t>(f->extend[0].bytes().begin(),
+                                               f->extend[0].bytes().end())),
+            testing::to_s(evp("SHA1", data1)));
+  EXPECT_EQ(testing::to_s(std::vector<uint8_t>(f->extend[1].bytes().begin(),
+                                               f->extend[1].bytes().end())),
+            testing::to_s(evp("SHA256", data1)));
+}
+
+TEST(MeasurementList, DuplicateSuppressionFollowsTheKernel) {
+  TempDir dir;
+  auto list = MeasurementList::open(dir.path(), test_config());
+  ASSERT_TRUE(list);
+  auto first = list->append(file_entry("/bin/a", "A"));
+  ASSERT_TRUE(first && first->added);
+  const uint64_t size = list->size_bytes();
+
+  // Same template digest, same PCR: not added, not extended, points at the original.
+  auto dup = list->append(file_entry("/bin/a", "A"));
+  ASSERT_TRUE(dup);
+  EXPECT_FALSE(dup->added);
+  EXPECT_EQ(dup->index, first->index);
+  EXPECT_TRUE(dup->extend.empty());
+  EXPECT_EQ(list->size_bytes(), size);
+  EXPECT_EQ(list->count(), 1u);
+
+  // Other PCR, other path, other content: all new entries.
+  Entry other_pcr = file_entry("/bin/a", "A");
+  other_pcr.pcr = 11;
+  EXPECT_TRUE(list->append(other_pcr)->added);
+  EXPECT_TRUE(list->append(file_entry("/bin/b", "A"))->added);
+  EXPECT_TRUE(list->append(file_entry("/bin/a", "A2"))->added);
+  // Change and revert: the reverted content is a duplicate of the first entry.
+  EXPECT_FALSE(list->append(file_entry("/bin/a", "A"))->added);
+  // Another template is another template digest.
+  Entry sig = file_entry("/bin/a", "A");
+  sig.tmpl = TemplateKind::kImaSig;
+  EXPECT_TRUE(list->append(sig)->added);
+  // Violations bypass the check.
+  auto v1 = list->append_violation("/tmp/x");
+  auto v2 = list->append_violation("/tmp/x");
+  ASSERT_TRUE(v1 && v2);
+  EXPECT_TRUE(v1->added && v2->added);
+  EXPECT_TRUE(v1->violation);
+  EXPECT_EQ(v1->extend[0].hex(), std::string(40, 'f'));
+  EXPECT_EQ(v1->extend[1].hex(), std::string(64, 'f'));
+  EXPECT_EQ(list->count(), 7u);
+  EXPECT_EQ(list->violations(), 2u);
+
+  // The index survives a reopen.
+  ASSERT_TRUE(list->close());
+  auto again = MeasurementList::open(dir.path(), test_config());
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->count(), 7u);
+  EXPECT_EQ(again->violations(), 2u);
+  EXPECT_FALSE(again->append(file_entry("/bin/b", "A"))->added);
+  EXPECT_FALSE(again->append(other_pcr)->added);
+  EXPECT_EQ(again->append(file_entry("/bin/c", "C"))->index, 7u);
+}
+
+TEST(MeasurementList, DuplicateIndexUsesTheNamespaceHashAlgorithm) {
+  // A sha1 namespace keys its index on sha1 template digests; behaviour is the same.
+  TempDir dir;
+  ListConfig c = test_config();
+  c.hash_algo = HashAlgo::kSha1;
+  auto list = MeasurementList::open(dir.path(), c);
+  ASSERT_TRUE(list);
+  Entry e;
+  e.digest = *hash_bytes(HashAlgo::kSha1, testing::bytes_of("x"));
+  e.name = "/x";
+  EXPECT_TRUE(list->append(e)->added);
+  EXPECT_FALSE(list->append(e)->added);
+  // The sha1 namespace's violation d-ng has 20 zero bytes.
+  auto v = list->append_violation("/v");
+  ASSERT_TRUE(v);
+  std::string bin = testing::read_file(list->path());
+  EXPECT_NE(bin.find(std::string("sha1:\0", 6) + std::string(20, '\0') + std::string("\x03\0\0\0/v\0", 7)),
+            std::string::npos);
+}
+
+TEST(MeasurementList, ReplayMatchesIndependentComputation) {
+  TempDir dir;
+  std::vector<std::vector<Digest>> tpm;  // simulated TPM: what the caller extends
+  Digest pcr1(HashAlgo::kSha1), pcr256(HashAlgo::kSha256);
+  {
+    auto list = MeasurementList::open(dir.path(), test_config());
+    ASSERT_TRUE(list);
+    auto apply = [&](const Result<AppendOutcome>& o) {
+      ASSERT_TRUE(o) << o.error().to_string();
+      if (!o->added || o->pcr != 10) return;
+      pcr1 = *pcr_extend(pcr1, o->extend[0]);
+      pcr256 = *pcr_extend(pcr256, o->extend[1]);
+    };
+    apply(list->append_boot_aggregate({}));
+    for (int i = 0; i < 50; ++i) apply(list->append(file_entry("/f" + std::to_string(i), "c")));
+    apply(list->append_violation("/v"));
+    Entry elsewhere = file_entry("/other-pcr", "z");
+    elsewhere.pcr = 11;
+    apply(list->append(elsewhere));
+    apply(list->append(file_entry("/f0", "c")));  // duplicate: not extended
+    EXPECT_EQ(list->count(), 53u);
+  }
+  auto list = MeasurementList::open(dir.path(), test_config());
+  ASSERT_TRUE(list);
+  EXPECT_EQ(list->count(), 53u);
+  EXPECT_EQ(list->violations(), 1u);
+  auto ind = independent_replay(testing::read_file(list->path()), 10);
+  EXPECT_EQ(ind.entries, 53u);
+  EXPECT_EQ(pcr1, *Digest::from_bytes(HashAlgo::kSha1, ind.sha1));
+  EXPECT_EQ(pcr256, *Digest::from_bytes(HashAlgo::kSha256, ind.sha256));
+  EXPECT_EQ(*list->replay(10, HashAlgo::kSha1, list->count()), pcr1);
+  EXPECT_EQ(*list->replay(10, HashAlgo::kSha256, UINT64_MAX), pcr256);
+  EXPECT_EQ(*list->replay(10, HashAlgo::kSha256, 0), Digest(HashAlgo::kSha256));
+  // PCR 11 holds one entry.
+  auto p11 = list->replay(11, HashAlgo::kSha256, UINT64_MAX);
+  ASSERT_TRUE(p11);
+  EXPECT_FALSE(p11->is_zero());
+
+  // Crash recovery: which prefix does a PCR value cover?
+  auto after10 = *list->replay(10, HashAlgo::kSha256, 10);
+  EXPECT_EQ(*list->extended_prefix(10, HashAlgo::kSha256, after10), 10u);
+  EXPECT_EQ(*list->extended_prefix(10, HashAlgo::kSha256, pcr256), 53u);
+  // Entry 51 (the violation) targets PCR 10, so the value after 51 entries is matched at 51.
+  auto after51 = *list->replay(10, HashAlgo::kSha256, 51);
+  EXPECT_EQ(*list->extended_prefix(10, HashAlgo::kSha256, after51), 51u);
+  // Entry 52 targets PCR 11: the PCR-10 value after 52 entries still holds after 53, so the
+  // largest matching prefix is the whole list (nothing left to extend into PCR 10).
+  auto after52 = *list->replay(10, HashAlgo::kSha256, 52);
+  EXPECT_EQ(after52, pcr256);
+  EXPECT_EQ(*list->extended_prefix(10, HashAlgo::kSha256, after52), 53u);
+  EXPECT_FALSE(*list->extended_prefix(10, HashAlgo::kSha256, Digest::filled(HashAlgo::kSha256, 1)));
+}
+
+TEST(MeasurementList, TornRecordIsTruncatedOnOpenWithAWarning) {
+  TempDir dir;
+  uint64_t good_size = 0;
+  {
+    auto list = MeasurementList::open(dir.path(), test_config());
+    ASSERT_TRUE(list);
+    ASSERT_TRUE(list->append_boot_aggregate({}));
+    ASSERT_TRUE(list->append(file_entry("/a", "a")));
+    good_size = list->size_bytes();
+    ASSERT_TRUE(list->append(file_entry("/b", "b")));
+  }
+  auto path = dir / "binary_runtime_measurements";
+  const auto full = std::filesystem::file_size(path);
+  std::filesystem::resize_file(path, full - 10);  // crash in the middle of the third record
+
+  LogCapture log;
+  auto list = MeasurementList::open(dir.path(), test_config());
+  ASSERT_TRUE(list) << list.error().to_string();
+  EXPECT_EQ(list->count(), 2u);
+  EXPECT_EQ(list->size_bytes(), good_size);
+  EXPECT_EQ(std::filesystem::file_size(path), good_size);
+  EXPECT_NE(log.text().find("torn record at offset " + std::to_string(good_size)),
+            std::string::npos)
+      << log.text();
+  EXPECT_NE(log.text().find("truncating to 2 entries"), std::string::npos) << log.text();
+  // The list is usable and the lost entry can be appended again.
+  auto b = list->append(file_entry("/b", "b"));
+  ASSERT_TRUE(b);
+  EXPECT_TRUE(b->added);
+  EXPECT_EQ(b->index, 2u);
+}
+
+TEST(MeasurementList, ZeroFilledTailIsTornButOtherDamageIsRefused) {
+  TempDir dir;
+  auto path = dir / "binary_runtime_measurements";
+  {
+    auto list = MeasurementList::open(dir.path(), test_config());
+    ASSERT_TRUE(list);
+    ASSERT_TRUE(list->append(file_entry("/a", "a")));
+    ASSERT_TRUE(list->append(file_entry("/b", "b")));
+  }
+  const std::string good = testing::read_file(path);
+  // Blocks allocated but never written (power loss on some filesystems): truncated.
+  testing::write_file(path, good + std::string(4096, '\0'));
+  {
+    auto list = MeasurementList::open(dir.path(), test_config());
+    ASSERT_TRUE(list) << list.error().to_string();
+    EXPECT_EQ(list->count(), 2u);
+    EXPECT_EQ(std::filesystem::file_size(path), good.size());
+  }
+  // A flipped byte in the first record's path: its digest no longer matches. Refused, named,
+  // and the file is left as it was.
+  std::string bad = good;
+  bad[good.find("/a")] = '/';
+  bad[good.find("/a") + 1] = 'x';
+  testing::write_file(path, bad);
+  auto list = MeasurementList::open(dir.path(), test_config());
+  ASSERT_FALSE(list);
+  EXPECT_EQ(list.error().code, EBADMSG);
+  EXPECT_NE(list.error().where.find("offset 0"), std::string::npos) << list.error().to_string();
+  EXPECT_EQ(testing::read_file(path), bad);
+  // Garbage (non-zero) after the last record is corruption too.
+  testing::write_file(path, good + std::string(40, 'G'));
+  auto g = MeasurementList::open(dir.path(), test_config());
+  ASSERT_FALSE(g);
+  EXPECT_EQ(g.error().code, EBADMSG);
+}
+
+TEST(MeasurementList, OneWriterAtATime) {
+  TempDir dir;
+  auto a = MeasurementList::open(dir.path(), test_config());
+  ASSERT_TRUE(a);
+  auto b = MeasurementList::open(dir.path(), test_config());
+  ASSERT_FALSE(b);
+  EXPECT_EQ(b.error().code, EBUSY);
+  ASSERT_TRUE(a->close());
+  EXPECT_EQ(a->append(file_entry("/a", "a")).error().code, EBADF);
+  EXPECT_TRUE(MeasurementList::open(dir.path(), test_config()));
+}
+
+TEST(MeasurementList, ConfigurationAndTemplateMixingErrors) {
+  TempDir dir;
+  ListConfig c = test_config();
+  c.default_template = TemplateKind::kIma;  // needs sha1
+  EXPECT_EQ(MeasurementList::open(dir.path(), c).error().code, EINVAL);
+  c = test_config();
+  c.hash_algo = HashAlgo::kStreebog256;
+  EXPECT_EQ(MeasurementList::open(dir.path(), c).error().code, EINVAL);
+  EXPECT_FALSE(MeasurementList::open(dir / "missing", test_config()));
+
+  auto list = MeasurementList::open(dir.path(), test_config());
+  ASSERT_TRUE(list);
+  ASSERT_TRUE(list->append(file_entry("/a", "a")));
+  Entry legacy;
+  legacy.tmpl = TemplateKind::kIma;
+  legacy.digest = *hash_bytes(HashAlgo::kSha1, testing::bytes_of("a"));
+  legacy.name = "/a";
+  auto r = list->append(legacy);
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, EINVAL);
+  EXPECT_EQ(list->count(), 1u);
+}
+
+TEST(MeasurementList, ShortWriteIsRolledBack) {
+  TempDir dir;
+  auto list = MeasurementList::open(dir.path(), test_config());
+  ASSERT_TRUE(list);
+  ASSERT_TRUE(list->append(file_entry("/a", "a")));
+  const uint64_t size = list->size_bytes();
+
+  // A file-size limit 30 bytes past the end makes the next write(2) come back short (the same
+  // path as a full disk), and SIG_IGN turns SIGXFSZ into EFBIG for later writes.
+  struct rlimit old {};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old), 0);
+  auto old_handler = ::signal(SIGXFSZ, SIG_IGN);
+  struct rlimit lim = old;
+  lim.rlim_cur = size + 30;
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &lim), 0);
+  auto r = list->append(file_entry("/b-with-a-longer-name", "b"));
+  ::setrlimit(RLIMIT_FSIZE, &old);
+  ::signal(SIGXFSZ, old_handler);
+
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("short write"), std::string::npos) << r.error().to_string();
+  EXPECT_EQ(std::filesystem::file_size(dir / "binary_runtime_measurements"), size);
+  EXPECT_EQ(list->count(), 1u);
+  // Nothing half-written remains: the next append and a reopen both work.
+  ASSERT_TRUE(list->append(file_entry("/b-with-a-longer-name", "b")));
+  ASSERT_TRUE(list->close());
+  auto again = MeasurementList::open(dir.path(), test_config());
+  ASSERT_TRUE(again) << again.error().to_string();
+  EXPECT_EQ(again->count(), 2u);
+}
+
+TEST(MeasurementList, KilledWriterLosesNothing) {
+  TempDir dir;
+  int pipefd[2];
+  ASSERT_EQ(::pipe(pipefd), 0);
+  pid_t child = ::fork();
+  if (child == 0) {
+    ::close(pipefd[0]);
+    ListConfig c = test_config();
+    c.sync_every = 0;  // never fdatasync: only the write(2) guarantee is tested
+    c.sync_interval = std::chrono::milliseconds(0);
+    auto list = MeasurementList::open(dir.path(), c);
+    if (!list) ::_exit(2);
+    for (int i = 0; i < 100; ++i)
+      if (!list->append(file_entry("/f" + std::to_string(i), "x"))) ::_exit(3);
+    char ok = 'k';
+    (void)!::write(pipefd[1], &ok, 1);
+    ::pause();  // killed here, never closing the list
+    ::_exit(4);
+  }
+  ::close(pipefd[1]);
+  char c = 0;
+  ASSERT_EQ(::read(pipefd[0], &c, 1), 1);
+  ::close(pipefd[0]);
+  ::kill(child, SIGKILL);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status));
+
+  auto list = MeasurementList::open(dir.path(), test_config());
+  ASSERT_TRUE(list) << list.error().to_string();
+  EXPECT_EQ(list->count(), 100u);
+}
+
+TEST(MeasurementList, ConcurrentAppendersKeepTheFileConsistent) {
+  TempDir dir;
+  auto list = MeasurementList::open(dir.path(), test_config());
+  ASSERT_TRUE(list);
+  std::vector<std::thread> threads;
+  std::atomic<int> added{0}, dups{0};
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 500; ++i) {
+        // Half the names are shared by all threads: exactly one of each is added.
+        std::string name = (i % 2) ? "/shared" + std::to_string(i) : "/t" + std::to_string(t) +
+                                                                            "-" + std::to_string(i);
+        auto r = list->append(file_entry(name, "x"));
+        ASSERT_TRUE(r);
+        (r->added ? added : dups)++;
+      }
+    });
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(added.load(), 4 * 250 + 250);
+  EXPECT_EQ(dups.load(), 3 * 250);
+  EXPECT_EQ(list->count(), static_cast<uint64_t>(added.load()));
+  ASSERT_TRUE(list->close());
+  auto again = MeasurementList::open(dir.path(), test_config());
+  ASSERT_TRUE(again) << again.error().to_string();
+  EXPECT_EQ(again->count(), static_cast<uint64_t>(added.load()));
+}
+
+TEST(MeasurementList, RenderersForEachAndFollow) {
+  TempDir dir;
+  auto list = MeasurementList::open(dir.path(), test_config());
+  ASSERT_TRUE(list);
+  ASSERT_TRUE(list->append_boot_aggregate({}));
+  for (int i = 0; i < 2500; ++i) ASSERT_TRUE(list->append(file_entry("/f" + std::to_string(i), "x")));
+  ASSERT_TRUE(list->append_violation("/v"));
+
+  // Binary (sha1) rendering is the file itself.
+  std::ostringstream bin;
+  ASSERT_TRUE(list->render_binary(bin));
+  EXPECT_EQ(bin.str(), testing::read_file(list->path()));
+
+  // Ascii and the sha256 variants agree with the per-record functions, line by line.
+  std::ostringstream ascii, ascii256, bin256;
+  ASSERT_TRUE(list->render_ascii(ascii));
+  ASSERT_TRUE(list->render_ascii(ascii256, HashAlgo::kSha256));
+  ASSERT_TRUE(list->render_binary(bin256, HashAlgo::kSha256));
+  std::string want, want256, wantbin256;
+  ASSERT_TRUE(list->for_each(0, [&](uint64_t, const Record& r) -> Result<void> {
+    EXPECT_TRUE(append_ascii(r, HashAlgo::kSha1, want));
+    EXPECT_TRUE(append_ascii(r, HashAlgo::kSha256, want256));
+    EXPECT_TRUE(append_binary(r, HashAlgo::kSha256, wantbin256));
+    return {};
+  }));
+  EXPECT_EQ(ascii.str(), want);
+  EXPECT_EQ(ascii256.str(), want256);
+  EXPECT_EQ(bin256.str(), wantbin256);
+  EXPECT_EQ(std::count(want.begin(), want.end(), '\n'), 2502);
+  EXPECT_TRUE(want.ends_with(" ima-ng sha256:" + std::string(64, '0') + " /v\n"));  // violation
+
+  // for_each from an index beyond a checkpoint yields exactly the tail.
+  uint64_t first = 0, n = 0;
+  ASSERT_TRUE(list->for_each(2100, [&](uint64_t i, const Record&) -> Result<void> {
+    if (n++ == 0) first = i;
+    return {};
+  }));
+  EXPECT_EQ(first, 2100u);
+  EXPECT_EQ(n, 402u);
+
+  // Follow: read_at never returns past the committed end and picks up new records.
+  std::vector<uint8_t> buf(1 << 16);
+  uint64_t off = 0;
+  std::string followed;
+  for (;;) {
+    auto got = list->read_at(off, buf);
+    ASSERT_TRUE(got);
+    if (*got == 0) break;
+    followed.append(buf.begin(), buf.begin() + static_cast<long>(*got));
+    off += *got;
+  }
+  EXPECT_EQ(followed, bin.str());
+  ASSERT_TRUE(list->append(file_entry("/late", "x")));
+  auto got = list->read_at(off, buf);
+  ASSERT_TRUE(got);
+  EXPECT_EQ(off + *got, list->size_bytes());
+}
+
+}  // namespace
+}  // namespace nsima::measure
