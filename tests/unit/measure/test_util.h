@@ -50,7 +50,7 @@ struct CommandResult {
 
 inline CommandResult run(const std::string& cmd) {
   CommandResult r;
-  FILE* f = ::popen((cmd + " 2>&1").c_str(), "r");
+  FILE* f = ::popen(("(" + cmd + ") 2>&1").c_str(), "r");
   if (!f) return r;
   char buf[4096];
   size_t n;
