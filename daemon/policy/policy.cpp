@@ -64,6 +64,55 @@ uint16_t action_bit(Action a) {
   return 0;
 }
 
+// Quick key: an access's fs and owner values hashed into one word, so that a rule's equality
+// conditions become one mask-and-compare. Collisions only let a rule through to the full check.
+constexpr int kQkMaskShift = 0;     // 4 bits: the access mask (exact mask= rules)
+constexpr int kQkFsmagicShift = 4;  // 16 bits
+constexpr int kQkFsnameShift = 20;  // 16 bits
+constexpr int kQkFsuuidShift = 36;  // 12 bits
+constexpr int kQkFownerShift = 48;  // 8 bits (fowner= rules only, not < or >)
+constexpr int kQkFgroupShift = 56;  // 8 bits
+
+inline uint64_t mix(uint64_t x) {
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdull;
+  x ^= x >> 33;
+  x *= 0xc4ceb9fe1a85ec53ull;
+  return x ^ (x >> 33);
+}
+
+inline uint64_t hash_bytes(const void* data, size_t len) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  uint64_t h = 0x9e3779b97f4a7c15ull ^ len;
+  while (len >= 8) {
+    uint64_t w;
+    std::memcpy(&w, p, 8);
+    h = mix(h ^ w);
+    p += 8;
+    len -= 8;
+  }
+  uint64_t w = 0;
+  std::memcpy(&w, p, len);
+  return mix(h ^ w);
+}
+
+inline uint64_t field(uint64_t hash, int bits, int shift) { return (hash >> (64 - bits)) << shift; }
+
+inline uint64_t fs_key(uint64_t fsmagic, const char* fsname, size_t fsname_len,
+                       const std::array<uint8_t, 16>& uuid) {
+  return field(mix(fsmagic), 16, kQkFsmagicShift) |
+         field(hash_bytes(fsname, fsname_len), 16, kQkFsnameShift) |
+         field(hash_bytes(uuid.data(), uuid.size()), 12, kQkFsuuidShift);
+}
+
+inline uint64_t access_key(const Access& a) {
+  return (uint64_t{a.mask & 0xf} << kQkMaskShift) |
+         fs_key(a.fsmagic, a.fsname.data(), a.fsname.size(), a.fsuuid) |
+         field(mix(a.fowner), 8, kQkFownerShift) | field(mix(a.fgroup), 8, kQkFgroupShift);
+}
+
+constexpr uint64_t bits_mask(int bits, int shift) { return ((uint64_t{1} << bits) - 1) << shift; }
+
 inline bool cmp(uint8_t op, uint32_t id, uint32_t value) {
   switch (static_cast<CmpOp>(op)) {
     case CmpOp::kEq:
@@ -139,7 +188,11 @@ void Policy::compile() {
   compiled_.clear();
   compiled_.reserve(rules_.size());
   fsnames_.clear();
-  for (auto& list : by_func_) list.clear();
+  for (auto& index : by_func_) {
+    index.rules.clear();
+    index.qmask.clear();
+    index.qval.clear();
+  }
   requested_ = 0;
   const auto& templates = builtin_templates();
 
@@ -196,19 +249,54 @@ void Policy::compile() {
     c.appraise_algos = r.appraise_algos;
     compiled_.push_back(c);
 
-    auto idx = static_cast<uint32_t>(i);
+    // Quick key of the rule's equality conditions.
+    uint64_t qmask = 0, qval = 0;
+    if (c.cond & kCondMask) {
+      qmask |= bits_mask(4, kQkMaskShift);
+      qval |= uint64_t{c.mask} << kQkMaskShift;
+    }
+    static const std::array<uint8_t, 16> kNoUuid{};
+    uint64_t fk = fs_key(c.fsmagic, r.fsname ? r.fsname->data() : "",
+                         r.fsname ? r.fsname->size() : 0, r.fsuuid ? *r.fsuuid : kNoUuid);
+    if (c.cond & kCondFsmagic) qmask |= bits_mask(16, kQkFsmagicShift);
+    if (c.cond & kCondFsname) qmask |= bits_mask(16, kQkFsnameShift);
+    if (c.cond & kCondFsuuid) qmask |= bits_mask(12, kQkFsuuidShift);
+    qval |= fk & qmask;
+    if ((c.cond & kCondFowner) && r.fowner.op == CmpOp::kEq) {
+      qmask |= bits_mask(8, kQkFownerShift);
+      qval |= field(mix(c.fowner), 8, kQkFownerShift);
+    }
+    if ((c.cond & kCondFgroup) && r.fgroup.op == CmpOp::kEq) {
+      qmask |= bits_mask(8, kQkFgroupShift);
+      qval |= field(mix(c.fgroup), 8, kQkFgroupShift);
+    }
+    auto add = [&](size_t f) {
+      by_func_[f].rules.push_back(static_cast<uint32_t>(i));
+      // Buffer funcs (KEY_CHECK, CRITICAL_DATA) match no inode: their rules always pass.
+      bool data =
+          static_cast<Func>(f) == Func::kKeyCheck || static_cast<Func>(f) == Func::kCriticalData;
+      by_func_[f].qmask.push_back(data ? 0 : qmask);
+      by_func_[f].qval.push_back(data ? 0 : qval);
+    };
     if (r.func == Func::kNone) {
       // A rule without func= matches every func except the buffer ones: ima_match_rules()
       // requires rule->func == func for KEY_CHECK and CRITICAL_DATA.
       for (size_t f = 0; f < kFuncCount; ++f) {
         auto ff = static_cast<Func>(f);
-        if (ff != Func::kKeyCheck && ff != Func::kCriticalData) by_func_[f].push_back(idx);
+        if (ff != Func::kKeyCheck && ff != Func::kCriticalData) add(f);
       }
     } else {
-      by_func_[static_cast<size_t>(r.func)].push_back(idx);
+      add(static_cast<size_t>(r.func));
     }
     // ima_update_policy_flags(): only DO actions count, and SETXATTR_CHECK rules do not.
     if (r.func != Func::kSetxattrCheck) requested_ |= c.action & kActDoMask;
+  }
+  // Pad each list to whole blocks with entries no key passes ((k & 0) != 1).
+  for (auto& index : by_func_) {
+    while (index.qmask.size() % kQuickBlock) {
+      index.qmask.push_back(0);
+      index.qval.push_back(1);
+    }
   }
 }
 
@@ -239,8 +327,32 @@ void Policy::evaluate_into(const Access& a, Decision& d) const {
   const char* fsnames = fsnames_.data();
   const size_t fsname_len = a.fsname.size();
 
-  for (uint32_t idx : by_func_[fi]) {
-    if (!actmask) break;
+  const FuncIndex& index = by_func_[fi];
+  const uint64_t key = access_key(a);
+  const uint64_t* qmask = index.qmask.data();
+  const uint64_t* qval = index.qval.data();
+  const size_t padded = index.qmask.size();
+  uint32_t pending = 0;  // candidates of the current block, one bit per rule
+  size_t base = 0;
+
+  while (actmask) {
+    if (!pending) {
+      // Find the next block with a candidate: eight branch-free mask-and-compares per branch.
+      while (base < padded) {
+        uint32_t bits = 0;
+        for (size_t k = 0; k < kQuickBlock; ++k)
+          bits |= static_cast<uint32_t>((key & qmask[base + k]) == qval[base + k]) << k;
+        base += kQuickBlock;
+        if (bits) {
+          pending = bits;
+          break;
+        }
+      }
+      if (!pending) break;
+    }
+    const size_t pos = base - kQuickBlock + static_cast<size_t>(__builtin_ctz(pending));
+    pending &= pending - 1;
+    const uint32_t idx = index.rules[pos];
     const Compiled& r = compiled_[idx];
     if (!(r.action & actmask)) continue;
     const uint16_t c = r.cond;

@@ -7,7 +7,9 @@
 //
 // evaluate() is on the daemon's hot path: it allocates nothing (the rule lists per func are
 // built at parse time) unless the deciding appraise rule carries appraise_algos=, whose names
-// are copied into the Decision (evaluate_into() reuses the Decision's storage instead).
+// are copied into the Decision (evaluate_into() reuses the Decision's storage instead). Each
+// func's list carries a 64-bit "quick key" per rule (hashed fs and owner conditions) so that the
+// walk rejects most rules with one AND and compare, eight rules per branch.
 #pragma once
 
 #include <array>
@@ -98,13 +100,21 @@ class Policy {
     uint64_t fsmagic;
     std::array<uint8_t, 16> fsuuid;
   };
+  // The rules that can match one func (func= equal, or no func=), in policy order. A rule can
+  // only match an access whose quick key k has (k & qmask[i]) == qval[i]; the arrays are padded
+  // to a multiple of kQuickBlock with entries that never pass.
+  struct FuncIndex {
+    std::vector<uint32_t> rules;
+    std::vector<uint64_t> qmask, qval;
+  };
+  static constexpr size_t kQuickBlock = 8;
   void compile();
 
   std::string filename_;
   std::vector<Rule> rules_;
   std::vector<Compiled> compiled_;
-  std::string fsnames_;                                    // fsname= values, concatenated
-  std::array<std::vector<uint32_t>, kFuncCount> by_func_;  // rules that can match each func
+  std::string fsnames_;  // fsname= values, concatenated
+  std::array<FuncIndex, kFuncCount> by_func_;
   uint32_t requested_ = 0;  // DO-action bits present in the policy (ima_policy_flag)
 };
 
