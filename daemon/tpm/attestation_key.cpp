@@ -64,8 +64,8 @@ Result<PkeyPtr> pkey_from_params(const char* type, OSSL_PARAM_BLD* bld) {
 Result<PkeyPtr> rsa_pkey(const TPMT_PUBLIC& pub) {
   const TPM2B_PUBLIC_KEY_RSA& n = pub.unique.rsa;
   // 0 in the template means the default exponent 2^16+1 (TPM 2.0 Part 2, TPMS_RSA_PARMS).
-  const uint32_t exp = pub.parameters.rsaDetail.exponent ? pub.parameters.rsaDetail.exponent
-                                                         : 65537u;
+  const uint32_t exp =
+      pub.parameters.rsaDetail.exponent ? pub.parameters.rsaDetail.exponent : 65537u;
   BnPtr bn_n(BN_bin2bn(n.buffer, n.size, nullptr));
   BnPtr bn_e(BN_new());
   if (!bn_n || !bn_e || BN_set_word(bn_e.get(), exp) != 1)
@@ -93,8 +93,8 @@ Result<PkeyPtr> ecc_pkey(const TPMT_PUBLIC& pub) {
   if (!bld ||
       OSSL_PARAM_BLD_push_utf8_string(bld.get(), OSSL_PKEY_PARAM_GROUP_NAME, "prime256v1", 0) !=
           1 ||
-      OSSL_PARAM_BLD_push_octet_string(bld.get(), OSSL_PKEY_PARAM_PUB_KEY, point,
-                                       sizeof(point)) != 1)
+      OSSL_PARAM_BLD_push_octet_string(bld.get(), OSSL_PKEY_PARAM_PUB_KEY, point, sizeof(point)) !=
+          1)
     return tl::unexpected(ssl_error("OSSL_PARAM_BLD_push"));
   return pkey_from_params("EC", bld.get());
 }
@@ -145,8 +145,8 @@ Result<std::string> public_to_pem(const TPMT_PUBLIC& pub) {
   return std::string(data, static_cast<size_t>(len));
 }
 
-Result<std::vector<uint8_t>> serialize_pcrs_file(
-    const TPML_PCR_SELECTION& selection, const std::vector<std::vector<uint8_t>>& digests) {
+Result<std::vector<uint8_t>> serialize_pcrs_file(const TPML_PCR_SELECTION& selection,
+                                                 const std::vector<std::vector<uint8_t>>& digests) {
   size_t selected = 0;
   for (UINT32 i = 0; i < selection.count; ++i) {
     const TPMS_PCR_SELECTION& s = selection.pcrSelections[i];

@@ -42,8 +42,9 @@ Result<EsysConnection> EsysConnection::open(const std::string& tcti) {
   if (rc != TSS2_RC_SUCCESS) {
     Error e = esys_error("Tss2_TctiLdr_Initialize", rc, tcti);
     e.code = rc == TSS2_TCTI_RC_BAD_VALUE || rc == TSS2_TCTI_RC_NOT_SUPPORTED ? EINVAL : EIO;
-    e.message += " (TCTI strings look like device:/dev/tpmrm0, swtpm:path=/run/x.sock or "
-                 "swtpm:host=127.0.0.1,port=2321)";
+    e.message +=
+        " (TCTI strings look like device:/dev/tpmrm0, swtpm:path=/run/x.sock or "
+        "swtpm:host=127.0.0.1,port=2321)";
     return tl::unexpected(std::move(e));
   }
   c.tcti_.reset(raw_tcti);

@@ -189,10 +189,9 @@ Result<void> EsysTpm::extend(int pcr, const std::vector<BankDigest>& digests) {
                           tcti_);
       }
       if (!banks_[idx].has(pcr)) {
-        return make_error(EINVAL,
-                          "PCR " + std::to_string(pcr) + " is not allocated in bank " +
-                              bank_name(d.bank),
-                          tcti_);
+        return make_error(
+            EINVAL, "PCR " + std::to_string(pcr) + " is not allocated in bank " + bank_name(d.bank),
+            tcti_);
       }
       TPMT_HA& ha = values.digests[values.count++];
       ha.hashAlg = static_cast<TPMI_ALG_HASH>(d.bank);
@@ -229,8 +228,8 @@ Result<TPML_PCR_SELECTION> EsysTpm::build_selection_locked(
       std::vector<Bank> names;
       for (const auto& x : banks_) names.push_back(x.bank);
       return make_error(EINVAL,
-                        "PCR bank " + bank_name(s.bank) + " is not allocated (allocated: " +
-                            bank_list(names) + ")",
+                        "PCR bank " + bank_name(s.bank) +
+                            " is not allocated (allocated: " + bank_list(names) + ")",
                         tcti_);
     }
     if (!bank_supported(s.bank)) {
@@ -247,10 +246,9 @@ Result<TPML_PCR_SELECTION> EsysTpm::build_selection_locked(
     TPMS_PCR_SELECTION& dst = out.pcrSelections[i];
     for (int pcr : s.pcrs) {
       if (!b->has(pcr)) {
-        return make_error(EINVAL,
-                          "PCR " + std::to_string(pcr) + " is not allocated in bank " +
-                              bank_name(s.bank),
-                          tcti_);
+        return make_error(
+            EINVAL, "PCR " + std::to_string(pcr) + " is not allocated in bank " + bank_name(s.bank),
+            tcti_);
       }
       dst.pcrSelect[pcr / 8] |= static_cast<BYTE>(1u << (pcr % 8));
       any = true;
@@ -311,9 +309,9 @@ Result<std::map<int, std::vector<uint8_t>>> EsysTpm::read_pcrs(Bank bank,
 Result<void> EsysTpm::flush_transients_locked() {
   EsysPtr<TPMS_CAPABILITY_DATA> cap;
   TPMI_YES_NO more = TPM2_NO;
-  TSS2_RC rc = Esys_GetCapability(conn_->get(), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
-                                  TPM2_CAP_HANDLES, TPM2_TRANSIENT_FIRST, TPM2_MAX_CAP_HANDLES,
-                                  &more, esys_out(cap));
+  TSS2_RC rc =
+      Esys_GetCapability(conn_->get(), ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, TPM2_CAP_HANDLES,
+                         TPM2_TRANSIENT_FIRST, TPM2_MAX_CAP_HANDLES, &more, esys_out(cap));
   if (rc != TSS2_RC_SUCCESS) return tl::unexpected(fail_locked("Esys_GetCapability", rc));
   const TPML_HANDLE& handles = cap->data.handles;
   for (UINT32 i = 0; i < handles.count; ++i) {
@@ -331,9 +329,8 @@ Result<void> EsysTpm::flush_transients_locked() {
 
 Result<ESYS_TR> EsysTpm::create_ak_locked(EsysPtr<TPM2B_PUBLIC>* out_public) {
   ESYS_CONTEXT* ctx = conn_->get();
-  const ESYS_TR hierarchy = opts_.ak_hierarchy == AkHierarchy::kEndorsement
-                                ? ESYS_TR_RH_ENDORSEMENT
-                                : ESYS_TR_RH_OWNER;
+  const ESYS_TR hierarchy =
+      opts_.ak_hierarchy == AkHierarchy::kEndorsement ? ESYS_TR_RH_ENDORSEMENT : ESYS_TR_RH_OWNER;
   TPM2B_AUTH auth{};
   auth.size = static_cast<UINT16>(opts_.hierarchy_auth.size());
   std::memcpy(auth.buffer, opts_.hierarchy_auth.data(), opts_.hierarchy_auth.size());
@@ -351,8 +348,8 @@ Result<ESYS_TR> EsysTpm::create_ak_locked(EsysPtr<TPM2B_PUBLIC>* out_public) {
     EsysPtr<TPMT_TK_CREATION> creation_ticket;
     rc = Esys_CreatePrimary(ctx, hierarchy, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE,
                             &sensitive, &tmpl, &outside_info, &creation_pcr, &handle,
-                            esys_out(*out_public), esys_out(creation_data),
-                            esys_out(creation_hash), esys_out(creation_ticket));
+                            esys_out(*out_public), esys_out(creation_data), esys_out(creation_hash),
+                            esys_out(creation_ticket));
     if (rc == TSS2_RC_SUCCESS) return handle;
     // Without a resource manager, objects a crashed client (or a tpm2-tools run) left loaded fill
     // the TPM's few object slots for good. Flush them once and try again.

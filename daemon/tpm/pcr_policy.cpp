@@ -86,8 +86,8 @@ std::string pcr_owners(int pcr) {
   for (const PcrOwner& o : kRegistry) {
     if (o.pcr != pcr) continue;
     if (!out.empty()) out += "; ";
-    out += std::string(o.owner) + " (" + std::string(o.measures) + ", " + std::string(o.source) +
-           ")";
+    out +=
+        std::string(o.owner) + " (" + std::string(o.measures) + ", " + std::string(o.source) + ")";
   }
   return out;
 }
@@ -124,7 +124,8 @@ Result<void> check_host_pcr(int pcr, const KernelIma& ima) {
     return make_error(EBUSY,
                       "PCR " + std::to_string(pcr) +
                           " appears in kernel IMA's runtime measurement list (a policy rule with "
-                          "pcr=" + std::to_string(pcr) + ")",
+                          "pcr=" +
+                          std::to_string(pcr) + ")",
                       "host PCR " + std::to_string(pcr));
   }
   return {};
@@ -204,8 +205,8 @@ Result<KernelIma> detect_kernel_ima(const ImaProbePaths& paths) {
   if (res.present || ima_dir || lsm_ima) {
     res.present = true;
     res.pcr = kImaDefaultPcr;
-    res.evidence = ima_dir ? (paths.securityfs / "ima").string()
-                           : (paths.securityfs / "lsm").string();
+    res.evidence =
+        ima_dir ? (paths.securityfs / "ima").string() : (paths.securityfs / "lsm").string();
     return res;
   }
   res.evidence = "no IMA in " + paths.securityfs.string() +

@@ -69,8 +69,8 @@ struct ImaProbePaths {
 
 // What detect_kernel_ima() found.
 struct KernelIma {
-  bool present = false;  // the kernel has IMA
-  int pcr = kNoKernelIma;  // the PCR it extends (CONFIG_IMA_MEASURE_PCR_IDX), or kNoKernelIma
+  bool present = false;     // the kernel has IMA
+  int pcr = kNoKernelIma;   // the PCR it extends (CONFIG_IMA_MEASURE_PCR_IDX), or kNoKernelIma
   std::set<int> list_pcrs;  // every PCR in the runtime list (policy rules may add pcr=N)
   std::string evidence;     // how it was decided, for logs
 };

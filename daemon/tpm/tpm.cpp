@@ -28,10 +28,10 @@ struct BankInfo {
 
 // Sizes from the TCG Algorithm Registry; names as tpm2-tools prints them.
 constexpr BankInfo kBanks[] = {
-    {Bank::kSha1, "sha1", 20, true},           {Bank::kSha256, "sha256", 32, true},
-    {Bank::kSha384, "sha384", 48, true},       {Bank::kSha512, "sha512", 64, true},
-    {Bank::kSm3_256, "sm3_256", 32, true},     {Bank::kSha3_256, "sha3_256", 32, false},
-    {Bank::kSha3_384, "sha3_384", 48, false},  {Bank::kSha3_512, "sha3_512", 64, false},
+    {Bank::kSha1, "sha1", 20, true},          {Bank::kSha256, "sha256", 32, true},
+    {Bank::kSha384, "sha384", 48, true},      {Bank::kSha512, "sha512", 64, true},
+    {Bank::kSm3_256, "sm3_256", 32, true},    {Bank::kSha3_256, "sha3_256", 32, false},
+    {Bank::kSha3_384, "sha3_384", 48, false}, {Bank::kSha3_512, "sha3_512", 64, false},
 };
 
 const BankInfo* find(Bank bank) {
@@ -42,8 +42,8 @@ const BankInfo* find(Bank bank) {
 }
 
 // Writes bytes to dir/name through a temporary file + rename.
-Result<void> write_file(const std::filesystem::path& dir, std::string_view name,
-                        const void* data, size_t len) {
+Result<void> write_file(const std::filesystem::path& dir, std::string_view name, const void* data,
+                        size_t len) {
   const std::filesystem::path final_path = dir / name;
   const std::filesystem::path tmp_path = dir / (std::string(".") + std::string(name) + ".tmp");
   UniqueFd fd(::open(tmp_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
@@ -128,13 +128,12 @@ Result<void> write_quote_files(const Quote& quote, const std::filesystem::path& 
   }
   if (auto r = write_file(dir, kQuoteMessageFile, quote.message.data(), quote.message.size()); !r)
     return r;
-  if (auto r = write_file(dir, kQuoteSignatureFile, quote.signature.data(),
-                          quote.signature.size());
+  if (auto r = write_file(dir, kQuoteSignatureFile, quote.signature.data(), quote.signature.size());
       !r)
     return r;
   if (auto r = write_file(dir, kQuotePcrsFile, quote.pcrs.data(), quote.pcrs.size()); !r) return r;
-  if (auto r = write_file(dir, kQuoteAkPemFile, quote.ak_public_pem.data(),
-                          quote.ak_public_pem.size());
+  if (auto r =
+          write_file(dir, kQuoteAkPemFile, quote.ak_public_pem.data(), quote.ak_public_pem.size());
       !r)
     return r;
   const std::string nonce_hex = to_hex(quote.nonce) + "\n";

@@ -75,7 +75,7 @@ struct Quote {
   std::string ak_public_pem;       // the attestation key, SubjectPublicKeyInfo PEM
   Bank hash = Bank::kSha256;       // hash of the signature and the PCR composite (-g)
   std::vector<uint8_t> nonce;      // qualifying data as sent (-q)
-  std::vector<PcrSelection> selection;                          // as quoted (canonical)
+  std::vector<PcrSelection> selection;                         // as quoted (canonical)
   std::map<Bank, std::map<int, std::vector<uint8_t>>> values;  // the quoted PCR values
   std::vector<uint8_t> pcr_digest;  // TPMS_QUOTE_INFO.pcrDigest, checked against `values`
 };

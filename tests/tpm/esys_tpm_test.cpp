@@ -4,10 +4,10 @@
 // and the failure paths (bad TCTI strings, swtpm killed under us, reconnect).
 #include "tpm/esys_tpm.h"
 
+#include <gtest/gtest.h>
+
 #include <cerrno>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "swtpm_fixture.h"
 #include "tpm_test_util.h"
@@ -48,7 +48,8 @@ class EsysTpmTest : public ::testing::Test {
   void extend_both(int pcr, const std::vector<BankDigest>& d) {
     auto r = tpm_->extend(pcr, d);
     ASSERT_TRUE(r) << r.error().to_string();
-    for (const auto& bd : d) model(bd.bank, pcr) = ossl_extend(bd.bank, model(bd.bank, pcr), bd.digest);
+    for (const auto& bd : d)
+      model(bd.bank, pcr) = ossl_extend(bd.bank, model(bd.bank, pcr), bd.digest);
   }
 
   SwtpmProcess swtpm_;
@@ -159,7 +160,7 @@ TEST_F(EsysTpmTest, RejectsBadExtendsWithoutTouchingThePcr) {
     ASSERT_FALSE(r);
     EXPECT_EQ(r.error().code, EINVAL);
   }
-  EXPECT_FALSE(tpm_->read_pcr(24, Bank::kSha256));  // swtpm has PCRs 0..23
+  EXPECT_FALSE(tpm_->read_pcr(24, Bank::kSha256));   // swtpm has PCRs 0..23
   EXPECT_FALSE(tpm_->read_pcr(10, Bank::kSm3_256));  // not allocated on swtpm
   EXPECT_FALSE(tpm_->read_pcrs(Bank::kSha256, {}));
 
@@ -205,7 +206,8 @@ TEST_F(EsysTpmTest, ConcurrentExtendsFromManyThreadsAreSerialised) {
   EXPECT_EQ(failures.load(), 0);
   // Identical digests make the final value independent of the interleaving.
   for (int i = 0; i < kThreads * kPerThread; ++i) {
-    for (const auto& bd : d) model(bd.bank, 13) = ossl_extend(bd.bank, model(bd.bank, 13), bd.digest);
+    for (const auto& bd : d)
+      model(bd.bank, 13) = ossl_extend(bd.bank, model(bd.bank, 13), bd.digest);
   }
   for (Bank b : kSwtpmBanks) {
     auto v = tpm_->read_pcr(13, b);

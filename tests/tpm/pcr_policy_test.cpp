@@ -3,13 +3,12 @@
 // fake securityfs / kernel-config trees (no TPM needed).
 #include "tpm/pcr_policy.h"
 
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <fstream>
 #include <set>
-
-#include <gtest/gtest.h>
 
 namespace nsima::tpm {
 namespace {

@@ -3,14 +3,13 @@
 // right nonce accepted, wrong nonce and tampered files rejected, quoted PCR values equal to the
 // TPM's, the PCR file byte-identical to tpm2_quote's, the AK deterministic, no transient object
 // left behind, and recovery from object slots another client filled.
+#include <gtest/gtest.h>
 #include <openssl/rand.h>
 
 #include <atomic>
 #include <cerrno>
 #include <fstream>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "swtpm_fixture.h"
 #include "tpm/esys_tpm.h"
@@ -45,8 +44,8 @@ std::vector<uint8_t> read_file(const std::filesystem::path& p) {
 }
 
 void write_bytes(const std::filesystem::path& p, const std::vector<uint8_t>& b) {
-  std::ofstream(p, std::ios::binary).write(reinterpret_cast<const char*>(b.data()),
-                                           static_cast<std::streamsize>(b.size()));
+  std::ofstream(p, std::ios::binary)
+      .write(reinterpret_cast<const char*>(b.data()), static_cast<std::streamsize>(b.size()));
 }
 
 ToolResult checkquote(const std::filesystem::path& dir, const std::string& nonce_hex) {
@@ -160,7 +159,7 @@ TEST_P(QuoteTest, PcrFileIsByteIdenticalToTpm2Quote) {
 
   // The same AK template made by tpm2-tools, and tpm2_quote's own output files.
   const std::string alg = GetParam() == AkAlgorithm::kEccP256 ? "ecc256:ecdsa-sha256:null"
-                                                               : "rsa2048:rsassa-sha256:null";
+                                                              : "rsa2048:rsassa-sha256:null";
   const std::string ctx = (swtpm_.dir() / "tools_ak.ctx").string();
   ToolResult cp = run_tool({"tpm2_createprimary", "-T", swtpm_.tcti(), "-C", "e", "-G", alg, "-a",
                             "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|restricted|sign",
@@ -183,11 +182,10 @@ TEST_P(QuoteTest, PcrFileIsByteIdenticalToTpm2Quote) {
   // Same template, same seed: tpm2-tools derived the very same key.
   EXPECT_EQ(to_hex(read_file(tools / "ak.pub.pem")), to_hex(bytes(q->ak_public_pem)));
   // So our PEM verifies tpm2_quote's quote, and tpm2_checkquote takes our pcrs for it.
-  ToolResult cross = run_tool({"tpm2_checkquote", "-u", (dir_ / kQuoteAkPemFile).string(), "-m",
-                               (tools / "quote.msg").string(), "-s",
-                               (tools / "quote.sig").string(), "-f",
-                               (dir_ / kQuotePcrsFile).string(), "-g", "sha256", "-q",
-                               to_hex(nonce)});
+  ToolResult cross =
+      run_tool({"tpm2_checkquote", "-u", (dir_ / kQuoteAkPemFile).string(), "-m",
+                (tools / "quote.msg").string(), "-s", (tools / "quote.sig").string(), "-f",
+                (dir_ / kQuotePcrsFile).string(), "-g", "sha256", "-q", to_hex(nonce)});
   EXPECT_EQ(cross.rc, 0) << cross.output;
 }
 
@@ -232,9 +230,9 @@ TEST_P(QuoteTest, LeavesNoTransientObjectLoaded) {
 TEST_P(QuoteTest, RecoversWhenAnotherClientFilledTheObjectSlots) {
   // tpm2-tools without a resource manager leaves every object it creates loaded.
   for (int i = 0; i < 3; ++i) {
-    ToolResult r = run_tool({"tpm2_createprimary", "-T", swtpm_.tcti(), "-C", "o", "-c",
-                             (swtpm_.dir() / ("leak" + std::to_string(i) + ".ctx")).string(),
-                             "-Q"});
+    ToolResult r =
+        run_tool({"tpm2_createprimary", "-T", swtpm_.tcti(), "-C", "o", "-c",
+                  (swtpm_.dir() / ("leak" + std::to_string(i) + ".ctx")).string(), "-Q"});
     ASSERT_EQ(r.rc, 0) << r.output;
   }
   ASSERT_NE(transient_handles(swtpm_.tcti()).find("0x80"), std::string::npos);

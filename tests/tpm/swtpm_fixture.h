@@ -76,8 +76,9 @@ class SwtpmProcess {
     if (pid_ > 0) return fail(error, "swtpm already running");
     const std::string binary = find_in_path("swtpm");
     if (binary.empty()) {
-      return fail(error, "swtpm not found in PATH; install the swtpm and swtpm-tools packages "
-                         "(tests that need a TPM fail rather than skip)");
+      return fail(error,
+                  "swtpm not found in PATH; install the swtpm and swtpm-tools packages "
+                  "(tests that need a TPM fail rather than skip)");
     }
     if (dir_.empty()) {
       const char* tmp = std::getenv("TMPDIR");
@@ -145,7 +146,9 @@ class SwtpmProcess {
   }
 
   // True if a process with this pid exists (zombies count: they are leftovers too).
-  static bool process_exists(pid_t pid) { return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM); }
+  static bool process_exists(pid_t pid) {
+    return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM);
+  }
 
  private:
   static bool fail(std::string* error, const std::string& why) {
@@ -195,13 +198,15 @@ class SwtpmProcess {
     std::vector<std::string> a = {binary, "socket", "--tpm2", "--tpmstate",
                                   "dir=" + state_dir().string()};
     if (opts_.transport == Transport::kTcp) {
-      a.insert(a.end(), {"--server", "type=tcp,port=" + std::to_string(port_) + ",bindaddr=127.0.0.1",
-                         "--ctrl", "type=tcp,port=" + std::to_string(port_ + 1) + ",bindaddr=127.0.0.1"});
+      a.insert(a.end(),
+               {"--server", "type=tcp,port=" + std::to_string(port_) + ",bindaddr=127.0.0.1",
+                "--ctrl", "type=tcp,port=" + std::to_string(port_ + 1) + ",bindaddr=127.0.0.1"});
     } else {
       a.insert(a.end(), {"--server", "type=unixio,path=" + socket_path().string(), "--ctrl",
                          "type=unixio,path=" + ctrl_path().string()});
     }
-    a.insert(a.end(), {"--flags", opts_.startup_clear ? "not-need-init,startup-clear" : "not-need-init"});
+    a.insert(a.end(),
+             {"--flags", opts_.startup_clear ? "not-need-init,startup-clear" : "not-need-init"});
     return a;
   }
 
@@ -268,8 +273,10 @@ class SwtpmProcess {
     size_t got = 0;
     while (ok && got < sizeof(rsp)) {
       ssize_t n = ::recv(fd, rsp + got, sizeof(rsp) - got, 0);
-      if (n <= 0) ok = false;
-      else got += static_cast<size_t>(n);
+      if (n <= 0)
+        ok = false;
+      else
+        got += static_cast<size_t>(n);
     }
     ::close(fd);
     return ok && rsp[0] == 0x80 && (rsp[1] == 0x01 || rsp[1] == 0x02);

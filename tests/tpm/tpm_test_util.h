@@ -3,6 +3,7 @@
 // tpm2_pcrread (tpm2-tools, a separate TSS user) prints them. Neither uses nsima's TPM code.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <openssl/evp.h>
 
 #include <map>
@@ -10,8 +11,6 @@
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "common/hex.h"
 #include "swtpm_fixture.h"
