@@ -16,7 +16,8 @@ struct Builtin {
 
 // clang-format off
 constexpr Builtin kBuiltins[] = {
-    {"tcb", R"policy(# nsima builtin "tcb": the kernel's ima_policy=tcb rule list (security/integrity/ima/ima_policy.c,
+    {"tcb", R"policy(# SPDX-License-Identifier: Apache-2.0
+# nsima builtin "tcb": the kernel's ima_policy=tcb rule list (security/integrity/ima/ima_policy.c,
 # 6.12: dont_measure_rules[] then default_measurement_rules[]), in the kernel's order.
 #
 # Pseudo filesystems are never measured.
@@ -57,7 +58,8 @@ measure func=MODULE_CHECK
 measure func=FIRMWARE_CHECK
 measure func=POLICY_CHECK
 )policy"},
-    {"appraise_tcb", R"policy(# nsima builtin "appraise_tcb": the kernel's ima_policy=appraise_tcb rule list
+    {"appraise_tcb", R"policy(# SPDX-License-Identifier: Apache-2.0
+# nsima builtin "appraise_tcb": the kernel's ima_policy=appraise_tcb rule list
 # (default_appraise_rules[] in security/integrity/ima/ima_policy.c, 6.12), in the kernel's order,
 # with the options Debian's 6.1 kernel config implies:
 #   CONFIG_IMA_WRITE_POLICY is not set   -> no "appraise func=POLICY_CHECK appraise_type=imasig"
@@ -97,7 +99,8 @@ dont_appraise fsmagic=0x63677270
 # Every file owned by root, whatever the access.
 appraise fowner=0
 )policy"},
-    {"secure_boot", R"policy(# nsima builtin "secure_boot": the kernel's ima_policy=secure_boot rule list (secure_boot_rules[]
+    {"secure_boot", R"policy(# SPDX-License-Identifier: Apache-2.0
+# nsima builtin "secure_boot": the kernel's ima_policy=secure_boot rule list (secure_boot_rules[]
 # in security/integrity/ima/ima_policy.c, 6.12). All four funcs are kernel reads (modules,
 # firmware, kexec kernel, IMA policy) that nsima never sees: in a container namespace this
 # policy accepts those accesses' rules but never matches.
@@ -106,12 +109,14 @@ appraise func=FIRMWARE_CHECK appraise_type=imasig
 appraise func=KEXEC_KERNEL_CHECK appraise_type=imasig
 appraise func=POLICY_CHECK appraise_type=imasig
 )policy"},
-    {"critical_data", R"policy(# nsima builtin "critical_data": the kernel's ima_policy=critical_data rule list
+    {"critical_data", R"policy(# SPDX-License-Identifier: Apache-2.0
+# nsima builtin "critical_data": the kernel's ima_policy=critical_data rule list
 # (critical_data_rules[] in security/integrity/ima/ima_policy.c, 6.12). CRITICAL_DATA is a
 # kernel buffer measurement that nsima never sees.
 measure func=CRITICAL_DATA
 )policy"},
-    {"container-measure", R"policy(# nsima builtin "container-measure": measure what a container executes and maps executable.
+    {"container-measure", R"policy(# SPDX-License-Identifier: Apache-2.0
+# nsima builtin "container-measure": measure what a container executes and maps executable.
 # Pseudo filesystems are skipped: the kernel tcb list, less TMPFS_MAGIC. tmpfs is measured on
 # purpose: in a container /dev/shm, /run and often /tmp are writable tmpfs mounts, and memfd
 # files live on shmem too, so a binary dropped there and executed must reach the list. (The
@@ -147,7 +152,8 @@ dont_measure fsmagic=0xde5e81e4
 measure func=BPRM_CHECK mask=MAY_EXEC
 measure func=MMAP_CHECK mask=MAY_EXEC
 )policy"},
-    {"container-appraise", R"policy(# nsima builtin "container-appraise": container-measure plus appraisal: every program executed and
+    {"container-appraise", R"policy(# SPDX-License-Identifier: Apache-2.0
+# nsima builtin "container-appraise": container-measure plus appraisal: every program executed and
 # every file mapped executable must carry a valid security.ima signature (evmctl ima_sign)
 # for a key of the namespace.
 # Pseudo filesystems are skipped: the kernel tcb list, less TMPFS_MAGIC. tmpfs is measured on
@@ -190,7 +196,8 @@ measure func=MMAP_CHECK mask=MAY_EXEC
 appraise func=BPRM_CHECK appraise_type=imasig
 appraise func=MMAP_CHECK mask=MAY_EXEC appraise_type=imasig
 )policy"},
-    {"container-default", R"policy(# nsima builtin "container-default": what the OCI hook applies to a container when no annotation
+    {"container-default", R"policy(# SPDX-License-Identifier: Apache-2.0
+# nsima builtin "container-default": what the OCI hook applies to a container when no annotation
 # names a policy. Measurement only, never enforcement: a container must not start failing because
 # its images are unsigned unless someone asked for appraisal (container-appraise). It measures
 # what runs (execs and executable mappings), the part of the TCB that a container changes; the

@@ -83,7 +83,7 @@ TEST(Builtin, TcbRuleList) {
   want.push_back("measure func=FIRMWARE_CHECK ");
   want.push_back("measure func=POLICY_CHECK ");
   EXPECT_EQ(readback(p), want);
-  EXPECT_EQ(p.rule(0).line, 6u);
+  EXPECT_EQ(p.rule(0).line, 7u);
   EXPECT_EQ(p.filename(), "builtin:tcb");
 }
 

@@ -97,7 +97,7 @@ TEST(CmdCheck, MissingFileAndBuiltins) {
   CmdResult b = check("builtin:tcb");
   EXPECT_EQ(b.rc, 0);
   EXPECT_TRUE(has_line(b.out, "20 rules OK"));
-  EXPECT_NE(b.out.find("builtin:tcb:38: note: func=MODULE_CHECK"), std::string::npos) << b.out;
+  EXPECT_NE(b.out.find("builtin:tcb:39: note: func=MODULE_CHECK"), std::string::npos) << b.out;
   EXPECT_EQ(check("builtin:nope").rc, 1);
 }
 
@@ -170,14 +170,14 @@ TEST(CmdExplain, DirectFuncWithNamedMaskAndHexFsmagic) {
       explain("builtin:tcb",
               R"({"func":"FILE_CHECK","mask":"MAY_READ|MAY_WRITE","uid":0,"fsmagic":"9fa0"})");
   ASSERT_EQ(r.rc, 0) << r.err;
-  EXPECT_TRUE(has_line(r.out, "FILE_CHECK measure: builtin:tcb:6: dont_measure fsmagic=0x9fa0"))
+  EXPECT_TRUE(has_line(r.out, "FILE_CHECK measure: builtin:tcb:7: dont_measure fsmagic=0x9fa0"))
       << r.out;
   CmdResult root =
       explain("builtin:tcb", R"({"func":"FILE_CHECK","mask":"MAY_READ|MAY_WRITE","uid":0,
                                         "fsmagic":61267,"fsuuid":"8bcbe3944f134144be8e5aa9ea2ce2f6"})");
   ASSERT_EQ(root.rc, 0) << root.err;
   EXPECT_TRUE(has_line(root.out,
-                       "FILE_CHECK measure: builtin:tcb:36: measure func=FILE_CHECK "
+                       "FILE_CHECK measure: builtin:tcb:37: measure func=FILE_CHECK "
                        "mask=^MAY_READ euid=0"))
       << root.out;
   EXPECT_NE(root.out.find("fsuuid=8bcbe394-4f13-4144-be8e-5aa9ea2ce2f6"), std::string::npos);
@@ -200,7 +200,7 @@ TEST(CmdExplain, JsonOutput) {
   ASSERT_EQ(j["accesses"].size(), 2u);
   auto a = j["accesses"][0];
   EXPECT_EQ(a["func"], "BPRM_CHECK");
-  EXPECT_EQ(a["rules"]["measure"]["line"], 36);
+  EXPECT_EQ(a["rules"]["measure"]["line"], 37);
   EXPECT_EQ(a["rules"]["measure"]["text"], "measure func=BPRM_CHECK mask=MAY_EXEC");
   EXPECT_EQ(a["rules"]["appraise"]["action"], "appraise");
   EXPECT_TRUE(a["rules"]["audit"].is_null());

@@ -107,10 +107,10 @@ TEST(KernelDoc, EverythingPolicyLoads) {
 TEST(KernelDoc, BadFixturesNamePositions) {
   auto s = load_policy_file(data("bad-syntax.policy"));
   ASSERT_FALSE(s);
-  EXPECT_EQ(s.error().where, data("bad-syntax.policy") + ":3:25");
+  EXPECT_EQ(s.error().where, data("bad-syntax.policy") + ":4:25");
   auto v = load_policy_file(data("bad-validity.policy"));
   ASSERT_FALSE(v);
-  EXPECT_EQ(v.error().where, data("bad-validity.policy") + ":4:24");
+  EXPECT_EQ(v.error().where, data("bad-validity.policy") + ":5:24");
   EXPECT_EQ(v.error().message.rfind("'mask=MAY_READ':", 0), 0u);
   auto missing = load_policy_file(data("no-such.policy"));
   ASSERT_FALSE(missing);
