@@ -170,6 +170,21 @@ TEST_F(EsysTpmTest, RejectsBadExtendsWithoutTouchingThePcr) {
   EXPECT_TRUE(tpm_->connected());  // argument errors never cost the connection
 }
 
+TEST_F(EsysTpmTest, TpmRefusalKeepsTheConnection) {
+  // PCRs 17-22 belong to the DRTM: a TPM refuses extends from locality 0 (TPM_RC_LOCALITY).
+  auto r = tpm_->extend(17, event_digests(kSwtpmBanks, "drtm"));
+  ASSERT_FALSE(r);
+  EXPECT_EQ(r.error().code, EREMOTEIO) << r.error().to_string();
+  EXPECT_NE(r.error().message.find("Esys_PCR_Extend(0x"), std::string::npos) << r.error().message;
+  EXPECT_NE(r.error().message.find("locality"), std::string::npos) << r.error().message;
+  EXPECT_TRUE(tpm_->connected());
+  // The default host PCR, 23, takes extends from locality 0.
+  extend_both(23, event_digests(kSwtpmBanks, "host"));
+  auto v = tpm_->read_pcr(23, Bank::kSha256);
+  ASSERT_TRUE(v);
+  EXPECT_EQ(*v, model(Bank::kSha256, 23));
+}
+
 TEST_F(EsysTpmTest, ReadsAllTwentyFourPcrsAcrossSeveralTpmReads) {
   // TPM2_PCR_Read returns at most 8 digests per call: 24 PCRs need three.
   extend_both(0, event_digests(kSwtpmBanks, "pcr0"));
