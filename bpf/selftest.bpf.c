@@ -8,6 +8,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 
+#include "emit.bpf.h"
 #include "ns.bpf.h"
 #include "selftest_abi.h"
 #include "verdict.bpf.h"
@@ -31,5 +32,40 @@ int nsima_test_decide(struct nsima_selftest_args *args)
 	__u32 flags = 0;
 	args->decision = nsima_decide(&key, &stamp, args->class_, &flags);
 	args->flags = flags;
+	return 0;
+}
+
+static long flood_one(__u32 i, void *ctx)
+{
+	struct nsima_selftest_flood *f = ctx;
+	__u32 zero = 0;
+	struct nsima_event *e = bpf_map_lookup_elem(&scratch, &zero);
+	if (!e)
+		return 1;
+	e->hook = NSIMA_HOOK_FILE_OPEN;
+	e->flags = 0;
+	e->pid = i;
+	e->tgid = i;
+	e->ns_id = 1;
+	e->ino = i;
+	e->mask = NSIMA_MAY_READ;
+	e->path_len = f->path_len > 0 && f->path_len <= 256 ? f->path_len : 1;
+	for (int k = 0; k < 255; k++)
+		e->path[k] = 'a' + (k % 26);
+	e->path[0] = '/';
+	e->path[(e->path_len - 1) & 0xff] = 0;
+	nsima_submit(e);
+	f->submitted++;
+	return 0;
+}
+
+/* Feeds the ring buffer for the consumer benchmark (tests/bench/capture_bench.cpp). */
+SEC("syscall")
+int nsima_test_flood(struct nsima_selftest_flood *args)
+{
+	struct nsima_selftest_flood f = *args;
+	f.submitted = 0;
+	bpf_loop(f.n, flood_one, &f, 0);
+	args->submitted = f.submitted;
 	return 0;
 }

@@ -17,6 +17,14 @@ struct nsima_selftest_args {
 	__u32 pad;
 };
 
+/* nsima_test_flood: submit n synthetic events (path of path_len bytes) through nsima_submit */
+struct nsima_selftest_flood {
+	__u32 n;
+	__u32 path_len;
+	__u32 submitted; /* out */
+	__u32 pad;
+};
+
 #define NSIMA_DECIDE_EMIT 0  /* unknown, changed or not yet quiet: tell the daemon */
 #define NSIMA_DECIDE_QUIET 1 /* allowed, unchanged, nothing left to do: the hot path */
 #define NSIMA_DECIDE_DENY 2  /* denied and unchanged */
