@@ -427,7 +427,7 @@ int cmd_explain(const std::string& file, const std::string& event_json, std::ost
   if (!path.empty()) doc["path"] = path;
   if (accesses->empty()) {
     if (as_json)
-      out << doc.dump() << "\n";
+      out << doc.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
     else
       out << "no IMA func applies to this event (an mmap without PROT_EXEC is never judged)\n";
     return 0;

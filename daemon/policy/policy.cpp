@@ -270,13 +270,18 @@ void Policy::compile() {
       qmask |= bits_mask(8, kQkFgroupShift);
       qval |= field(mix(c.fgroup), 8, kQkFgroupShift);
     }
+    if (r.has_lsm_condition()) {
+      qmask = 0;  // (k & 0) != 1: never a candidate
+      qval = 1;
+    }
     auto add = [&](size_t f) {
       by_func_[f].rules.push_back(static_cast<uint32_t>(i));
       // Buffer funcs (KEY_CHECK, CRITICAL_DATA) match no inode: their rules always pass.
       bool data =
           static_cast<Func>(f) == Func::kKeyCheck || static_cast<Func>(f) == Func::kCriticalData;
-      by_func_[f].qmask.push_back(data ? 0 : qmask);
-      by_func_[f].qval.push_back(data ? 0 : qval);
+      bool lsm = r.has_lsm_condition();
+      by_func_[f].qmask.push_back(data && !lsm ? 0 : qmask);
+      by_func_[f].qval.push_back(data && !lsm ? 0 : qval);
     };
     if (r.func == Func::kNone) {
       // A rule without func= matches every func except the buffer ones: ima_match_rules()

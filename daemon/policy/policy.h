@@ -67,6 +67,8 @@ class Policy {
   // Parses a whole policy text (see parser.h); the first error fails the whole text.
   static Result<Policy> parse(std::string_view text, std::string_view filename);
   // Builds a policy from already parsed rules (e.g. a namespace's policy plus appended rules).
+  // A rule carrying LSM conditions (only possible if built by hand: the parser refuses them)
+  // never matches, like a kernel rule whose LSM label is inactive.
   static Policy from_rules(std::vector<Rule> rules, std::string filename);
 
   Decision evaluate(const Access& a) const;

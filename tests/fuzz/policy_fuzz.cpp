@@ -1,15 +1,18 @@
 // SPDX-License-Identifier: Apache-2.0
 // libFuzzer target for the policy parser and engine: any byte string goes through
 // Policy::parse(); accepted policies are evaluated against a few accesses and their read-back is
-// checked to be stable; rejected ones must carry a file:line:col position. Invariant violations
-// trap so that libFuzzer records the input. Built and run by run_policy_fuzz.sh (ctest
-// fuzz.policy_parser).
+// checked to be stable; rejected ones must carry a file:line:col position. Inputs that start with
+// '{' are event JSON for `policy explain` instead (no policy starts with '{'), which must never
+// throw or crash. Invariant violations trap so that libFuzzer records the input. Built and run by
+// run_policy_fuzz.sh (ctest fuzz.policy_parser).
 #include <cstddef>
 #include <cstdint>
+#include <sstream>
 #include <string>
 #include <string_view>
 
 #include "nsima/bpf_abi.h"
+#include "policy/commands.h"
 #include "policy/parser.h"
 #include "policy/policy.h"
 
@@ -40,6 +43,16 @@ Access make(Func f, uint32_t mask, uint32_t uid, uint64_t fsmagic, const char* f
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view text(reinterpret_cast<const char*>(data), size);
+  if (!text.empty() && text[0] == '{') {
+    for (bool json : {false, true}) {
+      std::ostringstream out, err;
+      int rc = nsima::policy::cmd_explain("builtin:container-appraise", std::string(text), out, err,
+                                          json);
+      check(rc == 0 || rc == 2);
+      check(rc == 0 ? !out.str().empty() : !err.str().empty());
+    }
+    return 0;
+  }
   auto policy = Policy::parse(text, "fuzz");
   auto errors = nsima::policy::check_rules(text, "fuzz");
   // parse() and check_rules() must agree, and the first error must be the same.

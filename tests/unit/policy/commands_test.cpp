@@ -237,3 +237,22 @@ TEST(CmdShowBuiltin, PrintsTheFileText) {
 
 }  // namespace
 }  // namespace nsima::policy
+
+namespace nsima::policy {
+namespace {
+
+// The JSON seeds of the fuzz corpus are valid events.
+TEST(CmdExplain, SeedEventsExplain) {
+  for (const char* name : {"event-bprm.json", "event-mmap.json", "event-func.json"}) {
+    std::ifstream in(std::string(NSIMA_SOURCE_DIR) + "/tests/unit/policy/data/" + name);
+    std::stringstream s;
+    s << in.rdbuf();
+    ASSERT_FALSE(s.str().empty()) << name;
+    CmdResult r = explain("builtin:tcb", s.str());
+    EXPECT_EQ(r.rc, 0) << name << ": " << r.err;
+    EXPECT_NE(r.out.find(" decision: "), std::string::npos) << name;
+  }
+}
+
+}  // namespace
+}  // namespace nsima::policy

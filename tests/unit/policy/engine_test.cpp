@@ -410,3 +410,26 @@ TEST(AccessesOf, BprmThenCredsWithNewCredsAndOldCaps) {
 
 }  // namespace
 }  // namespace nsima::policy
+
+namespace nsima::policy {
+namespace {
+
+TEST(Engine, HandBuiltLsmRulesNeverMatch) {
+  // The parser refuses LSM conditions; a Rule built by hand with one is inert, like a kernel
+  // rule whose label the LSM does not know.
+  Rule lsm;
+  lsm.action = Action::kMeasure;
+  lsm.lsm[static_cast<size_t>(LsmField::kObjType)] = "bin_t";
+  Rule key = lsm;
+  key.func = Func::kKeyCheck;
+  Rule all;
+  all.action = Action::kMeasure;
+  all.pcr = 5;
+  Policy p = Policy::from_rules({lsm, key, all}, "hand");
+  EXPECT_EQ(p.evaluate(testing::access(Func::kFileCheck, NSIMA_MAY_READ)).measure_rule, 2);
+  EXPECT_FALSE(p.evaluate(testing::access(Func::kKeyCheck, 0)).measure);
+  EXPECT_EQ(p.filename(), "hand");
+}
+
+}  // namespace
+}  // namespace nsima::policy
