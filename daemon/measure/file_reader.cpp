@@ -6,8 +6,8 @@
 #include <linux/fs.h>
 #include <linux/openat2.h>
 #include <sys/ioctl.h>
-#include <sys/sysmacros.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -72,12 +72,18 @@ std::string describe_identity(dev_t dev, uint64_t ino) {
 
 std::string_view file_error_kind_name(FileErrorKind kind) {
   switch (kind) {
-    case FileErrorKind::kVanished: return "vanished";
-    case FileErrorKind::kMismatch: return "mismatch";
-    case FileErrorKind::kNotRegular: return "not-regular";
-    case FileErrorKind::kDenied: return "denied";
-    case FileErrorKind::kInvalidPath: return "invalid-path";
-    case FileErrorKind::kIoError: return "io-error";
+    case FileErrorKind::kVanished:
+      return "vanished";
+    case FileErrorKind::kMismatch:
+      return "mismatch";
+    case FileErrorKind::kNotRegular:
+      return "not-regular";
+    case FileErrorKind::kDenied:
+      return "denied";
+    case FileErrorKind::kInvalidPath:
+      return "invalid-path";
+    case FileErrorKind::kIoError:
+      return "io-error";
   }
   return "unknown";
 }
@@ -94,8 +100,8 @@ FileResult<OpenedFile> open_in_root(int root_fd, std::string_view path,
                                     const FileIdentity& expected) {
   std::string p(path);
   if (p.empty() || p.find('\0') != std::string::npos)
-    return tl::unexpected(file_error(FileErrorKind::kInvalidPath, EINVAL,
-                                     "empty path or path with NUL byte", p));
+    return tl::unexpected(
+        file_error(FileErrorKind::kInvalidPath, EINVAL, "empty path or path with NUL byte", p));
 
   open_how how{};
   how.flags = O_PATH | O_CLOEXEC;
@@ -117,16 +123,15 @@ FileResult<OpenedFile> open_in_root(int root_fd, std::string_view path,
         file_error(kind_for_errno(err), err, std::string("fstat: ") + std::strerror(err), p));
   }
   if (st.st_dev != expected.dev || static_cast<uint64_t>(st.st_ino) != expected.ino)
-    return tl::unexpected(file_error(
-        FileErrorKind::kMismatch, 0,
-        "path now names " + describe_identity(st.st_dev, st.st_ino) + ", event was " +
-            describe_identity(expected.dev, expected.ino),
-        p));
+    return tl::unexpected(file_error(FileErrorKind::kMismatch, 0,
+                                     "path now names " + describe_identity(st.st_dev, st.st_ino) +
+                                         ", event was " +
+                                         describe_identity(expected.dev, expected.ino),
+                                     p));
   if (!S_ISREG(st.st_mode))
     return tl::unexpected(
-        file_error(FileErrorKind::kNotRegular, 0, "not a regular file (mode " +
-                                                      std::to_string(st.st_mode & S_IFMT) + ")",
-                   p));
+        file_error(FileErrorKind::kNotRegular, 0,
+                   "not a regular file (mode " + std::to_string(st.st_mode & S_IFMT) + ")", p));
 
   // Reopen exactly this inode for reading. /proc/self/fd is a magic link, but it is ours, resolved
   // in the daemon's own root, so the RESOLVE_* restrictions above do not apply to it.
@@ -143,11 +148,11 @@ FileResult<OpenedFile> open_in_root(int root_fd, std::string_view path,
   OpenedFile out;
   out.generation = inode_generation(fd.get());
   if (expected.generation && out.generation && *expected.generation != *out.generation)
-    return tl::unexpected(file_error(
-        FileErrorKind::kMismatch, 0,
-        "inode generation is " + std::to_string(*out.generation) + ", event was " +
-            std::to_string(*expected.generation) + " (inode number reused)",
-        p));
+    return tl::unexpected(file_error(FileErrorKind::kMismatch, 0,
+                                     "inode generation is " + std::to_string(*out.generation) +
+                                         ", event was " + std::to_string(*expected.generation) +
+                                         " (inode number reused)",
+                                     p));
   out.fd = std::move(fd);
   out.st = st;
   out.path = std::move(p);

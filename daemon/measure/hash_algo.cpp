@@ -88,9 +88,9 @@ Digest Digest::filled(HashAlgo algo, uint8_t byte) {
 Result<Digest> Digest::from_bytes(HashAlgo algo, std::span<const uint8_t> bytes) {
   Digest d(algo);
   if (bytes.size() != d.size_)
-    return make_error(EINVAL,
-                      std::string(hash_algo_name(algo)) + " digest must be " +
-                          std::to_string(d.size_) + " bytes, got " + std::to_string(bytes.size()));
+    return make_error(EINVAL, std::string(hash_algo_name(algo)) + " digest must be " +
+                                  std::to_string(d.size_) + " bytes, got " +
+                                  std::to_string(bytes.size()));
   std::copy(bytes.begin(), bytes.end(), d.bytes_.begin());
   return d;
 }

@@ -202,8 +202,8 @@ void HashPool::run(const std::shared_ptr<Job>& job) {
       continue;
     }
     // No opener succeeded: each waiter gets its own opener's error (or the last one seen).
-    auto it = std::find_if(failures.begin(), failures.end(),
-                           [i](const auto& f) { return f.first == i; });
+    auto it =
+        std::find_if(failures.begin(), failures.end(), [i](const auto& f) { return f.first == i; });
     const FileError& err = it != failures.end() ? it->second : failures.back().second;
     deliver(waiters[i].done, tl::unexpected(err));
   }

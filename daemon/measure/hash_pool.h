@@ -60,9 +60,9 @@ class HashPool {
   };
   struct Stats {
     uint64_t submitted = 0;
-    uint64_t cache_hits = 0;       // answered by the cache without queueing
-    uint64_t coalesced = 0;        // attached to an identical request already in flight
-    uint64_t files_hashed = 0;     // files actually read
+    uint64_t cache_hits = 0;    // answered by the cache without queueing
+    uint64_t coalesced = 0;     // attached to an identical request already in flight
+    uint64_t files_hashed = 0;  // files actually read
     uint64_t bytes_hashed = 0;
     uint64_t blocked_submits = 0;  // submits that waited for queue space
     size_t max_queue_depth = 0;
@@ -111,11 +111,11 @@ class HashPool {
   DigestCache* const cache_;
   mutable std::mutex mu_;
   std::condition_variable not_empty_, not_full_, idle_;
-  std::deque<std::shared_ptr<Job>> queue_;                            // guarded by mu_
+  std::deque<std::shared_ptr<Job>> queue_;                                 // guarded by mu_
   std::unordered_map<JobKey, std::shared_ptr<Job>, JobKeyHash> inflight_;  // guarded by mu_
-  size_t running_ = 0;                                                // guarded by mu_
-  bool stopping_ = false;                                             // guarded by mu_
-  Stats stats_;                                                       // guarded by mu_
+  size_t running_ = 0;                                                     // guarded by mu_
+  bool stopping_ = false;                                                  // guarded by mu_
+  Stats stats_;                                                            // guarded by mu_
   std::vector<std::thread> threads_;
 };
 

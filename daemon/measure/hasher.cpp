@@ -18,9 +18,9 @@ namespace {
 
 // OpenSSL names for kernel algorithms; empty where OpenSSL has no implementation.
 constexpr std::array<const char*, kHashAlgoCount> kOpenSslNames = {
-    "MD4",       "MD5",     "SHA1",   "RIPEMD160", "SHA256",   "SHA384",   "SHA512",   "SHA224",
-    "",          "",        "",       "",          "",         "WHIRLPOOL", "",        "",
-    "",          "SM3",     "",       "",          "SHA3-256", "SHA3-384", "SHA3-512",
+    "MD4", "MD5", "SHA1", "RIPEMD160", "SHA256",   "SHA384",    "SHA512",   "SHA224",
+    "",    "",    "",     "",          "",         "WHIRLPOOL", "",         "",
+    "",    "SM3", "",     "",          "SHA3-256", "SHA3-384",  "SHA3-512",
 };
 // wp256/wp384 are truncations the kernel computes itself; only wp512 is OpenSSL's WHIRLPOOL.
 static_assert(kOpenSslNames.size() == kHashAlgoCount);
@@ -140,8 +140,8 @@ Result<FileDigests> hash_fd(int fd, std::span<const HashAlgo> algos, std::string
     if (n < 0) {
       if (errno == EINTR) continue;
       int err = errno;
-      return make_error(err, "read failed at offset " + std::to_string(off) + ": " +
-                                 std::strerror(err), where);
+      return make_error(
+          err, "read failed at offset " + std::to_string(off) + ": " + std::strerror(err), where);
     }
     if (n == 0) break;
     std::span<const uint8_t> part(buf, static_cast<size_t>(n));

@@ -125,7 +125,8 @@ Result<size_t> parse_record(std::span<const uint8_t> buf, uint64_t base, Record&
     // d[20] || u32 len || name: the length is implicit in the name length word.
     if (n - pos < kLegacyDigestLen + 4) return truncated(base, pos + kLegacyDigestLen + 4, n);
     uint32_t nlen = get_u32le(p + pos + kLegacyDigestLen);
-    if (nlen > kLegacyNameMax) return corrupt(base, "'ima' event name length " + std::to_string(nlen));
+    if (nlen > kLegacyNameMax)
+      return corrupt(base, "'ima' event name length " + std::to_string(nlen));
     data_len = static_cast<uint32_t>(kLegacyDigestLen + 4 + nlen);
   } else {
     if (n - pos < 4) return truncated(base, pos + 4, n);
@@ -163,8 +164,8 @@ Result<bool> RecordReader::fill() {
     if (r < 0 && errno == EINTR) continue;
     if (r < 0) {
       int err = errno;
-      return make_error(err, "read at offset " + std::to_string(file_pos_) + ": " +
-                                 std::strerror(err), path_);
+      return make_error(
+          err, "read at offset " + std::to_string(file_pos_) + ": " + std::strerror(err), path_);
     }
     if (r == 0) {  // the file is shorter than the range we were told to read
       end_ = file_pos_;

@@ -24,9 +24,9 @@
 namespace nsima::measure {
 
 inline constexpr size_t kSha1Len = 20;
-inline constexpr uint32_t kMaxTemplateNameLen = 255;      // evmctl's TCG_EVENT_NAME_LEN_MAX
+inline constexpr uint32_t kMaxTemplateNameLen = 255;        // evmctl's TCG_EVENT_NAME_LEN_MAX
 inline constexpr uint32_t kMaxTemplateDataLen = 64u << 20;  // far above any real entry
-inline constexpr uint32_t kMaxPcrIndex = 63;              // highest pcr= the policy accepts
+inline constexpr uint32_t kMaxPcrIndex = 63;                // highest pcr= the policy accepts
 
 // Error codes a parser returns, so callers can tell a torn tail from corruption.
 inline constexpr int kErrTruncated = ENODATA;  // the bytes end inside a record

@@ -137,8 +137,8 @@ struct MeasurementList::State {
   std::optional<bool> legacy;         // guarded by mu: the list holds `ima` records
   uint32_t unsynced = 0;              // guarded by mu
   std::chrono::steady_clock::time_point oldest_unsynced;  // guarded by mu
-  std::optional<Error> sync_error;    // guarded by mu: sticky fdatasync failure
-  std::optional<Error> poisoned;      // guarded by mu: the file could not be restored
+  std::optional<Error> sync_error;                        // guarded by mu: sticky fdatasync failure
+  std::optional<Error> poisoned;  // guarded by mu: the file could not be restored
 
   std::atomic<uint64_t> count{0};
   std::atomic<uint64_t> violations{0};
@@ -182,7 +182,8 @@ struct MeasurementList::State {
     Record rec;
     auto ok = r.next(rec);
     if (!ok) return tl::unexpected(ok.error());
-    if (!*ok) return make_error(kErrCorrupt, "no record at offset " + std::to_string(offset), where);
+    if (!*ok)
+      return make_error(kErrCorrupt, "no record at offset " + std::to_string(offset), where);
     return rec;
   }
 
@@ -234,8 +235,9 @@ Result<MeasurementList> MeasurementList::open(const std::filesystem::path& dir, 
   auto log = logger("measure");
   const std::string dir_s = dir.string();
   if (!evp_md(config.hash_algo) || hash_digest_size(config.hash_algo) < 16)
-    return make_error(EINVAL, "unsupported list hash algorithm " +
-                                  std::string(hash_algo_name(config.hash_algo)), dir_s);
+    return make_error(
+        EINVAL, "unsupported list hash algorithm " + std::string(hash_algo_name(config.hash_algo)),
+        dir_s);
   for (HashAlgo b : config.banks)
     if (!evp_md(b))
       return make_error(EINVAL, "unsupported PCR bank " + std::string(hash_algo_name(b)), dir_s);
@@ -299,9 +301,10 @@ Result<MeasurementList> MeasurementList::open(const std::filesystem::path& dir, 
         torn = *zeros;  // blocks allocated but never written before a power loss
       }
       if (!torn) return tl::unexpected(e);
-      log->warn("{}: torn record at offset {} ({} bytes after the last complete entry, {}); "
-                "truncating to {} entries",
-                where, at, size - at, e.message, index);
+      log->warn(
+          "{}: torn record at offset {} ({} bytes after the last complete entry, {}); "
+          "truncating to {} entries",
+          where, at, size - at, e.message, index);
       if (::ftruncate(state->fd.get(), static_cast<off_t>(at)) != 0 ||
           ::fdatasync(state->fd.get()) != 0)
         return make_error(errno, std::string("truncating torn record: ") + std::strerror(errno),
@@ -363,8 +366,10 @@ Result<AppendOutcome> MeasurementList::append(const Entry& entry) {
     if (s.poisoned) return tl::unexpected(*s.poisoned);
     const bool legacy = kind == TemplateKind::kIma;
     if (s.legacy && *s.legacy != legacy)
-      return make_error(EINVAL, "cannot mix the 'ima' template with others in one list (evmctl "
-                                "rejects such lists)", s.where);
+      return make_error(EINVAL,
+                        "cannot mix the 'ima' template with others in one list (evmctl "
+                        "rejects such lists)",
+                        s.where);
     if (nsd) {
       auto hit = s.dups.find(*nsd, pcr, [&](uint64_t offset) -> Result<bool> {
         auto old = s.read_record(offset);
@@ -391,14 +396,14 @@ Result<AppendOutcome> MeasurementList::append(const Entry& entry) {
       int err = w < 0 ? errno : ENOSPC;
       Error e{err,
               w < 0 ? std::string("write: ") + std::strerror(err)
-                    : "short write (" + std::to_string(w) + " of " +
-                          std::to_string(bytes.size()) + " bytes)",
+                    : "short write (" + std::to_string(w) + " of " + std::to_string(bytes.size()) +
+                          " bytes)",
               s.where};
       if (w > 0 && ::ftruncate(s.fd.get(), static_cast<off_t>(offset)) != 0) {
         // The file now ends in half a record we cannot remove: refuse further appends; a
         // restart's open() will truncate it as a torn record.
-        s.poisoned = Error{errno, "cannot undo a short write: " + std::string(strerror(errno)),
-                           s.where};
+        s.poisoned =
+            Error{errno, "cannot undo a short write: " + std::string(strerror(errno)), s.where};
         logger("measure")->error("{}", s.poisoned->to_string());
       }
       return tl::unexpected(e);
@@ -436,8 +441,7 @@ Result<AppendOutcome> MeasurementList::append_violation(std::string name) {
 }
 
 Result<AppendOutcome> MeasurementList::append_boot_aggregate(std::span<const PcrBank> banks) {
-  if (count() != 0)
-    return make_error(EEXIST, "boot_aggregate must be the first entry", s_->where);
+  if (count() != 0) return make_error(EEXIST, "boot_aggregate must be the first entry", s_->where);
   auto e = boot_aggregate_entry(banks, s_->config.hash_algo, s_->config.default_template);
   if (!e) return tl::unexpected(with_where(e.error(), s_->where));
   return append(*e);

@@ -35,9 +35,8 @@ constexpr std::array<TemplateDesc, 8> kTemplates = {{
 
 // Indexed by FieldId.
 constexpr std::array<std::string_view, 16> kFieldNames = {
-    "d",      "n",      "d-ng",   "n-ng",       "sig",          "buf",         "d-modsig", "modsig",
-    "evmsig", "d-ngv2", "iuid",   "igid",       "imode",        "xattrnames",  "xattrlengths",
-    "xattrvalues",
+    "d",      "n",      "d-ng", "n-ng", "sig",   "buf",        "d-modsig",     "modsig",
+    "evmsig", "d-ngv2", "iuid", "igid", "imode", "xattrnames", "xattrlengths", "xattrvalues",
 };
 
 constexpr std::string_view kDigestTypeNames[] = {"ima", "verity"};
@@ -111,8 +110,8 @@ Result<std::vector<FieldId>> template_fields(std::string_view name_or_format) {
     std::string_view f = fmt.substr(pos, bar == std::string_view::npos ? fmt.npos : bar - pos);
     auto it = std::find(kFieldNames.begin(), kFieldNames.end(), f);
     if (it == kFieldNames.end())
-      return make_error(EINVAL, "unknown template '" + std::string(name_or_format) +
-                                    "' (field '" + std::string(f) + "')");
+      return make_error(EINVAL, "unknown template '" + std::string(name_or_format) + "' (field '" +
+                                    std::string(f) + "')");
     out.push_back(static_cast<FieldId>(it - kFieldNames.begin()));
     if (bar == std::string_view::npos) break;
     pos = bar + 1;
@@ -147,8 +146,9 @@ Result<std::vector<uint8_t>> encode_template_data(TemplateKind kind, const Entry
         out.resize(kLegacyDigestLen, 0);
       } else {
         if (e.digest.algo() != HashAlgo::kSha1)
-          return make_error(EINVAL, "the 'ima' template records SHA-1 digests, got " +
-                                        std::string(hash_algo_name(e.digest.algo())),
+          return make_error(EINVAL,
+                            "the 'ima' template records SHA-1 digests, got " +
+                                std::string(hash_algo_name(e.digest.algo())),
                             e.name);
         put_bytes(out, e.digest.bytes());
       }
@@ -173,8 +173,10 @@ Result<std::vector<uint8_t>> encode_template_data(TemplateKind kind, const Entry
     }
   }
   put_field(out, name_ng_field(e));
-  if (kind == TemplateKind::kImaSig || kind == TemplateKind::kImaSigV2) put_field(out, sig_field(e));
-  if (kind == TemplateKind::kImaBuf) put_field(out, e.violation ? std::span<const uint8_t>{} : e.buf);
+  if (kind == TemplateKind::kImaSig || kind == TemplateKind::kImaSigV2)
+    put_field(out, sig_field(e));
+  if (kind == TemplateKind::kImaBuf)
+    put_field(out, e.violation ? std::span<const uint8_t>{} : e.buf);
   return out;
 }
 
@@ -187,8 +189,8 @@ Result<std::vector<FieldView>> split_template_data(std::string_view template_nam
                                 " bytes is shorter than d[20] + name length"));
     uint32_t len = get_u32le(data.data() + kLegacyDigestLen);
     if (len != data.size() - kLegacyDigestLen - 4)
-      return tl::unexpected(bad("'ima' name length " + std::to_string(len) +
-                                " does not match the record"));
+      return tl::unexpected(
+          bad("'ima' name length " + std::to_string(len) + " does not match the record"));
     if (len > kLegacyNameMax)
       return tl::unexpected(bad("'ima' name of " + std::to_string(len) + " bytes exceeds 255"));
     out.push_back({FieldId::kD, data.subspan(0, kLegacyDigestLen)});
@@ -211,8 +213,8 @@ Result<std::vector<FieldView>> split_template_data(std::string_view template_nam
     pos += len;
   }
   if (pos != data.size())
-    return tl::unexpected(bad(std::to_string(data.size() - pos) +
-                              " bytes of template data follow the last field"));
+    return tl::unexpected(
+        bad(std::to_string(data.size() - pos) + " bytes of template data follow the last field"));
   return out;
 }
 

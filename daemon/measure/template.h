@@ -38,8 +38,22 @@ std::optional<TemplateKind> template_kind(std::string_view name_or_format);
 
 // Template field ids (ima_template.c supported_fields[]).
 enum class FieldId : uint8_t {
-  kD, kN, kDNg, kNNg, kSig, kBuf, kDModsig, kModsig, kEvmsig, kDNgV2,
-  kIuid, kIgid, kImode, kXattrNames, kXattrLengths, kXattrValues,
+  kD,
+  kN,
+  kDNg,
+  kNNg,
+  kSig,
+  kBuf,
+  kDModsig,
+  kModsig,
+  kEvmsig,
+  kDNgV2,
+  kIuid,
+  kIgid,
+  kImode,
+  kXattrNames,
+  kXattrLengths,
+  kXattrValues,
 };
 std::string_view field_name(FieldId id);  // "d-ng"
 // Fields of a known template name or of a format string; EINVAL for unknown names/fields.
@@ -53,9 +67,9 @@ inline constexpr uint8_t kXattrTypeDigsig = 0x03;       // EVM_IMA_XATTR_DIGSIG
 inline constexpr uint8_t kXattrTypePortableSig = 0x05;  // EVM_XATTR_PORTABLE_DIGSIG
 inline constexpr uint8_t kXattrTypeVeritySig = 0x06;    // IMA_VERITY_DIGSIG
 
-inline constexpr size_t kLegacyNameMax = 255;       // IMA_EVENT_NAME_LEN_MAX
-inline constexpr size_t kLegacyNameHashLen = 256;   // IMA_EVENT_NAME_LEN_MAX + 1
-inline constexpr size_t kLegacyDigestLen = 20;      // `d` is SHA-1 sized
+inline constexpr size_t kLegacyNameMax = 255;      // IMA_EVENT_NAME_LEN_MAX
+inline constexpr size_t kLegacyNameHashLen = 256;  // IMA_EVENT_NAME_LEN_MAX + 1
+inline constexpr size_t kLegacyDigestLen = 20;     // `d` is SHA-1 sized
 inline constexpr std::string_view kBootAggregateName = "boot_aggregate";
 
 // One measurement as the caller describes it (the kernel's struct ima_event_data).

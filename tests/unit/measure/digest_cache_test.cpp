@@ -23,8 +23,8 @@ TEST(DigestCache, HitsMissesAndKeyParts) {
   EXPECT_FALSE(c.get(key(1)));
   c.put(key(1), d);
   EXPECT_EQ(c.get(key(1)), d);
-  EXPECT_FALSE(c.get(key(1, 101)));                    // file changed: new ctime
-  EXPECT_FALSE(c.get(key(1, 100, HashAlgo::kSha1)));   // other algorithm
+  EXPECT_FALSE(c.get(key(1, 101)));                   // file changed: new ctime
+  EXPECT_FALSE(c.get(key(1, 100, HashAlgo::kSha1)));  // other algorithm
   auto other_gen = key(1);
   other_gen.file.generation = 8;  // inode number reused
   EXPECT_FALSE(c.get(other_gen));

@@ -7,17 +7,15 @@
 // (validators.md §3.5) are closed: --pcrs is always given, the entry count is checked through
 // "succeed at entry N", and --verify-sig output is grepped because it never changes the exit code.
 // A missing tool fails the test.
-#include <openssl/evp.h>
-#include <sys/xattr.h>
-
 #include <fcntl.h>
+#include <gtest/gtest.h>
+#include <openssl/evp.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 
 #include <fstream>
 #include <map>
 #include <sstream>
-
-#include <gtest/gtest.h>
 
 #include "common/hex.h"
 #include "measure/boot_aggregate.h"
@@ -98,8 +96,7 @@ Replay independent_replay(const std::string& bin, uint32_t pcr) {
     if (p != pcr) continue;
     const bool violation = column == std::string(20, '\0');
     std::string v1 = violation ? std::string(20, '\xff') : testing::to_s(evp("SHA1", hashed));
-    std::string v256 =
-        violation ? std::string(32, '\xff') : testing::to_s(evp("SHA256", hashed));
+    std::string v256 = violation ? std::string(32, '\xff') : testing::to_s(evp("SHA256", hashed));
     r.sha1 = testing::to_s(evp("SHA1", r.sha1 + v1));
     r.sha256 = testing::to_s(evp("SHA256", r.sha256 + v256));
   }
@@ -151,10 +148,10 @@ class EvmctlTest : public ::testing::Test {
     for (const auto& d : {keys_, files_, lists_}) std::filesystem::create_directories(d);
     write_file(keys_ / "x509.cnf", kX509Cnf);
     const std::string k = keys_.string();
-    auto rsa = run("openssl req -new -nodes -utf8 -sha256 -days 30 -batch -x509 -config " + k +
-                   "/x509.cnf -newkey rsa:2048 -keyout " + k + "/rsa.key -out " + k +
-                   "/rsa.pem && openssl x509 -in " + k + "/rsa.pem -outform DER -out " + k +
-                   "/rsa.der");
+    auto rsa =
+        run("openssl req -new -nodes -utf8 -sha256 -days 30 -batch -x509 -config " + k +
+            "/x509.cnf -newkey rsa:2048 -keyout " + k + "/rsa.key -out " + k +
+            "/rsa.pem && openssl x509 -in " + k + "/rsa.pem -outform DER -out " + k + "/rsa.der");
     ASSERT_EQ(rsa.rc, 0) << rsa.output;
     auto ec = run("openssl req -new -nodes -utf8 -sha256 -days 30 -batch -x509 -config " + k +
                   "/x509.cnf -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -keyout " + k +
@@ -265,7 +262,8 @@ TEST_F(EvmctlTest, ImaSigListWithSignatureAndViolationIsAcceptedByEvmctl) {
   size_t n_lines = 0;
   for (std::string line; std::getline(lines, line); ++n_lines) {
     if (line.ends_with(" ")) line.pop_back();
-    EXPECT_NE(verbose.output.find(line + "\n"), std::string::npos) << line << "\n" << verbose.output;
+    EXPECT_NE(verbose.output.find(line + "\n"), std::string::npos) << line << "\n"
+                                                                   << verbose.output;
   }
   EXPECT_EQ(n_lines, 6u);
 
@@ -273,15 +271,15 @@ TEST_F(EvmctlTest, ImaSigListWithSignatureAndViolationIsAcceptedByEvmctl) {
   EXPECT_NE(evmctl_measurement(bin_path, "").rc, 0);
 
   // Signatures: the signed entry verifies against the RSA certificate...
-  auto sig = evmctl_measurement(bin_path, "-v --ignore-violations --verify-sig --key " +
-                                              (keys_ / "rsa.der").string());
+  auto sig = evmctl_measurement(
+      bin_path, "-v --ignore-violations --verify-sig --key " + (keys_ / "rsa.der").string());
   EXPECT_EQ(sig.rc, 0) << sig.output;
   EXPECT_EQ(count_of(sig.output, "verification is OK"), 1u) << sig.output;
   EXPECT_EQ(sig.output.find("verification failed"), std::string::npos) << sig.output;
   EXPECT_NE(sig.output.find("signed.bin"), std::string::npos) << sig.output;
   // ...and not against an unrelated key (so the grep above is meaningful).
-  auto wrong = evmctl_measurement(bin_path, "-v --ignore-violations --verify-sig --key " +
-                                                (keys_ / "ec.der").string());
+  auto wrong = evmctl_measurement(
+      bin_path, "-v --ignore-violations --verify-sig --key " + (keys_ / "ec.der").string());
   EXPECT_NE(wrong.output.find("verification failed"), std::string::npos) << wrong.output;
 
   // One flipped byte (in the path of entry 1) makes evmctl reject the list.
@@ -378,8 +376,7 @@ TEST_F(EvmctlTest, BootAggregateMatchesEvmctl) {
   EXPECT_EQ(boot_aggregate(both, HashAlgo::kSha512)->algo(), HashAlgo::kSha256);
   std::vector<PcrBank> only1 = {b1};
   EXPECT_EQ(boot_aggregate(only1, HashAlgo::kSha256)->algo(), HashAlgo::kSha1);
-  EXPECT_EQ(*boot_aggregate(std::vector<PcrBank>{}, HashAlgo::kSha384),
-            Digest(HashAlgo::kSha384));
+  EXPECT_EQ(*boot_aggregate(std::vector<PcrBank>{}, HashAlgo::kSha384), Digest(HashAlgo::kSha384));
   EXPECT_FALSE(boot_aggregate(HashAlgo::kSha256, std::span(b256.pcrs).first(8)));
 }
 

@@ -6,6 +6,7 @@
 #include "measure/file_reader.h"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -14,8 +15,6 @@
 #include <unistd.h>
 
 #include <filesystem>
-
-#include <gtest/gtest.h>
 
 #include "common/unique_fd.h"
 #include "test_util.h"
@@ -33,7 +32,8 @@ FileIdentity identity_of(const std::filesystem::path& p, bool with_generation = 
   if (with_generation) {
     UniqueFd fd(::open(p.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
     long v = 0;
-    if (fd && ::ioctl(fd.get(), FS_IOC_GETVERSION, &v) == 0) id.generation = static_cast<uint32_t>(v);
+    if (fd && ::ioctl(fd.get(), FS_IOC_GETVERSION, &v) == 0)
+      id.generation = static_cast<uint32_t>(v);
   }
   return id;
 }
@@ -96,8 +96,7 @@ TEST_F(FileReaderTest, WrongInodeIsMismatch) {
 
   id = identity_of(root_ / "etc/passwd");
   id.dev += 1;
-  EXPECT_EQ(open_in_root(root_fd_.get(), "/etc/passwd", id).error().kind,
-            FileErrorKind::kMismatch);
+  EXPECT_EQ(open_in_root(root_fd_.get(), "/etc/passwd", id).error().kind, FileErrorKind::kMismatch);
 }
 
 TEST_F(FileReaderTest, WrongGenerationIsMismatch) {

@@ -4,6 +4,7 @@
 #include "measure/hash_pool.h"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -14,8 +15,6 @@
 #include <future>
 #include <mutex>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "test_util.h"
 
@@ -81,8 +80,10 @@ TEST_F(HashPoolTest, HashesThenServesFromCache) {
   HashPool pool({.threads = 2, .queue_capacity = 8, .hash = {}}, &cache);
   auto [key, open] = file("a", "hello\n");
   std::promise<HashResult> p1;
-  ASSERT_TRUE(pool.submit({key, {HashAlgo::kSha256, HashAlgo::kSha1}, open,
-                           [&](const HashResult& r) { p1.set_value(r); }}));
+  ASSERT_TRUE(
+      pool.submit({key, {HashAlgo::kSha256, HashAlgo::kSha1}, open, [&](const HashResult& r) {
+                     p1.set_value(r);
+                   }}));
   auto r1 = p1.get_future().get();
   ASSERT_TRUE(r1) << r1.error().to_string();
   EXPECT_FALSE(r1->from_cache);
@@ -93,7 +94,9 @@ TEST_F(HashPoolTest, HashesThenServesFromCache) {
 
   // Same version again: answered inline from the cache, no file access.
   bool called = false;
-  ASSERT_TRUE(pool.submit({key, {HashAlgo::kSha256}, [] {
+  ASSERT_TRUE(pool.submit({key,
+                           {HashAlgo::kSha256},
+                           [] {
                              ADD_FAILURE() << "opener must not run on a cache hit";
                              return FileResult<OpenedFile>(tl::unexpected(FileError{}));
                            },
@@ -151,11 +154,11 @@ TEST_F(HashPoolTest, CoalescedWaiterOpenerIsTriedWhenTheFirstFails) {
         FileError{FileErrorKind::kVanished, Error{ENOENT, "gone in namespace A", "/f"}}));
   };
   std::vector<HashResult> results(2);
-  ASSERT_TRUE(pool.submit({key, {HashAlgo::kSha256}, vanished,
-                           [&](const HashResult& r) { results[0] = r; }}));
+  ASSERT_TRUE(pool.submit(
+      {key, {HashAlgo::kSha256}, vanished, [&](const HashResult& r) { results[0] = r; }}));
   gate.wait_until_someone_waits();
-  ASSERT_TRUE(pool.submit({key, {HashAlgo::kSha256}, open,
-                           [&](const HashResult& r) { results[1] = r; }}));
+  ASSERT_TRUE(
+      pool.submit({key, {HashAlgo::kSha256}, open, [&](const HashResult& r) { results[1] = r; }}));
   gate.open();
   pool.drain();
   // The inode was reachable through namespace B's path: both get its digest.
@@ -169,8 +172,8 @@ TEST_F(HashPoolTest, FailuresAreReportedWithTheirKind) {
   auto [key, open] = file("gone", "x");
   std::filesystem::remove(dir_ / "gone");
   std::promise<HashResult> p;
-  ASSERT_TRUE(pool.submit({key, {HashAlgo::kSha256}, open,
-                           [&](const HashResult& r) { p.set_value(r); }}));
+  ASSERT_TRUE(
+      pool.submit({key, {HashAlgo::kSha256}, open, [&](const HashResult& r) { p.set_value(r); }}));
   auto r = p.get_future().get();
   ASSERT_FALSE(r);
   EXPECT_EQ(r.error().kind, FileErrorKind::kVanished);
@@ -186,7 +189,9 @@ TEST_F(HashPoolTest, BackPressureBlocksTheProducerAndDropsNothing) {
     ++done;
   };
   auto [k0, o0] = file("f0", "0");
-  ASSERT_TRUE(pool.submit({k0, {HashAlgo::kSha256}, [&, o0 = o0] {
+  ASSERT_TRUE(pool.submit({k0,
+                           {HashAlgo::kSha256},
+                           [&, o0 = o0] {
                              gate.wait();
                              return o0();
                            },
@@ -218,8 +223,8 @@ TEST_F(HashPoolTest, ChangedFileIsFlaggedAndNotCached) {
   std::this_thread::sleep_for(20ms);  // let ctime move on coarse-timestamp filesystems
   testing::write_file(dir_ / "c", "after, and longer");  // same inode, new content
   std::promise<HashResult> p;
-  ASSERT_TRUE(pool.submit({key, {HashAlgo::kSha256}, open,
-                           [&](const HashResult& r) { p.set_value(r); }}));
+  ASSERT_TRUE(
+      pool.submit({key, {HashAlgo::kSha256}, open, [&](const HashResult& r) { p.set_value(r); }}));
   auto r = p.get_future().get();
   ASSERT_TRUE(r) << r.error().to_string();
   EXPECT_TRUE(r->changed);

@@ -4,11 +4,10 @@
 #include "measure/hasher.h"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <random>
-
-#include <gtest/gtest.h>
 
 #include "common/unique_fd.h"
 #include "test_util.h"

@@ -4,7 +4,6 @@
 #include "measure/list_format.h"
 
 #include <fcntl.h>
-
 #include <gtest/gtest.h>
 
 #include "common/unique_fd.h"
@@ -59,8 +58,8 @@ TEST(ListFormat, AsciiLines) {
   auto r = make_record(file_entry(), TemplateKind::kImaNg, 10, HashAlgo::kSha256);
   std::string line;
   ASSERT_TRUE(append_ascii(*r, HashAlgo::kSha1, line));
-  EXPECT_EQ(line, std::string("10 ") + kNgSha1 + " ima-ng sha256:" + kAbcSha256 +
-                      " /usr/bin/my_tool\n");
+  EXPECT_EQ(line,
+            std::string("10 ") + kNgSha1 + " ima-ng sha256:" + kAbcSha256 + " /usr/bin/my_tool\n");
   line.clear();
   ASSERT_TRUE(append_ascii(*r, HashAlgo::kSha256, line));
   EXPECT_EQ(line, std::string("10 ") + kNgSha256 + " ima-ng sha256:" + kAbcSha256 +

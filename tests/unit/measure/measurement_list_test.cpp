@@ -5,17 +5,16 @@
 // here with OpenSSL's one-shot EVP_Digest, not with the library's hasher.
 #include "measure/measurement_list.h"
 
+#include <gtest/gtest.h>
 #include <openssl/evp.h>
 #include <signal.h>
+#include <spdlog/sinks/ostream_sink.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <sstream>
 #include <thread>
-
-#include <gtest/gtest.h>
-#include <spdlog/sinks/ostream_sink.h>
 
 #include "common/log.h"
 #include "measure/hasher.h"
@@ -128,12 +127,12 @@ TEST(MeasurementList, AppendsKernelFormatAndReturnsExtendValues) {
             "36f1cd67a730bc4137870c4d00dbc7430b51b1ebdaa130744297cf65339078a0");
   // Entry 1's extend values are the per-bank digests of its template data.
   std::string data1 = bin.substr(rec0.size() + 32 + 6);
-  EXPECT_EQ(testing::to_s(std::vector<uint8_t>(f->extend[0].bytes().begin(),
-                                               f->extend[0].bytes().end())),
-            testing::to_s(evp("SHA1", data1)));
-  EXPECT_EQ(testing::to_s(std::vector<uint8_t>(f->extend[1].bytes().begin(),
-                                               f->extend[1].bytes().end())),
-            testing::to_s(evp("SHA256", data1)));
+  EXPECT_EQ(
+      testing::to_s(std::vector<uint8_t>(f->extend[0].bytes().begin(), f->extend[0].bytes().end())),
+      testing::to_s(evp("SHA1", data1)));
+  EXPECT_EQ(
+      testing::to_s(std::vector<uint8_t>(f->extend[1].bytes().begin(), f->extend[1].bytes().end())),
+      testing::to_s(evp("SHA256", data1)));
 }
 
 TEST(MeasurementList, DuplicateSuppressionFollowsTheKernel) {
@@ -203,7 +202,8 @@ TEST(MeasurementList, DuplicateIndexUsesTheNamespaceHashAlgorithm) {
   auto v = list->append_violation("/v");
   ASSERT_TRUE(v);
   std::string bin = testing::read_file(list->path());
-  EXPECT_NE(bin.find(std::string("sha1:\0", 6) + std::string(20, '\0') + std::string("\x03\0\0\0/v\0", 7)),
+  EXPECT_NE(bin.find(std::string("sha1:\0", 6) + std::string(20, '\0') +
+                     std::string("\x03\0\0\0/v\0", 7)),
             std::string::npos);
 }
 
@@ -437,8 +437,8 @@ TEST(MeasurementList, ConcurrentAppendersKeepTheFileConsistent) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < 500; ++i) {
         // Half the names are shared by all threads: exactly one of each is added.
-        std::string name = (i % 2) ? "/shared" + std::to_string(i) : "/t" + std::to_string(t) +
-                                                                            "-" + std::to_string(i);
+        std::string name = (i % 2) ? "/shared" + std::to_string(i)
+                                   : "/t" + std::to_string(t) + "-" + std::to_string(i);
         auto r = list->append(file_entry(name, "x"));
         ASSERT_TRUE(r);
         (r->added ? added : dups)++;
@@ -459,7 +459,8 @@ TEST(MeasurementList, RenderersForEachAndFollow) {
   auto list = MeasurementList::open(dir.path(), test_config());
   ASSERT_TRUE(list);
   ASSERT_TRUE(list->append_boot_aggregate({}));
-  for (int i = 0; i < 2500; ++i) ASSERT_TRUE(list->append(file_entry("/f" + std::to_string(i), "x")));
+  for (int i = 0; i < 2500; ++i)
+    ASSERT_TRUE(list->append(file_entry("/f" + std::to_string(i), "x")));
   ASSERT_TRUE(list->append_violation("/v"));
 
   // Binary (sha1) rendering is the file itself.

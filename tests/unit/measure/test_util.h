@@ -6,6 +6,7 @@
 #pragma once
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -19,8 +20,6 @@
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 namespace nsima::measure::testing {
 
@@ -60,9 +59,7 @@ inline CommandResult run(const std::string& cmd) {
   return r;
 }
 
-inline bool have_tool(const std::string& name) {
-  return run("command -v " + name).rc == 0;
-}
+inline bool have_tool(const std::string& name) { return run("command -v " + name).rc == 0; }
 
 inline void write_file(const std::filesystem::path& p, std::string_view content) {
   std::ofstream out(p, std::ios::binary | std::ios::trunc);
