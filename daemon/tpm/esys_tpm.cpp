@@ -15,7 +15,8 @@ namespace nsima::tpm {
 
 namespace {
 
-// TPM 2.0 Part 2: TPM2B_DATA qualifying data is at most the size of the largest digest.
+// TPM2B_DATA holds sizeof(TPMT_HA) = 66 bytes; nsima caps the nonce at a SHA-512 digest, which is
+// what verifiers send (tpm2_checkquote -q takes it as hex).
 constexpr size_t kMaxNonce = 64;
 // ESYS_TR_PCR0..ESYS_TR_PCR31 are the only PCR handles ESAPI has.
 constexpr int kMaxPcrIndex = 31;
