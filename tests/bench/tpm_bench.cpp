@@ -19,6 +19,7 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 
 #include "../tpm/swtpm_fixture.h"
@@ -132,9 +133,14 @@ class Reporter : public benchmark::ConsoleReporter {
   void ReportRuns(const std::vector<Run>& runs) override {
     for (const Run& r : runs) {
       if (r.error_occurred) continue;
+      // With --benchmark_repetitions, take the median; ignore mean, stddev and cv.
+      const bool median = r.run_type == Run::RT_Aggregate && r.aggregate_name == "median";
+      if (r.run_type == Run::RT_Aggregate && !median) continue;
       // "raw_esys_extend_4banks/real_time" -> "raw_esys_extend_4banks"
       const std::string full = r.benchmark_name();
       const std::string name = full.substr(0, full.find('/'));
+      if (!median && has_median.count(name)) continue;
+      if (median) has_median.insert(name);
       auto items = r.counters.find("items_per_second");
       if (items != r.counters.end()) per_second[name] = items->second;
       auto ratio = r.counters.find("ratio");
@@ -143,6 +149,7 @@ class Reporter : public benchmark::ConsoleReporter {
     ConsoleReporter::ReportRuns(runs);
   }
   std::map<std::string, double> per_second;
+  std::set<std::string> has_median;
   double interleaved_ratio = 0;
 };
 
