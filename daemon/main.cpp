@@ -7,15 +7,21 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 #include <memory>
 
 #include "capture/bpf_loader.h"
 #include "capture/event_source.h"
 #include "common/log.h"
+#include "measure/hash_algo.h"
+#include "measure/template.h"
 #include "control/handlers.h"
 #include "control/server.h"
 #include "nsima/control_protocol.h"
 #include "ns/pipeline.h"
+#include "policy/policy.h"
+#include "tpm/pcr_policy.h"
 
 namespace {
 
@@ -33,6 +39,12 @@ int main(int argc, char** argv) {
   std::string cgroup_root = "/sys/fs/cgroup";
   uint32_t ringbuf_bytes = 8u << 20;
   int consumer_delay_ms = 0;
+  std::string state_dir = "/var/lib/nsima";
+  std::string host_tcti = "auto";
+  int host_pcr = nsima::tpm::kDefaultHostPcr;
+  std::string host_policy_file, host_builtin;
+  std::string hash_name = "sha256", template_name = "ima-ng";
+  size_t hash_threads = 2;
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")
       ->capture_default_str();
   app.add_option("--socket", socket_path, "control socket path")->capture_default_str();
@@ -40,6 +52,25 @@ int main(int argc, char** argv) {
   app.add_option("--ringbuf-size", ringbuf_bytes,
                  "ring buffer bytes (power of two, multiple of the page size)")
       ->capture_default_str();
+  app.add_option("--state-dir", state_dir, "lists, namespace configs, vTPM state")
+      ->capture_default_str();
+  app.add_option("--host-tcti", host_tcti,
+                 "TPM of the host namespace (e.g. device:/dev/tpmrm0, swtpm:path=...); 'auto' "
+                 "uses /dev/tpmrm0 when present, 'none' runs without TPM")
+      ->capture_default_str();
+  app.add_option("--host-pcr", host_pcr,
+                 "PCR of the host TPM that the host namespace extends (refused if kernel IMA or "
+                 "another registered component owns it)")
+      ->capture_default_str();
+  auto* pol = app.add_option("--policy", host_policy_file, "policy file of the host namespace");
+  app.add_option("--builtin", host_builtin,
+                 "builtin policy of the host namespace (tcb, container-default, ...)")
+      ->excludes(pol);
+  app.add_option("--hash", hash_name, "file hash algorithm of the lists (ima_hash)")
+      ->capture_default_str();
+  app.add_option("--template", template_name, "default template (ima-ng, ima-sig, ima)")
+      ->capture_default_str();
+  app.add_option("--hash-threads", hash_threads, "hashing worker threads")->capture_default_str();
   app.add_option("--consumer-delay-ms", consumer_delay_ms,
                  "testing only: sleep after each ring-buffer poll (forces drops)")
       ->group("");
@@ -50,7 +81,6 @@ int main(int argc, char** argv) {
     return 2;
   }
   auto log = nsima::logger("nsimad");
-
   // Signals are taken by sigwait() in this thread only; every thread started below inherits
   // the mask.
   sigset_t sigs;
@@ -62,6 +92,44 @@ int main(int argc, char** argv) {
 
   if (auto r = nsima::capture::probe_bpf_lsm(); !r) return fatal(r.error());
 
+  nsima::ns::PipelineOptions popts;
+  popts.cgroup_root = cgroup_root;
+  popts.state_dir = state_dir;
+  popts.hash_threads = hash_threads;
+  auto algo = nsima::measure::hash_algo_from_name(hash_name);
+  if (!algo) return fatal({EINVAL, "unknown hash algorithm '" + hash_name + "'", "--hash"});
+  popts.hash_algo = *algo;
+  auto tmpl = nsima::measure::template_kind(template_name);
+  if (!tmpl) return fatal({EINVAL, "unknown template '" + template_name + "'", "--template"});
+  popts.default_template = *tmpl;
+  if (host_tcti == "auto")
+    host_tcti = access("/dev/tpmrm0", R_OK | W_OK) == 0 ? "device:/dev/tpmrm0" : "none";
+  if (host_tcti != "none") {
+    popts.host_tcti = host_tcti;
+    popts.host_pcr = host_pcr;
+    auto ima = nsima::tpm::detect_kernel_ima();
+    if (ima) {
+      if (auto r = nsima::tpm::check_host_pcr(host_pcr, *ima); !r)
+        return fatal({r.error().code, r.error().message, "--host-pcr"});
+      popts.kernel_ima_pcr = ima->pcr;
+      if (ima->present) log->info("kernel IMA: {} -> host namespace uses PCR {}", ima->evidence, host_pcr);
+    }
+  }
+  std::string host_policy_text, host_policy_origin;
+  if (!host_policy_file.empty() || !host_builtin.empty()) {
+    auto p = host_builtin.empty() ? nsima::policy::load_policy_file(host_policy_file)
+                                  : nsima::policy::builtin_policy(host_builtin);
+    if (!p) return fatal(p.error());
+    host_policy_text = host_builtin.empty() ? "" : std::string(nsima::policy::builtin_text(host_builtin));
+    host_policy_origin = host_builtin.empty() ? host_policy_file : "builtin:" + host_builtin;
+    if (host_policy_text.empty()) {
+      std::ifstream in(host_policy_file);
+      std::stringstream ss;
+      ss << in.rdbuf();
+      host_policy_text = ss.str();
+    }
+  }
+
   nsima::capture::LoaderOptions lopts;
   lopts.ringbuf_bytes = ringbuf_bytes;
   lopts.self_tgid = static_cast<uint32_t>(getpid());
@@ -69,10 +137,11 @@ int main(int argc, char** argv) {
   if (!prog) return fatal(prog.error());
 
   nsima::capture::BpfMaps maps((*prog)->map_fds());
-  nsima::ns::PipelineOptions popts;
-  popts.cgroup_root = cgroup_root;
   nsima::ns::Pipeline pipeline(popts, &maps);
   if (auto r = pipeline.init(); !r) return fatal(r.error());
+  if (!host_policy_text.empty())
+    if (auto r = pipeline.load_policy("host", host_policy_text, host_policy_origin); !r)
+      return fatal(r.error());
   pipeline.start();
 
   nsima::capture::EventSource events((*prog)->events_fd(),

@@ -3,16 +3,25 @@
 // only); `policy check|explain|show` work offline. No daemon logic lives here.
 #include <limits.h>
 #include <signal.h>
+#include <fcntl.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <atomic>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "common/unique_fd.h"
 #include "control/connection.h"
+#include "measure/list_format.h"
+#include "policy/commands.h"
 #include "nsima/control_protocol.h"
 
 namespace {
@@ -60,6 +69,66 @@ std::optional<json> request(const std::string& socket, const json& req,
   }
   if (conn_out) conn_out->emplace(std::move(*conn));
   return resp;
+}
+
+std::optional<std::string> read_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) {
+    std::fprintf(stderr, "nsimactl: cannot read %s: %s\n", path.c_str(), strerror(errno));
+    return std::nullopt;
+  }
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Prints a namespace's list from its file (nsimad names it and its committed size; records are
+// written whole, so reading up to that size never sees half a record).
+int print_log(const std::string& socket, const std::string& ns, bool ascii, bool follow) {
+  signal(SIGINT, on_signal);
+  signal(SIGTERM, on_signal);
+  uint64_t offset = 0;
+  std::string pending;
+  for (;;) {
+    auto r = request(socket, {{ctl::kFieldCmd, ctl::kCmdLog}, {ctl::kFieldNs, ns}});
+    if (!r) return 1;
+    std::string path = r->value("path", "");
+    uint64_t bytes = r->value("bytes", uint64_t{0});
+    if (bytes > offset) {
+      nsima::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+      if (!fd) {
+        std::fprintf(stderr, "nsimactl: cannot read %s: %s\n", path.c_str(), strerror(errno));
+        return 1;
+      }
+      nsima::measure::RecordReader reader(fd.get(), offset, bytes, path);
+      nsima::measure::Record rec;
+      std::string out;
+      for (;;) {
+        auto more = reader.next(rec);
+        if (!more) {
+          std::fprintf(stderr, "nsimactl: %s\n", more.error().to_string().c_str());
+          return 1;
+        }
+        if (!*more) break;
+        out.clear();
+        if (ascii) {
+          auto a = nsima::measure::append_ascii(rec, nsima::measure::HashAlgo::kSha1, out);
+          if (!a) {
+            std::fprintf(stderr, "nsimactl: %s\n", a.error().to_string().c_str());
+            return 1;
+          }
+        } else {
+          nsima::measure::append_binary(rec, out);
+        }
+        std::fwrite(out.data(), 1, out.size(), stdout);
+      }
+      std::fflush(stdout);
+      offset = bytes;
+    }
+    if (!follow || g_interrupted) return 0;
+    for (int i = 0; i < 5 && !g_interrupted; ++i) usleep(100000);
+    if (g_interrupted) return 0;
+  }
 }
 
 int stream(ctl::Connection& conn) {
@@ -130,28 +199,160 @@ int main(int argc, char** argv) {
   // ns create | list | delete
   auto* ns = app.add_subcommand("ns", "namespaces");
   ns->require_subcommand(1);
-  std::string ns_cgroup, ns_id;
+  std::string ns_cgroup, ns_id, ns_policy, ns_builtin;
+  bool ns_vtpm = false, ns_json = false;
   auto* ns_create = ns->add_subcommand("create", "create the namespace of a cgroup");
   ns_create->add_option("--cgroup", ns_cgroup, "cgroup v2 directory")->required();
+  auto* ns_pol = ns_create->add_option("--policy", ns_policy, "policy file (kernel IMA grammar)");
+  ns_create->add_option("--builtin", ns_builtin, "builtin policy name")->excludes(ns_pol);
+  ns_create->add_flag("--vtpm", ns_vtpm, "give the namespace its own vTPM (swtpm, PCR 10)");
   ns_create->callback([&] {
-    auto r = request(socket, {{ctl::kFieldCmd, ctl::kCmdNsCreate},
-                              {ctl::kFieldCgroup, absolute(ns_cgroup)}});
+    json req{{ctl::kFieldCmd, ctl::kCmdNsCreate}, {ctl::kFieldCgroup, absolute(ns_cgroup)},
+             {"vtpm", ns_vtpm}};
+    if (!ns_builtin.empty()) req["builtin"] = ns_builtin;
+    if (!ns_policy.empty()) {
+      auto text = read_file(ns_policy);
+      if (!text) return void(rc = 1);
+      req["policy_text"] = *text;
+      req["policy_name"] = absolute(ns_policy);
+    }
+    auto r = request(socket, req);
     if (!r) return void(rc = 1);
     std::cout << (*r)["namespace"].value("id", "") << "\n";
   });
   auto* ns_list = ns->add_subcommand("list", "list namespaces");
+  ns_list->add_flag("--json", ns_json, "one JSON object per namespace");
   ns_list->callback([&] {
     auto r = request(socket, {{ctl::kFieldCmd, ctl::kCmdNsList}});
     if (!r) return void(rc = 1);
-    for (auto& n : (*r)["namespaces"])
+    if (!ns_json)
+      std::cout << "ID\tPARENT\tOWNER\tPCR\tENTRIES\tPOLICY\tCGROUP\n";
+    for (auto& n : (*r)["namespaces"]) {
+      if (ns_json) {
+        std::cout << n.dump() << "\n";
+        continue;
+      }
       std::cout << n.value("id", "") << "\t" << n.value("parent", "") << "\t"
-                << n.value("cgroup", "") << "\n";
+                << n.value("owner", "") << "\t" << n.value("pcr", -1) << "\t"
+                << n.value("entries", 0) << "\t"
+                << (n.value("policy", "").empty() ? "-" : n.value("policy", "")) << "\t"
+                << n.value("cgroup", "") << (n.contains("disabled") ? "\tDISABLED" : "") << "\n";
+    }
   });
   auto* ns_delete = ns->add_subcommand("delete", "delete a namespace");
   ns_delete->add_option("ID", ns_id, "namespace id")->required();
   ns_delete->callback([&] {
     auto r = request(socket, {{ctl::kFieldCmd, ctl::kCmdNsDelete}, {ctl::kFieldNs, ns_id}});
     if (!r) rc = 1;
+  });
+
+  // policy check | explain | show | load
+  auto* pol = app.add_subcommand("policy", "IMA policies (check/explain/show work offline)");
+  pol->require_subcommand(1);
+  std::string p_file, p_event, p_builtin, p_ns;
+  bool p_json = false;
+  auto* p_check = pol->add_subcommand("check", "validate a policy file (no daemon needed)");
+  p_check->add_option("FILE", p_file, "policy file, or builtin:NAME")->required();
+  p_check->callback([&] { rc = nsima::policy::cmd_check(p_file, std::cout, std::cerr); });
+  auto* p_explain =
+      pol->add_subcommand("explain", "which rule decides a described access (no daemon needed)");
+  p_explain->add_option("FILE", p_file, "policy file, or builtin:NAME")->required();
+  p_explain->add_option("--event", p_event,
+                        "the access as JSON (func or hook, mask, uid, fsmagic, path...; a line "
+                        "of `nsimactl watch` works)")
+      ->required();
+  p_explain->add_flag("--json", p_json, "JSON output");
+  p_explain->callback(
+      [&] { rc = nsima::policy::cmd_explain(p_file, p_event, std::cout, std::cerr, p_json); });
+  auto* p_show = pol->add_subcommand("show", "print a builtin policy, or a namespace's policy");
+  auto* p_show_b = p_show->add_option("--builtin", p_builtin, "builtin policy name");
+  p_show->add_option("--ns", p_ns, "namespace id")->excludes(p_show_b);
+  p_show->callback([&] {
+    if (!p_builtin.empty()) {
+      rc = nsima::policy::cmd_show_builtin(p_builtin, std::cout, std::cerr);
+      return;
+    }
+    if (p_ns.empty()) {
+      std::fprintf(stderr, "nsimactl: policy show needs --builtin NAME or --ns ID\n");
+      rc = 2;
+      return;
+    }
+    auto r = request(socket, {{ctl::kFieldCmd, ctl::kCmdPolicyShow}, {ctl::kFieldNs, p_ns}});
+    if (!r) return void(rc = 1);
+    std::cout << r->value("policy", "");
+  });
+  auto* p_load = pol->add_subcommand("load", "replace a namespace's policy (whole or not at all)");
+  p_load->add_option("--ns", p_ns, "namespace id (host for the host namespace)")->required();
+  auto* p_load_f = p_load->add_option("FILE", p_file, "policy file");
+  p_load->add_option("--builtin", p_builtin, "builtin policy name")->excludes(p_load_f);
+  p_load->callback([&] {
+    json req{{ctl::kFieldCmd, ctl::kCmdPolicyLoad}, {ctl::kFieldNs, p_ns}};
+    if (!p_builtin.empty()) {
+      req["builtin"] = p_builtin;
+    } else {
+      if (p_file.empty()) {
+        std::fprintf(stderr, "nsimactl: policy load needs FILE or --builtin NAME\n");
+        return void(rc = 2);
+      }
+      auto text = read_file(p_file);
+      if (!text) return void(rc = 1);
+      req["policy_text"] = *text;
+      req["policy_name"] = absolute(p_file);
+    }
+    auto r = request(socket, req);
+    if (!r) return void(rc = 1);
+    std::fprintf(stderr, "nsimactl: %d rules loaded into namespace %s\n", r->value("rules", 0),
+                 p_ns.c_str());
+  });
+
+  // log
+  std::string l_ns, l_format = "ascii";
+  bool l_follow = false;
+  auto* log_cmd = app.add_subcommand("log", "print a namespace's measurement list");
+  log_cmd->add_option("--ns", l_ns, "namespace id")->required();
+  log_cmd->add_option("--format", l_format, "ascii or binary (kernel layouts)")
+      ->check(CLI::IsMember({"ascii", "binary"}))
+      ->capture_default_str();
+  log_cmd->add_flag("--follow,-f", l_follow, "keep printing new entries");
+  log_cmd->callback([&] { rc = print_log(socket, l_ns, l_format == "ascii", l_follow); });
+
+  // pcr
+  std::string c_ns;
+  auto* pcr_cmd = app.add_subcommand("pcr", "the PCR a namespace's list is extended into");
+  pcr_cmd->add_option("--ns", c_ns, "namespace id")->required();
+  pcr_cmd->callback([&] {
+    auto r = request(socket, {{ctl::kFieldCmd, ctl::kCmdPcr}, {ctl::kFieldNs, c_ns}});
+    if (!r) return void(rc = 1);
+    int pcr = r->value("pcr", -1);
+    std::cout << "# " << r->value("tpm", "") << "\n";
+    for (auto& [bank, hex] : (*r)["values"].items()) {
+      std::string expected = (*r)["expected"].value(bank, "");
+      std::cout << bank << ":" << pcr << " " << hex.get<std::string>()
+                << (expected == hex.get<std::string>() ? "  (matches the list)"
+                                                      : "  (list replays to " + expected + ")")
+                << "\n";
+    }
+  });
+
+  // quote
+  std::string q_ns, q_nonce, q_out;
+  auto* quote_cmd =
+      app.add_subcommand("quote", "TPM quote of a namespace's PCR, in tpm2_checkquote's files");
+  quote_cmd->add_option("--ns", q_ns, "namespace id")->required();
+  quote_cmd->add_option("--nonce", q_nonce, "qualifying data, hex (up to 64 bytes)")->required();
+  quote_cmd->add_option("--out", q_out, "directory for quote.msg quote.sig quote.pcrs ak.pub.pem")
+      ->required();
+  quote_cmd->callback([&] {
+    std::error_code ec;
+    std::filesystem::create_directories(q_out, ec);
+    auto r = request(socket, {{ctl::kFieldCmd, ctl::kCmdQuote},
+                              {ctl::kFieldNs, q_ns},
+                              {"nonce", q_nonce},
+                              {"dir", absolute(q_out)}});
+    if (!r) return void(rc = 1);
+    std::cout << "tpm2_checkquote -u " << q_out << "/ak.pub.pem -m " << q_out << "/quote.msg -s "
+              << q_out << "/quote.sig -f " << q_out << "/quote.pcrs -g sha256 -q " << q_nonce
+              << "\n";
   });
 
   CLI11_PARSE(app, argc, argv);

@@ -127,13 +127,18 @@ std::string event_to_json(const Event& ev) {
   j["pid_ns"] = ev.pid_ns;
   j["uid"] = ev.cred.uid;
   j["euid"] = ev.cred.euid;
+  j["suid"] = ev.cred.suid;
   j["gid"] = ev.cred.gid;
   j["egid"] = ev.cred.egid;
+  j["sgid"] = ev.cred.sgid;
+  j["cap_effective"] = ev.cred.cap_effective;
   if (ev.hook == Hook::kBprmCheck) {
     j["new_uid"] = ev.new_cred.uid;
     j["new_euid"] = ev.new_cred.euid;
+    j["new_suid"] = ev.new_cred.suid;
     j["new_gid"] = ev.new_cred.gid;
     j["new_egid"] = ev.new_cred.egid;
+    j["new_sgid"] = ev.new_cred.sgid;
   }
   j["dev"] = static_cast<uint64_t>(ev.dev());
   j["ino"] = ev.ino;

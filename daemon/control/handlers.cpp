@@ -3,7 +3,10 @@
 
 #include <string>
 
+#include "common/hex.h"
 #include "nsima/control_protocol.h"
+#include "policy/policy.h"
+#include "tpm/tpm.h"
 
 namespace nsima::control {
 
@@ -25,8 +28,41 @@ std::optional<std::string> need_string(const json& req, const char* field, Conne
 }
 
 json ns_json(const ns::Pipeline::NsInfo& n) {
-  return {{"id", n.name}, {"ns_id", n.id}, {"cgroup", n.cgroup_path}, {"cgroup_id", n.cgroup_id},
-          {"parent", n.parent}};
+  json j{{"id", n.name},          {"ns_id", n.id},
+         {"cgroup", n.cgroup_path}, {"cgroup_id", n.cgroup_id},
+         {"parent", n.parent},      {"vtpm", n.vtpm},
+         {"owner", n.owner},        {"pcr", n.pcr},
+         {"tpm", n.tpm},            {"policy", n.policy_origin},
+         {"policy_rules", n.policy_rules}, {"entries", n.entries},
+         {"violations", n.violations},     {"list", n.list_path}};
+  if (n.disabled) j["disabled"] = n.disabled_reason;
+  return j;
+}
+
+// A policy from the request: "policy_text" (+ "policy_name" for messages) or "builtin".
+struct PolicySource {
+  std::string text, origin;
+};
+std::optional<PolicySource> policy_source(const json& req, Connection& conn, bool required) {
+  if (req.contains("builtin") && req["builtin"].is_string()) {
+    std::string name = req["builtin"].get<std::string>();
+    auto text = policy::builtin_text(name);
+    if (text.empty()) {
+      std::string names;
+      for (auto& n : policy::builtin_names()) names += (names.empty() ? "" : ", ") + n;
+      conn.send(fail("no builtin policy \"" + name + "\" (builtins: " + names + ")"));
+      return std::nullopt;
+    }
+    return PolicySource{std::string(text), "builtin:" + name};
+  }
+  if (req.contains("policy_text") && req["policy_text"].is_string())
+    return PolicySource{req["policy_text"].get<std::string>(),
+                        req.value("policy_name", std::string("policy"))};
+  if (required) {
+    conn.send(fail("missing \"policy_text\" or \"builtin\""));
+    return std::nullopt;
+  }
+  return PolicySource{};
 }
 
 void do_status(DaemonContext& ctx, Connection& conn) {
@@ -58,7 +94,12 @@ void do_status(DaemonContext& ctx, Connection& conn) {
   auto c = ctx.pipeline->counters();
   out["pipeline"] = {{"processed", c.processed},
                      {"unknown_namespace", c.unknown_namespace},
-                     {"map_errors", c.map_errors}};
+                     {"map_errors", c.map_errors},
+                     {"measured", c.measured},
+                     {"violations", c.violations},
+                     {"hash_jobs", c.hash_jobs},
+                     {"extends", ctx.pipeline->extends_done()},
+                     {"extends_failed", ctx.pipeline->extends_failed()}};
   json list = json::array();
   for (auto& n : ctx.pipeline->list_namespaces()) list.push_back(ns_json(n));
   out["namespaces"] = list;
@@ -98,7 +139,13 @@ void do_verdict(DaemonContext& ctx, const json& req, Connection& conn) {
 void do_ns_create(DaemonContext& ctx, const json& req, Connection& conn) {
   auto cg = need_string(req, kFieldCgroup, conn);
   if (!cg) return;
-  auto id = ctx.pipeline->create_namespace(*cg);
+  auto src = policy_source(req, conn, false);
+  if (!src) return;
+  ns::Pipeline::CreateOptions o;
+  o.vtpm = req.value("vtpm", false);
+  o.policy_text = src->text;
+  o.policy_origin = src->origin;
+  auto id = ctx.pipeline->create_namespace(*cg, o);
   if (!id) return (void)conn.send(fail(id.error()));
   auto info = ctx.pipeline->namespace_info(std::to_string(*id));
   conn.send({{kFieldOk, true}, {"namespace", info ? ns_json(*info) : json()}});
@@ -118,6 +165,57 @@ void do_ns_delete(DaemonContext& ctx, const json& req, Connection& conn) {
   conn.send({{kFieldOk, true}});
 }
 
+void do_policy_load(DaemonContext& ctx, const json& req, Connection& conn) {
+  auto id = need_string(req, kFieldNs, conn);
+  if (!id) return;
+  auto src = policy_source(req, conn, true);
+  if (!src) return;
+  auto n = ctx.pipeline->load_policy(*id, src->text, src->origin);
+  if (!n) return (void)conn.send(fail(n.error()));
+  conn.send({{kFieldOk, true}, {"rules", *n}});
+}
+
+void do_policy_show(DaemonContext& ctx, const json& req, Connection& conn) {
+  auto id = need_string(req, kFieldNs, conn);
+  if (!id) return;
+  auto t = ctx.pipeline->policy_text(*id);
+  if (!t) return (void)conn.send(fail(t.error()));
+  conn.send({{kFieldOk, true}, {"policy", *t}});
+}
+
+void do_log(DaemonContext& ctx, const json& req, Connection& conn) {
+  auto id = need_string(req, kFieldNs, conn);
+  if (!id) return;
+  auto v = ctx.pipeline->list_view(*id);
+  if (!v) return (void)conn.send(fail(v.error()));
+  conn.send({{kFieldOk, true}, {"path", v->path}, {"bytes", v->bytes}, {"entries", v->entries}});
+}
+
+void do_pcr(DaemonContext& ctx, const json& req, Connection& conn) {
+  auto id = need_string(req, kFieldNs, conn);
+  if (!id) return;
+  auto r = ctx.pipeline->pcr_report(*id);
+  if (!r) return (void)conn.send(fail(r.error()));
+  conn.send({{kFieldOk, true}, {"tpm", r->tpm}, {"pcr", r->pcr}, {"values", r->values},
+             {"expected", r->expected}});
+}
+
+void do_quote(DaemonContext& ctx, const json& req, Connection& conn) {
+  auto id = need_string(req, kFieldNs, conn);
+  if (!id) return;
+  auto nonce_hex = need_string(req, "nonce", conn);
+  if (!nonce_hex) return;
+  auto dir = need_string(req, "dir", conn);
+  if (!dir) return;
+  auto nonce = from_hex(*nonce_hex);
+  if (!nonce || nonce->empty() || nonce->size() > 64)
+    return (void)conn.send(fail("field \"nonce\" must be 1 to 64 bytes of hex"));
+  auto q = ctx.pipeline->quote(*id, *nonce);
+  if (!q) return (void)conn.send(fail(q.error()));
+  if (auto w = tpm::write_quote_files(*q, *dir); !w) return (void)conn.send(fail(w.error()));
+  conn.send({{kFieldOk, true}, {"dir", *dir}});
+}
+
 }  // namespace
 
 void handle_request(DaemonContext& ctx, const json& req, Connection& conn) {
@@ -128,6 +226,11 @@ void handle_request(DaemonContext& ctx, const json& req, Connection& conn) {
   if (cmd == kCmdNsCreate) return do_ns_create(ctx, req, conn);
   if (cmd == kCmdNsList) return do_ns_list(ctx, conn);
   if (cmd == kCmdNsDelete) return do_ns_delete(ctx, req, conn);
+  if (cmd == kCmdPolicyLoad) return do_policy_load(ctx, req, conn);
+  if (cmd == kCmdPolicyShow) return do_policy_show(ctx, req, conn);
+  if (cmd == kCmdLog) return do_log(ctx, req, conn);
+  if (cmd == kCmdPcr) return do_pcr(ctx, req, conn);
+  if (cmd == kCmdQuote) return do_quote(ctx, req, conn);
   conn.send(fail("unknown command \"" + cmd + "\""));
 }
 

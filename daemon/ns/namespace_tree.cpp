@@ -38,7 +38,8 @@ Namespace* NamespaceTree::nearest_ancestor(const std::string& cgroup_path) {
   return best;
 }
 
-Result<Namespace*> NamespaceTree::create(const std::string& cgroup_path, uint64_t cgroup_id) {
+Result<Namespace*> NamespaceTree::create(const std::string& cgroup_path, uint64_t cgroup_id,
+                                         uint32_t id) {
   if (!is_below(cgroup_path, cgroup_root_))
     return make_error(EINVAL,
                       "is not a cgroup below " + cgroup_root_ +
@@ -47,8 +48,10 @@ Result<Namespace*> NamespaceTree::create(const std::string& cgroup_path, uint64_
   if (auto* existing = find_by_cgroup(cgroup_path))
     return make_error(EEXIST, "already bound to namespace " + existing->name, cgroup_path);
 
+  if (id != 0 && by_id_.count(id)) return make_error(EEXIST, "namespace id " + std::to_string(id) + " is taken", cgroup_path);
   auto ns = std::make_unique<Namespace>();
-  ns->id = next_id_++;
+  ns->id = id != 0 ? id : next_id_;
+  next_id_ = std::max(next_id_, ns->id + 1);
   ns->name = std::to_string(ns->id);
   ns->cgroup_path = cgroup_path;
   ns->cgroup_id = cgroup_id;

@@ -40,7 +40,8 @@ class NamespaceTree {
   // Creates the namespace for an existing cgroup directory (canonical absolute path). Its
   // parent is the namespace of the nearest ancestor directory; existing namespaces below it are
   // re-parented under it.
-  Result<Namespace*> create(const std::string& cgroup_path, uint64_t cgroup_id);
+  // `id` 0 allocates the next free id (a restored namespace keeps its own).
+  Result<Namespace*> create(const std::string& cgroup_path, uint64_t cgroup_id, uint32_t id = 0);
   // Deletes a namespace (never host); its children move up to its parent.
   Result<void> remove(const std::string& name_or_id);
 

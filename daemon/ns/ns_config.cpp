@@ -1,0 +1,109 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "ns/ns_config.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "common/log.h"
+
+namespace nsima::ns {
+
+namespace fs = std::filesystem;
+
+std::string ns_dir(const std::string& state_dir, const std::string& name) {
+  return (fs::path(state_dir) / "ns" / name).string();
+}
+
+std::string current_boot_id() {
+  std::ifstream in("/proc/sys/kernel/random/boot_id");
+  std::string id;
+  std::getline(in, id);
+  return id;
+}
+
+Result<void> save_ns_config(const std::string& state_dir, const NsConfig& cfg) {
+  fs::path dir = ns_dir(state_dir, cfg.name);
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return make_error(ec.value(), ec.message(), dir.string());
+  nlohmann::json j{{"name", cfg.name},
+                   {"id", cfg.id},
+                   {"cgroup", cfg.cgroup},
+                   {"vtpm", cfg.vtpm},
+                   {"policy_origin", cfg.policy_origin},
+                   {"policy_text", cfg.policy_text},
+                   {"boot_id", cfg.boot_id}};
+  fs::path tmp = dir / "ns.json.tmp", dst = dir / "ns.json";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << j.dump(2) << "\n";
+    out.flush();
+    if (!out) return make_error(EIO, "cannot write", tmp.string());
+  }
+  fs::rename(tmp, dst, ec);
+  if (ec) return make_error(ec.value(), ec.message(), dst.string());
+  return {};
+}
+
+std::vector<NsConfig> load_ns_configs(const std::string& state_dir) {
+  std::vector<NsConfig> out;
+  std::error_code ec;
+  fs::path root = fs::path(state_dir) / "ns";
+  if (!fs::is_directory(root, ec)) return out;
+  for (auto& d : fs::directory_iterator(root, ec)) {
+    fs::path f = d.path() / "ns.json";
+    std::ifstream in(f);
+    if (!in) continue;
+    std::stringstream ss;
+    ss << in.rdbuf();
+    auto j = nlohmann::json::parse(ss.str(), nullptr, false);
+    if (j.is_discarded() || !j.is_object()) {
+      logger("ns")->error("{}: not valid JSON; namespace not restored", f.string());
+      continue;
+    }
+    NsConfig c;
+    c.name = j.value("name", "");
+    c.id = j.value("id", 0u);
+    c.cgroup = j.value("cgroup", "");
+    c.vtpm = j.value("vtpm", false);
+    c.policy_origin = j.value("policy_origin", "");
+    c.policy_text = j.value("policy_text", "");
+    c.boot_id = j.value("boot_id", "");
+    if (c.name.empty() || c.id == 0 || c.name != d.path().filename().string()) {
+      logger("ns")->error("{}: name/id missing or not matching its directory; not restored",
+                          f.string());
+      continue;
+    }
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+Result<void> remove_ns_config(const std::string& state_dir, const std::string& name) {
+  std::error_code ec;
+  fs::remove(fs::path(ns_dir(state_dir, name)) / "ns.json", ec);
+  if (ec) return make_error(ec.value(), ec.message(), ns_dir(state_dir, name));
+  return {};
+}
+
+Result<std::string> archive_ns_dir(const std::string& state_dir, const std::string& name,
+                                   const std::string& suffix) {
+  fs::path src = ns_dir(state_dir, name);
+  fs::path dst_dir = fs::path(state_dir) / "archive";
+  std::error_code ec;
+  fs::create_directories(dst_dir, ec);
+  if (ec) return make_error(ec.value(), ec.message(), dst_dir.string());
+  fs::path dst = dst_dir / (name + "." + suffix);
+  for (int i = 1; fs::exists(dst, ec); ++i) dst = dst_dir / (name + "." + suffix + "." + std::to_string(i));
+  fs::rename(src, dst, ec);
+  if (ec) return make_error(ec.value(), ec.message(), src.string());
+  return dst.string();
+}
+
+}  // namespace nsima::ns

@@ -1,0 +1,35 @@
+// SPDX-License-Identifier: Apache-2.0
+// What nsimad keeps of a namespace across restarts: <state_dir>/ns/<name>/ns.json next to the
+// namespace's measurement list. Written atomically (temp file + rename).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/result.h"
+
+namespace nsima::ns {
+
+struct NsConfig {
+  std::string name;    // "host" or the decimal id
+  uint32_t id = 0;     // BPF ns_id
+  std::string cgroup;  // absolute cgroup v2 directory
+  bool vtpm = false;   // owns a vTPM (PCR 10 of its own swtpm)
+  std::string policy_origin;  // "builtin:tcb", a file path, or "" (no policy)
+  std::string policy_text;
+  std::string boot_id;  // /proc/sys/kernel/random/boot_id when the list was started
+};
+
+std::string ns_dir(const std::string& state_dir, const std::string& name);
+Result<void> save_ns_config(const std::string& state_dir, const NsConfig& cfg);
+// Every ns.json under <state_dir>/ns; unreadable ones are reported and skipped.
+std::vector<NsConfig> load_ns_configs(const std::string& state_dir);
+Result<void> remove_ns_config(const std::string& state_dir, const std::string& name);
+// Moves <state_dir>/ns/<name> aside to <state_dir>/archive/<name>.<suffix> (a list that can no
+// longer be continued: new boot, reset vTPM, deleted namespace). Returns the new path.
+Result<std::string> archive_ns_dir(const std::string& state_dir, const std::string& name,
+                                   const std::string& suffix);
+std::string current_boot_id();
+
+}  // namespace nsima::ns
