@@ -86,3 +86,26 @@ nsima_stat() { # KEY: counter from the "bpf" object of nsimactl status (emitted,
 nsima_hook_stat() { # HOOK KEY: per-hook counter
 	nsima_status | sed -n "s/.*\"$1\":{[^}]*\"$2\":\([0-9]*\).*/\1/p"
 }
+
+# nsima_pcr_file BANK OUT [DIR]: evmctl's --pcrs file (PCR-00..PCR-23) from the TPM's sysfs
+# (DIR defaults to /sys/class/tpm/tpm0).
+nsima_pcr_file() {
+	i=0
+	: >"$2"
+	while [ $i -lt 24 ]; do
+		v=$(tr 'A-F' 'a-f' <"${3:-/sys/class/tpm/tpm0}/pcr-$1/$i")
+		printf 'PCR-%02d: %s\n' $i "$v" >>"$2"
+		i=$((i + 1))
+	done
+}
+
+# nsima_evmctl_check LIST PCRS_SHA1 PCRS_SHA256 ENTRIES: evmctl must match the list against
+# both banks, and replay exactly ENTRIES entries (evmctl stops at the first entry that matches,
+# so trailing entries would otherwise pass unseen).
+nsima_evmctl_check() {
+	out=$(evmctl -v ima_measurement --ignore-violations --pcrs sha256,"$3" --pcrs sha1,"$2" "$1" 2>&1) ||
+		nsima_fail "evmctl ima_measurement rejected $1: $out"
+	nsima_check_contains "$out" "Matched per TPM bank" "evmctl on $1"
+	n=$(printf '%s\n' "$out" | sed -n 's/.*PCR-[0-9]*: succeed at entry \([0-9]*\).*/\1/p' | sort -u)
+	nsima_check_eq "$n" "$4" "entries evmctl replayed from $1"
+}
