@@ -1,0 +1,52 @@
+#!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
+# nsima against kernel IMA itself: the guest kernel runs with ima_policy=tcb and the ima-ng
+# template (sha256) on a TPM; nsimad's host namespace runs the same builtin tcb policy. After a
+# fixed workload on the ext4 disk (tcb skips tmpfs), every workload file is in both lists
+# exactly once with the same template, file digest, path and template digest (so the same
+# template data byte for byte); files tcb excludes are in neither. Only the PCR column differs
+# (kernel IMA owns PCR 10, nsima's host namespace PCR 23).
+# vm-run-args: --tpm --append "ima_policy=tcb ima_template=ima-ng ima_hash=sha256"
+. /usr/share/nsima-test/nsima.sh
+set -eu
+
+KLIST=/sys/kernel/security/ima/ascii_runtime_measurements
+[ -r $KLIST ] || nsima_fail "kernel IMA list not readable"
+head -n 1 $KLIST | grep -q "^10 .* ima-ng sha256:.* boot_aggregate" || nsima_fail "kernel IMA is not using ima-ng/sha256 on PCR 10"
+W=/data/w
+mkdir -p $W
+cp "$(command -v hello)" $W/hello
+printf '#!/bin/sh\necho script\n' >$W/script.sh
+chmod +x $W/script.sh
+echo alpha >$W/a.txt
+echo "name with space" >"$W/b c.txt"
+echo tmp >/tmp/t.txt
+
+nsima_start --builtin tcb
+$W/hello >/dev/null
+$W/script.sh >/dev/null
+cat $W/a.txt "$W/b c.txt" /tmp/t.txt >/dev/null
+run_as 1000 1000 /bin/cat $W/a.txt >/dev/null # uid 1000 re-read: nothing new for either
+sleep 1
+nsimactl pcr --ns host >/dev/null # pending extends done
+nsimactl log --ns host >/tmp/nsima.ascii
+cp $KLIST /tmp/kernel.ascii
+nsima_stop
+
+for f in hello script.sh a.txt b_c.txt; do
+	k=$(grep -c " $W/$f\$" /tmp/kernel.ascii || true)
+	n=$(grep -c " $W/$f\$" /tmp/nsima.ascii || true)
+	nsima_check_eq "$k" 1 "kernel IMA entries for $W/$f"
+	nsima_check_eq "$n" 1 "nsima entries for $W/$f"
+	kl=$(grep " $W/$f\$" /tmp/kernel.ascii)
+	nl=$(grep " $W/$f\$" /tmp/nsima.ascii)
+	echo "kernel: $kl"
+	echo "nsima:  $nl"
+	nsima_check_eq "$(echo "$nl" | cut -d' ' -f2-)" "$(echo "$kl" | cut -d' ' -f2-)" \
+		"template digest, template, file digest and path of $W/$f"
+	nsima_check_eq "$(echo "$kl" | cut -d' ' -f1)" 10 "kernel IMA's PCR"
+	nsima_check_eq "$(echo "$nl" | cut -d' ' -f1)" 23 "nsima's host PCR"
+done
+grep -q "/tmp/t.txt" /tmp/kernel.ascii && nsima_fail "kernel IMA measured tmpfs (tcb excludes it)"
+grep -q "/tmp/t.txt" /tmp/nsima.ascii && nsima_fail "nsima measured tmpfs (tcb excludes it)"
+echo "kernel_ima_diff_test: OK"
