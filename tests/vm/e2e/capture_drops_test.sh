@@ -1,8 +1,9 @@
 #!/bin/sh
 # SPDX-License-Identifier: Apache-2.0
 # A flood of opens larger than the ring buffer is counted as drops, per hook and per namespace,
-# never lost silently: emitted + dropped equals the number of accesses exactly, and every
-# emitted event reaches the daemon.
+# never lost silently: emitted + dropped equals the number of accesses exactly, every emitted
+# event reaches the daemon, and the namespace's measurement list records the loss as violation
+# entries (zero digest, as kernel IMA's violations) that add up to the drops.
 . /usr/share/nsima-test/nsima.sh
 set -eu
 
@@ -18,7 +19,8 @@ cp "$(command -v open_flood)" /tmp/open_flood
 
 # 16 KiB ring buffer (about 55 events) and a consumer that sleeps 300 ms after each poll.
 nsima_start --ringbuf-size 16384 --consumer-delay-ms 300
-ns=$(nsimactl ns create --cgroup /sys/fs/cgroup/flood)
+echo "measure func=FILE_CHECK mask=^MAY_READ" >/tmp/reads.policy
+ns=$(nsimactl ns create --cgroup /sys/fs/cgroup/flood --policy /tmp/reads.policy)
 emitted0=$(nsima_hook_stat file_open emitted)
 dropped0=$(nsima_hook_stat file_open dropped)
 
@@ -49,5 +51,14 @@ while :; do
 done
 errors=$(nsima_status | sed -n 's/.*"consumer":{[^}]*"errors":\([0-9]*\).*/\1/p')
 nsima_check_eq "$errors" 0 "undecodable records"
+
+# the loss is in the list: violation entries whose counts add up to the drops
+sleep 1
+nsimactl log --ns "$ns" >/tmp/flood.list
+grep " nsima:lost-events:" /tmp/flood.list | head -n 3
+lost=$(sed -n 's/.* sha256:0\{64\} nsima:lost-events:\([0-9]*\)$/\1/p' /tmp/flood.list | awk '{ s += $1 } END { print s + 0 }')
+nsima_check_eq "$lost" "$dropped" "events lost according to the list's violation entries"
+measured=$(grep -c " $D/f" /tmp/flood.list || true)
+nsima_check_eq "$measured" "$emitted" "files measured (one per delivered event)"
 nsima_stop
 echo "capture_drops_test: OK"
