@@ -11,12 +11,12 @@
 
 #include "nsima/bpf_abi.h"
 
-/* 6.6: "fs: rename i_ctime field to __i_ctime" (13bc24457850) made ctime private. */
+/* 6.6: the multigrain-ctime preparation series renamed inode->i_ctime to __i_ctime. */
 struct inode___ctime_6_6 {
 	struct timespec64 __i_ctime;
 } __attribute__((preserve_access_index));
 
-/* 6.11: "fs: switch timespec64 fields in inode to discrete integers" (3aa63a569c64). */
+/* 6.11: "fs: switch timespec64 fields in inode to discrete integers" (i_ctime_sec/nsec). */
 struct inode___ctime_6_11 {
 	time64_t i_ctime_sec;
 	__u32 i_ctime_nsec;
@@ -42,6 +42,10 @@ static __always_inline void nsima_read_stamp(struct inode *inode, struct nsima_s
 		s->ctime_sec = BPF_CORE_READ(i, i_ctime_sec);
 		s->ctime_nsec = BPF_CORE_READ(i, i_ctime_nsec);
 	}
+	/* 6.13: multigrain timestamps (Documentation/filesystems/multigrain-ts.rst) keep
+	 * I_CTIME_QUERIED in bit 31 of i_ctime_nsec; a nanosecond count never reaches it, so
+	 * masking is right on every kernel (found by tests/bpf on a 6.18 host). */
+	s->ctime_nsec &= 0x7fffffff;
 	s->pad = 0;
 	s->i_version = (__u64)BPF_CORE_READ(inode, i_version.counter) >> NSIMA_I_VERSION_QUERIED_SHIFT;
 	s->size = BPF_CORE_READ(inode, i_size);

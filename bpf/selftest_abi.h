@@ -25,6 +25,13 @@ struct nsima_selftest_flood {
 	__u32 pad;
 };
 
+/* nsima_test_stamp: the CO-RE stamp of the calling process's executable (checks the ctime
+ * flavors on the running kernel against statx from userspace) */
+struct nsima_selftest_stamp {
+	struct nsima_stamp stamp; /* out */
+	__u64 ino;                /* out */
+};
+
 #define NSIMA_DECIDE_EMIT 0  /* unknown, changed or not yet quiet: tell the daemon */
 #define NSIMA_DECIDE_QUIET 1 /* allowed, unchanged, nothing left to do: the hot path */
 #define NSIMA_DECIDE_DENY 2  /* denied and unchanged */

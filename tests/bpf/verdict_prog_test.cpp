@@ -7,6 +7,9 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+
 #include <memory>
 
 #include <gtest/gtest.h>
@@ -166,6 +169,21 @@ TEST_F(SelftestProg, CountersStartAtZero) {
   ASSERT_TRUE(d);
   ASSERT_EQ(d->count(5), 1u);
   EXPECT_EQ(d->at(5), 0u);
+}
+
+// The hooks read ctime through CO-RE flavors (6.1 i_ctime, 6.6 __i_ctime, 6.11 i_ctime_sec/nsec):
+// on this host's kernel the relocated read must equal what statx reports for the same inode.
+TEST_F(SelftestProg, StampMatchesStatxOnThisKernel) {
+  nsima_selftest_stamp st{};
+  LIBBPF_OPTS(bpf_test_run_opts, opts, .ctx_in = &st, .ctx_size_in = sizeof(st));
+  ASSERT_EQ(bpf_prog_test_run_opts(bpf_program__fd(skel_->progs.nsima_test_stamp), &opts), 0)
+      << strerror(errno);
+  struct statx sx {};
+  ASSERT_EQ(statx(AT_FDCWD, "/proc/self/exe", 0, STATX_BASIC_STATS, &sx), 0);
+  EXPECT_EQ(st.ino, sx.stx_ino);
+  EXPECT_EQ(st.stamp.ctime_sec, sx.stx_ctime.tv_sec);
+  EXPECT_EQ(st.stamp.ctime_nsec, sx.stx_ctime.tv_nsec);
+  EXPECT_EQ(st.stamp.size, sx.stx_size);
 }
 
 }  // namespace
