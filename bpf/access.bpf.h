@@ -73,9 +73,24 @@ static __always_inline int nsima_access(struct file *file, struct inode *inode,
 	nsima_key_of(inode, cg->ns_id, &key);
 	nsima_read_stamp(inode, &now);
 
+	/* IMA's violation checks need every open that meets a writer (read open) or a reader
+	 * (write open), even of a file otherwise silenced. */
+	__s32 writers = BPF_CORE_READ(inode, i_writecount.counter);
+	__s32 readers = -1;
+	if (bpf_core_field_exists(inode->i_readcount))
+		readers = BPF_CORE_READ(inode, i_readcount.counter);
+	if (a->hook == NSIMA_HOOK_FILE_OPEN) {
+		if (!(a->mask & NSIMA_MAY_WRITE) && writers > 0)
+			flags |= NSIMA_EV_WRITERS;
+		if ((a->mask & NSIMA_MAY_WRITE) && readers > 0)
+			flags |= NSIMA_EV_READERS;
+	}
+
 	int ret = 0;
 	switch (nsima_decide(&key, &now, a->class, &flags)) {
 	case NSIMA_DECIDE_QUIET:
+		if (flags & (NSIMA_EV_WRITERS | NSIMA_EV_READERS))
+			break;
 		nsima_count(NSIMA_STAT_QUIET + (a->hook & 3));
 		return 0;
 	case NSIMA_DECIDE_DENY:
@@ -106,6 +121,8 @@ static __always_inline int nsima_access(struct file *file, struct inode *inode,
 	e->prot = a->prot;
 	e->reqprot = a->reqprot;
 	e->mmap_flags = a->mmap_flags;
+	e->i_writecount = writers;
+	e->i_readcount = readers;
 	if (new_cred)
 		nsima_read_cred(new_cred, &e->new_cred);
 	nsima_fill_path(e, file);

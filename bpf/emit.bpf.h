@@ -95,6 +95,8 @@ static __always_inline void nsima_fill_event(struct nsima_event *e, __u32 hook, 
 	e->reqprot = 0;
 	e->mmap_flags = 0;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	e->i_writecount = 0;
+	e->i_readcount = -1;
 	e->pad = 0;
 	/* d_unlinked(): hashed out of the dcache and not a root; d_path appends " (deleted)" */
 	if (!BPF_CORE_READ(dentry, d_hash.pprev) && BPF_CORE_READ(dentry, d_parent) != dentry)

@@ -94,6 +94,8 @@ Result<Event> decode_event(const void* data, size_t size) {
   ev.prot = raw.prot;
   ev.reqprot = raw.reqprot;
   ev.mmap_flags = raw.mmap_flags;
+  ev.i_writecount = raw.i_writecount;
+  ev.i_readcount = raw.i_readcount;
   ev.comm = bounded_string(raw.comm, sizeof raw.comm);
 
   if (raw.path_len > 0) {
@@ -161,6 +163,8 @@ std::string event_to_json(const Event& ev) {
     j["reqprot"] = ev.reqprot;
     j["mmap_flags"] = ev.mmap_flags;
   }
+  j["writers"] = ev.i_writecount;
+  j["readers"] = ev.i_readcount;
   j["path"] = ev.path;
   j["flags"] = ev.flags;
   if (ev.flags & NSIMA_EV_PATH_TRUNCATED) j["path_truncated"] = true;

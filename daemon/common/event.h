@@ -63,6 +63,8 @@ struct Event {
   uint32_t f_flags = 0, f_mode = 0;
   uint32_t mask = 0;  // NSIMA_MAY_*, as IMA computes it for this access
   uint32_t prot = 0, reqprot = 0, mmap_flags = 0;
+  int32_t i_writecount = 0;  // opens for write of the inode at the time of the access
+  int32_t i_readcount = -1;  // read-only opens; -1 when the kernel does not count them
   std::string comm;
   std::string path;  // as the process sees it (relative to its root); empty if unknown
 

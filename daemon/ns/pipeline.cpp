@@ -431,6 +431,8 @@ void Pipeline::process(Event& ev) {
 
   std::vector<Target> targets;
   bool quiet = true;
+  const bool file_check = ev.hook == Hook::kFileOpen;
+  const bool write_open = file_check && (ev.mask & NSIMA_MAY_WRITE);
   for (Namespace* n : chain) {
     NsRuntime& r = rt(n);
     if (r.policy->empty()) continue;
@@ -441,14 +443,30 @@ void Pipeline::process(Event& ev) {
       continue;
     }
     if (r.disabled) continue;
+    auto& m = r.measured[fid];
+    m.must = true;
+    // open_writers (ima_rdwr_violation_check): a read open that must be measured while the
+    // file is open for write; recorded before the file's own entry, as the kernel does.
+    if (file_check && !write_open && ev.i_writecount > 0 && ev.path_known())
+      record_violation_locked(n, ev.path);
     uint32_t pcr = d.pcr >= 0 ? static_cast<uint32_t>(d.pcr) : r.list->config().default_pcr;
-    auto m = r.measured.find(fid);
-    if (m != r.measured.end() && m->second.stamp == ev.stamp && (m->second.pcrs >> pcr & 1))
+    if (m.stamp == ev.stamp && (m.pcrs >> pcr & 1))
       continue;  // measured once per file version and PCR, as kernel IMA's measured_pcrs
     auto kind = d.tmpl.empty() ? r.list->config().default_template
                                : measure::template_kind(d.tmpl).value_or(
                                      r.list->config().default_template);
     targets.push_back({n->id, pcr, kind});
+  }
+  // ToMToU: a write open while the file is open for read, of a file some measure rule matched
+  // in that namespace (the reader may have been measured before this write changes it).
+  if (write_open && ev.i_readcount > 0 && ev.path_known()) {
+    for (Namespace* n : chain) {
+      NsRuntime& r = rt(n);
+      auto m = r.measured.find(fid);
+      if (m != r.measured.end() && m->second.must && !r.disabled &&
+          r.policy->has_action(policy::Action::kMeasure))
+        record_violation_locked(n, ev.path);
+    }
   }
 
   if (targets.empty() || !ev.path_known()) {
@@ -467,9 +485,6 @@ void Pipeline::process(Event& ev) {
     notify_watchers(chain, ev);
     return;
   }
-
-  // open_writers (ima_rdwr_violation): a measured read open while the file is open for write.
-  // Recorded before the file's own entry, as the kernel does. ToMToU is not detected (yet).
 
   int root = root_fd_locked(ev);
   UniqueFd root_dup(root >= 0 ? ::fcntl(root, F_DUPFD_CLOEXEC, 0) : -1);
@@ -551,7 +566,7 @@ void Pipeline::on_hashed(Event ev, std::vector<Target> targets, bool quiet,
     NsRuntime& rr = rt(n);
     if (rr.disabled) continue;
     auto& m = rr.measured[fid];
-    if (m.stamp != ev.stamp) m = Measured{ev.stamp, 0};
+    if (m.stamp != ev.stamp) m = Measured{ev.stamp, 0, m.must};
     if (m.pcrs >> t.pcr & 1) continue;
     measure::Entry e;
     e.tmpl = t.tmpl;

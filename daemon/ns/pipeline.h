@@ -173,9 +173,10 @@ class Pipeline {
       return std::hash<uint64_t>()(f.kdev * 1000003u ^ f.ino * 31u ^ f.gen);
     }
   };
-  struct Measured {  // kernel IMA's measured_pcrs, per namespace and file version
-    Stamp stamp;
-    uint64_t pcrs = 0;
+  struct Measured {  // kernel IMA's per-inode state, kept per namespace
+    Stamp stamp;          // file version the PCR bits are for
+    uint64_t pcrs = 0;    // measured_pcrs
+    bool must = false;    // IMA_MUST_MEASURE: a measure rule matched this file (ToMToU)
   };
   struct NsRuntime {
     NsConfig cfg;

@@ -39,6 +39,8 @@
 #define NSIMA_EV_IN_EXECVE 0x10     /* mmap during execve (main binary or ld.so): never denied */
 #define NSIMA_EV_STALE 0x20         /* a verdict existed but its stamp no longer matched */
 #define NSIMA_EV_FIRST_DENY 0x40    /* denied by the namespace's first-access rule (enforce) */
+#define NSIMA_EV_WRITERS 0x80       /* read open while the file is open for write elsewhere */
+#define NSIMA_EV_READERS 0x100      /* write open while the file is open for read elsewhere */
 
 /* Verdicts (struct nsima_verdict.verdict). */
 #define NSIMA_VERDICT_ALLOW 1
@@ -131,11 +133,13 @@ struct nsima_event {
 	__u32 mmap_flags;
 	char comm[NSIMA_COMM_LEN];
 	__s32 path_len; /* bytes in path including the NUL, or -errno from bpf_d_path */
+	__s32 i_writecount; /* inode->i_writecount: open-for-write count (IMA's open_writers) */
+	__s32 i_readcount;  /* inode->i_readcount: read-only opens (IMA's ToMToU); -1 if absent */
 	__u32 pad;
 	char path[NSIMA_PATH_MAX];
 };
 
-#define NSIMA_EVENT_HEADER_SIZE 264 /* offsetof(struct nsima_event, path) */
+#define NSIMA_EVENT_HEADER_SIZE 272 /* offsetof(struct nsima_event, path) */
 
 /* verdict map key: verdicts are per namespace (two containers may trust different keys) */
 struct nsima_verdict_key {

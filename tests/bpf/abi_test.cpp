@@ -72,6 +72,7 @@ TEST_F(AbiTest, Event) {
                  FIELD(nsima_event, mask),       FIELD(nsima_event, prot),
                  FIELD(nsima_event, reqprot),    FIELD(nsima_event, mmap_flags),
                  FIELD(nsima_event, comm),       FIELD(nsima_event, path_len),
+                 FIELD(nsima_event, i_writecount), FIELD(nsima_event, i_readcount),
                  FIELD(nsima_event, pad),        FIELD(nsima_event, path)});
 }
 
