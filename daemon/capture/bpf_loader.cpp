@@ -32,6 +32,12 @@ int libbpf_print(enum libbpf_print_level level, const char* fmt, va_list args) n
   free(buf);
   while (!line.empty() && line.back() == '\n') line.pop_back();
   auto log = logger("libbpf");
+  // libbpf blames RLIMIT_MEMLOCK for every EPERM; since 5.11 BPF memory is charged to the
+  // memory cgroup, and that advice sends users the wrong way.
+  if (line.find("try raising 'ulimit -l'") != std::string::npos) {
+    log->debug("{} [nsima: not the cause; see the error below]", line);
+    return n;
+  }
   switch (level) {
     case LIBBPF_WARN: log->warn("{}", line); break;
     case LIBBPF_INFO: log->info("{}", line); break;
@@ -109,10 +115,11 @@ Result<std::unique_ptr<BpfProgram>> BpfProgram::load_and_attach(const LoaderOpti
           "this is a bug in nsima or a kernel nsima does not support";
     else if (e == EPERM || e == EINVAL)
       msg +=
-          ". The kernel refused the program type: BPF-LSM is probably disabled (check that 'bpf' "
-          "is in /sys/kernel/security/lsm and boot with lsm=...,bpf), kernel lockdown forbids "
-          "BPF, or nsimad lacks CAP_BPF/CAP_SYS_ADMIN. libbpf's hint to raise 'ulimit -l' does "
-          "not apply (BPF memory is charged to the memory cgroup since Linux 5.11)";
+          ". 'bpf' is listed in /sys/kernel/security/lsm, yet the kernel refused to load LSM "
+          "programs: a sandbox or seccomp policy, kernel lockdown, or missing CAP_BPF and "
+          "CAP_SYS_ADMIN forbids it (run nsimad as root on the host, outside such sandboxes). "
+          "libbpf's hint to raise 'ulimit -l' does not apply: BPF memory is charged to the "
+          "memory cgroup since Linux 5.11";
     return make_error(e, msg, "nsima_bpf__load");
   }
   log->debug("BPF object loaded: ring buffer {} bytes, verdict map {} entries", opts.ringbuf_bytes,

@@ -51,13 +51,13 @@ Result<void> Server::start() {
 void Server::stop() {
   if (stop_.exchange(true)) return;
   if (accept_thread_.joinable()) accept_thread_.join();
-  std::list<std::thread> clients;
+  std::list<Client> clients;
   {
     std::lock_guard lock(mu_);
     clients.swap(clients_);
   }
-  for (auto& t : clients)
-    if (t.joinable()) t.join();
+  for (auto& c : clients)
+    if (c.thread.joinable()) c.thread.join();
   ::unlink(path_.c_str());
 }
 
@@ -78,7 +78,24 @@ void Server::accept_loop() {
       continue;
     }
     std::lock_guard lock(mu_);
-    clients_.emplace_back([this, c = std::move(conn)]() mutable { serve(std::move(c)); });
+    reap_locked();
+    auto done = std::make_shared<std::atomic<bool>>(false);
+    std::thread t([this, done, c = std::move(conn)]() mutable {
+      serve(std::move(c));
+      done->store(true);
+    });
+    clients_.push_back(Client{std::move(t), done});
+  }
+}
+
+void Server::reap_locked() {
+  for (auto it = clients_.begin(); it != clients_.end();) {
+    if (it->done->load()) {
+      it->thread.join();
+      it = clients_.erase(it);
+    } else {
+      ++it;
+    }
   }
 }
 

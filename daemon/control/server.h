@@ -6,6 +6,7 @@
 #include <atomic>
 #include <functional>
 #include <list>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -39,8 +40,14 @@ class Server {
   UniqueFd listen_fd_;
   std::thread accept_thread_;
   std::atomic<bool> stop_{false};
+  struct Client {
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  void reap_locked();  // joins the threads of connections that ended
+
   std::mutex mu_;
-  std::list<std::thread> clients_;
+  std::list<Client> clients_;
   std::atomic<int> active_{0};
 };
 
