@@ -24,26 +24,18 @@ int cpus() {
 
 }  // namespace
 
-uint64_t Stats::total_emitted() const {
+namespace {
+uint64_t sum(const uint64_t (&per_hook)[NSIMA_HOOK_MAX]) {
   uint64_t t = 0;
-  for (auto v : emitted) t += v;
+  for (auto v : per_hook) t += v;
   return t;
 }
-uint64_t Stats::total_dropped() const {
-  uint64_t t = 0;
-  for (auto v : dropped) t += v;
-  return t;
-}
-uint64_t Stats::total_denied() const {
-  uint64_t t = 0;
-  for (auto v : denied) t += v;
-  return t;
-}
-uint64_t Stats::total_quiet() const {
-  uint64_t t = 0;
-  for (auto v : quiet) t += v;
-  return t;
-}
+}  // namespace
+
+uint64_t Stats::total_emitted() const { return sum(emitted); }
+uint64_t Stats::total_dropped() const { return sum(dropped); }
+uint64_t Stats::total_denied() const { return sum(denied); }
+uint64_t Stats::total_quiet() const { return sum(quiet); }
 
 nsima_stamp to_abi(const Stamp& s) {
   nsima_stamp out{};

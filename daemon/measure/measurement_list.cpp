@@ -523,6 +523,25 @@ Result<void> MeasurementList::for_each(uint64_t from_index, const RecordFn& fn) 
   });
 }
 
+Result<uint64_t> MeasurementList::stream_records(std::ostream& os, const RenderFn& render) const {
+  uint64_t written = 0;
+  std::string out;
+  auto flush = [&] {
+    os.write(out.data(), static_cast<std::streamsize>(out.size()));
+    written += out.size();
+    out.clear();
+  };
+  auto r = s_->scan(0, UINT64_MAX, [&](uint64_t index, const Record& rec) -> Result<bool> {
+    if (auto ok = render(index, rec, out); !ok) return tl::unexpected(ok.error());
+    if (out.size() >= kStreamChunk) flush();
+    return true;
+  });
+  if (!r) return tl::unexpected(r.error());
+  flush();
+  if (!os) return make_error(EIO, "output stream failed", s_->where);
+  return written;
+}
+
 Result<uint64_t> MeasurementList::render_binary(std::ostream& os, HashAlgo bank) const {
   uint64_t written = 0;
   if (bank == HashAlgo::kSha1) {  // the file is this rendering: copy it
@@ -535,42 +554,20 @@ Result<uint64_t> MeasurementList::render_binary(std::ostream& os, HashAlgo bank)
       written += *n;
     }
   } else {
-    std::string out;
-    auto r = s_->scan(0, UINT64_MAX, [&](uint64_t, const Record& rec) -> Result<bool> {
-      if (auto ok = append_binary(rec, bank, out); !ok) return tl::unexpected(ok.error());
-      if (out.size() >= kStreamChunk) {
-        os.write(out.data(), static_cast<std::streamsize>(out.size()));
-        written += out.size();
-        out.clear();
-      }
-      return true;
+    return stream_records(os, [&](uint64_t, const Record& rec, std::string& out) {
+      return append_binary(rec, bank, out);
     });
-    if (!r) return tl::unexpected(r.error());
-    os.write(out.data(), static_cast<std::streamsize>(out.size()));
-    written += out.size();
   }
   if (!os) return make_error(EIO, "output stream failed", s_->where);
   return written;
 }
 
 Result<uint64_t> MeasurementList::render_ascii(std::ostream& os, HashAlgo bank) const {
-  uint64_t written = 0;
-  std::string out;
-  auto r = s_->scan(0, UINT64_MAX, [&](uint64_t index, const Record& rec) -> Result<bool> {
+  return stream_records(os, [&](uint64_t index, const Record& rec, std::string& out) -> Result<void> {
     if (auto ok = append_ascii(rec, bank, out); !ok)
       return tl::unexpected(with_where(ok.error(), "entry " + std::to_string(index)));
-    if (out.size() >= kStreamChunk) {
-      os.write(out.data(), static_cast<std::streamsize>(out.size()));
-      written += out.size();
-      out.clear();
-    }
-    return true;
+    return {};
   });
-  if (!r) return tl::unexpected(r.error());
-  os.write(out.data(), static_cast<std::streamsize>(out.size()));
-  written += out.size();
-  if (!os) return make_error(EIO, "output stream failed", s_->where);
-  return written;
 }
 
 Result<size_t> MeasurementList::read_at(uint64_t offset, std::span<uint8_t> out) const {

@@ -120,6 +120,11 @@ class MeasurementList {
   Result<size_t> read_at(uint64_t offset, std::span<uint8_t> out) const;
 
  private:
+  // Renders every record with `render` (appending to a buffer) and writes the buffer to `os` in
+  // chunks of about kStreamChunk bytes.
+  using RenderFn = std::function<Result<void>(uint64_t index, const Record&, std::string& out)>;
+  Result<uint64_t> stream_records(std::ostream& os, const RenderFn& render) const;
+
   struct State;
   explicit MeasurementList(std::unique_ptr<State> state);
   std::unique_ptr<State> s_;

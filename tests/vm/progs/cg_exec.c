@@ -7,19 +7,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "join_cgroup.h"
+
 int main(int argc, char** argv) {
   if (argc < 3) {
     fprintf(stderr, "usage: cg_exec CGROUP_DIR PROG [ARGS...]\n");
     return 2;
   }
-  char procs[4096];
-  snprintf(procs, sizeof procs, "%s/cgroup.procs", argv[1]);
-  int cg = open(procs, O_WRONLY);
-  if (cg < 0 || dprintf(cg, "%d\n", getpid()) < 0) {
-    perror(procs);
-    return 2;
-  }
-  close(cg);
+  if (join_cgroup(argv[1]) != 0) return 2;
   execv(argv[2], argv + 2);
   printf("execve: %s\n", strerror(errno));
   return 126;

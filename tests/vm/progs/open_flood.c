@@ -7,19 +7,14 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "join_cgroup.h"
+
 int main(int argc, char** argv) {
   if (argc < 3) {
     fprintf(stderr, "usage: open_flood CGROUP_DIR FILE...\n");
     return 2;
   }
-  char procs[4096];
-  snprintf(procs, sizeof procs, "%s/cgroup.procs", argv[1]);
-  int cg = open(procs, O_WRONLY);
-  if (cg < 0 || dprintf(cg, "%d\n", getpid()) < 0) {
-    perror(procs);
-    return 2;
-  }
-  close(cg);
+  if (join_cgroup(argv[1]) != 0) return 2;
   int failed = 0;
   for (int i = 2; i < argc; ++i) {
     int fd = open(argv[i], O_RDONLY);
