@@ -69,6 +69,16 @@ if evmctl ima_measurement --ignore-violations --pcrs sha256,/tmp/pcr-sha256 --pc
 	nsima_fail "evmctl accepted a list with a flipped byte"
 fi
 
+# ---- nsimactl log --follow prints entries as they are added
+nsimactl log --ns host --follow >/tmp/follow.ascii 2>&1 &
+FOLLOW=$!
+sleep 1
+echo "late file" >$D/late
+cat $D/late >/dev/null
+nsima_wait_for /tmp/follow.ascii " $D/late\$" 20
+kill $FOLLOW
+nsima_check_eq "$(head -n 1 /tmp/follow.ascii | awk '{ print $5 }')" boot_aggregate "first line of --follow"
+
 # ---- vTPM namespace: quote, tpm2_checkquote, evmctl against the quoted PCR
 nonce=0123456789abcdef0123456789abcdef
 nsimactl quote --ns "$vt" --nonce $nonce --out /tmp/q

@@ -85,5 +85,13 @@ fi
 nsima_check_contains "$out" "bad.policy:2:" "error position of the rejected policy"
 nsima_check_eq "$(nsimactl policy show --ns "$cns")" "measure func=FILE_CHECK mask=^MAY_READ uid=0 " \
 	"policy kept after a rejected load"
+# deleting the child: gone from the tree, its list archived, the parent untouched
+nsimactl ns delete "$cns"
+nsimactl ns list | grep -q "^$cns	" && nsima_fail "namespace $cns still listed after delete"
+ls /var/lib/nsima/archive/ | grep -q "^$cns\." || nsima_fail "list of namespace $cns not archived"
+out=$(cg_exec $C $D/busybox cat $D/root.txt)
+nsima_check_eq "$out" root-read "read in the former child after delete"
+sleep 1
+nsima_check_eq "$(nsimactl log --ns "$pns" | wc -l)" "$(wc -l </tmp/parent.list)" "parent list after the child was deleted"
 nsima_stop
 echo "policy_hierarchy_test: OK"
