@@ -8,8 +8,9 @@
 . /usr/share/nsima-test/nsima.sh
 set -eu
 
-K=$(ls -d /*/tests/fixtures/keys 2>/dev/null | head -n 1)
-[ -n "$K" ] || K=$(find / -path '*/tests/fixtures/keys' -type d 2>/dev/null | head -n 1)
+# vm-run --add puts the fixture directory at its host path, wherever the tree is cloned
+K=$(find / -xdev -path '*/tests/fixtures/keys' -type d 2>/dev/null | head -n 1)
+[ -n "$K" ] || K=$(find /tmp /run -path '*/tests/fixtures/keys' -type d 2>/dev/null | head -n 1)
 [ -f "$K/test-rsa2048.key" ] || nsima_fail "test key not found (vm-run --add tests/fixtures/keys)"
 KLIST=/sys/kernel/security/ima/ascii_runtime_measurements
 head -n 1 $KLIST | grep -q " ima-sig " || nsima_fail "kernel IMA is not using ima-sig"
