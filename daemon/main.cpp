@@ -7,8 +7,6 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 #include <memory>
 
 #include "capture/bpf_loader.h"
@@ -115,19 +113,19 @@ int main(int argc, char** argv) {
       if (ima->present) log->info("kernel IMA: {} -> host namespace uses PCR {}", ima->evidence, host_pcr);
     }
   }
+  // The host policy is checked before any BPF program is loaded, so a typo fails fast.
   std::string host_policy_text, host_policy_origin;
-  if (!host_policy_file.empty() || !host_builtin.empty()) {
-    auto p = host_builtin.empty() ? nsima::policy::load_policy_file(host_policy_file)
-                                  : nsima::policy::builtin_policy(host_builtin);
+  if (!host_builtin.empty()) {
+    auto p = nsima::policy::builtin_policy(host_builtin);
     if (!p) return fatal(p.error());
-    host_policy_text = host_builtin.empty() ? "" : std::string(nsima::policy::builtin_text(host_builtin));
-    host_policy_origin = host_builtin.empty() ? host_policy_file : "builtin:" + host_builtin;
-    if (host_policy_text.empty()) {
-      std::ifstream in(host_policy_file);
-      std::stringstream ss;
-      ss << in.rdbuf();
-      host_policy_text = ss.str();
-    }
+    host_policy_text = nsima::policy::builtin_text(host_builtin);
+    host_policy_origin = "builtin:" + host_builtin;
+  } else if (!host_policy_file.empty()) {
+    auto text = nsima::policy::read_policy_text(host_policy_file);
+    if (!text) return fatal(text.error());
+    if (auto p = nsima::policy::Policy::parse(*text, host_policy_file); !p) return fatal(p.error());
+    host_policy_text = std::move(*text);
+    host_policy_origin = host_policy_file;
   }
 
   nsima::capture::LoaderOptions lopts;

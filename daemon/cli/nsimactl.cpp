@@ -22,6 +22,7 @@
 #include "control/connection.h"
 #include "measure/list_format.h"
 #include "policy/commands.h"
+#include "policy/policy.h"
 #include "nsima/control_protocol.h"
 
 namespace {
@@ -72,14 +73,12 @@ std::optional<json> request(const std::string& socket, const json& req,
 }
 
 std::optional<std::string> read_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) {
-    std::fprintf(stderr, "nsimactl: cannot read %s: %s\n", path.c_str(), strerror(errno));
+  auto text = nsima::policy::read_policy_text(path);
+  if (!text) {
+    std::fprintf(stderr, "nsimactl: %s\n", text.error().to_string().c_str());
     return std::nullopt;
   }
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  return std::move(*text);
 }
 
 // Prints a namespace's list from its file (nsimad names it and its committed size; records are

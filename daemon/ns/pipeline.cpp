@@ -578,7 +578,7 @@ void Pipeline::on_hashed(Event ev, std::vector<Target> targets, bool quiet,
       if (d.algo() == want) e.digest = d;
     e.name = ev.path;
     if (template_has_sig(t.tmpl)) e.ima_xattr = *xattr;
-    record_locked(n, e, "measure");
+    record_locked(n, e);
     m.pcrs |= 1ull << t.pcr;
     if (!measured_in.empty()) measured_in += ",";
     measured_in += n->name;
@@ -592,15 +592,18 @@ void Pipeline::on_hashed(Event ev, std::vector<Target> targets, bool quiet,
   notify_watchers(chain, ev, measured_in.empty() ? "" : "measured in " + measured_in);
 }
 
-void Pipeline::record_locked(Namespace* n, const measure::Entry& e, const char* what) {
+void Pipeline::append_locked(Namespace* n, const AppendFn& append) {
   NsRuntime& r = rt(n);
-  auto out = r.list->append(e);
+  auto out = append(*r.list);
   if (!out) {
     disable_locked(n, std::string("cannot append to its list: ") + out.error().to_string());
     return;
   }
   if (!out->added) return;  // identical entry already in the list: not added, not extended
-  counters_.measured++;
+  if (out->violation)
+    counters_.violations++;
+  else
+    counters_.measured++;
   Namespace* owner = owner_of(n);
   if (owner == n) {
     queue_extend_locked(r, n->name, *out);
@@ -609,33 +612,21 @@ void Pipeline::record_locked(Namespace* n, const measure::Entry& e, const char* 
   // A namespace without a PCR of its own: the owning list records (and extends) the entry.
   NsRuntime& o = rt(owner);
   if (o.disabled) return;
-  auto copy = o.list->append(e);
+  auto copy = append(*o.list);
   if (!copy) {
     disable_locked(owner, std::string("cannot append to its list: ") + copy.error().to_string());
     return;
   }
-  if (copy->added) queue_extend_locked(o, owner->name, *copy);
-  (void)what;
+  queue_extend_locked(o, owner->name, *copy);
+}
+
+void Pipeline::record_locked(Namespace* n, const measure::Entry& e) {
+  append_locked(n, [&](measure::MeasurementList& l) { return l.append(e); });
 }
 
 void Pipeline::record_violation_locked(Namespace* n, const std::string& name) {
-  NsRuntime& r = rt(n);
-  if (!r.list) return;
-  auto out = r.list->append_violation(name);
-  if (!out) {
-    logger("measure")->error("namespace {}: cannot append a violation: {}", n->name,
-                             out.error().to_string());
-    return;
-  }
-  counters_.violations++;
-  Namespace* owner = owner_of(n);
-  if (owner == n) {
-    queue_extend_locked(r, n->name, *out);
-    return;
-  }
-  NsRuntime& o = rt(owner);
-  auto copy = o.list->append_violation(name);
-  if (copy) queue_extend_locked(o, owner->name, *copy);
+  if (!rt(n).list) return;
+  append_locked(n, [&](measure::MeasurementList& l) { return l.append_violation(name); });
 }
 
 void Pipeline::queue_extend_locked(NsRuntime& owner_rt, const std::string& list,

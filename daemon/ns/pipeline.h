@@ -204,7 +204,11 @@ class Pipeline {
   Result<void> start_list_locked(Namespace* n, NsRuntime& r);
   Result<void> reconcile_locked(Namespace* n, NsRuntime& r);
   Result<void> validate_policy_locked(Namespace* n, const policy::Policy& p);
-  void record_locked(Namespace* n, const measure::Entry& e, const char* what);
+  // Appends to n's list with `append` and, when n owns no PCR, the same to its owner's list;
+  // queues the extends. A list that cannot be appended to stops measuring.
+  using AppendFn = std::function<Result<measure::AppendOutcome>(measure::MeasurementList&)>;
+  void append_locked(Namespace* n, const AppendFn& append);
+  void record_locked(Namespace* n, const measure::Entry& e);
   void record_violation_locked(Namespace* n, const std::string& name);
   void queue_extend_locked(NsRuntime& owner_rt, const std::string& list,
                            const measure::AppendOutcome& out);

@@ -463,6 +463,12 @@ bool Policy::has_action(Action kind) const {
 }
 
 Result<Policy> load_policy_file(const std::string& path) {
+  auto text = read_policy_text(path);
+  if (!text) return tl::unexpected(text.error());
+  return Policy::parse(*text, path);
+}
+
+Result<std::string> read_policy_text(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     int err = errno;
@@ -473,7 +479,7 @@ Result<Policy> load_policy_file(const std::string& path) {
   std::ostringstream buf;
   buf << in.rdbuf();
   if (in.bad()) return make_error(EIO, "cannot read policy file", path);
-  return Policy::parse(buf.str(), path);
+  return buf.str();
 }
 
 }  // namespace nsima::policy

@@ -122,6 +122,8 @@ class Policy {
 
 // Reads and parses a policy file; errors name the file (and line:column for syntax errors).
 Result<Policy> load_policy_file(const std::string& path);
+// The text of a policy file; errors name the file.
+Result<std::string> read_policy_text(const std::string& path);
 
 // Builtin policies (builtin.cpp; the same texts as policies/<name>.policy): the kernel's "tcb",
 // "appraise_tcb", "secure_boot", "critical_data", and nsima's "container-measure",
