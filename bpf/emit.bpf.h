@@ -98,6 +98,9 @@ static __always_inline void nsima_fill_event(struct nsima_event *e, __u32 hook, 
 	e->i_writecount = 0;
 	e->i_readcount = -1;
 	e->pad = 0;
+	e->root_dev = BPF_CORE_READ(task, fs, root.dentry, d_sb, s_dev);
+	e->root_ino = BPF_CORE_READ(task, fs, root.dentry, d_inode, i_ino);
+	e->start_boottime = BPF_CORE_READ(task, group_leader, start_boottime);
 	/* d_unlinked(): hashed out of the dcache and not a root; d_path appends " (deleted)" */
 	if (!BPF_CORE_READ(dentry, d_hash.pprev) && BPF_CORE_READ(dentry, d_parent) != dentry)
 		e->flags |= NSIMA_EV_DELETED;

@@ -96,6 +96,9 @@ Result<Event> decode_event(const void* data, size_t size) {
   ev.mmap_flags = raw.mmap_flags;
   ev.i_writecount = raw.i_writecount;
   ev.i_readcount = raw.i_readcount;
+  ev.root_kdev = raw.root_dev;
+  ev.root_ino = raw.root_ino;
+  ev.start_boottime_ns = raw.start_boottime;
   ev.comm = bounded_string(raw.comm, sizeof raw.comm);
 
   if (raw.path_len > 0) {
@@ -165,6 +168,9 @@ std::string event_to_json(const Event& ev) {
   }
   j["writers"] = ev.i_writecount;
   j["readers"] = ev.i_readcount;
+  j["root_dev"] = static_cast<uint64_t>(kdev_to_dev(ev.root_kdev));
+  j["root_ino"] = ev.root_ino;
+  j["start_boottime"] = ev.start_boottime_ns;
   j["path"] = ev.path;
   j["flags"] = ev.flags;
   if (ev.flags & NSIMA_EV_PATH_TRUNCATED) j["path_truncated"] = true;

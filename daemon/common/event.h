@@ -65,6 +65,8 @@ struct Event {
   uint32_t prot = 0, reqprot = 0, mmap_flags = 0;
   int32_t i_writecount = 0;  // opens for write of the inode at the time of the access
   int32_t i_readcount = -1;  // read-only opens; -1 when the kernel does not count them
+  uint64_t root_kdev = 0, root_ino = 0;  // the task's root directory (kernel dev_t)
+  uint64_t start_boottime_ns = 0;        // its process's start (CLOCK_BOOTTIME)
   std::string comm;
   std::string path;  // as the process sees it (relative to its root); empty if unknown
 

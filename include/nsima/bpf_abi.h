@@ -136,10 +136,16 @@ struct nsima_event {
 	__s32 i_writecount; /* inode->i_writecount: open-for-write count (IMA's open_writers) */
 	__s32 i_readcount;  /* inode->i_readcount: read-only opens (IMA's ToMToU); -1 if absent */
 	__u32 pad;
+	/* The task's root (fs->root: chroot / pivot_root aware) and its process's start time, so
+	 * the daemon can tell which root a path is relative to, and whether the process it finds
+	 * under `tgid` is the one that made the access (pids are reused). */
+	__u64 root_dev;       /* fs->root.dentry->d_sb->s_dev, kernel encoding */
+	__u64 root_ino;       /* fs->root.dentry->d_inode->i_ino */
+	__u64 start_boottime; /* group_leader->start_boottime (ns; /proc/PID/stat field 22) */
 	char path[NSIMA_PATH_MAX];
 };
 
-#define NSIMA_EVENT_HEADER_SIZE 272 /* offsetof(struct nsima_event, path) */
+#define NSIMA_EVENT_HEADER_SIZE 296 /* offsetof(struct nsima_event, path) */
 
 /* verdict map key: verdicts are per namespace (two containers may trust different keys) */
 struct nsima_verdict_key {

@@ -38,6 +38,9 @@ nsima_check_eq "$(nsima_json_field "$line" cgroup_id)" "$CGA" "cgroup_id of the 
 nsima_check_eq "$(nsima_json_field "$line" ino)" "$(stat -c %i "$D/hello")" "ino of the exec event"
 nsima_check_eq "$(nsima_json_field "$line" mask)" 1 "mask of the exec event (MAY_EXEC)"
 nsima_check_eq "$(nsima_json_field "$line" fsname)" ext4 "fsname of the exec event"
+# the task's root (what the path is relative to) and its process's start time travel along
+nsima_check_eq "$(nsima_json_field "$line" root_ino)" "$(stat -c %i /)" "root_ino of the exec event"
+[ "$(nsima_json_field "$line" start_boottime)" -gt 0 ] || nsima_fail "start_boottime of the exec event is 0"
 # the exec open is a FILE_CHECK with MAY_EXEC, as IMA sees it
 n=$(nsima_count /tmp/wa.log '"hook":"file_open"' "\"path\":\"$D/hello\"" '"mask":1,')
 nsima_check_eq "$n" 1 "exec-open file_open events for $D/hello"
