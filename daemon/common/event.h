@@ -42,6 +42,7 @@ struct Stamp {
 };
 
 struct Event {
+  uint64_t seq = 0;  // intake order, 1, 2, ... per nsimad run (set by the ring-buffer consumer)
   Hook hook = Hook::kFileOpen;
   uint32_t flags = 0;  // NSIMA_EV_*
   uint64_t ktime_ns = 0;

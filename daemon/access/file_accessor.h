@@ -1,0 +1,143 @@
+// SPDX-License-Identifier: Apache-2.0
+// The file accessor: everything nsimad learns from a file an event names, read the way the
+// event's process saw it, off the judge's thread and never under any pipeline lock.
+//
+//  * RootCache: the root a process's paths are relative to (chroot / pivot_root aware), taken as
+//    early as possible (on the intake thread, from /proc/PID/root of the very process, checked by
+//    its start time against pid reuse and by the root's (dev, ino) the hook reported). A root is
+//    held only while a live process lends it (its pidfd), so a dead container's rootfs is never
+//    pinned; the cache is bounded.
+//  * FileAccessor: per-namespace queues served round-robin by worker threads. A request opens the
+//    file once (through its root, identity checked against the event), reads security.ima if
+//    asked, hashes it (digest cache first), and answers exactly once. A queue that is full answers
+//    kQueueFull at once (never blocks the caller); a request that is not answered within its
+//    deadline answers kTimeout, and a worker stuck in the kernel (a FUSE file that never answers)
+//    is replaced, so one namespace's stalled file never stops the others.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/event.h"
+#include "common/result.h"
+#include "common/unique_fd.h"
+#include "measure/digest_cache.h"
+#include "measure/file_reader.h"
+#include "measure/hash_algo.h"
+
+namespace nsima::access {
+
+// Why a file could not be read as its event saw it. Each becomes a violation entry whose name
+// says so (see daemon/README.md, "Violations").
+enum class AccessErrorKind {
+  kVanished,     // the file or the process (and every lender of its root) is gone
+  kMismatch,     // the path now names another inode (replaced, renamed over)
+  kNotRegular,   // not a regular file any more
+  kDenied,       // EACCES/EPERM, or the path tried to leave the root
+  kInvalidPath,  // empty / too long / embedded NUL
+  kIoError,      // a read or open failed otherwise
+  kTimeout,      // not answered within Options::timeout (stalled filesystem, huge file)
+  kQueueFull,    // the namespace's queue (or the global cap) was full
+  kShutdown,     // the accessor is stopping, or the namespace was dropped
+};
+std::string_view access_error_kind_name(AccessErrorKind k);  // "vanished", "timeout", ...
+
+struct AccessError {
+  AccessErrorKind kind = AccessErrorKind::kIoError;
+  Error error;  // where = the path (and root) that failed
+  std::string to_string() const;
+};
+
+// What a request asked for, once it is answered.
+struct FileFacts {
+  std::vector<measure::Digest> digests;  // one per Request::algos, same order
+  std::optional<std::vector<uint8_t>> ima_xattr;  // security.ima if asked and present
+  bool changed = false;     // the file changed while being read (or differs from the event's
+                            // stamp): the digests are of a newer version; nothing was cached
+  bool from_cache = false;  // every digest came from the digest cache (no read)
+  uint64_t bytes = 0;       // bytes hashed
+};
+using AccessResult = tl::expected<FileFacts, AccessError>;
+
+class RootCache {
+ public:
+  struct Options {
+    size_t capacity = 1024;  // roots held at most (LRU beyond)
+  };
+  struct Stats {
+    uint64_t hits = 0, captured = 0, pid_reused = 0, process_gone = 0, evicted_dead = 0;
+    size_t size = 0;
+  };
+
+  explicit RootCache(Options o);
+  ~RootCache();
+
+  // On the intake thread, for every event: makes sure a root for the event's (mnt_ns, root
+  // dev, root ino) is held while a live process lends it. A hit costs no system call.
+  void capture(const Event& ev);
+  // A new O_PATH fd of the root the event's path is relative to, or why there is none (kVanished:
+  // the process is gone and no live process lends that root).
+  tl::expected<UniqueFd, AccessError> root_for(const Event& ev);
+  Stats stats() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+class FileAccessor {
+ public:
+  struct Options {
+    size_t workers = 2;
+    size_t queue_capacity = 4096;    // per namespace queue
+    size_t total_capacity = 65536;   // over all queues
+    std::chrono::milliseconds timeout{30000};  // per request, from start of work to answer
+    size_t max_stuck_workers = 16;   // workers abandoned in the kernel before no more replacements
+  };
+  struct Request {
+    uint64_t seq = 0;     // Event::seq, for messages and barriers
+    uint32_t queue = 0;   // namespace id whose queue and quota this request uses
+    Event ev;             // identity, stamp, path, root key, pid of the access
+    std::vector<measure::HashAlgo> algos;  // digests wanted (may be empty)
+    bool want_ima_xattr = false;
+    // Called exactly once: on a worker, on the supervisor (timeout), or inline in submit()
+    // (digest-cache hit, full queue). Must not block for long and must not throw.
+    std::function<void(const AccessResult&)> done;
+  };
+  struct QueueStats {
+    uint32_t queue = 0;
+    size_t queued = 0, running = 0;
+    uint64_t done = 0, timeouts = 0, rejected = 0;
+  };
+  struct Stats {
+    uint64_t submitted = 0, cache_hits = 0, coalesced = 0, files_read = 0, bytes_read = 0;
+    uint64_t timeouts = 0, rejected = 0;
+    size_t workers = 0, stuck_workers = 0;
+    std::vector<QueueStats> queues;
+  };
+
+  // `roots` and `digests` must outlive the accessor.
+  FileAccessor(Options o, RootCache* roots, measure::DigestCache* digests);
+  ~FileAccessor();  // answers what is queued with kShutdown, joins what can be joined
+  FileAccessor(const FileAccessor&) = delete;
+  FileAccessor& operator=(const FileAccessor&) = delete;
+
+  // Never blocks on I/O or on queue space.
+  void submit(Request r);
+  // Answers every queued request of `queue` with kShutdown (the namespace was deleted).
+  void drop_queue(uint32_t queue);
+  // Waits until every request submitted so far is answered (tests, shutdown).
+  void drain();
+  Stats stats() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace nsima::access
