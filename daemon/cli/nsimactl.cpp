@@ -180,17 +180,28 @@ int main(int argc, char** argv) {
   });
 
   // deny / allow
-  std::string v_cgroup, v_file;
+  std::string v_cgroup, v_file, v_root;
   for (const char* verdict : {"deny", "allow"}) {
     auto* sub = app.add_subcommand(
-        verdict, std::string(verdict) + " FILE for the processes of a cgroup's namespace");
+        verdict, std::string(verdict) +
+                     " FILE for the processes of a cgroup's namespace and every namespace below "
+                     "it (deny holds for every version of the file, across policy loads and "
+                     "restarts)");
     sub->add_option("--cgroup", v_cgroup, "cgroup v2 directory")->required();
-    sub->add_option("FILE", v_file, "the file")->required();
+    sub->add_option("FILE", v_file,
+                    "the file as the namespace's processes see it (absolute, resolved inside "
+                    "the root of a live process of the cgroup, or inside --root)")
+        ->required();
+    sub->add_option("--root", v_root,
+                    "resolve FILE inside this directory (the container's root filesystem as "
+                    "nsimad sees it), e.g. when the cgroup has no process yet");
     sub->callback([&, verdict] {
-      auto r = request(socket, {{ctl::kFieldCmd, ctl::kCmdVerdict},
-                                {ctl::kFieldCgroup, absolute(v_cgroup)},
-                                {ctl::kFieldPath, absolute(v_file)},
-                                {ctl::kFieldVerdict, verdict}});
+      json req{{ctl::kFieldCmd, ctl::kCmdVerdict},
+               {ctl::kFieldCgroup, absolute(v_cgroup)},
+               {ctl::kFieldPath, v_file},
+               {ctl::kFieldVerdict, verdict}};
+      if (!v_root.empty()) req[ctl::kFieldRoot] = absolute(v_root);
+      auto r = request(socket, req);
       if (!r) rc = 1;
     });
   }

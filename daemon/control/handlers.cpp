@@ -131,7 +131,12 @@ void do_verdict(DaemonContext& ctx, const json& req, Connection& conn) {
   if (*v != "allow" && *v != "deny")
     return (void)conn.send(fail("field \"verdict\" must be \"allow\" or \"deny\", not \"" + *v +
                                 "\""));
-  auto r = ctx.pipeline->set_file_verdict(*cg, *path, *v == "allow");
+  std::string root;
+  if (auto it = req.find(kFieldRoot); it != req.end()) {
+    if (!it->is_string()) return (void)conn.send(fail("field \"root\" must be a string"));
+    root = it->get<std::string>();
+  }
+  auto r = ctx.pipeline->set_file_verdict(*cg, *path, *v == "allow", root);
   if (!r) return (void)conn.send(fail(r.error()));
   conn.send({{kFieldOk, true}});
 }

@@ -5,8 +5,8 @@
 
 namespace nsima::ns {
 
-Extender::Extender(std::function<void(const ExtendJob&, const Error&)> on_error)
-    : on_error_(std::move(on_error)), thread_([this] { run(); }) {}
+Extender::Extender(std::shared_ptr<tpm::Tpm> tpm, ErrorFn on_error)
+    : tpm_(std::move(tpm)), on_error_(std::move(on_error)), thread_([this] { run(); }) {}
 
 Extender::~Extender() {
   {
@@ -21,13 +21,25 @@ void Extender::push(ExtendJob job) {
   {
     std::lock_guard lock(mu_);
     q_.push_back(std::move(job));
+    pushed_++;
   }
   cv_.notify_one();
 }
 
+uint64_t Extender::pushed() const {
+  std::lock_guard lock(mu_);
+  return pushed_;
+}
+
+bool Extender::wait(uint64_t mark, std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mu_);
+  return progress_.wait_for(lock, timeout, [&] { return done_ + failed_ >= mark; });
+}
+
 void Extender::drain() {
   std::unique_lock lock(mu_);
-  idle_.wait(lock, [&] { return q_.empty() && !busy_; });
+  uint64_t mark = pushed_;
+  progress_.wait(lock, [&] { return done_ + failed_ >= mark; });
 }
 
 uint64_t Extender::done() const {
@@ -57,10 +69,11 @@ void Extender::run() {
     q_.pop_front();
     busy_ = true;
     lock.unlock();
-    auto r = job.tpm->extend(job.pcr, job.digests);
+    auto r = tpm_->extend(job.pcr, job.digests);
     if (!r) {
       logger("tpm")->error("extend of entry {} of list {} into PCR {} failed: {}", job.index,
                            job.list, job.pcr, r.error().to_string());
+      // Called without our lock: the callback may take its own.
       if (on_error_) on_error_(job, r.error());
     }
     lock.lock();
@@ -69,7 +82,7 @@ void Extender::run() {
       done_++;
     else
       failed_++;
-    if (q_.empty()) idle_.notify_all();
+    progress_.notify_all();
   }
 }
 

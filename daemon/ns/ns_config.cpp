@@ -38,7 +38,8 @@ Result<void> save_ns_config(const std::string& state_dir, const NsConfig& cfg) {
                    {"vtpm", cfg.vtpm},
                    {"policy_origin", cfg.policy_origin},
                    {"policy_text", cfg.policy_text},
-                   {"boot_id", cfg.boot_id}};
+                   {"boot_id", cfg.boot_id},
+                   {"drops_seen", cfg.drops_seen}};
   fs::path tmp = dir / "ns.json.tmp", dst = dir / "ns.json";
   {
     std::ofstream out(tmp, std::ios::trunc);
@@ -75,6 +76,7 @@ std::vector<NsConfig> load_ns_configs(const std::string& state_dir) {
     c.policy_origin = j.value("policy_origin", "");
     c.policy_text = j.value("policy_text", "");
     c.boot_id = j.value("boot_id", "");
+    c.drops_seen = j.value("drops_seen", uint64_t{0});
     if (c.name.empty() || c.id == 0 || c.name != d.path().filename().string()) {
       logger("ns")->error("{}: name/id missing or not matching its directory; not restored",
                           f.string());

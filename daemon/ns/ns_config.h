@@ -19,6 +19,7 @@ struct NsConfig {
   std::string policy_origin;  // "builtin:tcb", a file path, or "" (no policy)
   std::string policy_text;
   std::string boot_id;  // /proc/sys/kernel/random/boot_id when the list was started
+  uint64_t drops_seen = 0;  // lost events (BPF ns_drops) already recorded as violations
 };
 
 std::string ns_dir(const std::string& state_dir, const std::string& name);

@@ -1,16 +1,18 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "ns/pipeline.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <set>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
@@ -24,53 +26,72 @@
 
 namespace nsima::ns {
 
+namespace fs = std::filesystem;
+
 namespace {
 
-constexpr const char* kImaXattr = "security.ima";
-constexpr size_t kMaxXattr = 8192;
+using Clock = std::chrono::steady_clock;
 
-std::optional<tpm::Bank> bank_of(measure::HashAlgo a) {
-  auto id = measure::tpm_alg_id(a);
-  if (!id) return std::nullopt;
-  return static_cast<tpm::Bank>(*id);
+std::chrono::milliseconds left(Clock::time_point deadline) {
+  auto d = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+  return d.count() > 0 ? d : std::chrono::milliseconds(0);
 }
 
-std::vector<tpm::BankDigest> to_bank_digests(const std::vector<measure::Digest>& ds) {
-  std::vector<tpm::BankDigest> out;
-  for (auto& d : ds) {
-    auto b = bank_of(d.algo());
-    if (!b) continue;
-    out.push_back({*b, std::vector<uint8_t>(d.bytes().begin(), d.bytes().end())});
-  }
-  return out;
-}
+// How deep a cgroup directory is (restored namespaces are re-created parents first).
+size_t depth(const std::string& p) { return static_cast<size_t>(std::count(p.begin(), p.end(), '/')); }
 
-bool template_has_sig(measure::TemplateKind k) {
-  return k == measure::TemplateKind::kImaSig || k == measure::TemplateKind::kImaSigV2;
-}
-
-// The measure decision of one namespace for all the funcs an event stands for (the kernel
-// calls process_measurement once per func; a file is measured once per PCR).
-struct NsDecision {
-  bool measure = false;
-  int pcr = -1;
-  std::string tmpl;
-  bool cred_dependent = false;
+// A TPM a namespace is about to own, opened off the pipeline thread.
+struct OwnTpm {
+  std::shared_ptr<tpm::Tpm> tpm;
+  bool fresh = false;  // its PCRs are at their reset values (new vTPM, new boot)
 };
 
-NsDecision decide(const policy::Policy& p, const std::vector<policy::Access>& accesses) {
-  NsDecision out;
-  policy::Decision d;
-  for (auto& a : accesses) {
-    p.evaluate_into(a, d);
-    out.cred_dependent |= d.cred_dependent;
-    if (d.measure && !out.measure) {
-      out.measure = true;
-      out.pcr = d.pcr;
-      out.tmpl = d.template_name;
+// Violation names (daemon/README.md, "Violations"): what happened, then what it concerns.
+std::string unreadable_name(const access::AccessError& e, const std::string& path) {
+  return "nsima:unreadable:" + std::string(access::access_error_kind_name(e.kind)) + ":" + path;
+}
+
+// The first live process in `dir` or a cgroup below it (at most a few hundred directories).
+pid_t live_process_in(const std::string& dir) {
+  std::vector<std::string> todo{dir};
+  for (size_t i = 0; i < todo.size() && i < 512; ++i) {
+    FILE* f = fopen((todo[i] + "/cgroup.procs").c_str(), "re");
+    if (f) {
+      long pid = 0;
+      while (fscanf(f, "%ld", &pid) == 1)
+        if (pid > 0 && kill(static_cast<pid_t>(pid), 0) == 0) {
+          fclose(f);
+          return static_cast<pid_t>(pid);
+        }
+      fclose(f);
     }
+    std::error_code ec;
+    for (auto& d : fs::directory_iterator(todo[i], ec))
+      if (d.is_directory(ec)) todo.push_back(d.path().string());
   }
-  return out;
+  return -1;
+}
+
+// Opens `path` for reading inside `root_fd` as a process with that root would: symlinks cannot
+// leave it, magic links are refused, and only a regular file is opened (never a FIFO or device).
+Result<UniqueFd> open_regular_in(int root_fd, const std::string& path) {
+  open_how how{};
+  how.flags = O_PATH | O_CLOEXEC;
+  how.resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS;
+  long p = -1;
+  for (int i = 0; i < 8; ++i) {
+    p = ::syscall(SYS_openat2, root_fd, path.c_str(), &how, sizeof how);
+    if (p >= 0 || errno != EAGAIN) break;
+  }
+  if (p < 0) return make_error(errno, std::string("cannot open: ") + strerror(errno), path);
+  UniqueFd pathfd(static_cast<int>(p));
+  struct stat st;
+  if (fstat(pathfd.get(), &st) != 0) return make_error(errno, strerror(errno), path);
+  if (!S_ISREG(st.st_mode)) return make_error(EINVAL, "is not a regular file", path);
+  std::string self = "/proc/self/fd/" + std::to_string(pathfd.get());
+  UniqueFd fd(::open(self.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
+  if (!fd) return make_error(errno, std::string("cannot open: ") + strerror(errno), path);
+  return fd;
 }
 
 }  // namespace
@@ -80,61 +101,238 @@ void Watcher::offer(std::string line) {
 }
 
 Pipeline::Pipeline(PipelineOptions opts, capture::BpfMaps* maps)
-    : opts_(std::move(opts)), maps_(maps), tree_(opts_.cgroup_root, 0),
-      queue_(opts_.queue_capacity) {}
+    : opts_(std::move(opts)),
+      maps_(maps),
+      reg_(RegistryOptions{opts_.cgroup_root, opts_.state_dir, opts_.host_pcr}, maps),
+      verdicts_(maps, opts_.state_dir) {}
 
 Pipeline::~Pipeline() { stop(); }
 
 // ---------------------------------------------------------------------------------------------
+// the pipeline thread
+
+template <class F>
+auto Pipeline::call(F&& f) -> decltype(f()) {
+  using R = decltype(f());
+  if (!running_.load() || std::this_thread::get_id() == thread_id_) return f();
+  auto p = std::make_shared<std::promise<R>>();
+  auto fut = p->get_future();
+  bool posted = false;
+  {
+    std::lock_guard lock(mu_);
+    if (running_.load()) {
+      tasks_.push_back([p, &f]() {
+        if constexpr (std::is_void_v<R>) {
+          f();
+          p->set_value();
+        } else {
+          p->set_value(f());
+        }
+      });
+      posted = true;
+    }
+  }
+  if (!posted) return f();  // the thread has ended meanwhile
+  wake_.notify_one();
+  return fut.get();
+}
+
+void Pipeline::post(std::function<void()> task) {
+  {
+    std::lock_guard lock(mu_);
+    if (running_.load()) {
+      tasks_.push_back(std::move(task));
+      wake_.notify_one();
+      return;
+    }
+  }
+  task();  // not running: nothing else touches the state
+}
+
+void Pipeline::start() {
+  std::lock_guard lock(mu_);
+  if (running_) return;
+  stopping_ = false;
+  running_ = true;
+  thread_ = std::thread([this] { run(); });
+  thread_id_ = thread_.get_id();
+}
+
+void Pipeline::run() {
+  for (;;) {
+    std::function<void()> task;
+    std::optional<Event> ev;
+    {
+      std::unique_lock lock(mu_);
+      wake_.wait_for(lock, std::chrono::milliseconds(200),
+                     [&] { return stopping_ || !tasks_.empty() || !events_.empty(); });
+      if (!tasks_.empty()) {
+        task = std::move(tasks_.front());
+        tasks_.pop_front();
+      } else if (!events_.empty()) {
+        ev = std::move(events_.front());
+        events_.pop_front();
+        space_.notify_one();
+      } else if (stopping_) {
+        std::lock_guard plock(pending_mu_);
+        if (reads_in_flight_ == 0) {
+          running_ = false;  // under mu_: no task can be posted from here on
+          break;
+        }
+      }
+    }
+    if (task) {
+      task();
+    } else if (ev) {
+      process(*ev);
+      {
+        std::lock_guard plock(pending_mu_);
+        judged_seq_.store(ev->seq);
+      }
+      pending_cv_.notify_all();
+    }
+    if (Clock::now() - last_tick_ >= std::chrono::milliseconds(200)) tick();
+  }
+}
+
+void Pipeline::stop() {
+  {
+    std::lock_guard lock(mu_);
+    if (!thread_.joinable()) return;
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  thread_.join();
+  thread_id_ = {};
+  if (accessor_) accessor_->drain();
+  for (Namespace* n : reg_.all()) {
+    NsRuntime& r = reg_.rt(n);
+    if (r.extender) r.extender->drain();
+    if (r.list) (void)r.list->sync();
+  }
+  for (auto& [id, w] : watchers_) w->close();
+}
+
+void Pipeline::tick() {
+  last_tick_ = Clock::now();
+  check_drops();
+  for (Namespace* n : reg_.all()) {
+    NsRuntime& r = reg_.rt(n);
+    if (r.list) (void)r.list->sync_if_due();
+  }
+}
+
+void Pipeline::submit(Event&& ev) {
+  if (ev.seq == 0) ev.seq = local_seq_.fetch_add(1) + 1;
+  // The root the event's path is relative to, taken now: the process may be gone by the time
+  // its file is read.
+  if (roots_) roots_->capture(ev);
+  uint64_t seq = ev.seq;
+  {
+    std::unique_lock lock(mu_);
+    space_.wait(lock, [&] { return !running_ || events_.size() < opts_.queue_capacity; });
+    events_.push_back(std::move(ev));
+  }
+  submitted_seq_.store(std::max(submitted_seq_.load(), seq));
+  wake_.notify_one();
+}
+
+void Pipeline::drain() {
+  {
+    std::unique_lock lock(pending_mu_);
+    pending_cv_.wait(lock, [&] {
+      return judged_seq_.load() >= submitted_seq_.load() && reads_in_flight_ == 0;
+    });
+  }
+  // Tasks posted by the last reads (their entries) have run once a task posted now has.
+  auto exts = call([&] {
+    std::vector<std::shared_ptr<Extender>> out;
+    for (Namespace* n : reg_.all())
+      if (auto& e = reg_.rt(n).extender) out.push_back(e);
+    return out;
+  });
+  for (auto& e : exts) e->drain();
+}
+
+void Pipeline::pending_add(uint64_t seq, const std::vector<uint32_t>& ids) {
+  std::lock_guard lock(pending_mu_);
+  for (uint32_t id : ids) pending_[id].insert(seq);
+  reads_in_flight_++;
+}
+
+void Pipeline::pending_done(uint64_t seq, const std::vector<uint32_t>& ids) {
+  {
+    std::lock_guard lock(pending_mu_);
+    for (uint32_t id : ids) {
+      auto it = pending_.find(id);
+      if (it == pending_.end()) continue;
+      auto s = it->second.find(seq);
+      if (s != it->second.end()) it->second.erase(s);
+      if (it->second.empty()) pending_.erase(it);
+    }
+    pending_what_.erase(seq);
+    reads_in_flight_--;
+  }
+  pending_cv_.notify_all();
+}
+
+// ---------------------------------------------------------------------------------------------
 // start-up, recovery
-
-bool Pipeline::owns_pcr(const Namespace* n) const {
-  return n->is_host() || rt_.at(n->id)->cfg.vtpm;
-}
-
-Namespace* Pipeline::owner_of(Namespace* n) {
-  while (n && !owns_pcr(n)) n = n->parent;
-  return n ? n : &tree_.host();
-}
 
 Result<void> Pipeline::init() {
   auto log = logger("ns");
   auto id = cgroup_id_of(opts_.cgroup_root);
   if (!id) return tl::unexpected(id.error());
-  struct stat st;
-  if (stat("/proc/self/ns/mnt", &st) == 0) self_mnt_ns_ = static_cast<uint32_t>(st.st_ino);
-
-  if (opts_.host_tcti.size()) {
+  if (opts_.host_tcti.size())
     if (auto r = tpm::check_host_pcr(opts_.host_pcr, opts_.kernel_ima_pcr); !r)
       return tl::unexpected(r.error());
-  }
+  if (auto r = reg_.init(*id); !r) return r;
+  if (auto r = verdicts_.load(); !r) return r;
   digests_ = std::make_unique<measure::DigestCache>();
-  measure::HashPool::Options popts;
-  popts.threads = opts_.hash_threads;
-  pool_ = std::make_unique<measure::HashPool>(popts, digests_.get());
-  extender_ = std::make_unique<Extender>([this](const ExtendJob& job, const Error& e) {
-    std::lock_guard lock(mu_);
-    if (Namespace* n = tree_.find(job.list))
-      disable_locked(n, "extend of entry " + std::to_string(job.index) + " failed: " +
-                            e.to_string());
-  });
+  roots_ = std::make_unique<access::RootCache>(access::RootCache::Options{});
+  access::FileAccessor::Options ao;
+  ao.workers = opts_.hash_threads;
+  ao.timeout = opts_.hash_timeout;
+  ao.queue_capacity = opts_.access_queue;
+  accessor_ = std::make_unique<access::FileAccessor>(ao, roots_.get(), digests_.get());
   tpm::VtpmOptions vopts;
-  vopts.state_root = std::filesystem::path(opts_.state_dir) / "vtpm";
-  vopts.run_root = std::filesystem::path(opts_.run_dir) / "vtpm";
+  vopts.state_root = fs::path(opts_.state_dir) / "vtpm";
+  vopts.run_root = fs::path(opts_.run_dir) / "vtpm";
   vopts.swtpm = opts_.swtpm;
   vtpms_ = std::make_unique<tpm::VtpmManager>(vopts);
+  RecorderOptions ro{opts_.state_dir, opts_.hash_algo, opts_.default_template};
+  rec_ = std::make_unique<Recorder>(ro, reg_, [this](uint32_t owner, const ExtendJob& job,
+                                                     const Error& e) {
+    // On the extender's thread: hand it to the pipeline thread, take nothing here.
+    std::string what = "extend of entry " + std::to_string(job.index) + " failed: " + e.to_string();
+    post([this, owner, what] {
+      if (Namespace* n = reg_.find(owner)) rec_->disable(n, "extend-failed", what);
+    });
+  });
 
-  std::lock_guard lock(mu_);
-  Namespace& host = tree_.host();
-  host.cgroup_id = *id;
-  // Saved namespaces, host first, then by id (parents were created before their children).
+  // Saved namespaces: host first, then parents before children (by cgroup depth; ids say
+  // nothing about nesting, a namespace can be created above an older one).
   auto saved = load_ns_configs(opts_.state_dir);
-  std::sort(saved.begin(), saved.end(), [](auto& a, auto& b) { return a.id < b.id; });
+  std::sort(saved.begin(), saved.end(), [](auto& a, auto& b) {
+    return depth(a.cgroup) != depth(b.cgroup) ? depth(a.cgroup) < depth(b.cgroup) : a.id < b.id;
+  });
   NsConfig host_cfg{kHostNsName, kHostNsId, opts_.cgroup_root, false, "", "", ""};
   for (auto& c : saved)
     if (c.name == kHostNsName) host_cfg = c;
   host_cfg.cgroup = opts_.cgroup_root;
-  if (auto r = open_runtime_locked(&host, host_cfg, true); !r) return r;
+  Namespace& host = reg_.host();
+  {
+    auto r = std::make_unique<NsRuntime>();
+    r->cfg = host_cfg;
+    r->policy = std::make_shared<policy::Policy>();
+    if (!host_cfg.policy_text.empty()) {
+      auto p = policy::Policy::parse(host_cfg.policy_text, host_cfg.policy_origin);
+      if (!p) return tl::unexpected(p.error());
+      r->policy = std::make_shared<policy::Policy>(std::move(*p));
+    }
+    reg_.set_rt(&host, std::move(r));
+  }
+  if (auto r = open_runtime(&host, reg_.rt(&host), true); !r) return r;
   for (auto& c : saved) {
     if (c.name == kHostNsName) continue;
     auto dir = canonical_dir(c.cgroup);
@@ -144,501 +342,250 @@ Result<void> Pipeline::init() {
       (void)archive_ns_dir(opts_.state_dir, c.name, "cgroup-gone");
       continue;
     }
-    auto n = tree_.create(*dir, *cg, c.id);
-    if (!n) {
-      log->error("namespace {} not restored: {}", c.name, n.error().to_string());
+    std::shared_ptr<const policy::Policy> pol = std::make_shared<policy::Policy>();
+    if (!c.policy_text.empty()) {
+      auto p = policy::Policy::parse(c.policy_text, c.policy_origin);
+      if (!p) {
+        log->error("namespace {} not restored: {}", c.name, p.error().to_string());
+        continue;
+      }
+      pol = std::make_shared<policy::Policy>(std::move(*p));
+    }
+    auto ins = reg_.insert(*dir, *cg, c, pol);
+    if (!ins) {
+      log->error("namespace {} not restored: {}", c.name, ins.error().to_string());
       continue;
     }
-    if (auto r = open_runtime_locked(*n, c, true); !r) {
+    if (auto r = open_runtime(ins->ns, reg_.rt(ins->ns), true); !r) {
       log->error("namespace {} not restored: {}", c.name, r.error().to_string());
-      (void)tree_.remove(c.name);
-      rt_.erase(c.id);
+      (void)reg_.remove(ins->ns);
       continue;
     }
-    if (auto r = register_in_bpf(*n); !r) return r;
+    if (auto r = reg_.register_bpf(ins->ns); !r) return r;
   }
+  for (Namespace* n : reg_.all())
+    if (auto r = verdicts_.apply(reg_.chain_ids(n)); !r) return r;
   if (maps_) {
     if (auto r = maps_->init_ns_drops(kHostNsId); !r) return r;
-    if (!rt(&host).policy->empty())
-      if (auto r = register_in_bpf(&host); !r) return r;
+    if (!reg_.rt(&host).policy->empty())
+      if (auto r = reg_.register_bpf(&host); !r) return r;
   }
   return {};
 }
 
-Result<void> Pipeline::open_runtime_locked(Namespace* n, NsConfig cfg, bool restored) {
+Result<void> Pipeline::open_runtime(Namespace* n, NsRuntime& r, bool restored) {
   auto log = logger("ns");
-  auto r = std::make_unique<NsRuntime>();
   std::string boot = current_boot_id();
-  // A policy saved with the namespace (it was valid when loaded).
-  r->policy = std::make_shared<policy::Policy>();
-  if (!cfg.policy_text.empty()) {
-    auto p = policy::Policy::parse(cfg.policy_text, cfg.policy_origin);
-    if (!p) return tl::unexpected(p.error());
-    r->policy = std::make_shared<policy::Policy>(std::move(*p));
-  }
+  NsConfig& cfg = r.cfg;
   // The TPM this namespace owns, if any.
   bool fresh_tpm = false;
-  if (n->is_host() && !opts_.host_tcti.empty()) {
-    auto t = tpm::EsysTpm::open(opts_.host_tcti);
-    if (!t) return tl::unexpected(t.error());
-    r->own_tpm = std::move(*t);
-    fresh_tpm = cfg.boot_id != boot;  // the host TPM's PCRs were reset by a reboot
-  } else if (cfg.vtpm) {
-    auto inst = vtpms_->start(cfg.name);
-    if (!inst) return tl::unexpected(inst.error());
-    auto t = tpm::EsysTpm::open(inst->tcti);
-    if (!t) return tl::unexpected(t.error());
-    r->own_tpm = std::move(*t);
-    fresh_tpm = inst->origin == tpm::VtpmOrigin::kStarted;
-  } else if (n->is_host()) {
-    fresh_tpm = cfg.boot_id != boot;  // no TPM: a new boot still starts a new list
+  if (!r.own_tpm) {
+    if (n->is_host() && !opts_.host_tcti.empty()) {
+      auto t = tpm::EsysTpm::open(opts_.host_tcti);
+      if (!t) return tl::unexpected(t.error());
+      r.own_tpm = std::move(*t);
+      fresh_tpm = cfg.boot_id != boot;  // the host TPM's PCRs were reset by a reboot
+    } else if (cfg.vtpm) {
+      auto inst = vtpms_->start(cfg.name);
+      if (!inst) return tl::unexpected(inst.error());
+      auto t = tpm::EsysTpm::open(inst->tcti);
+      if (!t) return tl::unexpected(t.error());
+      r.own_tpm = std::move(*t);
+      fresh_tpm = inst->origin == tpm::VtpmOrigin::kStarted;
+    } else if (n->is_host()) {
+      fresh_tpm = cfg.boot_id != boot;  // no TPM: a new boot still starts a new list
+    }
+  } else {
+    fresh_tpm = !restored;
   }
   std::string dir = ns_dir(opts_.state_dir, cfg.name);
   std::error_code ec;
-  bool have_list = std::filesystem::exists(std::filesystem::path(dir) / measure::kDefaultListFile, ec);
+  bool have_list = fs::exists(fs::path(dir) / measure::kDefaultListFile, ec);
+  bool continued = restored && have_list;
   if (restored && have_list && fresh_tpm) {
     // The PCRs this list was extended into are gone (reboot, vTPM reset): it cannot continue.
     auto a = archive_ns_dir(opts_.state_dir, cfg.name, cfg.boot_id.empty() ? "old" : cfg.boot_id);
-    if (a) log->info("namespace {}: TPM was reset since the list began; old list archived at {}",
-                     cfg.name, *a);
+    if (a)
+      log->info("namespace {}: TPM was reset since the list began; old list archived at {}",
+                cfg.name, *a);
+    continued = false;
+    cfg.drops_seen = 0;
   }
+  if (!opts_.capture_gap.empty()) cfg.drops_seen = 0;  // fresh BPF maps count from zero
+  r.drops_seen = cfg.drops_seen;
   cfg.boot_id = fresh_tpm || cfg.boot_id.empty() ? boot : cfg.boot_id;
-  r->cfg = cfg;
-  rt_[n->id] = std::move(r);
-  NsRuntime& rr = *rt_[n->id];
-  if (auto s = save_ns_config(opts_.state_dir, rr.cfg); !s) return s;
-  if (auto s = start_list_locked(n, rr); !s) return s;
-  return reconcile_locked(n, rr);
-}
-
-Result<void> Pipeline::start_list_locked(Namespace* n, NsRuntime& r) {
-  measure::ListConfig lc;
-  lc.hash_algo = opts_.hash_algo;
-  lc.default_template = opts_.default_template;
-  Namespace* owner = owner_of(n);
-  NsRuntime& o = owner == n ? r : rt(owner);
-  lc.default_pcr = n->is_host()  ? static_cast<uint32_t>(opts_.host_pcr)
-                   : r.cfg.vtpm ? static_cast<uint32_t>(tpm::kDefaultVtpmPcr)
-                                : o.list->config().default_pcr;
-  tpm::Tpm* t = o.own_tpm.get();
-  if (t) {
-    auto banks = t->banks();
-    if (!banks) return tl::unexpected(banks.error());
-    lc.banks.clear();
-    for (auto b : *banks) {
-      auto a = measure::hash_algo_from_tpm(static_cast<uint16_t>(b));
-      if (!a)
-        return make_error(ENOTSUP,
-                          "the TPM has a " + tpm::bank_name(b) +
-                              " PCR bank that nsima cannot compute; deallocate it",
-                          t->describe());
-      lc.banks.push_back(*a);
-    }
-  } else if (owner != n) {
-    lc.banks = o.list->config().banks;
-  }
-  auto list = measure::MeasurementList::open(ns_dir(opts_.state_dir, r.cfg.name), lc);
-  if (!list) return tl::unexpected(list.error());
-  r.list = std::make_unique<measure::MeasurementList>(std::move(*list));
-  if (r.list->count() == 0) {
-    // First entry: boot_aggregate over PCR 0-9 of the TPM this namespace owns; zeros for a
-    // namespace without a TPM of its own (as kernel IMA without TPM), never copied to the owner.
-    std::vector<measure::PcrBank> pcr_banks;
-    if (r.own_tpm) {
-      std::vector<int> idx{0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
-      for (auto a : lc.banks) {
-        auto vals = r.own_tpm->read_pcrs(*bank_of(a), idx);
-        if (!vals) return tl::unexpected(vals.error());
-        measure::PcrBank pb{a, {}};
-        for (int i : idx) {
-          auto d = measure::Digest::from_bytes(a, (*vals)[i]);
-          if (!d) return tl::unexpected(d.error());
-          pb.pcrs.push_back(*d);
-        }
-        pcr_banks.push_back(std::move(pb));
-      }
-    }
-    auto out = r.list->append_boot_aggregate(pcr_banks);
-    if (!out) return tl::unexpected(out.error());
-    if (r.own_tpm) queue_extend_locked(r, r.cfg.name, *out);
-  }
+  if (auto s = reg_.save(r); !s) return s;
+  if (r.own_tpm) rec_->attach_tpm(n, r);
+  if (auto s = rec_->open_list(n, r); !s) return s;
+  if (auto s = rec_->reconcile(n, r); !s) return s;
+  // Accesses while no nsimad captured (the hooks were attached afresh) were never seen: say so
+  // in every list that continues from before.
+  if (continued && !opts_.capture_gap.empty() && !r.disabled)
+    rec_->violation(n, "nsima:capture-gap:" + opts_.capture_gap);
   return {};
-}
-
-Result<void> Pipeline::reconcile_locked(Namespace* n, NsRuntime& r) {
-  if (!r.own_tpm || r.list->count() == 0) return {};
-  auto log = logger("ns");
-  // The PCRs this list extends.
-  std::set<uint32_t> pcrs;
-  auto scan = r.list->for_each(0, [&](uint64_t, const measure::Record& rec) -> Result<void> {
-    pcrs.insert(rec.pcr);
-    return {};
-  });
-  if (!scan) return tl::unexpected(scan.error());
-  extender_->drain();  // the boot_aggregate of a new list
-  measure::HashAlgo bank = r.list->config().banks.back();
-  for (uint32_t pcr : pcrs) {
-    auto v = r.own_tpm->read_pcr(static_cast<int>(pcr), *bank_of(bank));
-    if (!v) return tl::unexpected(v.error());
-    auto value = measure::Digest::from_bytes(bank, *v);
-    if (!value) return tl::unexpected(value.error());
-    auto prefix = r.list->extended_prefix(pcr, bank, *value);
-    if (!prefix) return tl::unexpected(prefix.error());
-    if (!*prefix) {
-      disable_locked(n, "its list does not replay to PCR " + std::to_string(pcr) + " of " +
-                            r.own_tpm->describe() + " (" +
-                            std::string(measure::hash_algo_name(bank)) + " " + value->hex() +
-                            ")");
-      return {};
-    }
-    uint64_t redo = 0;
-    auto again = r.list->for_each(**prefix, [&](uint64_t idx, const measure::Record& rec)
-                                                -> Result<void> {
-      if (rec.pcr != pcr) return {};
-      measure::AppendOutcome out;
-      out.added = true;
-      out.index = idx;
-      out.pcr = rec.pcr;
-      out.violation = rec.violation();
-      for (auto b : r.list->config().banks) {
-        auto ev = measure::extend_value(rec.template_name, rec.data, rec.violation(), b);
-        if (!ev) return tl::unexpected(ev.error());
-        out.extend.push_back(*ev);
-      }
-      auto x = r.own_tpm->extend(static_cast<int>(pcr), to_bank_digests(out.extend));
-      if (!x) return x;
-      redo++;
-      return {};
-    });
-    if (!again) return tl::unexpected(again.error());
-    if (redo)
-      log->warn("namespace {}: finished {} logged but unextended extends into PCR {}",
-                r.cfg.name, redo, pcr);
-  }
-  return {};
-}
-
-void Pipeline::disable_locked(Namespace* n, const std::string& why) {
-  NsRuntime& r = rt(n);
-  if (r.disabled) return;
-  r.disabled = true;
-  r.disabled_reason = why;
-  logger("ns")->error("namespace {} stops measuring: {}", n->name, why);
-  // The host list records it, so that a verifier of the host sees the failure.
-  if (!n->is_host()) record_violation_locked(&tree_.host(), "nsima:ns-" + n->name + ":" + "list-pcr-mismatch");
-}
-
-void Pipeline::start() {
-  thread_ = std::thread([this] { run(); });
-}
-
-void Pipeline::stop() {
-  if (!thread_.joinable()) return;
-  queue_.close();
-  thread_.join();
-  if (pool_) pool_->drain();
-  if (extender_) extender_->drain();
-  std::lock_guard lock(mu_);
-  for (auto& [id, w] : watchers_) w->close();
-  for (auto& [id, r] : rt_)
-    if (r->list) (void)r->list->sync();
-}
-
-void Pipeline::submit(Event&& ev) {
-  queued_.fetch_add(1);
-  queue_.push(std::move(ev));
-}
-
-void Pipeline::drain() {
-  uint64_t target = queued_.load();
-  while (finished_.load() < target) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  if (pool_) pool_->drain();
-  if (extender_) extender_->drain();
-}
-
-void Pipeline::run() {
-  for (;;) {
-    auto ev = queue_.pop(std::chrono::milliseconds(200));
-    if (!ev) {
-      if (queue_.closed()) break;
-      std::lock_guard lock(mu_);
-      check_drops_locked();
-      for (auto& [id, r] : rt_)
-        if (r->list) (void)r->list->sync_if_due();
-      continue;
-    }
-    process(*ev);
-    finished_.fetch_add(1);
-  }
 }
 
 // ---------------------------------------------------------------------------------------------
 // the event path
 
-void Pipeline::check_drops_locked() {
-  if (!maps_) return;
-  auto now = std::chrono::steady_clock::now();
-  if (now - last_drop_check_ < std::chrono::milliseconds(200)) return;
-  last_drop_check_ = now;
-  auto drops = maps_->ns_drops();
-  if (!drops) return;
-  for (auto& [ns_id, count] : *drops) {
-    Namespace* n = tree_.find(ns_id);
-    if (!n) continue;
-    NsRuntime& r = rt(n);
-    if (count <= r.drops_seen) continue;
-    uint64_t lost = count - r.drops_seen;
-    r.drops_seen = count;
-    // The lost events would have been judged by the whole chain: every list that measures
-    // anything records that it may miss entries (kernel IMA's violation form).
-    for (Namespace* c : tree_.chain(n))
-      if (rt(c).policy->has_action(policy::Action::kMeasure))
-        record_violation_locked(c, "nsima:lost-events:" + std::to_string(lost));
-    logger("capture")->warn("namespace {}: {} events lost (ring buffer full)", n->name, lost);
+std::vector<ChainLink> Pipeline::links(const std::vector<Namespace*>& chain, const FileRef& f) {
+  std::vector<ChainLink> out;
+  out.reserve(chain.size());
+  for (Namespace* n : chain) {
+    NsRuntime& r = reg_.rt(n);
+    ChainLink l;
+    l.ns_id = n->id;
+    l.policy = r.policy.get();
+    l.measuring = !r.disabled && r.list;
+    l.default_pcr = r.list ? r.list->config().default_pcr : reg_.default_pcr_of(n);
+    l.default_template = r.list ? r.list->config().default_template : opts_.default_template;
+    l.hash_algo = r.list ? r.list->config().hash_algo : opts_.hash_algo;
+    auto it = r.files.find(f);
+    l.file = it == r.files.end() ? nullptr : &it->second;
+    out.push_back(l);
   }
-}
-
-int Pipeline::root_fd_locked(const Event& ev) {
-  auto it = roots_.find(ev.mnt_ns);
-  if (it != roots_.end()) return it->second.get();
-  UniqueFd fd;
-  if (ev.mnt_ns == self_mnt_ns_) {
-    fd.reset(::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
-  } else {
-    // The first live process of a mount namespace lends its root; short-lived processes may be
-    // gone already, and then the measurement becomes a violation entry (never a silent skip).
-    std::string p = "/proc/" + std::to_string(ev.tgid) + "/root";
-    fd.reset(::open(p.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
-  }
-  if (!fd) return -1;
-  int raw = fd.get();
-  roots_.emplace(ev.mnt_ns, std::move(fd));
-  return raw;
+  return out;
 }
 
 void Pipeline::process(Event& ev) {
-  std::unique_lock lock(mu_);
   counters_.processed++;
-  check_drops_locked();
-  Namespace* ns = tree_.find(ev.ns_id);
+  Namespace* ns = reg_.find(ev.ns_id);
+  bool live = ns != nullptr;
   if (!ns) {
+    // Tagged with a namespace deleted since: the chain it had above still judges the access.
     counters_.unknown_namespace++;
-    return;
+    for (uint32_t id = ev.ns_id; !ns;) {
+      auto p = reg_.former_parent(id);
+      if (!p) break;
+      ns = reg_.find(*p);
+      id = *p;
+    }
+    if (!ns) return;
   }
-  auto chain = tree_.chain(ns);
-  auto accesses = policy::accesses_of(ev);
-  FileId fid{ev.kdev, ev.ino, ev.generation};
-
-  std::vector<Target> targets;
-  bool quiet = true;
-  const bool file_check = ev.hook == Hook::kFileOpen;
-  const bool write_open = file_check && (ev.mask & NSIMA_MAY_WRITE);
-  for (Namespace* n : chain) {
-    NsRuntime& r = rt(n);
-    if (r.policy->empty()) continue;
-    NsDecision d = decide(*r.policy, accesses);
-    if (!d.measure) {
-      // The same access with other credentials might be measured: keep reporting it.
-      if (d.cred_dependent) quiet = false;
-      continue;
-    }
-    if (r.disabled) continue;
-    auto& m = r.measured[fid];
-    m.must = true;
-    // open_writers (ima_rdwr_violation_check): a read open that must be measured while the
-    // file is open for write; recorded before the file's own entry, as the kernel does.
-    if (file_check && !write_open && ev.i_writecount > 0 && ev.path_known())
-      record_violation_locked(n, ev.path);
-    uint32_t pcr = d.pcr >= 0 ? static_cast<uint32_t>(d.pcr) : r.list->config().default_pcr;
-    if (m.stamp == ev.stamp && (m.pcrs >> pcr & 1))
-      continue;  // measured once per file version and PCR, as kernel IMA's measured_pcrs
-    auto kind = d.tmpl.empty() ? r.list->config().default_template
-                               : measure::template_kind(d.tmpl).value_or(
-                                     r.list->config().default_template);
-    targets.push_back({n->id, pcr, kind});
-  }
-  // ToMToU: a write open while the file is open for read, of a file some measure rule matched
-  // in that namespace (the reader may have been measured before this write changes it).
-  if (write_open && ev.i_readcount > 0 && ev.path_known()) {
-    for (Namespace* n : chain) {
-      NsRuntime& r = rt(n);
-      auto m = r.measured.find(fid);
-      if (m != r.measured.end() && m->second.must && !r.disabled &&
-          r.policy->has_action(policy::Action::kMeasure))
-        record_violation_locked(n, ev.path);
-    }
-  }
-
-  if (targets.empty() || !ev.path_known()) {
-    if (!targets.empty()) {
-      // No usable path: the access is measured as a violation, never skipped.
-      for (auto& t : targets)
-        record_violation_locked(tree_.find(t.ns_id), "nsima:unknown-path:ino-" +
-                                                        std::to_string(ev.ino));
-      quiet = false;
-    }
-    if (maps_) {
-      nsima_verdict_key key{ev.ns_id, ev.generation, ev.kdev, ev.ino};
-      if (!maps_->allow(key, ev.stamp, quiet ? 1u << ev.access_class() : 0))
-        counters_.map_errors++;
-    }
+  auto chain = reg_.chain(ns);
+  FileRef f = FileRef::of(ev);
+  Judgement j = judge(ev, links(chain, f), opts_.hash_algo);
+  for (uint32_t id : j.must) reg_.rt(reg_.find(id)).files[f].must = true;
+  for (auto& v : j.violations) rec_->violation(reg_.find(v.ns_id), v.name);
+  const uint32_t bit = 1u << ev.access_class();
+  if (j.targets.empty()) {
+    if (live) write_verdict(ev, chain, j.quiet ? bit : 0);
     notify_watchers(chain, ev);
     return;
   }
-
-  int root = root_fd_locked(ev);
-  UniqueFd root_dup(root >= 0 ? ::fcntl(root, F_DUPFD_CLOEXEC, 0) : -1);
-  std::vector<measure::HashAlgo> algos{opts_.hash_algo};
-  bool want_sig = false;
-  for (auto& t : targets) {
-    const auto& lc = rt_.at(t.ns_id)->list->config();
-    if (std::find(algos.begin(), algos.end(), lc.hash_algo) == algos.end())
-      algos.push_back(lc.hash_algo);
-    if (t.tmpl == measure::TemplateKind::kIma &&
-        std::find(algos.begin(), algos.end(), measure::HashAlgo::kSha1) == algos.end())
-      algos.push_back(measure::HashAlgo::kSha1);
-    want_sig |= template_has_sig(t.tmpl);
+  if (j.path_unknown) {
+    // No usable path: the access is measured as a violation, never skipped.
+    for (auto& t : j.targets)
+      rec_->violation(reg_.find(t.ns_id), "nsima:unknown-path:ino-" + std::to_string(ev.ino));
+    if (live) write_verdict(ev, chain, 0);
+    notify_watchers(chain, ev);
+    return;
   }
-  // ima-sig records security.ima as it is when the file is measured. Read here, not in the
-  // hash pool: a digest-cache hit answers without opening the file.
-  auto xattr = std::make_shared<std::vector<uint8_t>>();
-  measure::FileIdentity ident = measure::FileIdentity::from_event(ev);
-  if (want_sig && root_dup) {
-    auto f = measure::open_in_root(root_dup.get(), ev.path, ident);
-    if (f) {
-      std::vector<uint8_t> buf(kMaxXattr);
-      ssize_t n = fgetxattr(f->fd.get(), kImaXattr, buf.data(), buf.size());
-      if (n > 0) {
-        buf.resize(static_cast<size_t>(n));
-        *xattr = std::move(buf);
-      }
-    }
+  std::vector<uint32_t> ids;
+  for (auto& t : j.targets) {
+    Namespace* tn = reg_.find(t.ns_id);
+    ids.push_back(t.ns_id);
+    ids.push_back(reg_.owner_of(tn)->id);
   }
-  auto shared_root = std::make_shared<UniqueFd>(std::move(root_dup));
-  measure::HashRequest req;
-  req.key = measure::FileKey::from_event(ev);
-  req.algos = algos;
-  std::string path = ev.path;
-  req.open = [shared_root, path, ident]() -> measure::FileResult<measure::OpenedFile> {
-    if (!*shared_root)
-      return tl::unexpected(measure::FileError{
-          measure::FileErrorKind::kVanished,
-          Error{ESRCH, "the process and its mount namespace root are gone", path}});
-    return measure::open_in_root(shared_root->get(), path, ident);
-  };
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  pending_add(ev.seq, ids);
+  {
+    std::lock_guard lock(pending_mu_);
+    pending_what_[ev.seq] = ev.path;
+  }
   counters_.hash_jobs++;
-  req.done = [this, ev, targets, quiet, xattr](const measure::HashResult& r) {
-    on_hashed(ev, targets, quiet, xattr, r);
+  access::FileAccessor::Request req;
+  req.seq = ev.seq;
+  req.queue = ns->id;
+  req.ev = ev;
+  req.algos = j.algos;
+  req.want_ima_xattr = j.want_ima_xattr;
+  auto shared = std::make_shared<std::pair<Event, Judgement>>(ev, std::move(j));
+  req.done = [this, shared, ids](const access::AccessResult& r) {
+    post([this, shared, ids, r] {
+      accessed(shared->first, shared->second, r);
+      pending_done(shared->first.seq, ids);
+    });
   };
-  lock.unlock();
-  // submit() may block on a full hashing queue: back-pressure, never a drop.
-  if (auto s = pool_->submit(std::move(req)); !s) {
-    std::lock_guard relock(mu_);
-    logger("measure")->error("hash request refused: {}", s.error().to_string());
-    for (auto& t : targets)
-      if (Namespace* n = tree_.find(t.ns_id)) record_violation_locked(n, ev.path);
-  }
+  accessor_->submit(std::move(req));
 }
 
-void Pipeline::on_hashed(Event ev, std::vector<Target> targets, bool quiet,
-                         std::shared_ptr<std::vector<uint8_t>> xattr,
-                         const measure::HashResult& r) {
-  std::lock_guard lock(mu_);
-  Namespace* ns = tree_.find(ev.ns_id);
-  if (!ns) return;
-  auto chain = tree_.chain(ns);
+void Pipeline::accessed(const Event& ev, const Judgement& j, const access::AccessResult& r) {
+  Namespace* ns = reg_.find(ev.ns_id);
+  bool live = ns != nullptr;
+  if (!ns && !j.targets.empty()) ns = reg_.find(j.targets.back().ns_id);
+  std::vector<Namespace*> chain = ns ? reg_.chain(ns) : std::vector<Namespace*>{};
   if (!r) {
-    // The file could not be read as the process saw it (vanished, replaced, unreadable): a
+    // The file could not be read as the process saw it (vanished, replaced, stalled): a
     // violation entry in every list that wanted it, and no verdict, so a later access retries.
+    counters_.unreadable++;
     static std::atomic<uint64_t> logged{0};
     if (logged.fetch_add(1) < 20)
       logger("measure")->warn("cannot measure {}: {}", ev.path, r.error().to_string());
-    for (auto& t : targets)
-      if (Namespace* n = tree_.find(t.ns_id)) record_violation_locked(n, ev.path);
-    notify_watchers(chain, ev, std::string("violation: ") + r.error().to_string());
+    for (auto& t : j.targets)
+      if (Namespace* n = reg_.find(t.ns_id)) rec_->violation(n, unreadable_name(r.error(), ev.path));
+    notify_watchers(chain, ev, "violation: " + r.error().to_string());
     return;
   }
-  FileId fid{ev.kdev, ev.ino, ev.generation};
+  FileRef f = FileRef::of(ev);
   std::string measured_in;
-  for (auto& t : targets) {
-    Namespace* n = tree_.find(t.ns_id);
+  for (auto& t : j.targets) {
+    Namespace* n = reg_.find(t.ns_id);
     if (!n) continue;
-    NsRuntime& rr = rt(n);
-    if (rr.disabled) continue;
-    auto& m = rr.measured[fid];
-    if (m.stamp != ev.stamp) m = Measured{ev.stamp, 0, m.must};
+    NsRuntime& rr = reg_.rt(n);
+    if (rr.disabled || !rr.list) continue;
+    auto& m = rr.files[f];
+    if (m.stamp != ev.stamp) m = FileState{ev.stamp, 0, m.must};
     if (m.pcrs >> t.pcr & 1) continue;
     measure::Entry e;
     e.tmpl = t.tmpl;
     e.pcr = t.pcr;
     const auto& lc = rr.list->config();
-    measure::HashAlgo want = t.tmpl == measure::TemplateKind::kIma ? measure::HashAlgo::kSha1
-                                                                   : lc.hash_algo;
-    for (auto& d : r->digests)
-      if (d.algo() == want) e.digest = d;
+    measure::HashAlgo want =
+        t.tmpl == measure::TemplateKind::kIma ? measure::HashAlgo::kSha1 : lc.hash_algo;
+    for (size_t i = 0; i < j.algos.size() && i < r->digests.size(); ++i)
+      if (j.algos[i] == want) e.digest = r->digests[i];
     e.name = ev.path;
-    if (template_has_sig(t.tmpl)) e.ima_xattr = *xattr;
-    record_locked(n, e);
+    if (template_has_sig(t.tmpl) && r->ima_xattr) e.ima_xattr = *r->ima_xattr;
+    rec_->entry(n, e);
     m.pcrs |= 1ull << t.pcr;
     if (!measured_in.empty()) measured_in += ",";
     measured_in += n->name;
   }
-  if (maps_) {
-    nsima_verdict_key key{ev.ns_id, ev.generation, ev.kdev, ev.ino};
-    // A file that changed while it was hashed gets no quiet bit: the next access re-measures.
-    bool q = quiet && !r->changed;
-    if (!maps_->allow(key, ev.stamp, q ? 1u << ev.access_class() : 0)) counters_.map_errors++;
-  }
+  // A file that changed while it was read gets no quiet bit: the next access measures again.
+  if (live) write_verdict(ev, chain, j.quiet && !r->changed ? 1u << ev.access_class() : 0);
   notify_watchers(chain, ev, measured_in.empty() ? "" : "measured in " + measured_in);
 }
 
-void Pipeline::append_locked(Namespace* n, const AppendFn& append) {
-  NsRuntime& r = rt(n);
-  auto out = append(*r.list);
-  if (!out) {
-    disable_locked(n, std::string("cannot append to its list: ") + out.error().to_string());
-    return;
-  }
-  if (!out->added) return;  // identical entry already in the list: not added, not extended
-  if (out->violation)
-    counters_.violations++;
-  else
-    counters_.measured++;
-  Namespace* owner = owner_of(n);
-  if (owner == n) {
-    queue_extend_locked(r, n->name, *out);
-    return;
-  }
-  // A namespace without a PCR of its own: the owning list records (and extends) the entry.
-  NsRuntime& o = rt(owner);
-  if (o.disabled) return;
-  auto copy = append(*o.list);
-  if (!copy) {
-    disable_locked(owner, std::string("cannot append to its list: ") + copy.error().to_string());
-    return;
-  }
-  queue_extend_locked(o, owner->name, *copy);
+void Pipeline::write_verdict(const Event& ev, const std::vector<Namespace*>& chain,
+                             uint32_t quiet_bits) {
+  if (!maps_ || chain.empty()) return;
+  std::vector<uint32_t> ids;
+  for (Namespace* n : chain) ids.push_back(n->id);
+  verdicts_.judged_allow(ids, FileRef::of(ev), ev.stamp, quiet_bits);
 }
 
-void Pipeline::record_locked(Namespace* n, const measure::Entry& e) {
-  append_locked(n, [&](measure::MeasurementList& l) { return l.append(e); });
-}
-
-void Pipeline::record_violation_locked(Namespace* n, const std::string& name) {
-  if (!rt(n).list) return;
-  append_locked(n, [&](measure::MeasurementList& l) { return l.append_violation(name); });
-}
-
-void Pipeline::queue_extend_locked(NsRuntime& owner_rt, const std::string& list,
-                                   const measure::AppendOutcome& out) {
-  if (!owner_rt.own_tpm || !out.added) return;
-  ExtendJob job;
-  job.tpm = owner_rt.own_tpm.get();
-  job.pcr = static_cast<int>(out.pcr);
-  job.digests = to_bank_digests(out.extend);
-  job.list = list;
-  job.index = out.index;
-  extender_->push(std::move(job));
+void Pipeline::check_drops() {
+  if (!maps_) return;
+  auto drops = maps_->ns_drops();
+  if (!drops) return;
+  for (auto& [ns_id, count] : *drops) {
+    Namespace* n = reg_.find(ns_id);
+    if (!n) continue;
+    NsRuntime& r = reg_.rt(n);
+    if (count <= r.drops_seen) continue;
+    uint64_t lost = count - r.drops_seen;
+    r.drops_seen = count;
+    // The lost events would have been judged by the whole chain: every list that measures
+    // anything records that it may miss entries (kernel IMA's violation form).
+    for (Namespace* c : reg_.chain(n))
+      if (reg_.rt(c).policy->has_action(policy::Action::kMeasure))
+        rec_->violation(c, "nsima:lost-events:" + std::to_string(lost));
+    r.cfg.drops_seen = count;
+    (void)reg_.save(r);  // recorded: a restart on the same maps must not record them again
+    logger("capture")->warn("namespace {}: {} events lost (ring buffer full)", n->name, lost);
+  }
 }
 
 void Pipeline::notify_watchers(const std::vector<Namespace*>& chain, const Event& ev,
@@ -663,38 +610,19 @@ void Pipeline::notify_watchers(const std::vector<Namespace*>& chain, const Event
 // ---------------------------------------------------------------------------------------------
 // control plane
 
-Result<void> Pipeline::register_in_bpf(Namespace* n) {
-  if (!maps_) return {};
-  if (auto r = maps_->init_ns_drops(n->id); !r) return r;
-  if (auto r = maps_->register_cgroup(n->cgroup_id, n->id, 0); !r) return r;
-  return maps_->flush_derived();
+Result<Namespace*> Pipeline::find_ns(const std::string& name_or_id) {
+  Namespace* n = reg_.find(name_or_id);
+  if (!n) return make_error(ENOENT, "no such namespace", name_or_id);
+  return n;
 }
 
-void Pipeline::invalidate_verdicts_locked(Namespace* n) {
-  if (!maps_) return;
-  for (Namespace* s : tree_.subtree(n))
-    if (!maps_->remove_namespace_verdicts(s->id)) counters_.map_errors++;
-}
-
-Result<void> Pipeline::validate_policy_locked(Namespace* n, const policy::Policy& p) {
-  // pcr= must not reach a PCR that another component of the host owns.
-  Namespace* owner = owner_of(n);
-  bool vtpm_owned = !owner->is_host();
-  for (size_t i = 0; i < p.size(); ++i) {
-    const auto& rule = p.rule(i);
-    if (!rule.pcr) continue;
-    int pcr = static_cast<int>(*rule.pcr);
-    if (pcr >= tpm::kPcrCount)
-      return make_error(EINVAL, "pcr=" + std::to_string(pcr) + ": a TPM has 24 PCRs",
-                        p.filename() + ":" + std::to_string(rule.line));
-    if (!vtpm_owned && pcr != opts_.host_pcr)
-      return make_error(EINVAL,
-                        "pcr=" + std::to_string(pcr) + " would extend PCR " +
-                            std::to_string(pcr) + " of the host TPM (" + tpm::pcr_owners(pcr) +
-                            "); this namespace's measurements go to PCR " +
-                            std::to_string(opts_.host_pcr) +
-                            " only (give the namespace a vTPM to use other PCRs)",
-                        p.filename() + ":" + std::to_string(rule.line));
+Result<void> Pipeline::after_topology(const std::vector<Namespace*>& owner_changed,
+                                      const char* why) {
+  for (Namespace* x : owner_changed) {
+    NsRuntime& r = reg_.rt(x);
+    // Its entries went to the old owner's list and TPM: a list is always under one owner.
+    if (auto s = rec_->restart_list(x, r, why); !s) return s;
+    if (auto v = verdicts_.invalidate(x->id); !v) counters_.map_errors++;
   }
   return {};
 }
@@ -703,87 +631,133 @@ Result<uint32_t> Pipeline::create_namespace(const std::string& cgroup_path,
                                             const CreateOptions& o) {
   auto dir = canonical_dir(cgroup_path);
   if (!dir) return tl::unexpected(dir.error());
-  auto id = cgroup_id_of(*dir);
-  if (!id) return tl::unexpected(id.error());
-  std::optional<policy::Policy> pol;
+  auto cgid = cgroup_id_of(*dir);
+  if (!cgid) return tl::unexpected(cgid.error());
+  std::shared_ptr<const policy::Policy> pol = std::make_shared<policy::Policy>();
   if (!o.policy_text.empty()) {
     auto p = policy::Policy::parse(o.policy_text, o.policy_origin);
     if (!p) return tl::unexpected(p.error());
-    pol = std::move(*p);
+    pol = std::make_shared<policy::Policy>(std::move(*p));
   }
-  std::lock_guard lock(mu_);
-  if (*dir == tree_.cgroup_root()) return make_error(EEXIST, "is the host namespace", *dir);
-  auto ns = tree_.create(*dir, *id);
-  if (!ns) return tl::unexpected(ns.error());
-  Namespace* n = *ns;
-  NsConfig cfg{n->name, n->id, *dir, o.vtpm, o.policy_origin, o.policy_text, ""};
-  rt_[n->id] = std::make_unique<NsRuntime>();  // placeholder so owner_of() works for checks
-  rt_[n->id]->cfg = cfg;
-  auto undo = [&](const Error& e) -> Result<uint32_t> {
-    rt_.erase(n->id);
-    std::string name = n->name;
-    (void)tree_.remove(name);
-    std::error_code ec;
-    std::filesystem::remove_all(ns_dir(opts_.state_dir, name), ec);
-    return tl::unexpected(e);
-  };
-  if (pol)
-    if (auto v = validate_policy_locked(n, *pol); !v) return undo(v.error());
-  // A namespace created under an existing one changes who owns its children's extends only if
-  // it has a vTPM; existing children keep their lists (their later entries go to the new owner).
-  if (auto r = open_runtime_locked(n, cfg, false); !r) return undo(r.error());
-  if (auto r = register_in_bpf(n); !r) return undo(r.error());
-  logger("ns")->info("namespace {} created for {} (cgroup id {}), parent {}{}{}", n->name, *dir,
-                     *id, n->parent->name, o.vtpm ? ", own vTPM" : "",
-                     o.policy_origin.empty() ? "" : ", policy " + o.policy_origin);
-  return n->id;
+  // 1. an id, checked and reserved on the pipeline thread
+  auto id = call([&]() -> Result<uint32_t> {
+    if (*dir == reg_.cgroup_root()) return make_error(EEXIST, "is the host namespace", *dir);
+    if (Namespace* e = reg_.find_by_cgroup(*dir))
+      return make_error(EEXIST, "already bound to namespace " + e->name, *dir);
+    if (reg_.size() > kMaxNamespaces)
+      return make_error(ENOSPC, "nsima holds at most " + std::to_string(kMaxNamespaces) +
+                                    " namespaces besides host", *dir);
+    return reg_.allocate_id();
+  });
+  if (!id) return id;
+  std::string name = std::to_string(*id);
+  // 2. its vTPM, started here (slow) rather than on the pipeline thread
+  std::shared_ptr<tpm::Tpm> own;
+  if (o.vtpm) {
+    auto inst = vtpms_->start(name);
+    if (!inst) return tl::unexpected(inst.error());
+    auto t = tpm::EsysTpm::open(inst->tcti);
+    if (!t) {
+      (void)vtpms_->destroy(name);
+      return tl::unexpected(t.error());
+    }
+    own = std::move(*t);
+  }
+  // 3. into the tree, list, BPF, verdicts
+  auto r = call([&]() -> Result<uint32_t> {
+    NsConfig cfg{name, *id, *dir, o.vtpm, o.policy_origin, o.policy_text, ""};
+    auto ins = reg_.insert(*dir, *cgid, cfg, pol);
+    if (!ins) return tl::unexpected(ins.error());
+    Namespace* n = ins->ns;
+    NsRuntime& rt = reg_.rt(n);
+    rt.own_tpm = own;
+    auto undo = [&](const Error& e) -> Result<uint32_t> {
+      (void)reg_.remove(n);
+      std::error_code ec;
+      fs::remove_all(ns_dir(opts_.state_dir, name), ec);
+      return tl::unexpected(e);
+    };
+    if (auto s = open_runtime(n, rt, false); !s) return undo(s.error());
+    if (auto s = reg_.register_bpf(n); !s) return undo(s.error());
+    for (Namespace* x : reg_.subtree(n))
+      if (auto a = verdicts_.apply(reg_.chain_ids(x)); !a) return undo(a.error());
+    if (auto t = after_topology(ins->owner_changed, "owner-changed"); !t)
+      logger("ns")->error("namespace {}: {}", n->name, t.error().to_string());
+    logger("ns")->info("namespace {} created for {} (cgroup id {}), parent {}{}{}", n->name, *dir,
+                       *cgid, n->parent->name, o.vtpm ? ", own vTPM" : "",
+                       o.policy_origin.empty() ? "" : ", policy " + o.policy_origin);
+    return n->id;
+  });
+  if (!r && o.vtpm) (void)vtpms_->destroy(name);  // a fresh vTPM nobody will use
+  return r;
 }
 
 Result<uint32_t> Pipeline::ensure_namespace(const std::string& cgroup_path) {
   auto dir = canonical_dir(cgroup_path);
   if (!dir) return tl::unexpected(dir.error());
-  {
-    std::lock_guard lock(mu_);
-    if (*dir == tree_.cgroup_root()) {
-      Namespace& host = tree_.host();
-      if (auto r = register_in_bpf(&host); !r) return tl::unexpected(r.error());
+  auto known = call([&]() -> Result<uint32_t> {
+    if (*dir == reg_.cgroup_root()) {
+      Namespace& host = reg_.host();
+      if (auto r = reg_.register_bpf(&host); !r) return tl::unexpected(r.error());
       return host.id;
     }
-    if (Namespace* ns = tree_.find_by_cgroup(*dir)) return ns->id;
-  }
+    if (Namespace* ns = reg_.find_by_cgroup(*dir)) return ns->id;
+    return 0u;
+  });
+  if (!known || *known) return known;
   return create_namespace(*dir, {});
 }
 
 Result<void> Pipeline::delete_namespace(const std::string& name_or_id) {
-  std::lock_guard lock(mu_);
-  Namespace* ns = tree_.find(name_or_id);
-  if (!ns) return make_error(ENOENT, "no such namespace", name_or_id);
-  if (ns->is_host()) return make_error(EPERM, "the host namespace cannot be deleted", name_or_id);
-  uint32_t id = ns->id;
-  uint64_t cg = ns->cgroup_id;
-  std::string name = ns->name;
-  bool vtpm = rt(ns).cfg.vtpm;
-  if (auto r = tree_.remove(name); !r) return r;
-  if (maps_) {
-    if (auto r = maps_->unregister_cgroup(cg); !r) return r;
-    if (auto r = maps_->flush_derived(); !r) return r;
-    if (auto r = maps_->remove_namespace_verdicts(id); !r) return tl::unexpected(r.error());
-  }
-  extender_->drain();
-  rt_.erase(id);
-  (void)remove_ns_config(opts_.state_dir, name);
+  auto removed = call([&]() -> Result<Registry::Removed> {
+    auto n = find_ns(name_or_id);
+    if (!n) return tl::unexpected(n.error());
+    if ((*n)->is_host())
+      return make_error(EPERM, "the host namespace cannot be deleted", name_or_id);
+    uint32_t id = (*n)->id;
+    Namespace copy = **n;  // cgroup id, for unregistering after removal
+    auto rm = reg_.remove(*n);
+    if (!rm) return tl::unexpected(rm.error());
+    if (maps_) {
+      if (auto u = maps_->unregister_cgroup(copy.cgroup_id); !u) counters_.map_errors++;
+      if (auto f = maps_->flush_derived(); !f) counters_.map_errors++;
+    }
+    if (auto f = verdicts_.forget(id); !f) counters_.map_errors++;
+    for (Namespace* x : rm->moved)
+      if (auto a = verdicts_.apply(reg_.chain_ids(x)); !a) counters_.map_errors++;
+    accessor_->drop_queue(id);
+    if (auto t = after_topology(rm->owner_changed, "owner-changed"); !t)
+      logger("ns")->error("after deleting {}: {}", name_or_id, t.error().to_string());
+    auto [b, e] = watchers_.equal_range(id);
+    for (auto it = b; it != e; ++it) it->second->close();
+    watchers_.erase(id);
+    (void)remove_ns_config(opts_.state_dir, rm->runtime->cfg.name);
+    return rm;
+  });
+  if (!removed) return tl::unexpected(removed.error());
+  // Off the pipeline thread: finish its extends, close its list, archive list and vTPM state.
+  auto& rt = removed->runtime;
+  std::string name = rt->cfg.name;
+  if (rt->extender) rt->extender->drain();
+  rt->extender.reset();
+  if (rt->list) (void)rt->list->close();
+  rt->own_tpm.reset();
   auto archived = archive_ns_dir(opts_.state_dir, name, "deleted-" + current_boot_id());
-  if (vtpm) (void)vtpms_->stop(name);
-  auto [b, e] = watchers_.equal_range(id);
-  for (auto it = b; it != e; ++it) it->second->close();
-  watchers_.erase(id);
+  if (rt->cfg.vtpm) {
+    (void)vtpms_->stop(name);
+    // The vTPM's state goes with its list (evidence for an auditor), never to a later tenant.
+    fs::path state = fs::path(opts_.state_dir) / "vtpm" / name;
+    std::error_code ec;
+    if (archived && fs::exists(state, ec)) fs::rename(state, fs::path(*archived) / "vtpm", ec);
+    if (!archived || ec) (void)vtpms_->destroy(name);
+  }
   logger("ns")->info("namespace {} deleted{}", name,
                      archived ? ", list archived at " + *archived : "");
   return {};
 }
 
-Pipeline::NsInfo Pipeline::info_locked(Namespace* n) {
-  NsRuntime& r = rt(n);
+Pipeline::NsInfo Pipeline::info(Namespace* n) {
+  NsRuntime& r = reg_.rt(n);
   NsInfo i;
   i.id = n->id;
   i.name = n->name;
@@ -791,7 +765,7 @@ Pipeline::NsInfo Pipeline::info_locked(Namespace* n) {
   i.parent = n->parent ? n->parent->name : "";
   i.cgroup_id = n->cgroup_id;
   i.vtpm = r.cfg.vtpm;
-  Namespace* owner = owner_of(n);
+  Namespace* owner = reg_.owner_of(n);
   i.owner = owner->name;
   if (r.list) {
     i.pcr = static_cast<int>(r.list->config().default_pcr);
@@ -799,7 +773,7 @@ Pipeline::NsInfo Pipeline::info_locked(Namespace* n) {
     i.violations = r.list->violations();
     i.list_path = r.list->path().string();
   }
-  if (auto* t = rt(owner).own_tpm.get()) i.tpm = t->describe();
+  if (auto* t = reg_.rt(owner).own_tpm.get()) i.tpm = t->describe();
   i.policy_origin = r.cfg.policy_origin;
   i.policy_rules = r.policy->size();
   i.disabled = r.disabled;
@@ -808,86 +782,192 @@ Pipeline::NsInfo Pipeline::info_locked(Namespace* n) {
 }
 
 std::vector<Pipeline::NsInfo> Pipeline::list_namespaces() {
-  std::lock_guard lock(mu_);
-  std::vector<NsInfo> out;
-  for (Namespace* ns : tree_.all()) out.push_back(info_locked(ns));
-  return out;
+  return call([&] {
+    std::vector<NsInfo> out;
+    for (Namespace* ns : reg_.all()) out.push_back(info(ns));
+    return out;
+  });
 }
 
 std::optional<Pipeline::NsInfo> Pipeline::namespace_info(const std::string& name_or_id) {
-  std::lock_guard lock(mu_);
-  Namespace* ns = tree_.find(name_or_id);
-  if (!ns) return std::nullopt;
-  return info_locked(ns);
+  return call([&]() -> std::optional<NsInfo> {
+    Namespace* ns = reg_.find(name_or_id);
+    if (!ns) return std::nullopt;
+    return info(ns);
+  });
 }
 
 Result<size_t> Pipeline::load_policy(const std::string& name_or_id, const std::string& text,
                                      const std::string& origin) {
   auto p = policy::Policy::parse(text, origin);
   if (!p) return tl::unexpected(p.error());
-  std::lock_guard lock(mu_);
-  Namespace* ns = tree_.find(name_or_id);
-  if (!ns) return make_error(ENOENT, "no such namespace", name_or_id);
-  if (auto v = validate_policy_locked(ns, *p); !v) return tl::unexpected(v.error());
-  NsRuntime& r = rt(ns);
-  NsConfig cfg = r.cfg;
-  cfg.policy_text = text;
-  cfg.policy_origin = origin;
-  if (auto s = save_ns_config(opts_.state_dir, cfg); !s) return tl::unexpected(s.error());
-  r.cfg = cfg;
-  size_t n = p->size();
-  r.policy = std::make_shared<policy::Policy>(std::move(*p));
-  invalidate_verdicts_locked(ns);
-  if (ns->is_host())
-    if (auto reg = register_in_bpf(ns); !reg) return tl::unexpected(reg.error());
-  logger("policy")->info("namespace {}: policy {} loaded ({} rules)", ns->name, origin, n);
-  return n;
+  auto pol = std::make_shared<policy::Policy>(std::move(*p));
+  return call([&]() -> Result<size_t> {
+    auto ns = find_ns(name_or_id);
+    if (!ns) return tl::unexpected(ns.error());
+    if (auto v = reg_.validate_policy(*pol, reg_.owner_of(*ns)); !v)
+      return tl::unexpected(v.error());
+    NsRuntime& r = reg_.rt(*ns);
+    NsConfig old = r.cfg;
+    r.cfg.policy_text = text;
+    r.cfg.policy_origin = origin;
+    if (auto s = reg_.save(r); !s) {
+      r.cfg = old;
+      return tl::unexpected(s.error());
+    }
+    r.policy = pol;
+    // Every file is judged again under the new policy; operator denies stay.
+    for (Namespace* s : reg_.subtree(*ns))
+      if (auto v = verdicts_.invalidate(s->id); !v) counters_.map_errors++;
+    if ((*ns)->is_host() && !pol->empty())
+      if (auto reg = reg_.register_bpf(*ns); !reg) return tl::unexpected(reg.error());
+    logger("policy")->info("namespace {}: policy {} loaded ({} rules)", (*ns)->name, origin,
+                           pol->size());
+    return pol->size();
+  });
 }
 
 Result<std::string> Pipeline::policy_text(const std::string& name_or_id) {
-  std::lock_guard lock(mu_);
-  Namespace* ns = tree_.find(name_or_id);
-  if (!ns) return make_error(ENOENT, "no such namespace", name_or_id);
-  return rt(ns).policy->to_string();
+  return call([&]() -> Result<std::string> {
+    auto ns = find_ns(name_or_id);
+    if (!ns) return tl::unexpected(ns.error());
+    return reg_.rt(*ns).policy->to_string();
+  });
+}
+
+Result<void> Pipeline::barrier(const std::string& name_or_id) {
+  const auto deadline = Clock::now() + opts_.barrier_timeout;
+  // 1. every record committed to the ring buffer before now is handed to submit()
+  uint64_t upto = submitted_seq_.load();
+  if (intake_sync_) {
+    auto s = intake_sync_(left(deadline));
+    if (!s) return tl::unexpected(s.error());
+    upto = std::max(upto, *s);
+  }
+  // 2. ... and judged
+  {
+    std::unique_lock lock(pending_mu_);
+    if (!pending_cv_.wait_until(lock, deadline, [&] { return judged_seq_.load() >= upto; }))
+      return make_error(ETIMEDOUT,
+                        "events up to #" + std::to_string(upto) + " are not judged after " +
+                            std::to_string(opts_.barrier_timeout.count()) + " ms (judged #" +
+                            std::to_string(judged_seq_.load()) + ")",
+                        name_or_id);
+  }
+  // 3. the reads of those events that concern this namespace's list are recorded
+  auto ids = call([&]() -> Result<std::vector<uint32_t>> {
+    auto n = find_ns(name_or_id);
+    if (!n) return tl::unexpected(n.error());
+    std::vector<uint32_t> out{(*n)->id};
+    if (reg_.owns_pcr(*n))
+      for (Namespace* x : reg_.all())
+        if (x != *n && reg_.owner_of(x) == *n) out.push_back(x->id);
+    return out;
+  });
+  if (!ids) return tl::unexpected(ids.error());
+  {
+    std::unique_lock lock(pending_mu_);
+    auto oldest = [&]() -> std::optional<uint64_t> {
+      std::optional<uint64_t> o;
+      for (uint32_t id : *ids) {
+        auto it = pending_.find(id);
+        if (it != pending_.end() && !it->second.empty() && *it->second.begin() <= upto)
+          o = o ? std::min(*o, *it->second.begin()) : *it->second.begin();
+      }
+      return o;
+    };
+    if (!pending_cv_.wait_until(lock, deadline, [&] { return !oldest(); })) {
+      auto o = oldest();
+      std::string what = o && pending_what_.count(*o) ? pending_what_[*o] : "?";
+      return make_error(ETIMEDOUT,
+                        "an access made before this request is still being measured after " +
+                            std::to_string(opts_.barrier_timeout.count()) + " ms (event #" +
+                            std::to_string(o.value_or(0)) + ", " + what +
+                            "); the list would be incomplete",
+                        name_or_id);
+    }
+  }
+  // 4. and their entries extended into the owner's PCR. The reads' entries were appended by
+  // tasks that ran before this one, so the extender's mark covers them.
+  auto ext = call([&]() -> std::pair<std::shared_ptr<Extender>, uint64_t> {
+    Namespace* n = reg_.find(name_or_id);
+    if (!n) return {nullptr, 0};
+    auto& e = reg_.rt(reg_.owner_of(n)).extender;
+    return {e, e ? e->pushed() : 0};
+  });
+  if (ext.first && !ext.first->wait(ext.second, left(deadline)))
+    return make_error(ETIMEDOUT,
+                      "PCR extends into " + ext.first->tpm().describe() + " are not done after " +
+                          std::to_string(opts_.barrier_timeout.count()) + " ms",
+                      name_or_id);
+  return {};
 }
 
 Result<Pipeline::ListView> Pipeline::list_view(const std::string& name_or_id) {
-  std::lock_guard lock(mu_);
-  Namespace* ns = tree_.find(name_or_id);
-  if (!ns) return make_error(ENOENT, "no such namespace", name_or_id);
-  NsRuntime& r = rt(ns);
-  return ListView{r.list->path().string(), r.list->size_bytes(), r.list->count()};
+  return call([&]() -> Result<ListView> {
+    auto ns = find_ns(name_or_id);
+    if (!ns) return tl::unexpected(ns.error());
+    auto& l = reg_.rt(*ns).list;
+    if (!l) return make_error(ENODATA, "has no list", name_or_id);
+    return ListView{l->path().string(), l->size_bytes(), l->count()};
+  });
 }
 
-Result<std::string> Pipeline::render_list(const std::string& name_or_id, bool ascii) {
-  std::lock_guard lock(mu_);
-  Namespace* ns = tree_.find(name_or_id);
-  if (!ns) return make_error(ENOENT, "no such namespace", name_or_id);
-  std::ostringstream os;
-  auto r = ascii ? rt(ns).list->render_ascii(os) : rt(ns).list->render_binary(os);
+Result<std::string> Pipeline::render_list(const std::string& name_or_id, bool ascii,
+                                          uint64_t from_index) {
+  if (auto b = barrier(name_or_id); !b) return tl::unexpected(b.error());
+  auto list = call([&]() -> Result<std::shared_ptr<measure::MeasurementList>> {
+    auto ns = find_ns(name_or_id);
+    if (!ns) return tl::unexpected(ns.error());
+    auto l = reg_.rt(*ns).list;
+    if (!l) return make_error(ENODATA, "has no list", name_or_id);
+    return l;
+  });
+  if (!list) return tl::unexpected(list.error());
+  std::string out;
+  auto r = (*list)->for_each(from_index, [&](uint64_t, const measure::Record& rec) -> Result<void> {
+    if (ascii) return measure::append_ascii(rec, measure::HashAlgo::kSha1, out);
+    measure::append_binary(rec, out);
+    return {};
+  });
   if (!r) return tl::unexpected(r.error());
-  return os.str();
+  return out;
 }
 
 Result<Pipeline::PcrReport> Pipeline::pcr_report(const std::string& name_or_id) {
-  std::unique_lock lock(mu_);
-  Namespace* ns = tree_.find(name_or_id);
-  if (!ns) return make_error(ENOENT, "no such namespace", name_or_id);
-  Namespace* owner = owner_of(ns);
-  NsRuntime& o = rt(owner);
+  if (auto b = barrier(name_or_id); !b) return tl::unexpected(b.error());
+  struct Snap {
+    std::shared_ptr<tpm::Tpm> tpm;
+    std::shared_ptr<measure::MeasurementList> list;
+    int pcr = -1;
+  };
+  auto snap = call([&]() -> Result<Snap> {
+    auto ns = find_ns(name_or_id);
+    if (!ns) return tl::unexpected(ns.error());
+    Namespace* owner = reg_.owner_of(*ns);
+    NsRuntime& o = reg_.rt(owner);
+    if (!o.own_tpm)
+      return make_error(ENODEV, "namespace " + owner->name + " has no TPM", name_or_id);
+    if (!reg_.rt(*ns).list || !o.list) return make_error(ENODATA, "has no list", name_or_id);
+    return Snap{o.own_tpm, o.list, static_cast<int>(reg_.rt(*ns).list->config().default_pcr)};
+  });
+  if (!snap) return tl::unexpected(snap.error());
   PcrReport rep;
-  rep.pcr = static_cast<int>(rt(ns).list->config().default_pcr);
-  if (!o.own_tpm) return make_error(ENODEV, "namespace " + owner->name + " has no TPM", name_or_id);
-  rep.tpm = o.own_tpm->describe();
-  lock.unlock();
-  extender_->drain();
-  lock.lock();
-  for (auto b : o.list->config().banks) {
-    auto v = o.own_tpm->read_pcr(rep.pcr, *bank_of(b));
+  rep.pcr = snap->pcr;
+  rep.tpm = snap->tpm->describe();
+  for (auto b : snap->list->config().banks) {
+    auto v = snap->tpm->read_pcr(rep.pcr, *bank_of(b));
     if (!v) return tl::unexpected(v.error());
     std::string name(measure::hash_algo_name(b));
     rep.values[name] = to_hex(*v);
-    auto e = o.list->replay(static_cast<uint32_t>(rep.pcr), b, o.list->count());
+    // Entries appended after the barrier may be extended by now: the expected value is the
+    // replay of the longest prefix the PCR matches, or of the whole list if none does.
+    auto value = measure::Digest::from_bytes(b, *v);
+    uint64_t n = snap->list->count();
+    if (value)
+      if (auto p = snap->list->extended_prefix(static_cast<uint32_t>(rep.pcr), b, *value); p && *p)
+        n = **p;
+    auto e = snap->list->replay(static_cast<uint32_t>(rep.pcr), b, n);
     if (e) rep.expected[name] = e->hex();
   }
   return rep;
@@ -895,64 +975,133 @@ Result<Pipeline::PcrReport> Pipeline::pcr_report(const std::string& name_or_id) 
 
 Result<tpm::Quote> Pipeline::quote(const std::string& name_or_id,
                                    const std::vector<uint8_t>& nonce) {
-  std::unique_lock lock(mu_);
-  Namespace* ns = tree_.find(name_or_id);
-  if (!ns) return make_error(ENOENT, "no such namespace", name_or_id);
-  Namespace* owner = owner_of(ns);
-  NsRuntime& o = rt(owner);
-  if (!o.own_tpm) return make_error(ENODEV, "namespace " + owner->name + " has no TPM", name_or_id);
-  int pcr = static_cast<int>(rt(ns).list->config().default_pcr);
-  tpm::Tpm* t = o.own_tpm.get();
-  std::vector<tpm::PcrSelection> sel;
-  for (auto b : o.list->config().banks) sel.push_back({*bank_of(b), {pcr}});
-  lock.unlock();
-  extender_->drain();
-  return t->quote(sel, nonce);
+  if (auto b = barrier(name_or_id); !b) return tl::unexpected(b.error());
+  auto snap = call([&]() -> Result<std::pair<std::shared_ptr<tpm::Tpm>, std::vector<tpm::PcrSelection>>> {
+    auto ns = find_ns(name_or_id);
+    if (!ns) return tl::unexpected(ns.error());
+    Namespace* owner = reg_.owner_of(*ns);
+    NsRuntime& o = reg_.rt(owner);
+    if (!o.own_tpm)
+      return make_error(ENODEV, "namespace " + owner->name + " has no TPM", name_or_id);
+    if (!reg_.rt(*ns).list || !o.list) return make_error(ENODATA, "has no list", name_or_id);
+    int pcr = static_cast<int>(reg_.rt(*ns).list->config().default_pcr);
+    std::vector<tpm::PcrSelection> sel;
+    for (auto b : o.list->config().banks) sel.push_back({*bank_of(b), {pcr}});
+    return std::make_pair(o.own_tpm, sel);
+  });
+  if (!snap) return tl::unexpected(snap.error());
+  return snap->first->quote(snap->second, nonce);
 }
 
 Result<void> Pipeline::set_file_verdict(const std::string& cgroup_path, const std::string& file,
-                                        bool allow) {
+                                        bool allow, const std::string& root) {
   if (!maps_) return make_error(ENOTSUP, "no BPF programs loaded", file);
   auto ns_id = ensure_namespace(cgroup_path);
   if (!ns_id) return tl::unexpected(ns_id.error());
-
-  // Open the file ourselves: the hook records the kernel's stamp of nsimad's own opens
+  auto where = call([&]() -> std::pair<std::string, bool> {
+    Namespace* n = reg_.find(*ns_id);
+    return {n ? n->cgroup_path : "", n && n->is_host()};
+  });
+  // The file as the namespace's processes see it.
+  UniqueFd root_fd;
+  std::string root_desc;
+  if (!root.empty()) {
+    root_fd.reset(::open(root.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+    root_desc = root;
+  } else if (where.second) {
+    root_fd.reset(::open("/", O_PATH | O_DIRECTORY | O_CLOEXEC));
+    root_desc = "/";
+  } else {
+    pid_t pid = live_process_in(where.first);
+    if (pid < 0)
+      return make_error(ESRCH,
+                        "namespace " + std::to_string(*ns_id) +
+                            " has no process to resolve the path in; pass the container's root "
+                            "directory as nsimad sees it (--root DIR)",
+                        file);
+    root_desc = "/proc/" + std::to_string(pid) + "/root";
+    root_fd.reset(::open(root_desc.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC));
+  }
+  if (!root_fd)
+    return make_error(errno, std::string("cannot open the root: ") + strerror(errno), root_desc);
+  // Open the file ourselves: the hook records the kernel's key and stamp of nsimad's own opens
   // (i_version is invisible to userspace), keyed by our thread id.
-  UniqueFd fd(::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
-  if (!fd) return make_error(errno, std::string("cannot open: ") + strerror(errno), file);
+  auto fd = open_regular_in(root_fd.get(), file);
+  if (!fd) {
+    Error e = fd.error();
+    e.where = root_desc + ": " + file;
+    return tl::unexpected(e);
+  }
   struct stat st;
-  if (fstat(fd.get(), &st) != 0) return make_error(errno, strerror(errno), file);
+  if (fstat(fd->get(), &st) != 0) return make_error(errno, strerror(errno), file);
   auto self = maps_->self_open(static_cast<uint32_t>(syscall(SYS_gettid)));
-  if (!self || self->ino != st.st_ino || self->dev != dev_to_kdev(st.st_dev))
+  if (!self || self->ino != st.st_ino)
     return make_error(EIO, "the kernel did not report the stamp of nsimad's open", file);
-  nsima_verdict_key key{*ns_id, self->generation, self->dev, self->ino};
+  FileRef f{self->dev, self->ino, self->generation};
   Stamp stamp = capture::from_abi(self->stamp);
-  auto r = allow ? maps_->allow(key, stamp, 0, /*keep_deny=*/false) : maps_->deny(key, stamp);
+  auto r = call([&]() -> Result<void> {
+    Namespace* n = reg_.find(*ns_id);
+    if (!n) return make_error(ENOENT, "namespace deleted meanwhile", std::to_string(*ns_id));
+    if (!allow) return verdicts_.deny(n->id, f, stamp, file, reg_.subtree_ids(n));
+    auto chain = reg_.chain_ids(n);
+    std::vector<uint32_t> ancestors(chain.begin() + 1, chain.end());
+    return verdicts_.allow(n->id, f, ancestors, reg_.subtree_ids(n));
+  });
   if (!r) return r;
-  logger("ns")->info("{} {} in namespace {}", allow ? "allow" : "deny", file, *ns_id);
+  logger("ns")->info("{} {} ({}) in namespace {}", allow ? "allow" : "deny", file, root_desc,
+                     *ns_id);
   return {};
 }
 
+std::vector<Override> Pipeline::overrides() { return verdicts_.overrides(); }
+
 std::shared_ptr<Watcher> Pipeline::watch(uint32_t ns_id) {
   auto w = std::make_shared<Watcher>();
-  std::lock_guard lock(mu_);
-  watchers_.emplace(ns_id, w);
+  call([&] { watchers_.emplace(ns_id, w); });
   return w;
 }
 
 void Pipeline::unwatch(const std::shared_ptr<Watcher>& w) {
-  std::lock_guard lock(mu_);
-  for (auto it = watchers_.begin(); it != watchers_.end();) {
-    if (it->second == w)
-      it = watchers_.erase(it);
-    else
-      ++it;
-  }
+  call([&] {
+    for (auto it = watchers_.begin(); it != watchers_.end();) {
+      if (it->second == w)
+        it = watchers_.erase(it);
+      else
+        ++it;
+    }
+  });
 }
 
 PipelineCounters Pipeline::counters() {
-  std::lock_guard lock(mu_);
-  return counters_;
+  return call([&] {
+    PipelineCounters c = counters_;
+    c.measured = rec_ ? rec_->counters().measured : 0;
+    c.violations = rec_ ? rec_->counters().violations : 0;
+    c.map_errors += verdicts_.errors();
+    return c;
+  });
+}
+
+uint64_t Pipeline::extends_done() {
+  return call([&] {
+    uint64_t n = 0;
+    for (Namespace* x : reg_.all())
+      if (auto& e = reg_.rt(x).extender) n += e->done();
+    return n;
+  });
+}
+
+uint64_t Pipeline::extends_failed() {
+  return call([&] {
+    uint64_t n = 0;
+    for (Namespace* x : reg_.all())
+      if (auto& e = reg_.rt(x).extender) n += e->failed();
+    return n;
+  });
+}
+
+access::FileAccessor::Stats Pipeline::access_stats() const {
+  return accessor_ ? accessor_->stats() : access::FileAccessor::Stats{};
 }
 
 }  // namespace nsima::ns

@@ -1,43 +1,49 @@
 // SPDX-License-Identifier: Apache-2.0
-// The one place that wires nsima together: events from the ring buffer -> namespace chain ->
-// each namespace's policy -> measurement (hash once, an entry in every list that asks for it)
-// -> PCR extends (their own thread) -> verdict written back into the BPF verdict map. Also the
-// control-plane operations on namespaces, policies, lists, PCRs and quotes, and the recovery of
-// lists and PCRs when nsimad starts.
+// The one place that wires nsima together (daemon/README.md draws it):
 //
-// Who extends what (the invariant: every extend into a (TPM, PCR) is recorded in the one list
-// that owns that PCR, so each owning list replays alone to its TPM):
-//   host      the host TPM (--host-tcti), PCR --host-pcr (default 23; see daemon/tpm/README.md)
-//   --vtpm    its own swtpm, PCR 10 (and any pcr= of its policy)
-//   others    no PCR of their own: each entry of their list is also appended, byte for byte, to
-//             the list of the nearest ancestor that owns a TPM ("owner"), which extends it. A
-//             verifier replays the owner's list against its TPM, then checks that every entry of
-//             the child's list (after its first) is in the owner's list.
+//   ring buffer -> submit() [intake thread: root captured for the event's process]
+//     -> pipeline thread: registry (namespace chain) -> judge (pure) -> recorder (violations now)
+//        -> file accessor (per-namespace queues, workers, timeouts: never this thread)
+//     -> pipeline thread: entries into every list that asked (recorder: owner copies, extends on
+//        each TPM's own thread) -> verdict writer (judged allow, never over an operator deny)
+//
+// The pipeline thread owns all namespace state: registry, recorder and per-file state are touched
+// by nothing else, so none of it is locked. Control-plane calls (thread-safe) run as tasks on that
+// thread and wait for their answer; anything slow (starting a vTPM, TPM reads, quotes, draining
+// extends) runs on the caller's thread with shared handles, so no lock is ever held across I/O and
+// a deleted namespace never leaves a dangling TPM or list behind a running quote.
+//
+// Attestation reads (list, PCR report, quote) first pass a barrier: every access that completed
+// before the request has been read from the ring buffer, judged, measured and extended into the
+// namespace's PCR, or the request fails after a bounded wait naming what is still pending.
 #pragma once
 
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <thread>
-#include <unordered_map>
 #include <vector>
 
+#include "access/file_accessor.h"
 #include "capture/bpf_maps.h"
 #include "common/bounded_queue.h"
 #include "common/event.h"
 #include "common/result.h"
-#include "common/unique_fd.h"
 #include "measure/digest_cache.h"
-#include "measure/hash_pool.h"
-#include "measure/measurement_list.h"
-#include "ns/extender.h"
-#include "ns/namespace_tree.h"
-#include "ns/ns_config.h"
+#include "ns/judge.h"
+#include "ns/recorder.h"
+#include "ns/registry.h"
+#include "ns/verdict_writer.h"
 #include "policy/policy.h"
 #include "tpm/tpm.h"
 #include "tpm/vtpm_manager.h"
@@ -48,7 +54,7 @@ namespace nsima::ns {
 class Watcher {
  public:
   explicit Watcher(size_t capacity = 1u << 16) : lines_(capacity) {}
-  // Called with the pipeline lock held; never blocks. A full queue counts as lost.
+  // Never blocks. A full queue counts as lost.
   void offer(std::string line);
   std::optional<std::string> next(std::chrono::milliseconds timeout) { return lines_.pop(timeout); }
   uint64_t lost() const { return lost_.load(); }
@@ -63,23 +69,30 @@ struct PipelineOptions {
   std::string cgroup_root = "/sys/fs/cgroup";
   std::string state_dir = "/var/lib/nsima";
   std::string run_dir = "/run/nsima";
-  size_t queue_capacity = 1u << 16;
+  size_t queue_capacity = 1u << 16;  // events between intake and the judge
   std::string host_tcti;  // "" = no host TPM (lists only, boot_aggregate of zeros)
-  int host_pcr = tpm::kDefaultHostPcr;
-  int kernel_ima_pcr = tpm::kNoKernelIma;  // refused as host PCR (detect_kernel_ima())
+  int host_pcr = 23;
+  int kernel_ima_pcr = -1;  // refused as host PCR (detect_kernel_ima()); -1: none
   measure::HashAlgo hash_algo = measure::HashAlgo::kSha256;
   measure::TemplateKind default_template = measure::TemplateKind::kImaNg;
   size_t hash_threads = 2;
+  std::chrono::milliseconds hash_timeout{10000};     // a file not read by then is a violation
+  std::chrono::milliseconds barrier_timeout{20000};  // log/pcr/quote wait at most this long
+  size_t access_queue = 4096;                        // pending reads per namespace
   std::string swtpm = "swtpm";
+  // Non-empty: capture did not continue across nsimad's restart (the hooks were (re)attached
+  // fresh); every list that continues from before gets an nsima:capture-gap:<this> violation.
+  std::string capture_gap;
 };
 
 struct PipelineCounters {
   uint64_t processed = 0;
-  uint64_t unknown_namespace = 0;  // events tagged with a namespace deleted meanwhile
+  uint64_t unknown_namespace = 0;  // events of a namespace deleted meanwhile (judged by its parent)
   uint64_t map_errors = 0;
   uint64_t measured = 0;    // entries added (all lists)
   uint64_t violations = 0;  // violation entries added (all lists)
-  uint64_t hash_jobs = 0;
+  uint64_t hash_jobs = 0;   // file reads asked of the accessor
+  uint64_t unreadable = 0;  // of those, files that could not be read as the event saw them
 };
 
 class Pipeline {
@@ -92,12 +105,17 @@ class Pipeline {
   // unextended entries extended), binds the host namespace to the root cgroup.
   Result<void> init();
   void start();
-  void stop();  // processes what is queued, waits for hashing and extends, then returns
+  void stop();  // processes what is queued, waits for reads and extends, then returns
 
-  // From the ring-buffer consumer thread. Blocks while the queue is full.
+  // From the ring-buffer consumer thread. Blocks while the event queue is full (the ring buffer
+  // then fills and its drops become violations).
   void submit(Event&& ev);
-  // Waits until everything submitted so far is processed, hashed, recorded and extended.
+  // Waits until everything submitted so far is judged, read, recorded and extended.
   void drain();
+  // How the barrier learns that the ring buffer is consumed up to now: returns the highest seq
+  // handed to submit() once every record committed before the call was (EventSource::sync).
+  using IntakeSync = std::function<Result<uint64_t>(std::chrono::milliseconds)>;
+  void set_intake_sync(IntakeSync f) { intake_sync_ = std::move(f); }
 
   // ---- control plane (thread-safe) ----
   struct NsInfo {
@@ -127,19 +145,26 @@ class Pipeline {
   std::vector<NsInfo> list_namespaces();
   std::optional<NsInfo> namespace_info(const std::string& name_or_id);
 
-  // Replaces a namespace's policy (whole or not at all); its verdicts and those of its
-  // descendants are dropped so every file is judged again.
+  // Replaces a namespace's policy (whole or not at all); its judged verdicts and those of its
+  // descendants are dropped so every file is judged again (operator denies stay).
   Result<size_t> load_policy(const std::string& name_or_id, const std::string& text,
                              const std::string& origin);
   Result<std::string> policy_text(const std::string& name_or_id);
 
-  // The list file of a namespace and its committed size (readers stop there).
+  // Every access that completed before the call is in `name_or_id`'s list and extended into its
+  // owner's PCR when this returns, or an error (ETIMEDOUT) says what is still pending.
+  Result<void> barrier(const std::string& name_or_id);
+
+  // The list file of a namespace and its committed size (readers stop there). No barrier.
   struct ListView {
     std::string path;
     uint64_t bytes = 0, entries = 0;
   };
   Result<ListView> list_view(const std::string& name_or_id);
-  Result<std::string> render_list(const std::string& name_or_id, bool ascii);
+  // Entries from `from_index` on, as kernel IMA's ascii_runtime_measurements or
+  // binary_runtime_measurements show them. Passes the barrier first.
+  Result<std::string> render_list(const std::string& name_or_id, bool ascii,
+                                  uint64_t from_index = 0);
 
   struct PcrReport {
     std::string tpm;  // TPM description
@@ -150,95 +175,83 @@ class Pipeline {
   Result<PcrReport> pcr_report(const std::string& name_or_id);
   Result<tpm::Quote> quote(const std::string& name_or_id, const std::vector<uint8_t>& nonce);
 
-  // Writes a verdict for `file` (a path in nsimad's mount namespace) in the namespace bound to
-  // `cgroup_path` (created if needed). The stamp is the kernel's, read as nsimad opens the file.
+  // Operator verdicts. `file` is a path as the namespace's processes see it: resolved inside the
+  // root of a live process of the namespace's cgroup (nsimad's own root for the host namespace),
+  // or inside `root` (a directory in nsimad's view, e.g. the container's rootfs) when given.
+  // deny holds for every version of the inode, in the namespace and every namespace below it,
+  // across policy loads and restarts; allow lifts the namespace's own deny.
   Result<void> set_file_verdict(const std::string& cgroup_path, const std::string& file,
-                                bool allow);
+                                bool allow, const std::string& root = {});
+  std::vector<Override> overrides();
 
   std::shared_ptr<Watcher> watch(uint32_t ns_id);
   void unwatch(const std::shared_ptr<Watcher>& w);
 
   PipelineCounters counters();
-  uint64_t extends_done() const { return extender_ ? extender_->done() : 0; }
-  uint64_t extends_failed() const { return extender_ ? extender_->failed() : 0; }
+  uint64_t extends_done();
+  uint64_t extends_failed();
+  access::FileAccessor::Stats access_stats() const;
 
  private:
-  struct FileId {
-    uint64_t kdev, ino;
-    uint32_t gen;
-    bool operator==(const FileId&) const = default;
-  };
-  struct FileIdHash {
-    size_t operator()(const FileId& f) const noexcept {
-      return std::hash<uint64_t>()(f.kdev * 1000003u ^ f.ino * 31u ^ f.gen);
-    }
-  };
-  struct Measured {  // kernel IMA's per-inode state, kept per namespace
-    Stamp stamp;          // file version the PCR bits are for
-    uint64_t pcrs = 0;    // measured_pcrs
-    bool must = false;    // IMA_MUST_MEASURE: a measure rule matched this file (ToMToU)
-  };
-  struct NsRuntime {
-    NsConfig cfg;
-    std::shared_ptr<const policy::Policy> policy;  // never null
-    std::unique_ptr<measure::MeasurementList> list;
-    std::unique_ptr<tpm::Tpm> own_tpm;  // host TPM (host) or vTPM (--vtpm)
-    std::unordered_map<FileId, Measured, FileIdHash> measured;
-    bool disabled = false;
-    std::string disabled_reason;
-    uint64_t drops_seen = 0;
-  };
-  struct Target {  // one list that measures an event
-    uint32_t ns_id;
-    uint32_t pcr;
-    measure::TemplateKind tmpl;
-  };
-
+  struct Pending;  // one read in flight
+  // Runs `f` on the pipeline thread (inline before start() / after stop()) and returns its value.
+  template <class F>
+  auto call(F&& f) -> decltype(f());
+  void post(std::function<void()> task);
   void run();
+  void tick();
+
   void process(Event& ev);
-  void check_drops_locked();
-  bool owns_pcr(const Namespace* n) const;
-  Namespace* owner_of(Namespace* n);
-  NsRuntime& rt(const Namespace* n) { return *rt_.at(n->id); }
-  Result<void> open_runtime_locked(Namespace* n, NsConfig cfg, bool restored);
-  Result<void> start_list_locked(Namespace* n, NsRuntime& r);
-  Result<void> reconcile_locked(Namespace* n, NsRuntime& r);
-  Result<void> validate_policy_locked(Namespace* n, const policy::Policy& p);
-  // Appends to n's list with `append` and, when n owns no PCR, the same to its owner's list;
-  // queues the extends. A list that cannot be appended to stops measuring.
-  using AppendFn = std::function<Result<measure::AppendOutcome>(measure::MeasurementList&)>;
-  void append_locked(Namespace* n, const AppendFn& append);
-  void record_locked(Namespace* n, const measure::Entry& e);
-  void record_violation_locked(Namespace* n, const std::string& name);
-  void queue_extend_locked(NsRuntime& owner_rt, const std::string& list,
-                           const measure::AppendOutcome& out);
-  void disable_locked(Namespace* n, const std::string& why);
-  Result<void> register_in_bpf(Namespace* n);
-  void invalidate_verdicts_locked(Namespace* n);
+  void judged(Event ev, Namespace* ns, std::vector<Namespace*> chain, Judgement j);
+  void accessed(const Event& ev, const Judgement& j, const access::AccessResult& r);
+  void write_verdict(const Event& ev, const std::vector<Namespace*>& chain, uint32_t quiet_bits);
+  void check_drops();
   void notify_watchers(const std::vector<Namespace*>& chain, const Event& ev,
                        const std::string& note = {});
-  int root_fd_locked(const Event& ev);
-  void on_hashed(Event ev, std::vector<Target> targets, bool quiet,
-                 std::shared_ptr<std::vector<uint8_t>> xattr, const measure::HashResult& r);
-  NsInfo info_locked(Namespace* n);
+  std::vector<ChainLink> links(const std::vector<Namespace*>& chain, const FileRef& f);
+
+  Result<void> open_runtime(Namespace* n, NsRuntime& r, bool restored);
+  Result<void> after_topology(const std::vector<Namespace*>& owner_changed, const char* why);
+  Result<Namespace*> find_ns(const std::string& name_or_id);
+  NsInfo info(Namespace* n);
+
+  // barrier helpers
+  void pending_add(uint64_t seq, const std::vector<uint32_t>& ids);
+  void pending_done(uint64_t seq, const std::vector<uint32_t>& ids);
 
   PipelineOptions opts_;
   capture::BpfMaps* maps_;
-  std::mutex mu_;  // guards everything below but the queue
-  NamespaceTree tree_;
-  std::map<uint32_t, std::unique_ptr<NsRuntime>> rt_;
+  // --- owned by the pipeline thread ---
+  Registry reg_;
+  std::unique_ptr<Recorder> rec_;
   std::multimap<uint32_t, std::shared_ptr<Watcher>> watchers_;
   PipelineCounters counters_;
-  std::unordered_map<uint32_t, UniqueFd> roots_;  // mount ns inum -> O_PATH fd of its root
-  uint32_t self_mnt_ns_ = 0;
+  std::chrono::steady_clock::time_point last_tick_{};
+  // --- shared, internally synchronised ---
+  VerdictWriter verdicts_;
   std::unique_ptr<tpm::VtpmManager> vtpms_;
   std::unique_ptr<measure::DigestCache> digests_;
-  std::unique_ptr<measure::HashPool> pool_;
-  std::unique_ptr<Extender> extender_;
-  BoundedQueue<Event> queue_;
-  std::atomic<uint64_t> queued_{0}, finished_{0};
+  std::unique_ptr<access::RootCache> roots_;
+  std::unique_ptr<access::FileAccessor> accessor_;
+  IntakeSync intake_sync_;
+
+  // mailbox: tasks first (answers, control), then events
+  std::mutex mu_;
+  std::condition_variable wake_, space_;
+  std::deque<std::function<void()>> tasks_;
+  std::deque<Event> events_;
+  bool stopping_ = false;
+  std::atomic<bool> running_{false};
   std::thread thread_;
-  std::chrono::steady_clock::time_point last_drop_check_{};
+  std::thread::id thread_id_;
+
+  // progress, for drain() and barriers
+  std::mutex pending_mu_;
+  std::condition_variable pending_cv_;
+  std::map<uint32_t, std::multiset<uint64_t>> pending_;  // ns id -> seqs of reads in flight
+  std::map<uint64_t, std::string> pending_what_;          // seq -> path, for messages
+  uint64_t reads_in_flight_ = 0;
+  std::atomic<uint64_t> submitted_seq_{0}, judged_seq_{0}, local_seq_{0};
 };
 
 }  // namespace nsima::ns

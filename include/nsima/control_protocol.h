@@ -33,6 +33,7 @@ inline constexpr const char* kFieldCgroup = "cgroup";
 inline constexpr const char* kFieldNs = "ns";
 inline constexpr const char* kFieldPath = "path";
 inline constexpr const char* kFieldVerdict = "verdict";
+inline constexpr const char* kFieldRoot = "root";  // verdict: directory to resolve path in
 inline constexpr const char* kFieldEvent = "event";
 
 // Largest request line nsimad accepts (a policy travels inline).

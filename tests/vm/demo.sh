@@ -35,7 +35,7 @@ printf '#!/bin/sh\necho hello from the container\n' >"$DEMO/app.sh"
 chmod +x "$DEMO/app.sh"
 echo "config" >"$DEMO/config.txt"
 echo "secret" >"$DEMO/secret.txt"
-nsimactl deny --cgroup "$CG" "$DEMO/secret.txt"
+nsimactl deny --cgroup "$CG" --root / "$DEMO/secret.txt"
 sh -c "echo \$\$ > $CG/cgroup.procs; $DEMO/app.sh; cat $DEMO/config.txt;
        cat $DEMO/secret.txt 2>/dev/null || echo '(secret.txt: permission denied, as nsimactl deny asked)'"
 sleep 1

@@ -42,7 +42,7 @@ line=$(grep '"hook":"bprm_check"' /tmp/w.log | grep '"path":"/bin/hello"')
 nsima_check_eq "$(nsima_json_field "$line" ino)" "$(stat -c %i $M/bin/hello)" "ino of the exec in chroot"
 
 # deny holds on the overlay inode; a copy-up with new content invalidates it
-nsimactl deny --cgroup $CG $M/file
+nsimactl deny --cgroup $CG --root / $M/file
 out=$(cg_exec $CG /bin/cat $M/file 2>&1 || true)
 nsima_check_contains "$out" "Permission denied" "cat of a denied overlay file"
 echo upper >>$M/file

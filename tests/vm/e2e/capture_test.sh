@@ -90,8 +90,8 @@ quiet_after=$(nsima_stat quiet)
 [ "$quiet_after" -gt "$quiet_before" ] || nsima_fail "the hot path did not count the silenced open"
 
 # 6. deny: open and exec fail with EACCES in namespace a only
-nsimactl deny --cgroup $A "$D/f"
-nsimactl deny --cgroup $A "$D/hello"
+nsimactl deny --cgroup $A --root / "$D/f"
+nsimactl deny --cgroup $A --root / "$D/hello"
 denied_before=$(nsima_stat denied)
 out=$(cg_exec $A /bin/cat "$D/f" 2>&1 || true)
 nsima_check_contains "$out" "Permission denied" "cat of a denied file"
@@ -108,7 +108,7 @@ nsima_check_eq "$out" hello "the denied binary in another namespace"
 denied_after=$(nsima_stat denied)
 [ "$denied_after" -ge $((denied_before + 2)) ] || nsima_fail "denials not counted ($denied_before -> $denied_after)"
 # allow lifts the deny
-nsimactl allow --cgroup $A "$D/hello"
+nsimactl allow --cgroup $A --root / "$D/hello"
 out=$(cg_exec $A "$D/hello")
 nsima_check_eq "$out" hello "exec after nsimactl allow"
 

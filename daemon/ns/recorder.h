@@ -1,0 +1,79 @@
+// SPDX-License-Identifier: Apache-2.0
+// The recorder: measurement lists, their owners' copies, extends, crash reconciliation.
+//
+// Who extends what (the invariant: every extend into a (TPM, PCR) is recorded in the one list
+// that owns that PCR, so each owning list replays alone to its TPM):
+//   host      the host TPM (--host-tcti), PCR --host-pcr (default 23; see daemon/tpm/README.md)
+//   --vtpm    its own swtpm, PCR 10 (and any pcr= of its policy)
+//   others    no PCR of their own: each entry of their list is also appended, byte for byte, to
+//             the list of the nearest ancestor that owns a TPM ("owner"), which extends it. A
+//             verifier replays the owner's list against its TPM, then checks that every entry of
+//             the child's list (after its first) is in the owner's list.
+// An entry is appended (written to the page cache) before its extend is queued on the owner's
+// extender; after a crash reconcile() finishes the extends the list has but the PCR lacks.
+//
+// Runs on the pipeline's thread (like the registry); the only other threads are the extenders,
+// which report failures through the callback given at construction.
+#pragma once
+
+#include <functional>
+#include <string>
+
+#include "measure/hash_algo.h"
+#include "measure/measurement_list.h"
+#include "measure/template.h"
+#include "ns/registry.h"
+
+namespace nsima::ns {
+
+struct RecorderOptions {
+  std::string state_dir = "/var/lib/nsima";
+  measure::HashAlgo hash_algo = measure::HashAlgo::kSha256;
+  measure::TemplateKind default_template = measure::TemplateKind::kImaNg;
+};
+
+struct RecorderCounters {
+  uint64_t measured = 0;    // entries added (all lists, owner copies not counted)
+  uint64_t violations = 0;  // violation entries added (all lists)
+};
+
+class Recorder {
+ public:
+  // `on_extend_error` runs on an extender thread: it must only hand the failure over.
+  using ExtendErrorFn = std::function<void(uint32_t owner_ns, const ExtendJob&, const Error&)>;
+  Recorder(RecorderOptions o, Registry& reg, ExtendErrorFn on_extend_error);
+
+  // Gives `n` an extender for its own TPM (r.own_tpm must be set).
+  void attach_tpm(Namespace* n, NsRuntime& r);
+  // Opens n's list (creating it with its first entry, boot_aggregate, if empty) with the PCR and
+  // banks of n's owner.
+  Result<void> open_list(Namespace* n, NsRuntime& r);
+  // After a restart: finishes logged but unextended extends; stops a list that does not replay.
+  Result<void> reconcile(Namespace* n, NsRuntime& r);
+  // The list cannot continue (its owner changed): archive it and start a new one.
+  Result<void> restart_list(Namespace* n, NsRuntime& r, const std::string& why);
+
+  // Appends to n's list and, when n owns no PCR, the same to its owner's list; queues extends.
+  // A list that cannot be appended to stops measuring (and the host list says so).
+  void entry(Namespace* n, const measure::Entry& e);
+  void violation(Namespace* n, const std::string& name);
+  // n stops measuring; the host list records it (nsima:ns-<id>-stopped:<what>).
+  void disable(Namespace* n, const std::string& what, const std::string& why);
+
+  const RecorderCounters& counters() const { return counters_; }
+
+ private:
+  using AppendFn = std::function<Result<measure::AppendOutcome>(measure::MeasurementList&)>;
+  void append(Namespace* n, const AppendFn& fn);
+  void queue_extend(Namespace* owner, NsRuntime& owner_rt, const measure::AppendOutcome& out);
+
+  RecorderOptions opts_;
+  Registry& reg_;
+  ExtendErrorFn on_extend_error_;
+  RecorderCounters counters_;
+};
+
+std::vector<tpm::BankDigest> to_bank_digests(const std::vector<measure::Digest>& ds);
+std::optional<tpm::Bank> bank_of(measure::HashAlgo a);
+
+}  // namespace nsima::ns

@@ -1,0 +1,236 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "ns/registry.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "common/log.h"
+#include "nsima/bpf_abi.h"
+#include "tpm/pcr_policy.h"
+
+namespace nsima::ns {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr size_t kTombstones = 4096;
+
+std::string next_id_path(const std::string& state_dir) {
+  return (fs::path(state_dir) / "next-id").string();
+}
+
+// Levels below the cgroup root: "/sys/fs/cgroup/a/b" under "/sys/fs/cgroup" is 2.
+size_t cgroup_level(const std::string& dir, const std::string& root) {
+  std::string rest = dir.size() > root.size() ? dir.substr(root.size()) : "";
+  return static_cast<size_t>(std::count(rest.begin(), rest.end(), '/'));
+}
+
+}  // namespace
+
+Registry::Registry(RegistryOptions o, capture::BpfMaps* maps)
+    : opts_(std::move(o)), maps_(maps), tree_(opts_.cgroup_root, 0) {}
+
+Result<void> Registry::init(uint64_t host_cgroup_id) {
+  tree_.host().cgroup_id = host_cgroup_id;
+  std::ifstream in(next_id_path(opts_.state_dir));
+  if (in) {
+    uint64_t v = 0;
+    if (!(in >> v) || v <= kHostNsId || v > UINT32_MAX)
+      return make_error(EINVAL,
+                        "not a namespace id mark (a decimal number > 1); nsimad will not guess "
+                        "which ids were issued",
+                        next_id_path(opts_.state_dir));
+    next_id_ = static_cast<uint32_t>(v);
+  }
+  return {};
+}
+
+std::vector<uint32_t> Registry::chain_ids(Namespace* n) const {
+  std::vector<uint32_t> out;
+  for (Namespace* c : tree_.chain(n)) out.push_back(c->id);
+  return out;
+}
+
+std::vector<uint32_t> Registry::subtree_ids(Namespace* n) const {
+  std::vector<uint32_t> out;
+  for (Namespace* c : tree_.subtree(n)) out.push_back(c->id);
+  return out;
+}
+
+bool Registry::owns_pcr(const Namespace* n) const {
+  if (n->is_host()) return true;
+  auto it = rt_.find(n->id);
+  return it != rt_.end() && it->second->cfg.vtpm;
+}
+
+Namespace* Registry::owner_of(Namespace* n) {
+  while (n && !owns_pcr(n)) n = n->parent;
+  return n ? n : &tree_.host();
+}
+
+uint32_t Registry::default_pcr_of(Namespace* n) {
+  return owner_of(n)->is_host() ? static_cast<uint32_t>(opts_.host_pcr)
+                                : static_cast<uint32_t>(tpm::kDefaultVtpmPcr);
+}
+
+Result<void> Registry::validate_policy(const policy::Policy& p, Namespace* owner) const {
+  bool vtpm_owned = !owner->is_host();
+  for (size_t i = 0; i < p.size(); ++i) {
+    const auto& rule = p.rule(i);
+    if (!rule.pcr) continue;
+    int pcr = static_cast<int>(*rule.pcr);
+    if (pcr >= tpm::kPcrCount)
+      return make_error(EINVAL, "pcr=" + std::to_string(pcr) + ": a TPM has 24 PCRs",
+                        p.filename() + ":" + std::to_string(rule.line));
+    if (!vtpm_owned && pcr != opts_.host_pcr)
+      return make_error(EINVAL,
+                        "pcr=" + std::to_string(pcr) + " would extend PCR " +
+                            std::to_string(pcr) + " of the host TPM (" + tpm::pcr_owners(pcr) +
+                            "); this namespace's measurements go to PCR " +
+                            std::to_string(opts_.host_pcr) +
+                            " only (give the namespace a vTPM to use other PCRs)",
+                        p.filename() + ":" + std::to_string(rule.line));
+  }
+  return {};
+}
+
+Result<uint32_t> Registry::allocate_id() {
+  uint32_t id = next_id_;
+  for (auto* n : tree_.all()) id = std::max(id, n->id + 1);
+  if (id == UINT32_MAX) return make_error(ENOSPC, "namespace ids exhausted", opts_.state_dir);
+  // The mark is durable before the id is handed out: a crash can skip ids, never reissue one.
+  std::error_code ec;
+  fs::create_directories(opts_.state_dir, ec);
+  std::string path = next_id_path(opts_.state_dir), tmp = path + ".tmp";
+  std::string body = std::to_string(id + 1) + "\n";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return make_error(errno, std::string("cannot write: ") + strerror(errno), tmp);
+  bool ok = ::write(fd, body.data(), body.size()) == static_cast<ssize_t>(body.size()) &&
+            ::fsync(fd) == 0;
+  int err = errno;
+  ::close(fd);
+  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0)
+    return make_error(ok ? errno : err, "cannot record the namespace id mark", path);
+  next_id_ = id + 1;
+  return id;
+}
+
+std::map<uint32_t, uint32_t> Registry::owners() {
+  std::map<uint32_t, uint32_t> out;
+  for (Namespace* n : tree_.all()) out[n->id] = owner_of(n)->id;
+  return out;
+}
+
+Result<void> Registry::check_moves(const std::map<uint32_t, uint32_t>& before,
+                                   std::vector<Namespace*>& changed, Namespace* skip) {
+  for (Namespace* n : tree_.all()) {
+    if (n == skip) continue;
+    auto it = before.find(n->id);
+    if (it == before.end()) continue;
+    Namespace* owner = owner_of(n);
+    if (owner->id == it->second) continue;
+    auto r = rt_.find(n->id);
+    if (r != rt_.end())
+      if (auto v = validate_policy(*r->second->policy, owner); !v)
+        return make_error(v.error().code,
+                          "namespace " + n->name + " would move under " + owner->name +
+                              "'s TPM, where its policy is invalid: " + v.error().message,
+                          v.error().where);
+    changed.push_back(n);
+  }
+  return {};
+}
+
+Result<Registry::Inserted> Registry::insert(const std::string& dir, uint64_t cgroup_id,
+                                            NsConfig cfg,
+                                            std::shared_ptr<const policy::Policy> policy) {
+  if (rt_.size() >= kMaxNamespaces + 1)
+    return make_error(ENOSPC, "nsima holds at most " + std::to_string(kMaxNamespaces) +
+                                  " namespaces besides host", dir);
+  size_t level = cgroup_level(dir, tree_.cgroup_root());
+  if (level >= NSIMA_MAX_CGROUP_DEPTH)
+    return make_error(EINVAL,
+                      "is " + std::to_string(level) + " levels below the cgroup root; the hooks "
+                      "resolve namespaces bound at most " +
+                          std::to_string(NSIMA_MAX_CGROUP_DEPTH - 1) + " levels deep",
+                      dir);
+  auto before = owners();
+  auto ns = tree_.create(dir, cgroup_id, cfg.id);
+  if (!ns) return tl::unexpected(ns.error());
+  Namespace* n = *ns;
+  auto r = std::make_unique<NsRuntime>();
+  r->cfg = std::move(cfg);
+  r->policy = policy ? std::move(policy) : std::make_shared<policy::Policy>();
+  rt_[n->id] = std::move(r);
+  Inserted out{n, {}};
+  auto undo = [&](const Error& e) -> Result<Inserted> {
+    rt_.erase(n->id);
+    (void)tree_.remove(n->name);
+    return tl::unexpected(e);
+  };
+  if (auto v = validate_policy(*rt_[n->id]->policy, owner_of(n)); !v) return undo(v.error());
+  if (auto m = check_moves(before, out.owner_changed, n); !m) return undo(m.error());
+  return out;
+}
+
+Result<Registry::Removed> Registry::remove(Namespace* n) {
+  if (n->is_host()) return make_error(EPERM, "the host namespace cannot be deleted", n->name);
+  auto before = owners();
+  Removed out;
+  out.parent_id = n->parent->id;
+  std::string dir = n->cgroup_path, name = n->name;
+  uint64_t cg = n->cgroup_id;
+  uint32_t id = n->id;
+  for (Namespace* c : tree_.subtree(n))
+    if (c != n) out.moved.push_back(c);
+  auto rt = std::move(rt_.at(id));
+  rt_.erase(id);
+  if (auto r = tree_.remove(name); !r) {
+    rt_[id] = std::move(rt);
+    return tl::unexpected(r.error());
+  }
+  if (auto m = check_moves(before, out.owner_changed, nullptr); !m) {
+    // Put it back exactly: the same id re-parents the same children under it again.
+    auto again = tree_.create(dir, cg, id);
+    rt_[id] = std::move(rt);
+    if (!again) logger("ns")->critical("namespace {} could not be restored: {}", name,
+                                       again.error().to_string());
+    return tl::unexpected(m.error());
+  }
+  out.runtime = std::move(rt);
+  tombstones_[id] = out.parent_id;
+  tombstone_order_.push_back(id);
+  if (tombstone_order_.size() > kTombstones) {
+    tombstones_.erase(tombstone_order_.front());
+    tombstone_order_.pop_front();
+  }
+  return out;
+}
+
+std::optional<uint32_t> Registry::former_parent(uint32_t deleted_id) const {
+  auto it = tombstones_.find(deleted_id);
+  if (it == tombstones_.end()) return std::nullopt;
+  return it->second;
+}
+
+Result<void> Registry::register_bpf(Namespace* n, uint32_t flags) {
+  if (!maps_) return {};
+  if (auto r = maps_->init_ns_drops(n->id); !r) return r;
+  return maps_->register_cgroup(n->cgroup_id, n->id, flags);
+}
+
+Result<void> Registry::unregister_bpf(Namespace* n) {
+  if (!maps_) return {};
+  return maps_->unregister_cgroup(n->cgroup_id);
+}
+
+Result<void> Registry::save(const NsRuntime& r) const { return save_ns_config(opts_.state_dir, r.cfg); }
+
+}  // namespace nsima::ns

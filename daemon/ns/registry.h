@@ -1,0 +1,146 @@
+// SPDX-License-Identifier: Apache-2.0
+// The namespace registry: the tree of namespaces and everything a namespace is (its policy, its
+// list and TPM handles, what it measured of each inode), its persistence (ns.json per namespace,
+// the id high-water mark), its BPF registration and every topology change.
+//
+// Owned by the pipeline's thread: nothing here is locked, and nothing here is touched from another
+// thread once nsimad runs (control requests run as tasks on that thread).
+//
+// Topology changes (a namespace created above existing ones, a namespace deleted between others)
+// can change which namespace owns the TPM that records a namespace's extends. insert() and
+// remove() compute the owner of every namespace before and after, check each moved namespace's
+// policy against its new owner (pcr= rules), undo the change if one would become invalid, and
+// return the namespaces whose owner changed: their lists cannot continue (their entries were
+// recorded in the old owner's list) and are restarted by the recorder.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "capture/bpf_maps.h"
+#include "common/result.h"
+#include "measure/measurement_list.h"
+#include "ns/extender.h"
+#include "ns/judge.h"
+#include "ns/namespace_tree.h"
+#include "ns/ns_config.h"
+#include "ns/verdict_writer.h"
+#include "policy/policy.h"
+#include "tpm/tpm.h"
+
+namespace nsima::ns {
+
+// At most this many namespaces live at once (the BPF maps are sized for it).
+inline constexpr size_t kMaxNamespaces = 4095;
+
+struct FileRefHash {
+  size_t operator()(const FileRef& f) const noexcept {
+    return std::hash<uint64_t>()(f.kdev * 1000003u ^ f.ino * 31u ^ f.generation);
+  }
+};
+
+struct NsRuntime {
+  NsConfig cfg;
+  std::shared_ptr<const policy::Policy> policy;  // never null
+  std::shared_ptr<measure::MeasurementList> list;
+  std::shared_ptr<tpm::Tpm> own_tpm;  // host TPM (host) or vTPM (--vtpm)
+  std::shared_ptr<Extender> extender;  // with own_tpm
+  std::unordered_map<FileRef, FileState, FileRefHash> files;
+  bool disabled = false;
+  std::string disabled_reason;
+  uint64_t drops_seen = 0;  // lost events already recorded
+};
+
+struct RegistryOptions {
+  std::string cgroup_root = "/sys/fs/cgroup";
+  std::string state_dir = "/var/lib/nsima";
+  int host_pcr = 23;
+};
+
+class Registry {
+ public:
+  Registry(RegistryOptions o, capture::BpfMaps* maps);
+
+  // Reads the id high-water mark. `host_cgroup_id`: the id of the cgroup root.
+  Result<void> init(uint64_t host_cgroup_id);
+
+  Namespace& host() { return tree_.host(); }
+  const std::string& cgroup_root() const { return tree_.cgroup_root(); }
+  Namespace* find(uint32_t id) { return tree_.find(id); }
+  Namespace* find(const std::string& name_or_id) { return tree_.find(name_or_id); }
+  Namespace* find_by_cgroup(const std::string& dir) { return tree_.find_by_cgroup(dir); }
+  std::vector<Namespace*> all() const { return tree_.all(); }
+  std::vector<Namespace*> chain(Namespace* n) const { return tree_.chain(n); }
+  std::vector<Namespace*> subtree(Namespace* n) const { return tree_.subtree(n); }
+  std::vector<uint32_t> chain_ids(Namespace* n) const;
+  std::vector<uint32_t> subtree_ids(Namespace* n) const;
+
+  bool has_rt(const Namespace* n) const { return rt_.count(n->id) != 0; }
+  NsRuntime& rt(const Namespace* n) { return *rt_.at(n->id); }
+  void set_rt(const Namespace* n, std::unique_ptr<NsRuntime> r) { rt_[n->id] = std::move(r); }
+
+  bool owns_pcr(const Namespace* n) const;
+  Namespace* owner_of(Namespace* n);
+  // The PCR a namespace's list records by default: host_pcr under the host, 10 under a vTPM.
+  uint32_t default_pcr_of(Namespace* n);
+
+  // pcr= rules must not reach a PCR another component of the host owns (under the host TPM only
+  // host_pcr; under a vTPM any of its 24).
+  Result<void> validate_policy(const policy::Policy& p, Namespace* owner) const;
+
+  // A fresh id: never one issued before, across restarts (the mark is persisted first).
+  Result<uint32_t> allocate_id();
+
+  // Creates the namespace of `dir` (restored namespaces pass their id and config), checks the
+  // limits (count, cgroup depth) and what the move does to existing namespaces. Returns the new
+  // namespace and the existing ones whose owner changed (their lists restart). `cfg.vtpm` and the
+  // policy decide ownership; the runtime is installed with `cfg` and `policy` (list not opened).
+  struct Inserted {
+    Namespace* ns = nullptr;
+    std::vector<Namespace*> owner_changed;
+  };
+  Result<Inserted> insert(const std::string& dir, uint64_t cgroup_id, NsConfig cfg,
+                          std::shared_ptr<const policy::Policy> policy);
+  // Removes a namespace from the tree (its runtime is returned to the caller, which closes it).
+  // Its children move to its parent; those whose owner changes are returned. Refused (nothing
+  // changed) if a moved namespace's policy would become invalid under its new owner.
+  struct Removed {
+    std::unique_ptr<NsRuntime> runtime;
+    uint32_t parent_id = 0;
+    std::vector<Namespace*> moved;          // every namespace of the subtree that moved up
+    std::vector<Namespace*> owner_changed;  // of those, the ones whose owner changed
+  };
+  Result<Removed> remove(Namespace* n);
+  // The parent a deleted namespace had (events still in flight for it are judged by that chain).
+  std::optional<uint32_t> former_parent(uint32_t deleted_id) const;
+
+  // BPF: binds the namespace's cgroup to its id (its descendants follow through the hooks'
+  // ancestor walk). No-op without maps.
+  Result<void> register_bpf(Namespace* n, uint32_t flags = 0);
+  Result<void> unregister_bpf(Namespace* n);
+
+  Result<void> save(const NsRuntime& r) const;
+
+  size_t size() const { return rt_.size(); }
+
+ private:
+  std::map<uint32_t, uint32_t> owners();  // ns id -> owner id
+  Result<void> check_moves(const std::map<uint32_t, uint32_t>& before,
+                           std::vector<Namespace*>& changed, Namespace* skip);
+
+  RegistryOptions opts_;
+  capture::BpfMaps* maps_;
+  NamespaceTree tree_;
+  std::map<uint32_t, std::unique_ptr<NsRuntime>> rt_;
+  uint32_t next_id_ = kHostNsId + 1;
+  std::map<uint32_t, uint32_t> tombstones_;  // deleted id -> its parent then
+  std::deque<uint32_t> tombstone_order_;
+};
+
+}  // namespace nsima::ns
