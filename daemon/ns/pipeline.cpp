@@ -381,14 +381,14 @@ Result<void> Pipeline::open_runtime(Namespace* n, NsRuntime& r, bool restored) {
   bool fresh_tpm = false;
   if (!r.own_tpm) {
     if (n->is_host() && !opts_.host_tcti.empty()) {
-      auto t = tpm::EsysTpm::open(opts_.host_tcti);
+      auto t = open_tpm(opts_.host_tcti);
       if (!t) return tl::unexpected(t.error());
       r.own_tpm = std::move(*t);
       fresh_tpm = cfg.boot_id != boot;  // the host TPM's PCRs were reset by a reboot
     } else if (cfg.vtpm) {
       auto inst = vtpms_->start(cfg.name);
       if (!inst) return tl::unexpected(inst.error());
-      auto t = tpm::EsysTpm::open(inst->tcti);
+      auto t = open_tpm(inst->tcti);
       if (!t) return tl::unexpected(t.error());
       r.own_tpm = std::move(*t);
       fresh_tpm = inst->origin == tpm::VtpmOrigin::kStarted;
@@ -423,6 +423,13 @@ Result<void> Pipeline::open_runtime(Namespace* n, NsRuntime& r, bool restored) {
   if (continued && !opts_.capture_gap.empty() && !r.disabled)
     rec_->violation(n, "nsima:capture-gap:" + opts_.capture_gap);
   return {};
+}
+
+Result<std::unique_ptr<tpm::Tpm>> Pipeline::open_tpm(const std::string& tcti) {
+  if (opts_.open_tpm) return opts_.open_tpm(tcti);
+  auto t = tpm::EsysTpm::open(tcti);
+  if (!t) return tl::unexpected(t.error());
+  return std::unique_ptr<tpm::Tpm>(std::move(*t));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -656,7 +663,7 @@ Result<uint32_t> Pipeline::create_namespace(const std::string& cgroup_path,
   if (o.vtpm) {
     auto inst = vtpms_->start(name);
     if (!inst) return tl::unexpected(inst.error());
-    auto t = tpm::EsysTpm::open(inst->tcti);
+    auto t = open_tpm(inst->tcti);
     if (!t) {
       (void)vtpms_->destroy(name);
       return tl::unexpected(t.error());

@@ -83,6 +83,8 @@ struct PipelineOptions {
   // Non-empty: capture did not continue across nsimad's restart (the hooks were (re)attached
   // fresh); every list that continues from before gets an nsima:capture-gap:<this> violation.
   std::string capture_gap;
+  // Opens a TPM from a TCTI string (host TPM, vTPMs); null = tpm::EsysTpm::open. Tests wrap it.
+  std::function<Result<std::unique_ptr<tpm::Tpm>>(const std::string& tcti)> open_tpm;
 };
 
 struct PipelineCounters {
@@ -211,6 +213,7 @@ class Pipeline {
   std::vector<ChainLink> links(const std::vector<Namespace*>& chain, const FileRef& f);
 
   Result<void> open_runtime(Namespace* n, NsRuntime& r, bool restored);
+  Result<std::unique_ptr<tpm::Tpm>> open_tpm(const std::string& tcti);
   Result<void> after_topology(const std::vector<Namespace*>& owner_changed, const char* why);
   Result<Namespace*> find_ns(const std::string& name_or_id);
   NsInfo info(Namespace* n);

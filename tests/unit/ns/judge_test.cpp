@@ -1,0 +1,119 @@
+// SPDX-License-Identifier: Apache-2.0
+// The judge as a pure function: per-namespace decisions, measured once per version and PCR,
+// open_writers / ToMToU as kernel IMA raises them, and what reading the file must produce.
+#include "ns/judge.h"
+
+#include <gtest/gtest.h>
+
+namespace nsima::ns {
+namespace {
+
+policy::Policy pol(const std::string& text) {
+  auto p = policy::Policy::parse(text, "test.policy");
+  EXPECT_TRUE(p) << p.error().to_string();
+  return p ? std::move(*p) : policy::Policy{};
+}
+
+Event open_event(uint32_t mask, uint32_t uid = 0) {
+  Event ev;
+  ev.hook = Hook::kFileOpen;
+  ev.mask = mask;
+  ev.cred.uid = ev.cred.euid = uid;
+  ev.path = "/usr/bin/x";
+  ev.stamp = Stamp{1, 2, 3, 4};
+  ev.i_mode = 0100755;
+  return ev;
+}
+
+ChainLink link(uint32_t id, const policy::Policy& p, const FileState* f = nullptr) {
+  ChainLink l;
+  l.ns_id = id;
+  l.policy = &p;
+  l.default_pcr = id == 1 ? 23 : 10;
+  l.file = f;
+  return l;
+}
+
+TEST(Judge, EachNamespaceDecidesWithItsOwnPolicy) {
+  auto child = pol("measure func=FILE_CHECK mask=^MAY_READ\n");
+  auto host = pol("measure func=FILE_CHECK mask=^MAY_READ uid=0\n");
+  std::vector<ChainLink> chain{link(2, child), link(1, host)};
+  auto j = judge(open_event(NSIMA_MAY_READ, 1000), chain, measure::HashAlgo::kSha256);
+  ASSERT_EQ(j.targets.size(), 1u);
+  EXPECT_EQ(j.targets[0], (Target{2, 10, measure::TemplateKind::kImaNg}));
+  // the host's decision depends on the uid: this access class must keep being reported
+  EXPECT_FALSE(j.quiet);
+  j = judge(open_event(NSIMA_MAY_READ, 0), chain, measure::HashAlgo::kSha256);
+  ASSERT_EQ(j.targets.size(), 2u);
+  EXPECT_EQ(j.targets[1], (Target{1, 23, measure::TemplateKind::kImaNg}));
+  EXPECT_EQ(j.algos, std::vector<measure::HashAlgo>{measure::HashAlgo::kSha256});
+}
+
+TEST(Judge, MeasuredOncePerVersionAndPcr) {
+  auto p = pol("measure func=FILE_CHECK\n");
+  FileState done{Stamp{1, 2, 3, 4}, 1ull << 10, false};
+  std::vector<ChainLink> chain{link(2, p, &done)};
+  EXPECT_TRUE(judge(open_event(NSIMA_MAY_READ), chain, measure::HashAlgo::kSha256).targets.empty());
+  Event newer = open_event(NSIMA_MAY_READ);
+  newer.stamp.i_version++;
+  EXPECT_EQ(judge(newer, chain, measure::HashAlgo::kSha256).targets.size(), 1u);
+  auto p11 = pol("measure func=FILE_CHECK pcr=11\n");
+  std::vector<ChainLink> other{link(2, p11, &done)};
+  EXPECT_EQ(judge(open_event(NSIMA_MAY_READ), other, measure::HashAlgo::kSha256).targets.size(), 1u);
+}
+
+TEST(Judge, OpenWritersOnReadOpensOnly) {
+  auto p = pol("measure func=FILE_CHECK\n");
+  std::vector<ChainLink> chain{link(2, p)};
+  Event r = open_event(NSIMA_MAY_READ);
+  r.i_writecount = 1;
+  auto j = judge(r, chain, measure::HashAlgo::kSha256);
+  ASSERT_EQ(j.violations.size(), 1u);
+  EXPECT_EQ(j.violations[0], (JudgedViolation{2, "/usr/bin/x"}));
+  EXPECT_EQ(j.must, std::vector<uint32_t>{2});
+  // a write open sets no IMA_MUST_MEASURE and raises no open_writers (ima_rdwr_violation_check)
+  Event w = open_event(NSIMA_MAY_WRITE | NSIMA_MAY_READ);
+  w.i_writecount = 2;
+  j = judge(w, chain, measure::HashAlgo::kSha256);
+  EXPECT_TRUE(j.violations.empty());
+  EXPECT_TRUE(j.must.empty());
+}
+
+TEST(Judge, ToMToUNeedsAReaderThatHadToBeMeasured) {
+  auto p = pol("measure func=FILE_CHECK mask=^MAY_READ\n");
+  Event w = open_event(NSIMA_MAY_WRITE);
+  w.i_readcount = 1;
+  FileState seen{Stamp{}, 0, false}, must{Stamp{}, 0, true};
+  std::vector<ChainLink> unseen{link(2, p, &seen)};
+  EXPECT_TRUE(judge(w, unseen, measure::HashAlgo::kSha256).violations.empty());
+  std::vector<ChainLink> measured{link(2, p, &must)};
+  auto j = judge(w, measured, measure::HashAlgo::kSha256);
+  ASSERT_EQ(j.violations.size(), 1u);
+  EXPECT_EQ(j.violations[0].name, "/usr/bin/x");
+}
+
+TEST(Judge, UnknownPathAndStoppedNamespaces) {
+  auto p = pol("measure func=FILE_CHECK\n");
+  Event ev = open_event(NSIMA_MAY_READ);
+  ev.flags |= NSIMA_EV_PATH_TRUNCATED;
+  std::vector<ChainLink> chain{link(2, p)};
+  auto j = judge(ev, chain, measure::HashAlgo::kSha256);
+  EXPECT_TRUE(j.path_unknown);
+  EXPECT_FALSE(j.quiet);
+  EXPECT_TRUE(j.algos.empty());
+  chain[0].measuring = false;
+  EXPECT_TRUE(judge(open_event(NSIMA_MAY_READ), chain, measure::HashAlgo::kSha256).targets.empty());
+}
+
+TEST(Judge, TemplatesDecideWhatIsRead) {
+  auto p = pol("measure func=FILE_CHECK template=ima-sig\n");
+  auto legacy = pol("measure func=FILE_CHECK template=ima\n");
+  std::vector<ChainLink> chain{link(2, p), link(1, legacy)};
+  auto j = judge(open_event(NSIMA_MAY_READ), chain, measure::HashAlgo::kSha256);
+  EXPECT_TRUE(j.want_ima_xattr);
+  EXPECT_EQ(j.algos,
+            (std::vector<measure::HashAlgo>{measure::HashAlgo::kSha256, measure::HashAlgo::kSha1}));
+}
+
+}  // namespace
+}  // namespace nsima::ns
