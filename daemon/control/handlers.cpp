@@ -191,6 +191,8 @@ void do_policy_show(DaemonContext& ctx, const json& req, Connection& conn) {
 void do_log(DaemonContext& ctx, const json& req, Connection& conn) {
   auto id = need_string(req, kFieldNs, conn);
   if (!id) return;
+  // Every access that completed before this request is in the list by now.
+  if (auto b = ctx.pipeline->barrier(*id); !b) return (void)conn.send(fail(b.error()));
   auto v = ctx.pipeline->list_view(*id);
   if (!v) return (void)conn.send(fail(v.error()));
   conn.send({{kFieldOk, true}, {"path", v->path}, {"bytes", v->bytes}, {"entries", v->entries}});
