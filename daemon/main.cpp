@@ -43,6 +43,7 @@ int main(int argc, char** argv) {
   std::string host_policy_file, host_builtin;
   std::string hash_name = "sha256", template_name = "ima-ng";
   size_t hash_threads = 2;
+  unsigned hash_timeout_ms = 10000, barrier_timeout_ms = 20000;
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")
       ->capture_default_str();
   app.add_option("--socket", socket_path, "control socket path")->capture_default_str();
@@ -69,6 +70,15 @@ int main(int argc, char** argv) {
   app.add_option("--template", template_name, "default template (ima-ng, ima-sig, ima)")
       ->capture_default_str();
   app.add_option("--hash-threads", hash_threads, "hashing worker threads")->capture_default_str();
+  app.add_option("--hash-timeout-ms", hash_timeout_ms,
+                 "a file not read and hashed within this time is recorded as an "
+                 "nsima:unreadable:timeout violation (a stalled filesystem never stops "
+                 "measurement)")
+      ->capture_default_str();
+  app.add_option("--barrier-timeout-ms", barrier_timeout_ms,
+                 "nsimactl log/pcr/quote wait at most this long for the accesses made before "
+                 "them to be measured, then fail naming what is pending")
+      ->capture_default_str();
   app.add_option("--consumer-delay-ms", consumer_delay_ms,
                  "testing only: sleep after each ring-buffer poll (forces drops)")
       ->group("");
@@ -94,6 +104,8 @@ int main(int argc, char** argv) {
   popts.cgroup_root = cgroup_root;
   popts.state_dir = state_dir;
   popts.hash_threads = hash_threads;
+  popts.hash_timeout = std::chrono::milliseconds(hash_timeout_ms);
+  popts.barrier_timeout = std::chrono::milliseconds(barrier_timeout_ms);
   auto algo = nsima::measure::hash_algo_from_name(hash_name);
   if (!algo) return fatal({EINVAL, "unknown hash algorithm '" + hash_name + "'", "--hash"});
   popts.hash_algo = *algo;
