@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "common/atomic_file.h"
 #include "common/log.h"
 
 namespace nsima::ns {
@@ -40,16 +41,7 @@ Result<void> save_ns_config(const std::string& state_dir, const NsConfig& cfg) {
                    {"policy_text", cfg.policy_text},
                    {"boot_id", cfg.boot_id},
                    {"drops_seen", cfg.drops_seen}};
-  fs::path tmp = dir / "ns.json.tmp", dst = dir / "ns.json";
-  {
-    std::ofstream out(tmp, std::ios::trunc);
-    out << j.dump(2) << "\n";
-    out.flush();
-    if (!out) return make_error(EIO, "cannot write", tmp.string());
-  }
-  fs::rename(tmp, dst, ec);
-  if (ec) return make_error(ec.value(), ec.message(), dst.string());
-  return {};
+  return write_file_atomic((dir / "ns.json").string(), j.dump(2) + "\n");
 }
 
 std::vector<NsConfig> load_ns_configs(const std::string& state_dir) {

@@ -245,13 +245,7 @@ void Pipeline::drain() {
     });
   }
   // Tasks posted by the last reads (their entries) have run once a task posted now has.
-  auto exts = call([&] {
-    std::vector<std::shared_ptr<Extender>> out;
-    for (Namespace* n : reg_.all())
-      if (auto& e = reg_.rt(n).extender) out.push_back(e);
-    return out;
-  });
-  for (auto& e : exts) e->drain();
+  for (auto& e : extenders()) e->drain();
 }
 
 void Pipeline::pending_add(uint64_t seq, const std::vector<uint32_t>& ids) {
@@ -941,14 +935,9 @@ Result<std::string> Pipeline::render_list(const std::string& name_or_id, bool as
   return out;
 }
 
-Result<Pipeline::PcrReport> Pipeline::pcr_report(const std::string& name_or_id) {
+Result<Pipeline::AttestSnap> Pipeline::attest_snapshot(const std::string& name_or_id) {
   if (auto b = barrier(name_or_id); !b) return tl::unexpected(b.error());
-  struct Snap {
-    std::shared_ptr<tpm::Tpm> tpm;
-    std::shared_ptr<measure::MeasurementList> list;
-    int pcr = -1;
-  };
-  auto snap = call([&]() -> Result<Snap> {
+  return call([&]() -> Result<AttestSnap> {
     auto ns = find_ns(name_or_id);
     if (!ns) return tl::unexpected(ns.error());
     Namespace* owner = reg_.owner_of(*ns);
@@ -956,13 +945,18 @@ Result<Pipeline::PcrReport> Pipeline::pcr_report(const std::string& name_or_id) 
     if (!o.own_tpm)
       return make_error(ENODEV, "namespace " + owner->name + " has no TPM", name_or_id);
     if (!reg_.rt(*ns).list || !o.list) return make_error(ENODATA, "has no list", name_or_id);
-    return Snap{o.own_tpm, o.list, static_cast<int>(reg_.rt(*ns).list->config().default_pcr)};
+    return AttestSnap{o.own_tpm, o.list,
+                      static_cast<int>(reg_.rt(*ns).list->config().default_pcr)};
   });
+}
+
+Result<Pipeline::PcrReport> Pipeline::pcr_report(const std::string& name_or_id) {
+  auto snap = attest_snapshot(name_or_id);
   if (!snap) return tl::unexpected(snap.error());
   PcrReport rep;
   rep.pcr = snap->pcr;
   rep.tpm = snap->tpm->describe();
-  for (auto b : snap->list->config().banks) {
+  for (auto b : snap->owner_list->config().banks) {
     auto v = snap->tpm->read_pcr(rep.pcr, *bank_of(b));
     if (!v) return tl::unexpected(v.error());
     std::string name(measure::hash_algo_name(b));
@@ -970,11 +964,12 @@ Result<Pipeline::PcrReport> Pipeline::pcr_report(const std::string& name_or_id) 
     // Entries appended after the barrier may be extended by now: the expected value is the
     // replay of the longest prefix the PCR matches, or of the whole list if none does.
     auto value = measure::Digest::from_bytes(b, *v);
-    uint64_t n = snap->list->count();
+    uint64_t n = snap->owner_list->count();
     if (value)
-      if (auto p = snap->list->extended_prefix(static_cast<uint32_t>(rep.pcr), b, *value); p && *p)
+      if (auto p = snap->owner_list->extended_prefix(static_cast<uint32_t>(rep.pcr), b, *value);
+          p && *p)
         n = **p;
-    auto e = snap->list->replay(static_cast<uint32_t>(rep.pcr), b, n);
+    auto e = snap->owner_list->replay(static_cast<uint32_t>(rep.pcr), b, n);
     if (e) rep.expected[name] = e->hex();
   }
   return rep;
@@ -982,22 +977,11 @@ Result<Pipeline::PcrReport> Pipeline::pcr_report(const std::string& name_or_id) 
 
 Result<tpm::Quote> Pipeline::quote(const std::string& name_or_id,
                                    const std::vector<uint8_t>& nonce) {
-  if (auto b = barrier(name_or_id); !b) return tl::unexpected(b.error());
-  auto snap = call([&]() -> Result<std::pair<std::shared_ptr<tpm::Tpm>, std::vector<tpm::PcrSelection>>> {
-    auto ns = find_ns(name_or_id);
-    if (!ns) return tl::unexpected(ns.error());
-    Namespace* owner = reg_.owner_of(*ns);
-    NsRuntime& o = reg_.rt(owner);
-    if (!o.own_tpm)
-      return make_error(ENODEV, "namespace " + owner->name + " has no TPM", name_or_id);
-    if (!reg_.rt(*ns).list || !o.list) return make_error(ENODATA, "has no list", name_or_id);
-    int pcr = static_cast<int>(reg_.rt(*ns).list->config().default_pcr);
-    std::vector<tpm::PcrSelection> sel;
-    for (auto b : o.list->config().banks) sel.push_back({*bank_of(b), {pcr}});
-    return std::make_pair(o.own_tpm, sel);
-  });
+  auto snap = attest_snapshot(name_or_id);
   if (!snap) return tl::unexpected(snap.error());
-  return snap->first->quote(snap->second, nonce);
+  std::vector<tpm::PcrSelection> sel;
+  for (auto b : snap->owner_list->config().banks) sel.push_back({*bank_of(b), {snap->pcr}});
+  return snap->tpm->quote(sel, nonce);
 }
 
 Result<void> Pipeline::set_file_verdict(const std::string& cgroup_path, const std::string& file,
@@ -1089,22 +1073,25 @@ PipelineCounters Pipeline::counters() {
   });
 }
 
-uint64_t Pipeline::extends_done() {
+std::vector<std::shared_ptr<Extender>> Pipeline::extenders() {
   return call([&] {
-    uint64_t n = 0;
+    std::vector<std::shared_ptr<Extender>> out;
     for (Namespace* x : reg_.all())
-      if (auto& e = reg_.rt(x).extender) n += e->done();
-    return n;
+      if (auto& e = reg_.rt(x).extender) out.push_back(e);
+    return out;
   });
 }
 
+uint64_t Pipeline::extends_done() {
+  uint64_t n = 0;
+  for (auto& e : extenders()) n += e->done();
+  return n;
+}
+
 uint64_t Pipeline::extends_failed() {
-  return call([&] {
-    uint64_t n = 0;
-    for (Namespace* x : reg_.all())
-      if (auto& e = reg_.rt(x).extender) n += e->failed();
-    return n;
-  });
+  uint64_t n = 0;
+  for (auto& e : extenders()) n += e->failed();
+  return n;
 }
 
 access::FileAccessor::Stats Pipeline::access_stats() const {

@@ -210,6 +210,14 @@ class Pipeline {
   void check_drops();
   void notify_watchers(const std::vector<Namespace*>& chain, const Event& ev,
                        const std::string& note = {});
+  std::vector<std::shared_ptr<Extender>> extenders();
+  // After the barrier: the owner's TPM and list, and the PCR of `name_or_id`'s list.
+  struct AttestSnap {
+    std::shared_ptr<tpm::Tpm> tpm;
+    std::shared_ptr<measure::MeasurementList> owner_list;
+    int pcr = -1;
+  };
+  Result<AttestSnap> attest_snapshot(const std::string& name_or_id);
   std::vector<ChainLink> links(const std::vector<Namespace*>& chain, const FileRef& f);
 
   Result<void> open_runtime(Namespace* n, NsRuntime& r, bool restored);

@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "common/atomic_file.h"
 #include "common/log.h"
 #include "nsima/bpf_abi.h"
 #include "tpm/pcr_policy.h"
@@ -108,16 +109,8 @@ Result<uint32_t> Registry::allocate_id() {
   // The mark is durable before the id is handed out: a crash can skip ids, never reissue one.
   std::error_code ec;
   fs::create_directories(opts_.state_dir, ec);
-  std::string path = next_id_path(opts_.state_dir), tmp = path + ".tmp";
-  std::string body = std::to_string(id + 1) + "\n";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return make_error(errno, std::string("cannot write: ") + strerror(errno), tmp);
-  bool ok = ::write(fd, body.data(), body.size()) == static_cast<ssize_t>(body.size()) &&
-            ::fsync(fd) == 0;
-  int err = errno;
-  ::close(fd);
-  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0)
-    return make_error(ok ? errno : err, "cannot record the namespace id mark", path);
+  if (auto w = write_file_atomic(next_id_path(opts_.state_dir), std::to_string(id + 1) + "\n"); !w)
+    return tl::unexpected(w.error());
   next_id_ = id + 1;
   return id;
 }

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "common/atomic_file.h"
 #include "common/log.h"
 
 namespace nsima::ns {
@@ -86,17 +87,7 @@ Result<void> VerdictWriter::save_locked() {
   std::string body = nlohmann::json{{"version", 1}, {"overrides", arr}}.dump(2) + "\n";
   std::error_code ec;
   fs::create_directories(fs::path(path_).parent_path(), ec);
-  std::string tmp = path_ + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return make_error(errno, std::string("cannot write: ") + strerror(errno), tmp);
-  bool ok = ::write(fd, body.data(), body.size()) == static_cast<ssize_t>(body.size()) &&
-            ::fsync(fd) == 0;
-  int err = errno;
-  ::close(fd);
-  if (!ok) return make_error(err, std::string("cannot write: ") + strerror(err), tmp);
-  if (::rename(tmp.c_str(), path_.c_str()) != 0)
-    return make_error(errno, std::string("cannot rename: ") + strerror(errno), path_);
-  return {};
+  return write_file_atomic(path_, body);
 }
 
 bool VerdictWriter::covers_locked(std::span<const uint32_t> chain, const FileRef& f) const {
