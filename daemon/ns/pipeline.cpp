@@ -869,6 +869,30 @@ Result<std::string> Pipeline::render_list(const std::string& name_or_id, bool as
   return os.str();
 }
 
+Result<std::string> Pipeline::render_list(const std::string& name_or_id, bool ascii,
+                                          uint64_t from_index, uint64_t to_index) {
+  std::lock_guard lock(mu_);
+  Namespace* ns = tree_.find(name_or_id);
+  if (!ns) return make_error(ENOENT, "no such namespace", name_or_id);
+  const measure::MeasurementList& list = *rt(ns).list;
+  to_index = std::min(to_index, list.count());
+  std::string out;
+  if (from_index >= to_index) return out;
+  // for_each() streams to the end of the list; a sentinel error stops it at to_index.
+  static const Error kStop{ECANCELED, "render_list: stop", ""};
+  auto r = list.for_each(from_index, [&](uint64_t index, const measure::Record& rec) -> Result<void> {
+    if (index >= to_index) return tl::unexpected(kStop);
+    if (!ascii) {
+      measure::append_binary(rec, out);
+      return {};
+    }
+    return measure::append_ascii(rec, measure::HashAlgo::kSha1, out);
+  });
+  if (!r && !(r.error().code == kStop.code && r.error().message == kStop.message))
+    return tl::unexpected(r.error());
+  return out;
+}
+
 Result<Pipeline::PcrReport> Pipeline::pcr_report(const std::string& name_or_id) {
   std::unique_lock lock(mu_);
   Namespace* ns = tree_.find(name_or_id);

@@ -140,6 +140,12 @@ class Pipeline {
   };
   Result<ListView> list_view(const std::string& name_or_id);
   Result<std::string> render_list(const std::string& name_or_id, bool ascii);
+  // Entries [from_index, to_index) of a namespace's list (to_index clamped to its entry count;
+  // empty when from_index is past it), as kernel IMA's ascii_runtime_measurements (sha1
+  // template-hash column) or binary_runtime_measurements show them. Entries are whole: with
+  // to_index = list_view().entries, a reader streams the list chunk by chunk (nsimactl log).
+  Result<std::string> render_list(const std::string& name_or_id, bool ascii, uint64_t from_index,
+                                  uint64_t to_index);
 
   struct PcrReport {
     std::string tpm;  // TPM description
