@@ -18,12 +18,13 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "common/unique_fd.h"
+#include "common/hex.h"
+#include "control/base64.h"
 #include "control/connection.h"
-#include "measure/list_format.h"
 #include "policy/commands.h"
 #include "policy/policy.h"
 #include "nsima/control_protocol.h"
+#include "tpm/tpm.h"
 
 namespace {
 
@@ -81,53 +82,52 @@ std::optional<std::string> read_file(const std::string& path) {
   return std::move(*text);
 }
 
-// Prints a namespace's list from its file (nsimad names it and its committed size; records are
-// written whole, so reading up to that size never sees half a record).
+// Prints a namespace's list as nsimad streams it (control_protocol.h, "The log stream"): nothing
+// is read from nsimad's files, so this works from any mount namespace.
 int print_log(const std::string& socket, const std::string& ns, bool ascii, bool follow) {
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
-  uint64_t offset = 0;
-  std::string pending;
-  for (;;) {
-    auto r = request(socket, {{ctl::kFieldCmd, ctl::kCmdLog}, {ctl::kFieldNs, ns}});
-    if (!r) return 1;
-    std::string path = r->value("path", "");
-    uint64_t bytes = r->value("bytes", uint64_t{0});
-    if (bytes > offset) {
-      nsima::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-      if (!fd) {
-        std::fprintf(stderr, "nsimactl: cannot read %s: %s\n", path.c_str(), strerror(errno));
-        return 1;
-      }
-      nsima::measure::RecordReader reader(fd.get(), offset, bytes, path);
-      nsima::measure::Record rec;
-      std::string out;
-      for (;;) {
-        auto more = reader.next(rec);
-        if (!more) {
-          std::fprintf(stderr, "nsimactl: %s\n", more.error().to_string().c_str());
-          return 1;
-        }
-        if (!*more) break;
-        out.clear();
-        if (ascii) {
-          auto a = nsima::measure::append_ascii(rec, nsima::measure::HashAlgo::kSha1, out);
-          if (!a) {
-            std::fprintf(stderr, "nsimactl: %s\n", a.error().to_string().c_str());
-            return 1;
-          }
-        } else {
-          nsima::measure::append_binary(rec, out);
-        }
-        std::fwrite(out.data(), 1, out.size(), stdout);
-      }
-      std::fflush(stdout);
-      offset = bytes;
+  std::optional<ctl::Connection> conn;
+  auto r = request(socket,
+                   {{ctl::kFieldCmd, ctl::kCmdLog},
+                    {ctl::kFieldNs, ns},
+                    {ctl::kFieldFormat, ascii ? ctl::kFormatAscii : ctl::kFormatBinary},
+                    {ctl::kFieldFollow, follow}},
+                   &conn);
+  if (!r) return 1;
+  uint64_t next = r->value(ctl::kFieldFrom, uint64_t{0});
+  while (!g_interrupted) {
+    auto line = conn->read_line(ctl::kMaxRequestBytes, std::chrono::milliseconds(200));
+    if (!line) {
+      if (conn->error() == "timed out") continue;
+      std::fprintf(stderr, "nsimactl: the list stream ended early after entry %llu: %s\n",
+                   static_cast<unsigned long long>(next), conn->error().c_str());
+      return 1;
     }
-    if (!follow || g_interrupted) return 0;
-    for (int i = 0; i < 5 && !g_interrupted; ++i) usleep(100000);
-    if (g_interrupted) return 0;
+    auto msg = json::parse(*line, nullptr, false);
+    if (msg.is_discarded() || !msg.is_object()) {
+      std::fprintf(stderr, "nsimactl: malformed line in the list stream: %s\n", line->c_str());
+      return 1;
+    }
+    if (msg.contains(ctl::kFieldOk) && !msg.value(ctl::kFieldOk, false)) {
+      std::fprintf(stderr, "nsimactl: %s\n", msg.value(ctl::kFieldError, "failed").c_str());
+      return 1;
+    }
+    if (msg.value(ctl::kFieldEnd, false)) return 0;
+    auto data = msg.find(ctl::kFieldData);
+    auto bytes = data != msg.end() && data->is_string()
+                     ? ctl::base64_decode(data->get_ref<const std::string&>())
+                     : std::nullopt;
+    if (!bytes || msg.value(ctl::kFieldFrom, uint64_t{0}) != next) {
+      std::fprintf(stderr, "nsimactl: bad chunk in the list stream (expected entry %llu): %.200s\n",
+                   static_cast<unsigned long long>(next), line->c_str());
+      return 1;
+    }
+    std::fwrite(bytes->data(), 1, bytes->size(), stdout);
+    std::fflush(stdout);
+    next = msg.value(ctl::kFieldNext, next);
   }
+  return 0;
 }
 
 int stream(ctl::Connection& conn) {
@@ -353,13 +353,33 @@ int main(int argc, char** argv) {
   quote_cmd->add_option("--out", q_out, "directory for quote.msg quote.sig quote.pcrs ak.pub.pem")
       ->required();
   quote_cmd->callback([&] {
-    std::error_code ec;
-    std::filesystem::create_directories(q_out, ec);
     auto r = request(socket, {{ctl::kFieldCmd, ctl::kCmdQuote},
                               {ctl::kFieldNs, q_ns},
-                              {"nonce", q_nonce},
-                              {"dir", absolute(q_out)}});
+                              {ctl::kFieldNonce, q_nonce}});
     if (!r) return void(rc = 1);
+    // nsimad sends the quote; its files are written here, where the caller can see them.
+    auto bytes = [&](const char* field) -> std::optional<std::vector<uint8_t>> {
+      auto b = ctl::base64_decode(r->value(field, ""));
+      if (!b) return std::nullopt;
+      return std::vector<uint8_t>(b->begin(), b->end());
+    };
+    nsima::tpm::Quote q;
+    auto msg = bytes(ctl::kFieldQuoteMsg), sig = bytes(ctl::kFieldQuoteSig),
+         pcrs = bytes(ctl::kFieldQuotePcrs);
+    auto nonce = nsima::from_hex(r->value(ctl::kFieldNonce, ""));
+    if (!msg || !sig || !pcrs || !nonce) {
+      std::fprintf(stderr, "nsimactl: malformed quote from nsimad\n");
+      return void(rc = 1);
+    }
+    q.message = std::move(*msg);
+    q.signature = std::move(*sig);
+    q.pcrs = std::move(*pcrs);
+    q.ak_public_pem = r->value(ctl::kFieldAkPubPem, "");
+    q.nonce = std::move(*nonce);
+    if (auto w = nsima::tpm::write_quote_files(q, q_out); !w) {
+      std::fprintf(stderr, "nsimactl: %s\n", w.error().to_string().c_str());
+      return void(rc = 1);
+    }
     std::cout << "tpm2_checkquote -u " << q_out << "/ak.pub.pem -m " << q_out << "/quote.msg -s "
               << q_out << "/quote.sig -f " << q_out << "/quote.pcrs -g sha256 -q " << q_nonce
               << "\n";

@@ -19,7 +19,10 @@ class Connection {
 
   // Writes one line (a newline is appended). False if the peer is gone.
   bool send_line(const std::string& line);
-  bool send(const nlohmann::json& j) { return send_line(j.dump()); }
+  // Invalid UTF-8 in a string (a path is bytes) is replaced by U+FFFD instead of throwing.
+  bool send(const nlohmann::json& j) {
+    return send_line(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  }
   // Reads one line (without the newline). nullopt on EOF, error, timeout or a line longer than
   // `max_bytes`; `error()` then says which.
   std::optional<std::string> read_line(size_t max_bytes,

@@ -1,9 +1,13 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "control/handlers.h"
 
+#include <chrono>
 #include <string>
+#include <thread>
 
 #include "common/hex.h"
+#include "control/base64.h"
+#include "control/schema.h"
 #include "nsima/control_protocol.h"
 #include "policy/policy.h"
 #include "tpm/tpm.h"
@@ -17,14 +21,21 @@ using nlohmann::json;
 json fail(const std::string& msg) { return {{kFieldOk, false}, {kFieldError, msg}}; }
 json fail(const Error& e) { return fail(e.to_string()); }
 
-// Fetches a required string field, or answers the error and returns nullopt.
-std::optional<std::string> need_string(const json& req, const char* field, Connection& conn) {
+// Field accessors for requests that validate_request() accepted: types are already checked.
+const std::string& str(const json& req, const char* field) {
+  return req.at(field).get_ref<const std::string&>();
+}
+std::string opt_str(const json& req, const char* field, const std::string& dflt = {}) {
   auto it = req.find(field);
-  if (it == req.end() || !it->is_string() || it->get<std::string>().empty()) {
-    conn.send(fail(std::string("missing or empty string field \"") + field + "\""));
-    return std::nullopt;
-  }
-  return it->get<std::string>();
+  return it == req.end() ? dflt : it->get<std::string>();
+}
+bool opt_bool(const json& req, const char* field, bool dflt) {
+  auto it = req.find(field);
+  return it == req.end() ? dflt : it->get<bool>();
+}
+uint64_t opt_u64(const json& req, const char* field, uint64_t dflt) {
+  auto it = req.find(field);
+  return it == req.end() ? dflt : it->get<uint64_t>();
 }
 
 json ns_json(const ns::Pipeline::NsInfo& n) {
@@ -43,9 +54,10 @@ json ns_json(const ns::Pipeline::NsInfo& n) {
 struct PolicySource {
   std::string text, origin;
 };
-std::optional<PolicySource> policy_source(const json& req, Connection& conn, bool required) {
-  if (req.contains("builtin") && req["builtin"].is_string()) {
-    std::string name = req["builtin"].get<std::string>();
+// The schema guarantees at most one of them (exactly one for policy_load).
+std::optional<PolicySource> policy_source(const json& req, Connection& conn) {
+  if (req.contains(kFieldBuiltin)) {
+    const std::string& name = str(req, kFieldBuiltin);
     auto text = policy::builtin_text(name);
     if (text.empty()) {
       std::string names;
@@ -55,13 +67,8 @@ std::optional<PolicySource> policy_source(const json& req, Connection& conn, boo
     }
     return PolicySource{std::string(text), "builtin:" + name};
   }
-  if (req.contains("policy_text") && req["policy_text"].is_string())
-    return PolicySource{req["policy_text"].get<std::string>(),
-                        req.value("policy_name", std::string("policy"))};
-  if (required) {
-    conn.send(fail("missing \"policy_text\" or \"builtin\""));
-    return std::nullopt;
-  }
+  if (req.contains(kFieldPolicyText))
+    return PolicySource{str(req, kFieldPolicyText), opt_str(req, kFieldPolicyName, "policy")};
   return PolicySource{};
 }
 
@@ -107,9 +114,7 @@ void do_status(DaemonContext& ctx, Connection& conn) {
 }
 
 void do_watch(DaemonContext& ctx, const json& req, Connection& conn) {
-  auto cg = need_string(req, kFieldCgroup, conn);
-  if (!cg) return;
-  auto id = ctx.pipeline->ensure_namespace(*cg);
+  auto id = ctx.pipeline->ensure_namespace(str(req, kFieldCgroup));
   if (!id) return (void)conn.send(fail(id.error()));
   auto w = ctx.pipeline->watch(*id);
   if (!conn.send({{kFieldOk, true}, {kFieldNs, *id}})) return ctx.pipeline->unwatch(w);
@@ -122,35 +127,21 @@ void do_watch(DaemonContext& ctx, const json& req, Connection& conn) {
 }
 
 void do_verdict(DaemonContext& ctx, const json& req, Connection& conn) {
-  auto cg = need_string(req, kFieldCgroup, conn);
-  if (!cg) return;
-  auto path = need_string(req, kFieldPath, conn);
-  if (!path) return;
-  auto v = need_string(req, kFieldVerdict, conn);
-  if (!v) return;
-  if (*v != "allow" && *v != "deny")
-    return (void)conn.send(fail("field \"verdict\" must be \"allow\" or \"deny\", not \"" + *v +
-                                "\""));
-  std::string root;
-  if (auto it = req.find(kFieldRoot); it != req.end()) {
-    if (!it->is_string()) return (void)conn.send(fail("field \"root\" must be a string"));
-    root = it->get<std::string>();
-  }
-  auto r = ctx.pipeline->set_file_verdict(*cg, *path, *v == "allow", root);
+  auto r = ctx.pipeline->set_file_verdict(str(req, kFieldCgroup), str(req, kFieldPath),
+                                          str(req, kFieldVerdict) == "allow",
+                                          opt_str(req, kFieldRoot, ""));
   if (!r) return (void)conn.send(fail(r.error()));
   conn.send({{kFieldOk, true}});
 }
 
 void do_ns_create(DaemonContext& ctx, const json& req, Connection& conn) {
-  auto cg = need_string(req, kFieldCgroup, conn);
-  if (!cg) return;
-  auto src = policy_source(req, conn, false);
+  auto src = policy_source(req, conn);
   if (!src) return;
   ns::Pipeline::CreateOptions o;
-  o.vtpm = req.value("vtpm", false);
+  o.vtpm = opt_bool(req, kFieldVtpm, false);
   o.policy_text = src->text;
   o.policy_origin = src->origin;
-  auto id = ctx.pipeline->create_namespace(*cg, o);
+  auto id = ctx.pipeline->create_namespace(str(req, kFieldCgroup), o);
   if (!id) return (void)conn.send(fail(id.error()));
   auto info = ctx.pipeline->namespace_info(std::to_string(*id));
   conn.send({{kFieldOk, true}, {"namespace", info ? ns_json(*info) : json()}});
@@ -163,70 +154,98 @@ void do_ns_list(DaemonContext& ctx, Connection& conn) {
 }
 
 void do_ns_delete(DaemonContext& ctx, const json& req, Connection& conn) {
-  auto id = need_string(req, kFieldNs, conn);
-  if (!id) return;
-  auto r = ctx.pipeline->delete_namespace(*id);
+  auto r = ctx.pipeline->delete_namespace(str(req, kFieldNs));
   if (!r) return (void)conn.send(fail(r.error()));
   conn.send({{kFieldOk, true}});
 }
 
 void do_policy_load(DaemonContext& ctx, const json& req, Connection& conn) {
-  auto id = need_string(req, kFieldNs, conn);
-  if (!id) return;
-  auto src = policy_source(req, conn, true);
+  auto src = policy_source(req, conn);
   if (!src) return;
-  auto n = ctx.pipeline->load_policy(*id, src->text, src->origin);
+  auto n = ctx.pipeline->load_policy(str(req, kFieldNs), src->text, src->origin);
   if (!n) return (void)conn.send(fail(n.error()));
   conn.send({{kFieldOk, true}, {"rules", *n}});
 }
 
 void do_policy_show(DaemonContext& ctx, const json& req, Connection& conn) {
-  auto id = need_string(req, kFieldNs, conn);
-  if (!id) return;
-  auto t = ctx.pipeline->policy_text(*id);
+  auto t = ctx.pipeline->policy_text(str(req, kFieldNs));
   if (!t) return (void)conn.send(fail(t.error()));
   conn.send({{kFieldOk, true}, {"policy", *t}});
 }
 
+// Streams the list (protocol header: "The log stream").
 void do_log(DaemonContext& ctx, const json& req, Connection& conn) {
-  auto id = need_string(req, kFieldNs, conn);
-  if (!id) return;
+  const std::string& id = str(req, kFieldNs);
+  const std::string format = opt_str(req, kFieldFormat, kFormatAscii);
+  const bool ascii = format == kFormatAscii;
+  const bool follow = opt_bool(req, kFieldFollow, false);
+  uint64_t next = opt_u64(req, kFieldFrom, 0);
   // Every access that completed before this request is in the list by now.
-  if (auto b = ctx.pipeline->barrier(*id); !b) return (void)conn.send(fail(b.error()));
-  auto v = ctx.pipeline->list_view(*id);
+  if (auto b = ctx.pipeline->barrier(id); !b) return (void)conn.send(fail(b.error()));
+  auto v = ctx.pipeline->list_view(id);
   if (!v) return (void)conn.send(fail(v.error()));
-  conn.send({{kFieldOk, true}, {"path", v->path}, {"bytes", v->bytes}, {"entries", v->entries}});
+  const uint64_t at_request = v->entries;
+  if (!conn.send({{kFieldOk, true}, {kFieldNs, id}, {kFieldFormat, format}, {kFieldFrom, next},
+                  {kFieldEntries, at_request}}))
+    return;
+  uint64_t entries = at_request;
+  for (;;) {
+    // Send what the list holds now, kLogChunkEntries at a time.
+    while (next < entries) {
+      uint64_t to = std::min<uint64_t>(entries, next + kLogChunkEntries);
+      auto chunk = ctx.pipeline->render_list(id, ascii, next, to);
+      if (!chunk) return (void)conn.send(fail(chunk.error()));
+      if (!conn.send({{kFieldData, base64_encode(*chunk)}, {kFieldFrom, next}, {kFieldNext, to}}))
+        return;
+      next = to;
+    }
+    if (!follow) break;
+    // Follow: poll for new entries until the client leaves or nsimad stops.
+    for (;;) {
+      if (ctx.stopping && ctx.stopping()) return (void)conn.send({{kFieldEnd, true}, {kFieldNext, next}});
+      if (conn.peer_closed()) return;
+      auto now = ctx.pipeline->list_view(id);
+      if (!now) return (void)conn.send(fail(now.error()));
+      if (now->entries > next) {
+        entries = now->entries;
+        break;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    }
+  }
+  conn.send({{kFieldEnd, true}, {kFieldNext, next}});
 }
 
 void do_pcr(DaemonContext& ctx, const json& req, Connection& conn) {
-  auto id = need_string(req, kFieldNs, conn);
-  if (!id) return;
-  auto r = ctx.pipeline->pcr_report(*id);
+  auto r = ctx.pipeline->pcr_report(str(req, kFieldNs));
   if (!r) return (void)conn.send(fail(r.error()));
   conn.send({{kFieldOk, true}, {"tpm", r->tpm}, {"pcr", r->pcr}, {"values", r->values},
              {"expected", r->expected}});
 }
 
+// The quote travels in the answer; nsimactl writes the files (in its own mount namespace).
 void do_quote(DaemonContext& ctx, const json& req, Connection& conn) {
-  auto id = need_string(req, kFieldNs, conn);
-  if (!id) return;
-  auto nonce_hex = need_string(req, "nonce", conn);
-  if (!nonce_hex) return;
-  auto dir = need_string(req, "dir", conn);
-  if (!dir) return;
-  auto nonce = from_hex(*nonce_hex);
+  auto nonce = from_hex(str(req, kFieldNonce));
   if (!nonce || nonce->empty() || nonce->size() > 64)
     return (void)conn.send(fail("field \"nonce\" must be 1 to 64 bytes of hex"));
-  auto q = ctx.pipeline->quote(*id, *nonce);
+  auto q = ctx.pipeline->quote(str(req, kFieldNs), *nonce);
   if (!q) return (void)conn.send(fail(q.error()));
-  if (auto w = tpm::write_quote_files(*q, *dir); !w) return (void)conn.send(fail(w.error()));
-  conn.send({{kFieldOk, true}, {"dir", *dir}});
+  auto b64 = [](const std::vector<uint8_t>& v) {
+    return base64_encode(std::string_view(reinterpret_cast<const char*>(v.data()), v.size()));
+  };
+  conn.send({{kFieldOk, true},
+             {kFieldQuoteMsg, b64(q->message)},
+             {kFieldQuoteSig, b64(q->signature)},
+             {kFieldQuotePcrs, b64(q->pcrs)},
+             {kFieldAkPubPem, q->ak_public_pem},
+             {kFieldNonce, to_hex(q->nonce)}});
 }
 
 }  // namespace
 
 void handle_request(DaemonContext& ctx, const json& req, Connection& conn) {
-  const std::string cmd = req[kFieldCmd].get<std::string>();
+  if (auto ok = validate_request(req); !ok) return (void)conn.send(fail(ok.error().message));
+  const std::string& cmd = str(req, kFieldCmd);
   if (cmd == kCmdStatus) return do_status(ctx, conn);
   if (cmd == kCmdWatch) return do_watch(ctx, req, conn);
   if (cmd == kCmdVerdict) return do_verdict(ctx, req, conn);
@@ -238,7 +257,8 @@ void handle_request(DaemonContext& ctx, const json& req, Connection& conn) {
   if (cmd == kCmdLog) return do_log(ctx, req, conn);
   if (cmd == kCmdPcr) return do_pcr(ctx, req, conn);
   if (cmd == kCmdQuote) return do_quote(ctx, req, conn);
-  conn.send(fail("unknown command \"" + cmd + "\""));
+  // validate_request() knows every command: a schema entry without a handler.
+  conn.send(fail("command \"" + cmd + "\" has no handler"));
 }
 
 }  // namespace nsima::control

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-// Control requests -> pipeline operations. Each handler validates its fields and answers with
-// one sentence naming the bad field on error.
+// Control requests -> pipeline operations. handle_request() checks the request against its
+// command's schema first (control/schema.h: an error names the field), so the handlers read
+// fields of known types; operation errors are answered as one sentence with their place.
 #pragma once
 
 #include <functional>

@@ -914,25 +914,20 @@ Result<Pipeline::ListView> Pipeline::list_view(const std::string& name_or_id) {
   });
 }
 
-Result<std::string> Pipeline::render_list(const std::string& name_or_id, bool ascii,
-                                          uint64_t from_index) {
-  if (auto b = barrier(name_or_id); !b) return tl::unexpected(b.error());
-  auto list = call([&]() -> Result<std::shared_ptr<measure::MeasurementList>> {
+Result<std::shared_ptr<measure::MeasurementList>> Pipeline::list_of(
+    const std::string& name_or_id) {
+  return call([&]() -> Result<std::shared_ptr<measure::MeasurementList>> {
     auto ns = find_ns(name_or_id);
     if (!ns) return tl::unexpected(ns.error());
     auto l = reg_.rt(*ns).list;
     if (!l) return make_error(ENODATA, "has no list", name_or_id);
     return l;
   });
-  if (!list) return tl::unexpected(list.error());
-  std::string out;
-  auto r = (*list)->for_each(from_index, [&](uint64_t, const measure::Record& rec) -> Result<void> {
-    if (ascii) return measure::append_ascii(rec, measure::HashAlgo::kSha1, out);
-    measure::append_binary(rec, out);
-    return {};
-  });
-  if (!r) return tl::unexpected(r.error());
-  return out;
+}
+
+Result<std::string> Pipeline::render_list(const std::string& name_or_id, bool ascii) {
+  if (auto b = barrier(name_or_id); !b) return tl::unexpected(b.error());
+  return render_list(name_or_id, ascii, 0, UINT64_MAX);
 }
 
 Result<Pipeline::AttestSnap> Pipeline::attest_snapshot(const std::string& name_or_id) {
@@ -948,6 +943,30 @@ Result<Pipeline::AttestSnap> Pipeline::attest_snapshot(const std::string& name_o
     return AttestSnap{o.own_tpm, o.list,
                       static_cast<int>(reg_.rt(*ns).list->config().default_pcr)};
   });
+}
+
+Result<std::string> Pipeline::render_list(const std::string& name_or_id, bool ascii,
+                                          uint64_t from_index, uint64_t to_index) {
+  // Rendered on the caller's thread: the list is shared and internally synchronised.
+  auto l = list_of(name_or_id);
+  if (!l) return tl::unexpected(l.error());
+  const measure::MeasurementList& list = **l;
+  to_index = std::min(to_index, list.count());
+  std::string out;
+  if (from_index >= to_index) return out;
+  // for_each() streams to the end of the list; a sentinel error stops it at to_index.
+  static const Error kStop{ECANCELED, "render_list: stop", ""};
+  auto r = list.for_each(from_index, [&](uint64_t index, const measure::Record& rec) -> Result<void> {
+    if (index >= to_index) return tl::unexpected(kStop);
+    if (!ascii) {
+      measure::append_binary(rec, out);
+      return {};
+    }
+    return measure::append_ascii(rec, measure::HashAlgo::kSha1, out);
+  });
+  if (!r && !(r.error().code == kStop.code && r.error().message == kStop.message))
+    return tl::unexpected(r.error());
+  return out;
 }
 
 Result<Pipeline::PcrReport> Pipeline::pcr_report(const std::string& name_or_id) {

@@ -163,10 +163,16 @@ class Pipeline {
     uint64_t bytes = 0, entries = 0;
   };
   Result<ListView> list_view(const std::string& name_or_id);
-  // Entries from `from_index` on, as kernel IMA's ascii_runtime_measurements or
-  // binary_runtime_measurements show them. Passes the barrier first.
-  Result<std::string> render_list(const std::string& name_or_id, bool ascii,
-                                  uint64_t from_index = 0);
+  // Every access that completed before the call, then the whole list, as kernel IMA's
+  // ascii_runtime_measurements or binary_runtime_measurements show it.
+  Result<std::string> render_list(const std::string& name_or_id, bool ascii);
+  // Entries [from_index, to_index) of a namespace's list (to_index clamped to its entry count;
+  // empty when from_index is past it), as kernel IMA's ascii_runtime_measurements (sha1
+  // template-hash column) or binary_runtime_measurements show them. Entries are whole: with
+  // to_index = list_view().entries, a reader streams the list chunk by chunk (nsimactl log).
+  // No barrier (the caller passes it once).
+  Result<std::string> render_list(const std::string& name_or_id, bool ascii, uint64_t from_index,
+                                  uint64_t to_index);
 
   struct PcrReport {
     std::string tpm;  // TPM description
@@ -218,6 +224,7 @@ class Pipeline {
     int pcr = -1;
   };
   Result<AttestSnap> attest_snapshot(const std::string& name_or_id);
+  Result<std::shared_ptr<measure::MeasurementList>> list_of(const std::string& name_or_id);
   std::vector<ChainLink> links(const std::vector<Namespace*>& chain, const FileRef& f);
 
   Result<void> open_runtime(Namespace* n, NsRuntime& r, bool restored);

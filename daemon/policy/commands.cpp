@@ -76,11 +76,10 @@ std::vector<std::string> notes_for(const Policy& p) {
     if (r.pcr && *r.pcr >= 24)
       notes.push_back(at + "pcr=" + std::to_string(*r.pcr) +
                       " is beyond the 24 PCRs of a TPM 2.0 PC client: extending it will fail");
-    if (r.action == Action::kMeasure && r.verity_required && r.template_name != "ima-ngv2" &&
-        r.template_name != "ima-sigv2")
+    if (r.action == Action::kMeasure && r.verity_required)
       notes.push_back(at +
-                      "digest_type=verity measure rule without a d-ngv2 template (ima-ngv2, "
-                      "ima-sigv2): the list will not say the digest is a verity digest");
+                      "digest_type=verity: nsima records the file's hash, not an fs-verity "
+                      "digest (the d-ngv2 templates ima-ngv2 and ima-sigv2 are not produced yet)");
     if (r.text.find("appraise_flag=") != std::string::npos)
       notes.push_back(at +
                       "appraise_flag= is deprecated and ignored (blacklist checks are implied)");

@@ -250,7 +250,7 @@ class RuleParser {
     if (key == "appraise_flag") return "";  // deprecated since 6.6: parsed and ignored
     if (key == "appraise_algos") return appraise_algos(value, t.col);
     if (key == "pcr") return pcr(value, t.col);
-    if (key == "template") return template_opt(value);
+    if (key == "template") return template_opt(value, t.col);
     return unknown(s);
   }
 
@@ -472,7 +472,7 @@ class RuleParser {
     return "";
   }
 
-  std::string template_opt(std::string_view value) {
+  std::string template_opt(std::string_view value, size_t col) {
     // Checked while parsing, so the action must come before template= and be measure.
     if (!has_action_ || rule_.action != Action::kMeasure)
       return "template= is only valid after the measure action";
@@ -481,10 +481,12 @@ class RuleParser {
       std::string why = "unknown template '" + std::string(value) + "'";
       if (value == "ima-sigv3")
         why += " (no kernel defines ima-sigv3; ima-sigv2 carries verity signatures)";
-      return why + " (known: " + known_templates() + ", or their format strings)";
+      return why + " (known: " + known_templates() + ", or their format strings; nsima produces " +
+             std::string(produced_templates()) + ")";
     }
     if (!rule_.template_name.empty()) return "duplicate template= option";
     rule_.template_name = std::string(t->name);
+    template_col_ = col;
     return "";
   }
 
@@ -585,6 +587,15 @@ class RuleParser {
           "nsima cannot see LSM labels: " + std::string(lsm_field_name(static_cast<LsmField>(i))) +
               "= conditions cannot be evaluated (remove the condition or the rule)");
     }
+    // nsima's own limit: a template the pipeline cannot fill would otherwise be replaced by the
+    // namespace's default without a word, and the list would not say what the rule asked for.
+    if (!rule_.template_name.empty() && !template_produced(rule_.template_name)) {
+      return fail(template_col_, token_at(template_col_),
+                  "nsima cannot produce the " + rule_.template_name +
+                      " template yet: it writes " + std::string(produced_templates()) +
+                      " entries only (name one of them, or drop template= for the namespace's "
+                      "default)");
+    }
     return std::move(rule_);
   }
 
@@ -607,6 +618,7 @@ class RuleParser {
   uint32_t flags_ = 0;
   std::array<size_t, 32> flag_col_{};
   std::array<size_t, kLsmFieldCount> lsm_col_{};
+  size_t template_col_ = 0;
 };
 
 // ima_parse_add_rule(): skip leading blanks; '#' or nothing left means "not a rule".

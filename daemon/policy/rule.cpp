@@ -152,6 +152,14 @@ const TemplateDesc* find_template(std::string_view name_or_fmt) {
   return nullptr;
 }
 
+bool template_produced(std::string_view name) {
+  // Keep in step with the templates the pipeline encodes (measure::TemplateKind kIma, kImaNg,
+  // kImaSig) and with README.md.
+  return name == "ima-ng" || name == "ima-sig" || name == "ima";
+}
+
+std::string_view produced_templates() { return "ima-ng, ima-sig and ima"; }
+
 std::string_view hash_algo_name(size_t id) { return id < kHashAlgoCount ? kHashAlgos[id] : ""; }
 
 std::optional<size_t> hash_algo_from_name(std::string_view name) {

@@ -89,6 +89,12 @@ struct TemplateDesc {
 // Looks a template= value up by name or by format string, as lookup_template_desc() does.
 const TemplateDesc* find_template(std::string_view name_or_fmt);
 const std::vector<TemplateDesc>& builtin_templates();
+// The templates nsima's pipeline writes entries in (ima-ng, ima-sig, ima). The parser refuses a
+// template= naming any other (ima-ngv2, ima-sigv2: no fs-verity digests; ima-buf, ima-modsig,
+// evm-sig: fields nsima does not fill) instead of letting it fall back to the default.
+bool template_produced(std::string_view name);
+// "ima-ng, ima-sig and ima", for messages.
+std::string_view produced_templates();
 
 // Kernel hash algorithm names (crypto/hash_info.c hash_algo_name[], indexed by enum hash_algo).
 inline constexpr size_t kHashAlgoCount = 23;

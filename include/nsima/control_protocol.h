@@ -1,42 +1,140 @@
 // SPDX-License-Identifier: Apache-2.0
-// nsimactl / OCI hook <-> nsimad control protocol: JSON objects, one per line, over the AF_UNIX
-// stream socket below (root only: nsimad checks SO_PEERCRED).
+// nsimactl / OCI hook <-> nsimad control protocol, as nsimad speaks it (daemon/control).
 //
-// Request:  {"cmd": "<command>", ...fields}
-// Response: {"ok": true, ...} or {"ok": false, "error": "<one sentence>"}
-// Streaming commands (watch, log --follow) answer {"ok": true} and then send one JSON object per
-// line until the client closes the connection.
+// Transport: an AF_UNIX stream socket (kDefaultSocket, mode 0600 in a 0700 directory; nsimad
+// checks SO_PEERCRED and answers non-root peers {"ok":false,"error":"permission denied: ..."}
+// before closing). Both directions carry JSON lines: one JSON object, UTF-8, terminated by "\n".
+// A connection may carry several requests one after the other; each is answered before the next
+// is read. Requests longer than kMaxRequestBytes are refused and the connection is closed.
+//
+// Request:  {"cmd": "<command>", <field>: <value>, ...}
+// Answer:   {"ok": true, ...} or {"ok": false, "error": "<one sentence>"}
+//
+// Every request is checked against its command's schema (daemon/control/schema.cpp) before
+// anything else happens. Errors name the field:
+//   unknown command "x" (commands: status, watch, ...)
+//   unknown field "f" in a "log" request (fields: ns, format, follow, from)
+//   field "vtpm" must be a boolean, got string
+//   field "from" must be a non-negative integer, got number -1
+//   field "format" must be "ascii" or "binary", got "xml"
+//   field "ns" must not be empty          missing field "ns" (a string)
+//   fields "policy_text" and "builtin" exclude each other
+//   missing field "policy_text" or "builtin"
+// Errors of the operation itself are one sentence with the place, e.g.
+//   "no such namespace (7)", "/tmp/p.policy:2:9: 'template=ima-modsig': nsima cannot produce ...".
+//
+// Commands (fields: * = required; answers after "ok": true):
+//   status                       -> "bpf" {emitted, dropped, denied, quiet}, "bpf_per_hook"
+//                                   {file_open|mmap_file|bprm_check: {...the same}}, "ns_drops"
+//                                   {ns id: count}, "consumer" {decoded, errors}, "pipeline"
+//                                   {processed, unknown_namespace, map_errors, measured,
+//                                   violations, hash_jobs, extends, extends_failed},
+//                                   "namespaces" [NS]  ("bpf*" and "consumer" only with BPF)
+//   watch      cgroup*           -> "ns" (number). STREAM: then one line per event of that
+//                                   namespace and its descendants (common/event.cpp
+//                                   event_to_json(), plus "nsima": "measured in ..." when
+//                                   measured), until the client closes or nsimad stops.
+//   verdict    cgroup*, path*, verdict* ("allow"|"deny"), root (directory in nsimad's view)
+//                                -> nothing else. path is as the namespace's processes see it:
+//                                   resolved in the root of a live process of the cgroup (or in
+//                                   root when given; "/" for the host namespace). deny: every
+//                                   version of the inode, in the namespace and all below it,
+//                                   persisted; allow lifts the namespace's own deny.
+//   ns_create  cgroup*, policy_text | builtin, policy_name (file name for messages; needs
+//              policy_text), vtpm (bool, default false)      -> "namespace" NS
+//   ns_list                      -> "namespaces" [NS]
+//   ns_delete  ns*               -> nothing else (the list is archived)
+//   policy_load ns*, policy_text | builtin (one required), policy_name -> "rules" (count)
+//   policy_show ns*              -> "policy" (the kernel's read-back text)
+//   log        ns*, format ("ascii" default | "binary"), follow (bool, default false),
+//              from (entry index, default 0)
+//                                -> "ns", "format", "from", "entries" (the list's entry count
+//                                   when the request arrived, once every access completed
+//                                   before it is measured). STREAM, see below.
+//   pcr, quote and log first pass the attestation barrier (daemon/README.md): every access that
+//   completed before the request is in the list and extended, or the request fails (ETIMEDOUT)
+//   naming what is still pending.
+//   pcr        ns*               -> "tpm" (description), "pcr" (number), "values" {bank: hex
+//                                   read from the TPM}, "expected" {bank: hex, the replay of
+//                                   the list that owns the PCR}
+//   quote      ns*, nonce* (hex, 1-64 bytes)
+//                                -> "quote_msg", "quote_sig", "quote_pcrs" (base64 of
+//                                   tpm2_quote's -m, -s, -o files), "ak_pub_pem" (PEM text),
+//                                   "nonce" (hex). nsimactl writes them as tpm2_checkquote's
+//                                   files (tpm::write_quote_files); nsimad writes no file.
+//   NS = {"id", "ns_id", "cgroup", "cgroup_id", "parent", "vtpm", "owner", "pcr", "tpm",
+//         "policy", "policy_rules", "entries", "violations", "list", ["disabled": why]}
+//
+// The log stream: after its answer line, nsimad sends the list's entries from "from" on, as
+// kernel IMA's ascii_runtime_measurements (sha1 template-hash column) or
+// binary_runtime_measurements would show them, in chunk lines
+//   {"data": "<base64 (RFC 4648, padded) of the rendered bytes>", "from": i, "next": j}
+// each holding entries [i, j) whole (a chunk never splits an entry; the concatenated "data" of
+// the chunks is the rendering, byte for byte). Without follow, the stream ends with
+//   {"end": true, "next": j}
+// once every entry present when the request arrived was sent (j >= "entries"). With follow,
+// nsimad keeps sending chunks as entries are added (polling every 200 ms) until the client
+// closes the connection; when nsimad stops it sends the "end" line. An error during the stream
+// (e.g. the namespace was deleted) is sent as {"ok": false, "error": "..."} and ends it.
+// Nothing in the stream depends on the client's mount namespace: nsimactl log works from any.
 #pragma once
+
+#include <cstddef>
 
 namespace nsima::control {
 
 inline constexpr const char* kDefaultSocket = "/run/nsima/nsimad.sock";
 
 // Commands
-inline constexpr const char* kCmdStatus = "status";          // counters, namespaces
-inline constexpr const char* kCmdWatch = "watch";            // cgroup -> stream of events
-inline constexpr const char* kCmdVerdict = "verdict";        // cgroup, path, verdict allow|deny
-inline constexpr const char* kCmdNsCreate = "ns_create";     // cgroup, [policy_text, policy_name, builtin, vtpm]
+inline constexpr const char* kCmdStatus = "status";
+inline constexpr const char* kCmdWatch = "watch";
+inline constexpr const char* kCmdVerdict = "verdict";
+inline constexpr const char* kCmdNsCreate = "ns_create";
 inline constexpr const char* kCmdNsList = "ns_list";
-inline constexpr const char* kCmdNsDelete = "ns_delete";     // ns
-inline constexpr const char* kCmdPolicyLoad = "policy_load"; // ns, policy_text, policy_name
-inline constexpr const char* kCmdPolicyShow = "policy_show"; // ns
-inline constexpr const char* kCmdLog = "log";                // ns, format ascii|binary, follow
-inline constexpr const char* kCmdPcr = "pcr";                // ns
-inline constexpr const char* kCmdQuote = "quote";            // ns, nonce (hex), dir
+inline constexpr const char* kCmdNsDelete = "ns_delete";
+inline constexpr const char* kCmdPolicyLoad = "policy_load";
+inline constexpr const char* kCmdPolicyShow = "policy_show";
+inline constexpr const char* kCmdLog = "log";
+inline constexpr const char* kCmdPcr = "pcr";
+inline constexpr const char* kCmdQuote = "quote";
 
-// Common fields
+// Request fields
 inline constexpr const char* kFieldCmd = "cmd";
-inline constexpr const char* kFieldOk = "ok";
-inline constexpr const char* kFieldError = "error";
 inline constexpr const char* kFieldCgroup = "cgroup";
 inline constexpr const char* kFieldNs = "ns";
 inline constexpr const char* kFieldPath = "path";
 inline constexpr const char* kFieldVerdict = "verdict";
-inline constexpr const char* kFieldRoot = "root";  // verdict: directory to resolve path in
-inline constexpr const char* kFieldEvent = "event";
+inline constexpr const char* kFieldPolicyText = "policy_text";
+inline constexpr const char* kFieldPolicyName = "policy_name";
+inline constexpr const char* kFieldBuiltin = "builtin";
+inline constexpr const char* kFieldVtpm = "vtpm";
+inline constexpr const char* kFieldFormat = "format";
+inline constexpr const char* kFieldFollow = "follow";
+inline constexpr const char* kFieldFrom = "from";
+inline constexpr const char* kFieldNonce = "nonce";
+inline constexpr const char* kFieldRoot = "root";
 
-// Largest request line nsimad accepts (a policy travels inline).
+// Answer fields
+inline constexpr const char* kFieldOk = "ok";
+inline constexpr const char* kFieldError = "error";
+inline constexpr const char* kFieldEvent = "event";
+inline constexpr const char* kFieldEntries = "entries";
+inline constexpr const char* kFieldData = "data";  // log stream chunk
+inline constexpr const char* kFieldNext = "next";  // log stream: index after the chunk
+inline constexpr const char* kFieldEnd = "end";    // log stream: last line
+inline constexpr const char* kFieldQuoteMsg = "quote_msg";
+inline constexpr const char* kFieldQuoteSig = "quote_sig";
+inline constexpr const char* kFieldQuotePcrs = "quote_pcrs";
+inline constexpr const char* kFieldAkPubPem = "ak_pub_pem";
+
+// Values
+inline constexpr const char* kFormatAscii = "ascii";
+inline constexpr const char* kFormatBinary = "binary";
+
+// Largest request line nsimad accepts (a policy travels inline), and largest answer line
+// nsimactl accepts.
 inline constexpr size_t kMaxRequestBytes = 16u << 20;
+// Entries per log chunk: bounds a chunk line (a path is at most PATH_MAX bytes).
+inline constexpr unsigned kLogChunkEntries = 256;
 
 }  // namespace nsima::control

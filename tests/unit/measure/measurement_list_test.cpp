@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 // MeasurementList: kernel-format appends, duplicate suppression (kernel rules), replay after
-// reopen, torn-record recovery, corruption refusal, exclusive writer, short-write rollback, crash
-// of the writing process, streaming renderers and the follow reader. PCR values are recomputed
+// reopen, torn-record recovery, corruption refusal, exclusive writer, short-write rollback, a
+// writer SIGKILLed in the middle of appends, streaming renderers and the follow reader. PCR values are recomputed
 // here with OpenSSL's one-shot EVP_Digest, not with the library's hasher.
 #include "measure/measurement_list.h"
 
@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <random>
 #include <sstream>
 #include <thread>
 
@@ -394,37 +395,130 @@ TEST(MeasurementList, ShortWriteIsRolledBack) {
   EXPECT_EQ(again->count(), 2u);
 }
 
-TEST(MeasurementList, KilledWriterLosesNothing) {
-  TempDir dir;
-  int pipefd[2];
-  ASSERT_EQ(::pipe(pipefd), 0);
-  pid_t child = ::fork();
-  if (child == 0) {
-    ::close(pipefd[0]);
-    ListConfig c = test_config();
-    c.sync_every = 0;  // never fdatasync: only the write(2) guarantee is tested
-    c.sync_interval = std::chrono::milliseconds(0);
-    auto list = MeasurementList::open(dir.path(), c);
-    if (!list) ::_exit(2);
-    for (int i = 0; i < 100; ++i)
-      if (!list->append(file_entry("/f" + std::to_string(i), "x"))) ::_exit(3);
-    char ok = 'k';
-    (void)!::write(pipefd[1], &ok, 1);
-    ::pause();  // killed here, never closing the list
-    ::_exit(4);
-  }
-  ::close(pipefd[1]);
-  char c = 0;
-  ASSERT_EQ(::read(pipefd[0], &c, 1), 1);
-  ::close(pipefd[0]);
-  ::kill(child, SIGKILL);
-  int status = 0;
-  ::waitpid(child, &status, 0);
-  ASSERT_TRUE(WIFSIGNALED(status));
+// Entry `i` of the killed-writer test: large (4 KiB to 1 MiB of path), so that one record's
+// write(2) copies hundreds of pages and a SIGKILL can land inside it (the kernel stops copying
+// at the next page once a fatal signal is pending, leaving half a record in the file).
+Entry big_entry(uint64_t i) {
+  size_t len = 4096 * (1 + (i * 7919) % 256);
+  std::string name = "/f" + std::to_string(i) + "-";
+  name.resize(len, static_cast<char>('a' + i % 26));
+  return file_entry(name, "content " + std::to_string(i));
+}
 
-  auto list = MeasurementList::open(dir.path(), test_config());
-  ASSERT_TRUE(list) << list.error().to_string();
-  EXPECT_EQ(list->count(), 100u);
+// A writer is SIGKILLed at random moments while it appends in a loop, often in the middle of a
+// record's write(2). After each kill the list reopens as an exact prefix of what the writer
+// appended: every append that returned is there, at most the one in flight besides, every record
+// byte-identical to an undisturbed writer's, and a torn tail is truncated (with its warning) so
+// the next append starts on a record boundary. The test insists on having seen both kinds of
+// kill (inside a write, and between writes) so that it cannot pass without exercising recovery.
+TEST(MeasurementList, WriterKilledMidAppendLeavesAValidPrefix) {
+  // The undisturbed writer: the same entries, appended by this process. ref_end[i] is the file
+  // size after entry i.
+  TempDir ref_dir;
+  ListConfig c = test_config();
+  c.sync_every = 0;  // never fdatasync: only the write(2) guarantee is tested
+  c.sync_interval = std::chrono::milliseconds(0);
+  auto ref = MeasurementList::open(ref_dir.path(), c);
+  ASSERT_TRUE(ref) << ref.error().to_string();
+  std::vector<uint64_t> ref_end;
+  std::string ref_bytes;
+  auto ref_prefix = [&](uint64_t n) -> std::string {
+    while (ref_end.size() < n) {
+      auto r = ref->append(big_entry(ref_end.size()));
+      EXPECT_TRUE(r && r->added);
+      ref_end.push_back(ref->size_bytes());
+    }
+    if (ref_bytes.size() < (n ? ref_end[n - 1] : 0)) ref_bytes = testing::read_file(ref->path());
+    return ref_bytes.substr(0, n ? ref_end[n - 1] : 0);
+  };
+
+  const unsigned seed = std::random_device{}();
+  SCOPED_TRACE("seed " + std::to_string(seed));
+  std::mt19937 rng(seed);
+  int torn_kills = 0, clean_kills = 0, rounds = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while ((torn_kills < 3 || clean_kills < 3) && std::chrono::steady_clock::now() < deadline) {
+    ++rounds;
+    TempDir dir;
+    int acks[2];
+    ASSERT_EQ(::pipe(acks), 0);
+    pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      ::close(acks[0]);
+      auto list = MeasurementList::open(dir.path(), c);
+      if (!list) ::_exit(2);
+      uint32_t ready = UINT32_MAX;
+      if (::write(acks[1], &ready, 4) != 4) ::_exit(3);
+      for (uint32_t i = 0; i < 10000; ++i) {
+        if (!list->append(big_entry(i))) ::_exit(4);
+        if (::write(acks[1], &i, 4) != 4) ::_exit(5);  // "append i returned"
+      }
+      ::pause();
+      ::_exit(6);
+    }
+    ::close(acks[1]);
+    uint32_t first = 0;
+    ASSERT_EQ(::read(acks[0], &first, 4), 4);
+    ASSERT_EQ(first, UINT32_MAX);
+    std::this_thread::sleep_for(std::chrono::microseconds(rng() % 40000));
+    ::kill(child, SIGKILL);
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
+        << "writer ended by itself (status " << status << ")";
+    uint64_t acked = 0;
+    for (uint32_t v; ::read(acks[0], &v, 4) == 4;) {
+      ASSERT_EQ(v, acked) << "acks out of order";
+      ++acked;
+    }
+    ::close(acks[0]);
+
+    const auto path = dir / "binary_runtime_measurements";
+    const uint64_t raw_size = std::filesystem::file_size(path);
+    LogCapture log;
+    auto list = MeasurementList::open(dir.path(), c);
+    ASSERT_TRUE(list) << "round " << rounds << ": " << list.error().to_string();
+    const uint64_t n = list->count();
+    // Nothing that was acknowledged is lost; at most the append in flight is there besides.
+    ASSERT_GE(n, acked) << "round " << rounds;
+    ASSERT_LE(n, acked + 1) << "round " << rounds;
+    // Exactly the undisturbed writer's first n records, byte for byte, and nothing after them.
+    const std::string want = ref_prefix(n);
+    const std::string got = testing::read_file(path);
+    ASSERT_EQ(got.size(), want.size()) << "round " << rounds << ": " << n << " entries";
+    ASSERT_TRUE(got == want) << "round " << rounds << ": records differ";
+    EXPECT_EQ(list->size_bytes(), want.size());
+    EXPECT_EQ(independent_replay(got, 10).entries, n);
+    uint64_t seen = 0;
+    ASSERT_TRUE(list->for_each(0, [&](uint64_t i, const Record& r) -> Result<void> {
+      EXPECT_EQ(i, seen++);
+      EXPECT_EQ(r.template_name, "ima-ng");
+      return {};
+    }));
+    EXPECT_EQ(seen, n);
+    if (raw_size > want.size()) {  // the kill tore a record: open() cut it off and said so
+      ++torn_kills;
+      EXPECT_NE(log.text().find("torn record at offset " + std::to_string(want.size())),
+                std::string::npos)
+          << log.text();
+    } else {
+      ++clean_kills;
+      EXPECT_EQ(log.text().find("torn record"), std::string::npos) << log.text();
+    }
+    // The list goes on from a record boundary.
+    auto next = list->append(big_entry(n));
+    ASSERT_TRUE(next) << next.error().to_string();
+    EXPECT_EQ(next->index, n);
+    ASSERT_TRUE(list->close());
+    ASSERT_TRUE(testing::read_file(path) == ref_prefix(n + 1)) << "round " << rounds;
+  }
+  EXPECT_GE(torn_kills, 3) << "only " << torn_kills << " of " << rounds
+                           << " kills landed inside a record's write(2)";
+  EXPECT_GE(clean_kills, 3) << "only " << clean_kills << " of " << rounds
+                            << " kills landed between records";
+  std::printf("killed-writer: %d rounds, %d torn records truncated, %d kills between records\n",
+              rounds, torn_kills, clean_kills);
 }
 
 TEST(MeasurementList, ConcurrentAppendersKeepTheFileConsistent) {

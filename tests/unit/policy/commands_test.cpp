@@ -92,6 +92,28 @@ TEST(CmdCheck, InvalidPolicyListsEveryError) {
   EXPECT_EQ(r.out, "");
 }
 
+TEST(CmdCheck, RefusesTemplatesNsimaCannotProduce) {
+  // The kernel accepts all three; nsima would have to replace two by the default template.
+  TempPolicy p(
+      "measure func=BPRM_CHECK template=ima-sig\n"
+      "measure func=FILE_CHECK template=ima-modsig\n"
+      "measure func=MMAP_CHECK template=d-ng|n-ng|evmsig|xattrnames|xattrlengths|xattrvalues|"
+      "iuid|igid|imode\n");
+  CmdResult r = check(p.path());
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_TRUE(has_line(r.err, p.path() +
+                                  ":2:25: 'template=ima-modsig': nsima cannot produce the "
+                                  "ima-modsig template yet: it writes ima-ng, ima-sig and ima "
+                                  "entries only (name one of them, or drop template= for the "
+                                  "namespace's default)"))
+      << r.err;
+  EXPECT_NE(r.err.find(p.path() + ":3:25: 'template=d-ng|n-ng|evmsig|"), std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("nsima cannot produce the evm-sig template"), std::string::npos) << r.err;
+  EXPECT_TRUE(has_line(r.err, "2 errors")) << r.err;
+  EXPECT_EQ(r.out, "");
+}
+
 TEST(CmdCheck, MissingFileAndBuiltins) {
   EXPECT_EQ(check("/nonexistent/x.policy").rc, 1);
   CmdResult b = check("builtin:tcb");

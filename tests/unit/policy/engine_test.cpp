@@ -210,8 +210,8 @@ TEST(Engine, PcrAndTemplateFromTheMeasureRule) {
   EXPECT_EQ(d.pcr, 12);
   EXPECT_EQ(d.template_name, "");
   // Format strings resolve to the template's name.
-  Policy f = policy_ok("measure template=d-ngv2|n-ng|sig\n");
-  EXPECT_EQ(f.evaluate(access(Func::kFileCheck, R)).template_name, "ima-sigv2");
+  Policy f = policy_ok("measure template=d-ng|n-ng|sig\n");
+  EXPECT_EQ(f.evaluate(access(Func::kFileCheck, R)).template_name, "ima-sig");
 }
 
 TEST(Engine, FlagsOredOverMatchedRulesWhileKindOpen) {

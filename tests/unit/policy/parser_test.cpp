@@ -280,15 +280,20 @@ TEST(ParserPcr, RangeAndRepeat) {
 }
 
 TEST(ParserTemplate, NamesFormatsAndOrder) {
-  for (const auto& t : builtin_templates()) {
-    EXPECT_EQ(parse_ok("measure template=" + std::string(t.name)).template_name, t.name);
+  for (std::string_view name : {"ima-ng", "ima-sig", "ima"}) {
+    const TemplateDesc* t = find_template(name);
+    ASSERT_NE(t, nullptr) << name;
+    EXPECT_EQ(parse_ok("measure template=" + std::string(t->name)).template_name, t->name);
     // A format string finds the template that has it; read-back shows the name.
-    EXPECT_EQ(parse_ok("measure template=" + std::string(t.fmt)).template_name, t.name);
+    EXPECT_EQ(parse_ok("measure template=" + std::string(t->fmt)).template_name, t->name);
   }
   EXPECT_TRUE(rejected_at("measure func=BPRM_CHECK template=ima-sigv3", 1, 25, "template=ima-sigv3",
                           "no kernel defines ima-sigv3"));
   EXPECT_TRUE(rejected_at("measure template=d-ng|n-ng|iuid", 1, 9, "template=d-ng|n-ng|iuid",
                           "unknown template"));
+  // A custom format string names what nsima can write instead.
+  EXPECT_TRUE(rejected_at("measure template=d-ng|n-ng|iuid", 1, 9, "template=d-ng|n-ng|iuid",
+                          "nsima produces ima-ng, ima-sig and ima"));
   EXPECT_TRUE(rejected_at("template=ima-sig measure", 1, 1, "template=ima-sig",
                           "only valid after the measure action"));
   EXPECT_TRUE(rejected_at("dont_measure template=ima-sig", 1, 14, "template=ima-sig",
@@ -297,6 +302,38 @@ TEST(ParserTemplate, NamesFormatsAndOrder) {
                           "only valid after the measure action"));
   EXPECT_TRUE(rejected_at("measure template=ima-sig template=ima-ng", 1, 26, "template=ima-ng",
                           "duplicate template"));
+}
+
+// Templates the kernel knows but nsima's pipeline cannot fill are refused where the rule names
+// them (by name or by format string), instead of being replaced by the namespace's default.
+TEST(ParserTemplate, TemplatesNsimaCannotProduceAreRefused) {
+  size_t refused = 0;
+  for (const auto& t : builtin_templates()) {
+    if (template_produced(t.name)) continue;
+    ++refused;
+    std::string name(t.name);
+    std::string why = "nsima cannot produce the " + name +
+                      " template yet: it writes ima-ng, ima-sig and ima entries only";
+    EXPECT_TRUE(rejected_at("measure func=FILE_CHECK template=" + name, 1, 25,
+                            "template=" + name, why));
+    EXPECT_TRUE(rejected_at("measure func=FILE_CHECK template=" + std::string(t.fmt), 1, 25,
+                            "template=" + std::string(t.fmt), why));
+    // Also on a func nsima never sees, and in a whole policy (file:line:column).
+    EXPECT_TRUE(rejected_at("measure func=BPRM_CHECK\nmeasure func=KEY_CHECK template=" + name,
+                            2, 24, "template=" + name, why));
+  }
+  // ima-ngv2, ima-sigv2, ima-buf, ima-modsig, evm-sig.
+  EXPECT_EQ(refused, 5u);
+  // The kernel's own checks come first: their message wins over nsima's.
+  EXPECT_TRUE(rejected_at("measure func=KEY_CHECK mask=MAY_READ template=ima-buf", 1, 24,
+                          "mask=MAY_READ", "not allowed with func=KEY_CHECK"));
+  // check_rules (nsimactl policy check) reports it with the others.
+  auto errors = check_rules("measure template=ima-modsig\nmeasure func=NOPE\n", "c.policy");
+  ASSERT_EQ(errors.size(), 2u);
+  EXPECT_EQ(errors[0].where, "c.policy:1:9");
+  EXPECT_NE(errors[0].message.find("nsima cannot produce the ima-modsig template"),
+            std::string::npos)
+      << errors[0].to_string();
 }
 
 TEST(ParserPermitDirectio, BareFlag) {

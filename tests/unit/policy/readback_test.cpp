@@ -88,8 +88,8 @@ TEST(Readback, RoundTripWhereTheKernelsOutputLoads) {
       "dont_appraise fsmagic=0x9fa0 fsname=proc permit_directio",
       "appraise func=MODULE_CHECK appraise_type=imasig|modsig appraise_algos=sha256",
       "hash func=FILE_CHECK mask=MAY_WRITE fowner>10 fgroup<20 gid=3",
-      "measure func=MMAP_CHECK_REQPROT mask=MAY_EXEC template=evm-sig pcr=63",
-      "measure func=FILE_CHECK digest_type=verity template=ima-ngv2",
+      "measure func=MMAP_CHECK_REQPROT mask=MAY_EXEC template=ima-sig pcr=63",
+      "measure func=FILE_CHECK digest_type=verity template=ima",
   };
   for (const char* line : rules) {
     std::string once = rb(line);

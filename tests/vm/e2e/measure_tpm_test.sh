@@ -11,6 +11,7 @@
 # vm-run-args: --tpm --add /usr/bin/evmctl --add /usr/bin/swtpm --add /usr/bin/swtpm_ioctl --add /usr/bin/tpm2 --add /usr/bin/tpm2_checkquote
 . /usr/share/nsima-test/nsima.sh
 set -eu
+set -o pipefail
 
 D=/data/m
 mkdir -p $D /sys/fs/cgroup/plain /sys/fs/cgroup/vt
@@ -25,7 +26,14 @@ measure func=BPRM_CHECK fsmagic=0xef53
 POL
 
 nsima_start --host-tcti device:/dev/tpmrm0 --policy /tmp/reads.policy
-grep -q "PCR 23" $NSIMAD_LOG || true
+# Kernel IMA owns PCR 10 here (its boot_aggregate is there): nsimad must have detected it from
+# the kernel's list and put the host namespace on PCR 23.
+nsima_check_eq "$(head -n 1 /sys/kernel/security/ima/ascii_runtime_measurements | cut -d' ' -f1)" 10 \
+	"PCR of kernel IMA's boot_aggregate"
+grep -qF "kernel IMA: /sys/kernel/security/ima/ascii_runtime_measurements (first entry) -> host namespace uses PCR 23" \
+	"$NSIMAD_LOG" || nsima_fail "nsimad did not find kernel IMA in its list and put the host namespace on PCR 23"
+nsima_check_eq "$(nsima_json_field "$(nsimactl ns list --json | grep '"id":"host"')" pcr)" 23 \
+	"PCR of the host namespace"
 plain=$(nsimactl ns create --cgroup /sys/fs/cgroup/plain --policy /tmp/reads.policy)
 vt=$(nsimactl ns create --cgroup /sys/fs/cgroup/vt --policy /tmp/reads.policy --vtpm)
 

@@ -7,6 +7,7 @@
 # by uid 1000 are in neither.
 . /usr/share/nsima-test/nsima.sh
 set -eu
+set -o pipefail
 
 D=/data/hier
 mkdir -p $D /sys/fs/cgroup/parent/child
@@ -85,13 +86,39 @@ fi
 nsima_check_contains "$out" "bad.policy:2:" "error position of the rejected policy"
 nsima_check_eq "$(nsimactl policy show --ns "$cns")" "measure func=FILE_CHECK mask=^MAY_READ uid=0 " \
 	"policy kept after a rejected load"
-# deleting the child: gone from the tree, its list archived, the parent untouched
+# Deleting the child: gone from the tree, its list archived exactly as it was, and nothing more
+# measured into it; its cgroup's processes now belong to the parent namespace (their execs are
+# measured there, their reads nowhere).
+nsimactl log --ns "$cns" --format binary >/tmp/child.bin
 nsimactl ns delete "$cns"
-nsimactl ns list | grep -q "^$cns	" && nsima_fail "namespace $cns still listed after delete"
-ls /var/lib/nsima/archive/ | grep -q "^$cns\." || nsima_fail "list of namespace $cns not archived"
-out=$(cg_exec $C $D/busybox cat $D/root.txt)
-nsima_check_eq "$out" root-read "read in the former child after delete"
-sleep 1
-nsima_check_eq "$(nsimactl log --ns "$pns" | wc -l)" "$(wc -l </tmp/parent.list)" "parent list after the child was deleted"
+if nsimactl ns list | grep -q "^$cns	"; then nsima_fail "namespace $cns still listed after delete"; fi
+if out=$(nsimactl log --ns "$cns" 2>&1); then nsima_fail "the list of deleted namespace $cns is still served"; fi
+nsima_check_contains "$out" "no such namespace" "log of the deleted namespace"
+[ -d /var/lib/nsima/archive ] || nsima_fail "list of namespace $cns not archived: no /var/lib/nsima/archive"
+archived=$(find /var/lib/nsima/archive -path "*/$cns.*/binary_runtime_measurements")
+[ -n "$archived" ] && [ "$(echo "$archived" | wc -l)" = 1 ] ||
+	nsima_fail "list of namespace $cns not archived (once) under /var/lib/nsima/archive: '$archived'"
+cmp /tmp/child.bin "$archived" || nsima_fail "archived list $archived differs from the child's list"
+cp "$(command -v hello)" $D/hello_after
+echo after-read >$D/after.txt
+out=$(cg_exec $C $D/hello_after)
+nsima_check_eq "$out" hello "exec in the former child after delete"
+out=$(cg_exec $C $D/busybox cat $D/after.txt)
+nsima_check_eq "$out" after-read "read in the former child after delete"
+i=0
+while nsimactl log --ns "$pns" >/tmp/parent.after && ! grep -q " $D/hello_after\$" /tmp/parent.after; do
+	i=$((i + 1))
+	[ $i -lt 100 ] || nsima_fail "exec in the former child's cgroup not measured in the parent's list"
+	sleep 0.1
+done
+sleep 1 # the read after.txt was processed with the exec before it; give stragglers a moment
+nsimactl log --ns "$pns" >/tmp/parent.after
+nsima_check_eq "$(names /tmp/parent.after)" \
+	"$D/busybox $D/hello $D/hello_after $D/hello_parent $(command -v run_as) boot_aggregate " \
+	"entries of the parent's list after the child was deleted"
+cmp /tmp/child.bin "$archived" || nsima_fail "the deleted namespace's archived list grew"
+for f in /var/lib/nsima/ns/*/binary_runtime_measurements "$archived"; do
+	if grep -q "after.txt" "$f"; then nsima_fail "$D/after.txt measured in $f after the delete"; fi
+done
 nsima_stop
 echo "policy_hierarchy_test: OK"
