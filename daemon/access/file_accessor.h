@@ -29,6 +29,7 @@
 #include "measure/digest_cache.h"
 #include "measure/file_reader.h"
 #include "measure/hash_algo.h"
+#include "measure/hasher.h"
 
 namespace nsima::access {
 
@@ -68,10 +69,18 @@ class RootCache {
  public:
   struct Options {
     size_t capacity = 1024;  // roots held at most (LRU beyond)
+    // How often a lender still alive is checked to still be in the root's mount namespace (a
+    // lender's death itself is seen at once: its pidfd is watched by the sweeper thread).
+    std::chrono::milliseconds sweep_interval{1000};
   };
   struct Stats {
     uint64_t hits = 0, captured = 0, pid_reused = 0, process_gone = 0, evicted_dead = 0;
     size_t size = 0;
+    uint64_t moved = 0;           // the process lives but its mount ns or root is not the event's
+    uint64_t late_captures = 0;   // root_for() found no entry and took the root from the event's
+                                  // process, still alive then
+    uint64_t evicted_lru = 0;     // beyond capacity
+    uint64_t vanished = 0;        // root_for() answers kVanished
   };
 
   explicit RootCache(Options o);
@@ -84,6 +93,9 @@ class RootCache {
   // the process is gone and no live process lends that root).
   tl::expected<UniqueFd, AccessError> root_for(const Event& ev);
   Stats stats() const;
+  // One sweep now (the sweeper thread does it every sweep_interval): evicts entries whose lender
+  // died or left the root's mount namespace. For tests and callers that want it sooner.
+  void sweep();
 
  private:
   struct Impl;
@@ -92,12 +104,29 @@ class RootCache {
 
 class FileAccessor {
  public:
+  // Fault injection for tests: called on the worker, for the request whose opener is tried
+  // (before_open) or whose file is open and about to be hashed (before_hash). A hook that blocks
+  // behaves like a system call that never returns.
+  struct Hooks {
+    std::function<void(const Event&)> before_open;
+    std::function<void(const Event&, int fd)> before_hash;
+  };
   struct Options {
     size_t workers = 2;
-    size_t queue_capacity = 4096;    // per namespace queue
+    size_t queue_capacity = 4096;    // per namespace queue: its requests not yet answered
     size_t total_capacity = 65536;   // over all queues
     std::chrono::milliseconds timeout{30000};  // per request, from start of work to answer
     size_t max_stuck_workers = 16;   // workers abandoned in the kernel before no more replacements
+    // After a timeout, how long the worker may take to notice its cancel flag before it is
+    // declared stuck (abandoned, replaced). Hashing notices within one chunk.
+    std::chrono::milliseconds abandon_after{1000};
+    int nice = 10;                   // workers run SCHED_BATCH at this nice value (0: unchanged)
+    bool file_handles = true;        // open_by_handle_at when no root is lent (ext4 & co.)
+    // false: answers that would be given inline in submit() (cache hit, full queue, shutdown)
+    // are handed to the supervisor thread instead, so `done` never runs on the submitter.
+    bool answer_inline = true;
+    size_t chunk_size = measure::kDefaultChunkSize;  // bytes per read; the cancel granularity
+    Hooks hooks;
   };
   struct Request {
     uint64_t seq = 0;     // Event::seq, for messages and barriers
@@ -117,8 +146,12 @@ class FileAccessor {
   struct Stats {
     uint64_t submitted = 0, cache_hits = 0, coalesced = 0, files_read = 0, bytes_read = 0;
     uint64_t timeouts = 0, rejected = 0;
-    size_t workers = 0, stuck_workers = 0;
-    std::vector<QueueStats> queues;
+    size_t workers = 0, stuck_workers = 0;  // live workers; abandoned ones not returned yet
+    std::vector<QueueStats> queues;         // by queue id
+    uint64_t abandoned = 0;     // workers ever declared stuck (each replaced while allowed)
+    uint64_t late_results = 0;  // work that finished after its request was answered: discarded
+    uint64_t handle_opens = 0;  // files opened with open_by_handle_at (no root lent)
+    uint64_t failed = 0;        // answered with an error other than timeout/full/shutdown
   };
 
   // `roots` and `digests` must outlive the accessor.
@@ -127,7 +160,9 @@ class FileAccessor {
   FileAccessor(const FileAccessor&) = delete;
   FileAccessor& operator=(const FileAccessor&) = delete;
 
-  // Never blocks on I/O or on queue space.
+  // Never blocks on I/O or on queue space. Inline answers (Options::answer_inline) run on the
+  // calling thread before submit returns: do not hold a lock there that `done` takes.
+  // A request with no algorithm and no xattr wanted still opens and checks the file.
   void submit(Request r);
   // Answers every queued request of `queue` with kShutdown (the namespace was deleted).
   void drop_queue(uint32_t queue);
