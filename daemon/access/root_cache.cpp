@@ -44,6 +44,9 @@ struct KeyHash {
   }
 };
 
+// The root an event's path is relative to: its process's mount namespace and root directory.
+Key key_of(const Event& ev) { return Key{ev.mnt_ns, ev.root_kdev, ev.root_ino}; }
+
 std::string describe_root(const Key& k) {
   dev_t d = kdev_to_dev(k.kdev);
   return "root " + std::to_string(major(d)) + ":" + std::to_string(minor(d)) + " ino " +
@@ -134,7 +137,7 @@ struct RootCache::Impl {
 
   // Takes the event's root from its process, if that process is still the event's.
   tl::expected<EntryPtr, LendError> lend(const Event& ev) {
-    const Key key{ev.mnt_ns, ev.root_kdev, ev.root_ino};
+    const Key key = key_of(ev);
     const pid_t tgid = static_cast<pid_t>(ev.tgid);
     const std::string who = "process " + std::to_string(ev.tgid);
     if (tgid <= 0) return tl::unexpected(LendError{LendFail::kGone, "event names no process"});
@@ -235,10 +238,20 @@ struct RootCache::Impl {
     if (ep && e->pidfd) ::epoll_ctl(ep.get(), EPOLL_CTL_DEL, e->pidfd.get(), nullptr);
   }
 
-  void evict_dead(const EntryPtr& e) {
-    std::lock_guard lock(mu);
-    if (e->cached) {
-      erase_locked(e);
+  // Takes `e` out of the cache and drops the caller's reference, so that its fds are closed now
+  // unless a root_for() is using it at this very moment; counted once that is done.
+  void evict_dead(EntryPtr&& e) {
+    bool erased = false;
+    {
+      std::lock_guard lock(mu);
+      if (e->cached) {
+        erase_locked(e);
+        erased = true;
+      }
+    }
+    e.reset();
+    if (erased) {
+      std::lock_guard lock(mu);
       ++stats.evicted_dead;
     }
   }
@@ -257,8 +270,8 @@ struct RootCache::Impl {
       std::lock_guard lock(mu);
       snapshot.assign(lru.begin(), lru.end());
     }
-    for (const auto& e : snapshot)
-      if (!lender_valid(*e)) evict_dead(e);
+    for (auto& e : snapshot)
+      if (!lender_valid(*e)) evict_dead(std::move(e));
   }
 
   void sweep_loop() {
@@ -292,7 +305,7 @@ struct RootCache::Impl {
           auto it = by_serial.find(evs[i].data.u64);
           if (it != by_serial.end()) e = it->second;
         }
-        if (e) evict_dead(e);  // its pidfd is readable: the lender exited
+        if (e) evict_dead(std::move(e));  // its pidfd is readable: the lender exited
       }
     }
   }
@@ -315,7 +328,7 @@ RootCache::RootCache(Options o) : impl_(std::make_unique<Impl>(o)) {}
 RootCache::~RootCache() = default;
 
 void RootCache::capture(const Event& ev) {
-  const Key key{ev.mnt_ns, ev.root_kdev, ev.root_ino};
+  const Key key = key_of(ev);
   {
     std::lock_guard lock(impl_->mu);
     auto it = impl_->map.find(key);
@@ -335,17 +348,14 @@ void RootCache::capture(const Event& ev) {
 }
 
 tl::expected<UniqueFd, AccessError> RootCache::root_for(const Event& ev) {
-  const Key key{ev.mnt_ns, ev.root_kdev, ev.root_ino};
+  const Key key = key_of(ev);
   Impl::EntryPtr e;
   {
     std::lock_guard lock(impl_->mu);
     auto it = impl_->map.find(key);
     if (it != impl_->map.end()) e = it->second;
   }
-  if (e && !Impl::lender_valid(*e)) {
-    impl_->evict_dead(e);
-    e.reset();
-  }
+  if (e && !Impl::lender_valid(*e)) impl_->evict_dead(std::move(e));
   std::string why;
   // An entry taken after this event was captured may be another namespace that got the same
   // inode number (and a root with the same dev/ino: a fresh tmpfs): it is not this event's root

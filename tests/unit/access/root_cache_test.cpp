@@ -17,6 +17,7 @@ namespace nsima::access {
 namespace {
 
 using namespace testing;
+using namespace std::chrono_literals;
 
 measure::Digest digest_through(RootCache& roots, const Event& ev) {
   auto root = roots.root_for(ev);
@@ -131,7 +132,9 @@ TEST(RootCache, ContainerChurnNeverServesTheOldRootAndDoesNotPinIt) {
   std::filesystem::create_directories(dir / "ctr");
   const std::string mnt = (dir / "ctr").string();
   const std::string c1 = "first container's /bin/f\n", c2 = "second container, other bytes\n";
-  RootCache roots({});
+  RootCache::Options o;
+  o.sweep_interval = std::chrono::hours(1);  // the lender's death alone must evict it
+  RootCache roots(o);
 
   Child first(container(mnt, c1));
   ASSERT_TRUE(first.ok());
@@ -146,7 +149,7 @@ TEST(RootCache, ContainerChurnNeverServesTheOldRootAndDoesNotPinIt) {
   EXPECT_EQ(fds_on_dev(tmpfs1), 1) << "the cache holds the first container's root";
 
   first.stop();  // the container exits; its lender's pidfd becomes readable
-  ASSERT_TRUE(wait_until([&] { return roots.stats().evicted_dead == 1; }))
+  ASSERT_TRUE(wait_until([&] { return roots.stats().evicted_dead == 1; }, 1000ms))
       << "the dead lender's entry was not evicted";
   EXPECT_EQ(roots.stats().size, 1u);  // only nsimad's own root
   EXPECT_EQ(fds_on_dev(tmpfs1), 0) << "a dead container's rootfs is still pinned";
