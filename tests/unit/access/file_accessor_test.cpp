@@ -7,6 +7,8 @@
 #include "access/file_accessor.h"
 
 #include <gtest/gtest.h>
+#include <sched.h>
+#include <sys/resource.h>
 #include <sys/xattr.h>
 
 #include <atomic>
@@ -600,6 +602,33 @@ TEST_F(FileAccessorTest, DropQueueAndShutdownAnswerEachRequestOnce) {
     ASSERT_TRUE(r) << seq;
   }
   EXPECT_EQ(answers_.size(), 6u);
+}
+
+TEST_F(FileAccessorTest, WorkersRunBelowTheWorkloadAndThrowingCallbacksAreContained) {
+  write_file(dir_ / "f", "x");
+  std::atomic<int> policy{-1}, nice{-100};
+  auto o = fast_options();
+  o.hooks.before_open = [&](const Event&) {
+    policy = ::sched_getscheduler(0);
+    errno = 0;
+    nice = ::getpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()));
+  };
+  FileAccessor acc(o, &roots_, &digests_);
+  std::atomic<int> calls{0};
+  auto r = request(1, 1, (dir_ / "f").string());
+  r.done = [&](const AccessResult&) {
+    ++calls;
+    throw std::runtime_error("a callback that throws");
+  };
+  acc.submit(std::move(r));
+  acc.drain();
+  EXPECT_EQ(policy.load(), SCHED_BATCH);
+  EXPECT_EQ(nice.load(), 10);
+  EXPECT_EQ(calls.load(), 1);
+  // The worker survived the exception and serves the next request.
+  acc.submit(request(2, 1, (dir_ / "f").string(), {HashAlgo::kSha512}));
+  acc.drain();
+  ASSERT_TRUE(answers_.of(2) && *answers_.of(2));
 }
 
 TEST_F(FileAccessorTest, ThroughputCachedAndUncached) {
