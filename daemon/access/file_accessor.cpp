@@ -799,7 +799,12 @@ void FileAccessor::drop_queue(uint32_t queue) {
     }
     q.pending.clear();
     if (q.waiting + q.running == 0) c.queues.erase(qi);
+    if (!c.opts.answer_inline) {
+      for (auto& d : out) c.deferred.push_back(std::move(d));
+      out.clear();
+    }
   }
+  c.super_cv.notify_all();
   Impl::deliver_all(c, out);
 }
 

@@ -86,11 +86,14 @@ class RootCache {
   explicit RootCache(Options o);
   ~RootCache();
 
-  // On the intake thread, for every event: makes sure a root for the event's (mnt_ns, root
-  // dev, root ino) is held while a live process lends it. A hit costs no system call.
+  // On the intake thread, for every event, in Event::seq order: makes sure a root for the
+  // event's (mnt_ns, root dev, root ino) is held while a live process lends it. A hit costs no
+  // system call (a mutex and an LRU splice).
   void capture(const Event& ev);
   // A new O_PATH fd of the root the event's path is relative to, or why there is none (kVanished:
-  // the process is gone and no live process lends that root).
+  // the process is gone and no live process lends that root; the message names the pid, the root
+  // and why). An entry captured after `ev.seq` is not used for `ev` (it may be a later namespace
+  // that reuses the inode number) unless the event's own process still proves it.
   tl::expected<UniqueFd, AccessError> root_for(const Event& ev);
   Stats stats() const;
   // One sweep now (the sweeper thread does it every sweep_interval): evicts entries whose lender
@@ -156,7 +159,10 @@ class FileAccessor {
 
   // `roots` and `digests` must outlive the accessor.
   FileAccessor(Options o, RootCache* roots, measure::DigestCache* digests);
-  ~FileAccessor();  // answers what is queued with kShutdown, joins what can be joined
+  // Answers what is unanswered with kShutdown (on the calling thread), joins the workers that
+  // return within abandon_after; workers stuck in the kernel stay detached and exit when they
+  // return (they touch neither `roots` nor `digests` then).
+  ~FileAccessor();
   FileAccessor(const FileAccessor&) = delete;
   FileAccessor& operator=(const FileAccessor&) = delete;
 
@@ -164,7 +170,8 @@ class FileAccessor {
   // calling thread before submit returns: do not hold a lock there that `done` takes.
   // A request with no algorithm and no xattr wanted still opens and checks the file.
   void submit(Request r);
-  // Answers every queued request of `queue` with kShutdown (the namespace was deleted).
+  // Answers every queued request of `queue` with kShutdown (the namespace was deleted); running
+  // ones finish. Answers on the calling thread, or on the supervisor with answer_inline = false.
   void drop_queue(uint32_t queue);
   // Waits until every request submitted so far is answered (tests, shutdown).
   void drain();
