@@ -134,6 +134,7 @@ struct FileAccessor::Impl {
     std::vector<uint32_t> queued_in;  // queues whose pending list holds it; guarded by mu
     std::atomic<bool> cancel{false};
     bool started = false, answered = false, timed_out = false;  // guarded by mu
+    uint32_t home_queue = 0;  // the first requester's: a stuck read is counted against it
     Clock::time_point enqueued, deadline;                       // guarded by mu
   };
   using JobPtr = std::shared_ptr<Job>;
@@ -143,6 +144,7 @@ struct FileAccessor::Impl {
     JobPtr job;  // guarded by mu
     bool abandoned = false, exited = false;
     dev_t stalled_dev = 0;
+    uint32_t stalled_queue = 0;
   };
   using WorkerPtr = std::shared_ptr<Worker>;
 
@@ -181,6 +183,7 @@ struct FileAccessor::Impl {
     size_t live = 0, stuck = 0;
     size_t outstanding = 0;  // requests accepted into queues, not answered
     std::unordered_map<dev_t, size_t> stalled_devs;
+    std::unordered_map<uint32_t, size_t> stalled_queues;
     std::deque<Delivery> deferred;
     size_t delivering = 0;  // deferred deliveries taken by the supervisor, not yet made
     Stats counters;
@@ -488,6 +491,8 @@ struct FileAccessor::Impl {
         if (c->stuck > 0) --c->stuck;
         auto d = c->stalled_devs.find(w->stalled_dev);
         if (d != c->stalled_devs.end() && --d->second == 0) c->stalled_devs.erase(d);
+        auto sq = c->stalled_queues.find(w->stalled_queue);
+        if (sq != c->stalled_queues.end() && --sq->second == 0) c->stalled_queues.erase(sq);
         logger("access")->info("a stuck worker came back ({} still stuck)", c->stuck);
         break;
       }
@@ -557,6 +562,8 @@ struct FileAccessor::Impl {
             // Still not back: stuck in a system call that does not return. Abandon it.
             w->abandoned = true;
             w->stalled_dev = j->key.file.dev;
+            w->stalled_queue = j->home_queue;
+            ++c->stalled_queues[w->stalled_queue];
             w->thread.detach();
             c->workers.erase(c->workers.begin() + static_cast<ptrdiff_t>(wi));
             --wi;
@@ -731,6 +738,15 @@ void FileAccessor::submit(Request r) {
                                   "the same file version is still being read by a request that "
                                   "timed out",
                                   where);
+    } else if (auto sq = c.stalled_queues.find(r.queue);
+               sq != c.stalled_queues.end() && sq->second >= c.opts.max_stuck_per_queue) {
+      ++c.counters.timeouts;
+      ++q.timeouts;
+      refused = make_access_error(
+          AccessErrorKind::kTimeout, ETIMEDOUT,
+          "queue " + std::to_string(r.queue) + " has " + std::to_string(sq->second) +
+              " reads stuck in the kernel: not trying another until one returns",
+          where);
     } else if (c.stalled_devs.count(r.ev.dev())) {
       ++c.counters.timeouts;
       ++q.timeouts;
@@ -756,6 +772,7 @@ void FileAccessor::submit(Request r) {
       auto job = std::make_shared<Impl::Job>();
       job->key = key;
       job->enqueued = Clock::now();
+      job->home_queue = r.queue;
       c.inflight.emplace(std::move(key), job);
       Impl::add_waiter_locked(c, job, std::move(r));
     }

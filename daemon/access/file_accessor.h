@@ -120,6 +120,10 @@ class FileAccessor {
     size_t total_capacity = 65536;   // over all queues
     std::chrono::milliseconds timeout{30000};  // per request, from start of work to answer
     size_t max_stuck_workers = 16;   // workers abandoned in the kernel before no more replacements
+    // Stuck workers one queue may cause (its requests' files): beyond, its new requests are
+    // answered kTimeout at once, so one namespace (many stalling FUSE mounts) cannot use up
+    // max_stuck_workers and stop the others.
+    size_t max_stuck_per_queue = 2;
     // After a timeout, how long the worker may take to notice its cancel flag before it is
     // declared stuck (abandoned, replaced). Hashing notices within one chunk.
     std::chrono::milliseconds abandon_after{1000};

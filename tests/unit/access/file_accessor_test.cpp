@@ -375,6 +375,40 @@ TEST_F(FileAccessorTest, NoMoreReplacementsBeyondMaxStuckWorkers) {
   EXPECT_EQ(answers_.size(), 3u);
 }
 
+TEST_F(FileAccessorTest, OneQueueCannotUseUpTheStuckWorkers) {
+  // Queue 1 stalls reads on two filesystems of its own; with max_stuck_per_queue 1 its second
+  // stall is answered at once instead of taking a second worker, and queue 2 is still served.
+  TmpfsMount fs1(dir_ / "fs1"), fs2(dir_ / "fs2"), fs3(dir_ / "fs3");
+  write_file(fs1 / "s", "1");
+  write_file(fs2 / "s", "2");
+  write_file(fs3 / "ok", "queue 2's file");
+  Gate release;
+  auto o = fast_options();
+  o.workers = 1;
+  o.timeout = 200ms;
+  o.abandon_after = 100ms;
+  o.max_stuck_per_queue = 1;
+  o.hooks.before_open = [&](const Event& ev) {
+    if (ev.path.ends_with("/s")) release.wait();
+  };
+  {
+    FileAccessor acc(o, &roots_, &digests_);
+    acc.submit(request(1, 1, (fs1 / "s").string()));
+    ASSERT_TRUE(wait_until([&] { return acc.stats().stuck_workers == 1; }, 5s));
+    acc.submit(request(2, 1, (fs2 / "s").string()));
+    auto r2 = answers_.of(2);
+    ASSERT_TRUE(r2 && !*r2) << "queue 1 got a second worker to stall";
+    EXPECT_EQ(r2->error().kind, AccessErrorKind::kTimeout);
+    EXPECT_NE(r2->error().to_string().find("queue 1 has 1 reads stuck"), std::string::npos)
+        << r2->error().to_string();
+    acc.submit(request(3, 2, (fs3 / "ok").string()));
+    ASSERT_TRUE(wait_until([&] { return answers_.of(3).has_value(); }, 5s));
+    EXPECT_TRUE(*answers_.of(3));
+    EXPECT_EQ(acc.stats().stuck_workers, 1u);
+    release.open();
+  }
+}
+
 TEST_F(FileAccessorTest, HugeSparseFileIsCancelledWithinAChunk) {
   // 64 GiB of holes: hashing it takes minutes; the deadline must stop it, not abandon a worker.
   const auto huge = dir_ / "huge";
