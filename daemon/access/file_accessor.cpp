@@ -164,7 +164,8 @@ struct FileAccessor::Impl {
   // What a worker found: one result for every waiter, or each tried waiter's own error.
   struct Outcome {
     std::optional<FileFacts> facts;
-    std::vector<std::pair<size_t, AccessError>> failures;
+    std::vector<std::pair<size_t, AccessError>> failures;  // opener i failed so
+    std::optional<AccessError> file_error;  // the file was open, reading it failed: for everyone
     bool cancelled = false;
     bool via_handle = false;
   };
@@ -415,10 +416,9 @@ struct FileAccessor::Impl {
         facts.ima_xattr = std::move(buf);
       } else if (errno != ENODATA && errno != ENOTSUP && errno != ERANGE) {
         int err = errno;
-        out.failures.emplace_back(0, make_access_error(AccessErrorKind::kIoError, err,
-                                                       std::string("fgetxattr security.ima: ") +
-                                                           std::strerror(err),
-                                                       where));
+        out.file_error = make_access_error(
+            AccessErrorKind::kIoError, err,
+            std::string("fgetxattr security.ima: ") + std::strerror(err), where);
         out.cancelled = job.cancel.load();
         return out;
       }
@@ -450,7 +450,7 @@ struct FileAccessor::Impl {
         auto d = measure::hash_fd(file->fd.get(), job.key.algos, where, ho);
         if (!d) {
           out.cancelled = job.cancel.load();
-          out.failures.emplace_back(0, AccessError{AccessErrorKind::kIoError, d.error()});
+          out.file_error = AccessError{AccessErrorKind::kIoError, d.error()};
           return out;
         }
         struct stat after {};
@@ -510,6 +510,7 @@ struct FileAccessor::Impl {
         answer_locked(
             *c, job,
             [&](size_t i) -> AccessResult {
+              if (o.file_error) return tl::unexpected(*o.file_error);
               for (auto& f : o.failures)
                 if (f.first == i) return tl::unexpected(f.second);
               if (!o.failures.empty()) return tl::unexpected(o.failures.back().second);
