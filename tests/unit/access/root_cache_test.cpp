@@ -91,6 +91,23 @@ TEST(RootCache, TwoChrootsInOneMountNamespaceEachGetTheirOwnRoot) {
   EXPECT_EQ(roots.stats().hits, 1u);
 }
 
+TEST(RootCache, CaptureHitCost) {
+  TempDir dir;
+  write_file(dir / "r/bin/f", "x");
+  Child c(chroot_into((dir / "r").string()));
+  ASSERT_TRUE(c.ok());
+  Event ev = event_for(c.pid(), "/bin/f");
+  RootCache roots({});
+  roots.capture(ev);
+  constexpr int kN = 1000000;
+  auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < kN; ++i) roots.capture(ev);
+  auto ns = std::chrono::duration<double, std::nano>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_EQ(roots.stats().hits, static_cast<uint64_t>(kN));
+  EXPECT_EQ(roots.stats().captured, 1u);
+  std::cerr << "RootCache::capture hit: " << ns / kN << " ns\n";
+}
+
 TEST(RootCache, ReusedPidIsDetectedByStartTime) {
   TempDir dir;
   write_file(dir / "r/bin/f", "x");
