@@ -160,6 +160,46 @@ TEST_F(FileAccessorTest, AnswerInlineOffMovesInlineAnswersOffTheSubmitter) {
   EXPECT_NE(on, std::this_thread::get_id());
 }
 
+TEST_F(FileAccessorTest, AnswerInlineOffAlsoForFullQueuesAndDroppedOnes) {
+  for (int i = 0; i < 3; ++i) write_file(dir_ / std::to_string(i), std::to_string(i));
+  Gate release;
+  auto o = fast_options();
+  o.answer_inline = false;
+  o.queue_capacity = 2;
+  o.hooks.before_open = [&](const Event&) { release.wait(); };
+  FileAccessor acc(o, &roots_, &digests_);
+  std::mutex mu;
+  std::vector<std::pair<uint64_t, std::thread::id>> on;
+  auto note = [&](uint64_t seq) {
+    return [&, seq](const AccessResult&) {
+      std::lock_guard lock(mu);
+      on.emplace_back(seq, std::this_thread::get_id());
+    };
+  };
+  for (uint64_t i = 0; i < 3; ++i) {
+    auto r = request(i + 1, 1, (dir_ / std::to_string(i)).string());
+    r.done = note(i + 1);
+    acc.submit(std::move(r));  // the third is over the queue's capacity
+    if (i == 0) {  // the first is running (held in the hook) before the others
+      ASSERT_TRUE(wait_until([&] {
+        for (auto& q : acc.stats().queues)
+          if (q.queue == 1 && q.running == 1) return true;
+        return false;
+      }));
+    }
+  }
+  acc.drop_queue(1);  // the second, queued
+  ASSERT_TRUE(wait_until([&] {
+    std::lock_guard lock(mu);
+    return on.size() == 2;
+  }));
+  release.open();
+  acc.drain();
+  std::lock_guard lock(mu);
+  ASSERT_EQ(on.size(), 3u);
+  for (auto& [seq, id] : on) EXPECT_NE(id, std::this_thread::get_id()) << seq;
+}
+
 TEST_F(FileAccessorTest, ReadsSecurityImaAndReportsItsAbsence) {
   write_file(dir_ / "signed", "signed file\n");
   write_file(dir_ / "plain", "plain file\n");
