@@ -175,7 +175,9 @@ struct RootCache::Impl {
       return tl::unexpected(LendError{LendFail::kGone, who + " has exited"});
     if (dev_to_kdev(st.st_dev) != ev.root_kdev || static_cast<uint64_t>(st.st_ino) != ev.root_ino)
       return tl::unexpected(LendError{
-          LendFail::kMoved, who + " has another root now (ino " + std::to_string(st.st_ino) + ")"});
+          LendFail::kMoved, who + " has another root now (" + std::to_string(major(st.st_dev)) +
+                                ":" + std::to_string(minor(st.st_dev)) + " ino " +
+                                std::to_string(st.st_ino) + ")"});
     // Everything above was read through the pid: it was this process only if it is still alive.
     if (!pidfd_alive(pidfd.get()))
       return tl::unexpected(LendError{LendFail::kGone, who + " has exited"});
