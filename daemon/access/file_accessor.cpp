@@ -366,6 +366,18 @@ struct FileAccessor::Impl {
     if (root) {
       auto f = measure::open_in_root(root->get(), ev.path, ident);
       if (f) return std::move(*f);
+      // The root may have been lent by another process with the same (mnt ns, root dentry) that
+      // reaches it through another mount: retry once in the event's own process's root.
+      if (c.roots && (f.error().kind == measure::FileErrorKind::kVanished ||
+                      f.error().kind == measure::FileErrorKind::kMismatch)) {
+        if (!enter_external(c)) return shutdown();
+        auto own = c.roots->own_root(ev);
+        leave_external(c);
+        if (own) {
+          auto g = measure::open_in_root(own->get(), ev.path, ident);
+          if (g) return std::move(*g);
+        }
+      }
       // The path is gone in that root (unlinked, renamed away): the inode may still be there.
       if (f.error().kind != measure::FileErrorKind::kVanished || !c.opts.file_handles)
         return tl::unexpected(from_file_error(f.error()));

@@ -81,6 +81,7 @@ class RootCache {
                                   // process, still alive then
     uint64_t evicted_lru = 0;     // beyond capacity
     uint64_t vanished = 0;        // root_for() answers kVanished
+    uint64_t own_roots = 0;       // own_root() answered with a root
   };
 
   explicit RootCache(Options o);
@@ -95,6 +96,11 @@ class RootCache {
   // and why). An entry captured after `ev.seq` is not used for `ev` (it may be a later namespace
   // that reuses the inode number) unless the event's own process still proves it.
   tl::expected<UniqueFd, AccessError> root_for(const Event& ev);
+  // The root of the event's own process, if it is still that process with that mount namespace
+  // and root; not cached. For a retry when a root lent by another process with the same key
+  // does not resolve the path as the event's process saw it (same root dentry reached through
+  // another mount: a bind mount used as chroot sees other submounts).
+  tl::expected<UniqueFd, AccessError> own_root(const Event& ev);
   Stats stats() const;
   // One sweep now (the sweeper thread does it every sweep_interval): evicts entries whose lender
   // died or left the root's mount namespace. For tests and callers that want it sooner.

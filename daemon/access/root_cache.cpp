@@ -403,6 +403,23 @@ tl::expected<UniqueFd, AccessError> RootCache::root_for(const Event& ev) {
             "pid " + std::to_string(ev.tgid) + " " + describe_root(key)}});
 }
 
+tl::expected<UniqueFd, AccessError> RootCache::own_root(const Event& ev) {
+  const Key key = key_of(ev);
+  auto own = impl_->lend(ev);
+  if (!own) {
+    impl_->count_failure(own.error());
+    return tl::unexpected(AccessError{
+        AccessErrorKind::kVanished,
+        Error{ESRCH, own.error().message, "pid " + std::to_string(ev.tgid) + " " +
+                                              describe_root(key)}});
+  }
+  {
+    std::lock_guard lock(impl_->mu);
+    ++impl_->stats.own_roots;
+  }
+  return std::move((*own)->root);
+}
+
 RootCache::Stats RootCache::stats() const {
   std::lock_guard lock(impl_->mu);
   Stats s = impl_->stats;

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 #include <sched.h>
 #include <sys/resource.h>
+#include <sys/mount.h>
 #include <sys/xattr.h>
 
 #include <atomic>
@@ -629,6 +630,43 @@ TEST_F(FileAccessorTest, ChrootsAndContainersAreMeasuredThroughTheirOwnRoots) {
     ASSERT_TRUE(r && *r) << i << ": " << (r ? r->error().to_string() : "no answer");
     EXPECT_EQ((*r)->digests[0], sha256_of(want[i - 1])) << i;
   }
+}
+
+TEST_F(FileAccessorTest, SameRootDentryThroughAnotherMountIsRetriedInTheOwnRoot) {
+  // x and its bind mount y are the same directory (same root dev/ino, one mount namespace), but
+  // x/sub has a tmpfs over it and y/sub (non-recursive bind) shows what is under it. A process
+  // chrooted in y reads /sub/g; the root for that key was lent by the process chrooted in x,
+  // where /sub/g does not exist. All on tmpfs: no file handle can rescue it.
+  TmpfsMount base(dir_ / "base");
+  write_file(base / "x/sub/g", "under the submount\n");
+  std::filesystem::create_directories(base / "y");
+  TmpfsMount sub(base / "x/sub");
+  write_file(sub / "f", "in the submount\n");
+  ASSERT_EQ(::mount((base / "x").c_str(), (base / "y").c_str(), nullptr, MS_BIND, nullptr), 0);
+  struct Unbind {
+    std::filesystem::path p;
+    ~Unbind() { ::umount2(p.c_str(), MNT_DETACH); }
+  } unbind{base / "y"};
+  Child cx(chroot_into((base / "x").string())), cy(chroot_into((base / "y").string()));
+  ASSERT_TRUE(cx.ok() && cy.ok());
+  Event ex = event_for(cx.pid(), "/sub/f"), ey = event_for(cy.pid(), "/sub/g");
+  ASSERT_EQ(ex.root_ino, ey.root_ino);
+  ASSERT_EQ(ex.root_kdev, ey.root_kdev);
+  roots_.capture(ex);  // x lends the key's root
+  roots_.capture(ey);  // a hit
+  ASSERT_EQ(roots_.stats().captured, 1u);
+  FileAccessor acc(fast_options(), &roots_, &digests_);
+  FileAccessor::Request r;
+  r.seq = 1;
+  r.ev = ey;
+  r.algos = {HashAlgo::kSha256};
+  r.done = answers_.cb(1);
+  acc.submit(std::move(r));
+  acc.drain();
+  auto a = answers_.of(1);
+  ASSERT_TRUE(a && *a) << (a ? a->error().to_string() : "no answer");
+  EXPECT_EQ((*a)->digests[0], sha256_of("under the submount\n"));
+  EXPECT_EQ(roots_.stats().own_roots, 1u);
 }
 
 TEST_F(FileAccessorTest, DropQueueAndShutdownAnswerEachRequestOnce) {
