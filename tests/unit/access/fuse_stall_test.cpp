@@ -72,6 +72,14 @@ struct Answers {
       at.emplace(seq, Clock::now());
     };
   }
+  Clock::time_point when(uint64_t seq) {
+    std::lock_guard lock(mu);
+    return at.at(seq);
+  }
+  size_t size() {
+    std::lock_guard lock(mu);
+    return got.size();
+  }
   std::optional<AccessResult> of(uint64_t seq) {
     std::lock_guard lock(mu);
     auto it = got.find(seq);
@@ -119,10 +127,10 @@ void stall_case(bool stall_open) {
     acc.submit(request(answers, 2, 1, (mnt / "stall").string(), !stall_open));
     acc.submit(request(answers, 3, 2, (dir / "ext4-a").string()));
     ASSERT_TRUE(wait_until([&] { return answers.of(3).has_value(); }, 5s));
-    auto other = answers.at[3] - t0;
+    auto other = answers.when(3) - t0;
     EXPECT_TRUE(*answers.of(3));
     ASSERT_TRUE(wait_until([&] { return answers.of(2).has_value(); }, 5s));
-    auto stalled = answers.at[2] - t0;
+    auto stalled = answers.when(2) - t0;
     EXPECT_LT(other, stalled) << "another namespace's file waited for the stalled one";
     ASSERT_FALSE(*answers.of(2));
     EXPECT_EQ(answers.of(2)->error().kind, AccessErrorKind::kTimeout);
@@ -158,7 +166,7 @@ void stall_case(bool stall_open) {
         << "the stuck worker did not come back after the FUSE server died";
     EXPECT_EQ(acc.stats().late_results, 1u);
   }
-  EXPECT_EQ(answers.got.size(), 5u);
+  EXPECT_EQ(answers.size(), 5u);
 }
 
 TEST(FuseStall, ReadThatNeverAnswers) { stall_case(false); }
