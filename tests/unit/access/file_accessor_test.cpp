@@ -412,6 +412,8 @@ TEST_F(FileAccessorTest, NoMoreReplacementsBeyondMaxStuckWorkers) {
     EXPECT_NE(r3->error().to_string().find("no worker left"), std::string::npos)
         << r3->error().to_string();
     release.open();
+    // Abandoned workers run the test's hook (this frame's Gate): let them leave it first.
+    ASSERT_TRUE(wait_until([&] { return acc.stats().stuck_workers == 0; }, 5s));
   }
   EXPECT_EQ(answers_.size(), 3u);
 }
@@ -447,6 +449,8 @@ TEST_F(FileAccessorTest, OneQueueCannotUseUpTheStuckWorkers) {
     EXPECT_TRUE(*answers_.of(3));
     EXPECT_EQ(acc.stats().stuck_workers, 1u);
     release.open();
+    // Abandoned workers run the test's hook (this frame's Gate): let them leave it first.
+    ASSERT_TRUE(wait_until([&] { return acc.stats().stuck_workers == 0; }, 5s));
   }
 }
 
