@@ -36,7 +36,7 @@ using Clock = std::chrono::steady_clock;
 std::string_view access_error_kind_name(AccessErrorKind k) {
   switch (k) {
     case AccessErrorKind::kVanished: return "vanished";
-    case AccessErrorKind::kMismatch: return "mismatch";
+    case AccessErrorKind::kMismatch: return "replaced";  // the path or handle names another inode now
     case AccessErrorKind::kNotRegular: return "not-regular";
     case AccessErrorKind::kDenied: return "denied";
     case AccessErrorKind::kInvalidPath: return "invalid-path";
