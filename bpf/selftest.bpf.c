@@ -16,11 +16,10 @@
 SEC("syscall")
 int nsima_test_resolve(struct nsima_selftest_args *args)
 {
-	struct nsima_cgroup *cg = nsima_resolve_ns(args->cgroup_id);
-	if (!cg)
-		return -1;
-	args->ns_id = cg->ns_id;
-	args->cg_flags = cg->flags;
+	struct nsima_cgroup cg = {};
+	nsima_resolve_ns(args->cgroup_id, &cg);
+	args->ns_id = cg.ns_id;
+	args->cg_flags = cg.flags;
 	return 0;
 }
 
@@ -46,7 +45,7 @@ static long flood_one(__u32 i, void *ctx)
 	e->flags = 0;
 	e->pid = i;
 	e->tgid = i;
-	e->ns_id = 1;
+	e->ns_id = f->ns_id ? f->ns_id : 1;
 	e->ino = i;
 	e->mask = NSIMA_MAY_READ;
 	e->path_len = f->path_len > 0 && f->path_len <= 256 ? f->path_len : 1;
