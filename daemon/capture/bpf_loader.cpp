@@ -457,12 +457,42 @@ Result<bool> unload_pinned(const std::string& pin_dir) {
     return tl::unexpected(lock.error());
   }
   if (*lock < 0) return false;
+  // The links' ids, to see them go: the kernel frees an unpinned link after an RCU grace
+  // period, so "unlinked" is not yet "detached".
+  std::vector<uint32_t> link_ids;
+  for (auto& n : pin_entries(pin_dir)) {
+    if (n.rfind(kLinkPrefix, 0) != 0) continue;
+    int fd = bpf_obj_get((pin_dir + "/" + n).c_str());
+    if (fd < 0) continue;
+    bpf_link_info li{};
+    uint32_t ll = sizeof li;
+    if (bpf_obj_get_info_by_fd(fd, &li, &ll) == 0) link_ids.push_back(li.id);
+    close(fd);
+  }
   auto removed = remove_pins(pin_dir);
   int e = 0;
   if (removed && rmdir(pin_dir.c_str()) != 0) e = errno;
   close(*lock);
   if (!removed) return tl::unexpected(removed.error());
   if (e) return make_error(e, std::string("cannot remove the directory: ") + strerror(e), pin_dir);
+  for (int tries = 0;; ++tries) {
+    size_t alive = 0;
+    for (uint32_t id : link_ids) {
+      int fd = bpf_link_get_fd_by_id(id);
+      if (fd >= 0) {
+        ++alive;
+        close(fd);
+      }
+    }
+    if (!alive) break;
+    if (tries == 500)
+      return make_error(EBUSY,
+                        std::to_string(alive) +
+                            " hook links are still attached 5 s after their pins were removed "
+                            "(another process holds them: bpftool link show)",
+                        pin_dir);
+    usleep(10000);
+  }
   return *removed > 0;
 }
 
