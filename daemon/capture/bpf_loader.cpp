@@ -318,10 +318,14 @@ Result<std::unique_ptr<BpfProgram>> BpfProgram::load_and_attach(const LoaderOpti
     return make_error(-err, "cgroup cache size refused", "bpf_map__set_max_entries(cg_cache)");
 
   bool had_pins = false;
+  // An existing pin directory is locked and checked before anything is loaded; a missing one
+  // is created only after the load (a kernel that refuses the programs is the error to show).
   if (!opts.pin_dir.empty()) {
-    auto lock = lock_pin_dir(opts.pin_dir, true);
+    auto lock = lock_pin_dir(opts.pin_dir, false);
     if (!lock) return tl::unexpected(lock.error());
     prog->lock_fd_ = *lock;
+  }
+  if (prog->lock_fd_ >= 0) {
     had_pins = !pin_entries(opts.pin_dir).empty();
     std::string why = check_pins(skel.get(), opts.pin_dir, tag, prog->fds_, prog->link_fds_);
     if (why.empty()) {
@@ -378,6 +382,11 @@ Result<std::unique_ptr<BpfProgram>> BpfProgram::load_and_attach(const LoaderOpti
   // The new hooks run; now the old ones go (no instant without hooks), then the new pins,
   // the tag last.
   const std::string& dir = opts.pin_dir;
+  if (prog->lock_fd_ < 0) {
+    auto lock = lock_pin_dir(dir, true);
+    if (!lock) return tl::unexpected(lock.error());
+    prog->lock_fd_ = *lock;
+  }
   if (auto r = remove_pins(dir); !r) return tl::unexpected(r.error());
   auto pin_error = [&](int err, const std::string& what) {
     (void)remove_pins(dir);
