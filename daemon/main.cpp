@@ -171,6 +171,8 @@ int main(int argc, char** argv) {
   auto prog = nsima::capture::BpfProgram::load_and_attach(lopts);
   if (!prog) return fatal(prog.error());
   log->info("BPF hooks: {}", nsima::capture::to_string((*prog)->kind()));
+  // Lists that continue from before record the gap when the previous hooks did not go on.
+  popts.capture_gap = (*prog)->capture_gap();
 
   nsima::capture::BpfMaps maps((*prog)->map_fds());
   nsima::ns::Pipeline pipeline(popts, &maps);
@@ -184,6 +186,8 @@ int main(int argc, char** argv) {
                                      [&](nsima::Event&& ev) { pipeline.submit(std::move(ev)); });
   events.set_poll_delay(std::chrono::milliseconds(consumer_delay_ms));
   if (auto r = events.start(); !r) return fatal(r.error());
+  // log/pcr/quote barriers: everything committed to the ring buffer before them is handed over.
+  pipeline.set_intake_sync([&events](std::chrono::milliseconds t) { return events.sync(t); });
 
   nsima::control::DaemonContext ctx;
   ctx.pipeline = &pipeline;

@@ -433,6 +433,16 @@ void BpfProgram::detach() {
   link_fds_.clear();
 }
 
+std::string BpfProgram::capture_gap() const {
+  switch (kind_) {
+    case LoadKind::kResumed: return {};
+    case LoadKind::kFresh: return "hooks-loaded";
+    case LoadKind::kReplaced: return "hooks-replaced";
+    case LoadKind::kUnpinned: return "hooks-unpinned";
+  }
+  return "hooks-loaded";
+}
+
 int BpfProgram::map_fd(const std::string& name) const {
   if (skel_) {
     bpf_map* m = bpf_object__find_map_by_name(skel_->obj, name.c_str());

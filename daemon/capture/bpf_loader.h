@@ -75,6 +75,10 @@ class BpfProgram {
   // (except kFresh on a first start, which the caller may tell apart with kind()).
   bool resumed() const { return kind_ == LoadKind::kResumed; }
   LoadKind kind() const { return kind_; }
+  // Empty when resumed; else why capture had a gap, for nsima:capture-gap:<reason>:
+  // "hooks-loaded" (nothing was pinned: first start since boot, or after --unload),
+  // "hooks-replaced" (pins of another build or other sizes), "hooks-unpinned" (no --pin-dir).
+  std::string capture_gap() const;
   bool pinned() const { return !pin_dir_.empty(); }
   const std::string& tag() const { return tag_; }
 
