@@ -32,22 +32,28 @@ static __always_inline void nsima_key_of(struct inode *inode, __u32 ns_id,
 	key->ino = BPF_CORE_READ(inode, i_ino);
 }
 
-/* nsimad's own opens never become events; file_open records their stamp in self_opens. nsimad
- * is the process ctl names by tgid AND start time: after a crash its pid may be reused. */
+/* Is the process `tgid`, started at `start_ns` (group leader's start_boottime), the nsimad
+ * that ctl names? By tgid AND start time: after a crash nsimad's pid may be reused. Pure. */
+static __always_inline int nsima_ctl_is_self(struct nsima_ctl *c, __u32 tgid, __u64 start_ns)
+{
+	__u32 self_tgid = *(volatile __u32 *)&c->self_tgid;
+	if (!self_tgid || tgid != self_tgid)
+		return 0;
+	__u32 tick_ns = *(volatile __u32 *)&c->tick_ns;
+	__u64 self_start = *(volatile __u64 *)&c->self_start;
+	return tick_ns && start_ns / tick_ns == self_start;
+}
+
+/* nsimad's own opens never become events; file_open records their stamp in self_opens. */
 static __always_inline int nsima_is_self(struct inode *inode, int record)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
 	struct nsima_ctl *c = nsima_ctl();
-	if (!c)
-		return 0;
-	__u32 self_tgid = *(volatile __u32 *)&c->self_tgid;
-	if (!self_tgid || (__u32)(pid_tgid >> 32) != self_tgid)
-		return 0;
-	__u32 tick_ns = *(volatile __u32 *)&c->tick_ns;
-	__u64 self_start = *(volatile __u64 *)&c->self_start;
+	if (!c || (__u32)(pid_tgid >> 32) != *(volatile __u32 *)&c->self_tgid)
+		return 0; /* the common case: one compare, no task read */
 	struct task_struct *task = bpf_get_current_task_btf();
-	__u64 start = BPF_CORE_READ(task, group_leader, start_boottime);
-	if (!tick_ns || start / tick_ns != self_start)
+	if (!nsima_ctl_is_self(c, (__u32)(pid_tgid >> 32),
+			       BPF_CORE_READ(task, group_leader, start_boottime)))
 		return 0;
 	if (record) {
 		struct nsima_verdict_key key;

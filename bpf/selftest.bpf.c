@@ -8,6 +8,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 
+#include "access.bpf.h"
 #include "emit.bpf.h"
 #include "ns.bpf.h"
 #include "selftest_abi.h"
@@ -20,6 +21,17 @@ int nsima_test_resolve(struct nsima_selftest_args *args)
 	nsima_resolve_ns(args->cgroup_id, &cg);
 	args->ns_id = cg.ns_id;
 	args->cg_flags = cg.flags;
+	return 0;
+}
+
+/* Is (tgid, start_ns) the nsimad that ctl names? (nsima_is_self without the task read) */
+SEC("syscall")
+int nsima_test_self(struct nsima_selftest_self *args)
+{
+	struct nsima_ctl *c = nsima_ctl();
+	if (!c)
+		return -1;
+	args->is_self = nsima_ctl_is_self(c, args->tgid, args->start_ns);
 	return 0;
 }
 

@@ -25,6 +25,13 @@ struct nsima_selftest_flood {
 	__u32 ns_id;     /* namespace the records are tagged with (0: 1) */
 };
 
+/* nsima_test_self: would the hooks take process (tgid, start_ns) for nsimad? */
+struct nsima_selftest_self {
+	__u64 start_ns; /* group leader's start_boottime */
+	__u32 tgid;
+	__u32 is_self; /* out */
+};
+
 /* nsima_test_stamp: the CO-RE stamp of the calling process's executable (checks the ctime
  * flavors on the running kernel against statx from userspace) */
 struct nsima_selftest_stamp {

@@ -274,6 +274,20 @@ TEST_F(SelftestProg, SelfIdentity) {
   auto start = process_start_ticks(getpid());
   ASSERT_TRUE(start) << start.error().to_string();
   EXPECT_GT(*start, 0u);
+
+  // what the hooks make of it: tgid and start time (to the tick) must both match
+  auto is_self = [&](uint32_t tgid, uint64_t start_ns) {
+    nsima_selftest_self a{start_ns, tgid, 99};
+    EXPECT_EQ(run(skel_->progs.nsima_test_self, a), 0);
+    return a.is_self;
+  };
+  const uint64_t tick = c->tick_ns;
+  EXPECT_EQ(is_self(4242, 777 * tick), 1u);
+  EXPECT_EQ(is_self(4242, 777 * tick + tick - 1), 1u) << "same tick";
+  EXPECT_EQ(is_self(4242, 778 * tick), 0u) << "a dead nsimad's pid reused by a later process";
+  EXPECT_EQ(is_self(4243, 777 * tick), 0u);
+  ASSERT_TRUE(maps_->set_self(0, 0));
+  EXPECT_EQ(is_self(0, 0), 0u) << "no nsimad: nobody is exempt";
 }
 
 // cgroup_level counts from the hierarchy's root, as bpf_get_current_ancestor_cgroup_id does.
