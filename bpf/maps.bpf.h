@@ -87,9 +87,10 @@ struct {
 
 /* Daemon thread id -> stamp of the file that thread opened last. nsimad's own opens never
  * become events; this is how it learns the kernel's stamp (i_version is not visible to
- * userspace) of a file it is about to judge. */
+ * userspace) of a file it is about to judge. LRU: the pinned map outlives every nsimad, and
+ * the entries of their dead threads must not fill it. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 1024);
 	__type(key, __u32);
 	__type(value, struct nsima_self_open);
