@@ -720,8 +720,7 @@ Result<void> Pipeline::delete_namespace(const std::string& name_or_id) {
     auto rm = reg_.remove(*n);
     if (!rm) return tl::unexpected(rm.error());
     if (maps_) {
-      if (auto u = maps_->unregister_cgroup(copy.cgroup_id); !u) counters_.map_errors++;
-      if (auto f = maps_->flush_derived(); !f) counters_.map_errors++;
+      if (auto u = maps_->unregister_cgroup(copy.cgroup_id); !u) counters_.map_errors++;  // bumps the epoch
     }
     if (auto f = verdicts_.forget(id); !f) counters_.map_errors++;
     for (Namespace* x : rm->moved)
