@@ -56,6 +56,11 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--state-dir", state_dir, "lists, namespace configs, vTPM state")
       ->capture_default_str();
+  std::string run_dir = "/run/nsima";
+  app.add_option("--run-dir", run_dir,
+                 "runtime state: vTPM sockets, the intake journal (events consumed but not yet "
+                 "recorded)")
+      ->capture_default_str();
   app.add_option("--host-tcti", host_tcti,
                  "TPM of the host namespace (e.g. device:/dev/tpmrm0, swtpm:path=...); 'auto' "
                  "uses /dev/tpmrm0 when present, 'none' runs without TPM")
@@ -126,6 +131,7 @@ int main(int argc, char** argv) {
   nsima::ns::PipelineOptions popts;
   popts.cgroup_root = cgroup_root;
   popts.state_dir = state_dir;
+  popts.run_dir = run_dir;
   popts.hash_threads = hash_threads;
   popts.hash_timeout = std::chrono::milliseconds(hash_timeout_ms);
   popts.barrier_timeout = std::chrono::milliseconds(barrier_timeout_ms);
@@ -180,10 +186,15 @@ int main(int argc, char** argv) {
   if (!host_policy_text.empty())
     if (auto r = pipeline.load_policy("host", host_policy_text, host_policy_origin); !r)
       return fatal(r.error());
+  // Consumed events stay journaled until recorded: a SIGKILLed nsimad loses none of them.
+  auto journal = nsima::capture::Journal::open(popts.run_dir + "/journal");
+  if (!journal) return fatal(journal.error());
+  pipeline.set_done_hook([j = journal->get()](uint64_t seq) { j->ack(seq); });
   pipeline.start();
 
   nsima::capture::EventSource events((*prog)->events_fd(),
                                      [&](nsima::Event&& ev) { pipeline.submit(std::move(ev)); });
+  events.set_journal(journal->get());
   events.set_poll_delay(std::chrono::milliseconds(consumer_delay_ms));
   if (auto r = events.start(); !r) return fatal(r.error());
   // log/pcr/quote barriers: everything committed to the ring buffer before them is handed over.

@@ -39,6 +39,8 @@ int EventSource::on_sample(void* ctx, void* data, size_t size) noexcept {
   }
   self->decoded_.fetch_add(1, std::memory_order_relaxed);
   ev->seq = self->seq_.fetch_add(1, std::memory_order_acq_rel) + 1;
+  // Before libbpf moves the consumer position past it: a crash from here on replays it.
+  if (self->journal_) self->journal_->append(ev->seq, data, size);
   try {
     self->sink_(std::move(*ev));
   } catch (const std::exception& e) {
@@ -90,6 +92,16 @@ Result<void> EventSource::start() {
   ev.data.u64 = kWakeToken;
   if (epoll_ctl(epfd_, EPOLL_CTL_ADD, efd_, &ev) != 0) return fail("epoll_ctl(eventfd)");
 
+  // Records the previous nsimad consumed but did not finish come before the ring's.
+  if (journal_) {
+    auto n = journal_->replay_previous(
+        [this](const uint8_t* data, size_t size) { on_sample(this, const_cast<uint8_t*>(data), size); });
+    if (!n) return tl::unexpected(n.error());
+    if (*n)
+      logger("capture")->info("{} events consumed but not finished by the previous nsimad are "
+                              "handled again (intake journal)",
+                              *n);
+  }
   {
     std::lock_guard lock(mu_);
     handed_pos_ = consumer_pos();

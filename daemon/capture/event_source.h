@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "common/event.h"
+#include "capture/journal.h"
 #include "common/result.h"
 
 struct ring_buffer;
@@ -32,6 +33,10 @@ class EventSource {
   EventSource(const EventSource&) = delete;
   EventSource& operator=(const EventSource&) = delete;
 
+  // Every record is copied into `journal` before the ring buffer forgets it, and the journal's
+  // records left by a previous nsimad are handed to the sink first, in start(). The pipeline acks
+  // each seq once it is recorded. Set before start(); may be null.
+  void set_journal(Journal* journal) { journal_ = journal; }
   Result<void> start();
   // Joins the thread. With `drain`, the records still in the ring buffer are consumed first
   // (the hooks were detached: nobody else will read them); without, they stay in the ring
@@ -65,6 +70,7 @@ class EventSource {
 
   int fd_;
   Sink sink_;
+  Journal* journal_ = nullptr;
   ring_buffer* rb_ = nullptr;
   int efd_ = -1;   // eventfd: sync() and stop() wake the thread
   int epfd_ = -1;  // epoll over libbpf's epoll fd and efd_

@@ -80,7 +80,10 @@ void do_status(DaemonContext& ctx, Connection& conn) {
     out["bpf"] = {{"emitted", s->total_emitted()},
                   {"dropped", s->total_dropped()},
                   {"denied", s->total_denied()},
-                  {"quiet", s->total_quiet()}};
+                  {"quiet", s->total_quiet()},
+                  {"cgroup_uncached", s->cg_uncached},
+                  {"unresolved", s->unresolved},
+                  {"dropped_unattributed", s->drop_no_ns}};
     json per_hook = json::object();
     const char* names[] = {"", "file_open", "mmap_file", "bprm_check"};
     for (int h = 1; h < NSIMA_HOOK_MAX; ++h)

@@ -24,7 +24,8 @@
 //   "no such namespace (7)", "/tmp/p.policy:2:9: 'template=ima-modsig': nsima cannot produce ...".
 //
 // Commands (fields: * = required; answers after "ok": true):
-//   status                       -> "bpf" {emitted, dropped, denied, quiet}, "bpf_per_hook"
+//   status                       -> "bpf" {emitted, dropped, denied, quiet, cgroup_uncached,
+//                                   unresolved, dropped_unattributed}, "bpf_per_hook"
 //                                   {file_open|mmap_file|bprm_check: {...the same}}, "ns_drops"
 //                                   {ns id: count}, "consumer" {decoded, errors}, "pipeline"
 //                                   {processed, unknown_namespace, map_errors, measured,
