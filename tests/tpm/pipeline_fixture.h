@@ -25,6 +25,7 @@
 #include "measure/measurement_list.h"
 #include "swtpm_fixture.h"
 #include "tpm/esys_tpm.h"
+#include "tpm/vtpm_manager.h"
 
 namespace nsima::ns {
 namespace pipetest {
@@ -66,6 +67,15 @@ class PipelineTest : public ::testing::Test {
   }
   void TearDown() override {
     p_.reset();
+    // vTPMs outlive nsimad on purpose (daemon/tpm/README.md); a test leaves none behind.
+    {
+      tpm::VtpmOptions vo;
+      vo.state_root = fs::path(opts_.state_dir) / "vtpm";
+      vo.run_root = fs::path(opts_.run_dir) / "vtpm";
+      tpm::VtpmManager m(vo);
+      if (auto all = m.attach_all())
+        for (auto& i : *all) (void)m.destroy(i.ns);
+    }
     if (mounted_) {
       // cgroup directories go leaf first (rmdir only; they are real cgroups of this host)
       std::vector<std::string> dirs;
