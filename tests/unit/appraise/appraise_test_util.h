@@ -114,7 +114,8 @@ inline std::string x509_cnf(const std::string& cn, const std::string& skid = "ha
       "x509_extensions = v3_ca\n[ dn ]\nO = nsima appraise test\nCN = " + cn +
       "\nemailAddress = test@example.invalid\n[ v3_ca ]\nbasicConstraints=critical,CA:FALSE\n"
       "keyUsage=digitalSignature\n";
-  if (skid != "none") s += "subjectKeyIdentifier=" + skid + "\n";
+  // Always explicit: openssl 3 adds subjectKeyIdentifier=hash to -x509 certs unless told "none".
+  s += "subjectKeyIdentifier=" + skid + "\n";
   if (skid == "hash") s += "authorityKeyIdentifier=keyid\n";
   return s;
 }
