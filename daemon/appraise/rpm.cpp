@@ -4,9 +4,12 @@
 // Each package is read with rpmReadPackageFile() on a transaction set whose rpm database is
 // RpmOptions::dbpath (where `rpmkeys --dbpath DIR --import` put the trusted OpenPGP keys) and
 // whose verify level is RPMSIG_SIGNATURE_TYPE, so librpm itself refuses a package without a
-// valid signature; anything but RPMRC_OK (NOKEY: signed by a key not in the database,
-// NOTTRUSTED, FAIL: bad signature or digest, NOTFOUND: not an rpm) is a problem and gives no
-// entries. librpm keeps global state (macros, config), so calls are serialised.
+// valid signature (and, because rpm 4.18 does not enforce that level in rpmReadPackageFile, a
+// package without a header signature tag is refused here); anything but RPMRC_OK (NOKEY: signed
+// by a key not in the database, NOTTRUSTED, FAIL: bad signature or header digest, NOTFOUND: not
+// an rpm) is a problem and gives no entries. Only the header is read: its signature covers the
+// file digests taken from it, whatever the payload holds (a corrupted payload changes nothing
+// that is trusted). librpm keeps global state (macros, config), so calls are serialised.
 #include <fcntl.h>
 #include <rpm/header.h>
 #include <rpm/rpmfiles.h>
@@ -132,6 +135,14 @@ Result<GeneratedManifest> manifest_from_rpm(std::span<const std::filesystem::pat
     }
     if (!h) {
       out.problems.push_back({name, "refused: no header"});
+      continue;
+    }
+    // librpm 4.18 returns RPMRC_OK for a package that carries no signature at all (the verify
+    // level is not enforced by rpmReadPackageFile), so require one: a present signature was
+    // verified above (a missing key is NOKEY, a bad one FAIL).
+    if (!headerIsEntry(h.get(), RPMTAG_RSAHEADER) && !headerIsEntry(h.get(), RPMTAG_DSAHEADER) &&
+        !headerIsEntry(h.get(), RPMTAG_SIGPGP) && !headerIsEntry(h.get(), RPMTAG_SIGGPG)) {
+      out.problems.push_back({name, "refused: unsigned package"});
       continue;
     }
     FilesPtr files(rpmfilesNew(nullptr, h.get(), RPMTAG_BASENAMES, RPMFI_FLAGS_QUERY));
