@@ -374,16 +374,25 @@ Result<void> DigestStore::persist_revoked() const {
 Result<DigestStore::AddOutcome> DigestStore::add(const Manifest& m, bool from_signed_manifest) {
   AddOutcome out;
   const uint8_t flags = kListed | (from_signed_manifest ? kSigned : 0);
+  // Duplicates inside one manifest count once: sort once, then skip equal neighbours.
+  std::vector<const Digest*> sorted;
+  sorted.reserve(m.entries.size());
+  for (const auto& e : m.entries) sorted.push_back(&e.digest);
+  auto less = [](const Digest* a, const Digest* b) {
+    if (a->algo() != b->algo()) return a->algo() < b->algo();
+    return std::memcmp(a->data(), b->data(), a->size()) < 0;
+  };
+  std::sort(sorted.begin(), sorted.end(), less);
   std::vector<std::pair<Digest, uint8_t>> items;
-  items.reserve(m.entries.size());
-  DigestSet seen;  // duplicates inside one manifest count once
-  for (const auto& e : m.entries) {
-    if (seen.insert(e.digest, 1) != 0) continue;
-    const uint8_t old = listed_.flags(e.digest);
+  items.reserve(sorted.size());
+  for (size_t i = 0; i < sorted.size(); ++i) {
+    if (i > 0 && *sorted[i] == *sorted[i - 1]) continue;
+    const Digest& digest = *sorted[i];
+    const uint8_t old = listed_.flags(digest);
     if (old == 0) ++out.added;
     else if ((old | flags) != old) ++out.upgraded;
     else ++out.already;
-    items.emplace_back(e.digest, flags);
+    items.emplace_back(digest, flags);
   }
   if (out.added == 0 && out.upgraded == 0) return out;
   DigestSet before = listed_;

@@ -258,6 +258,16 @@ TEST_F(DigestListTest, StoreHandlesALargeManifest) {
   ASSERT_TRUE(a);
   EXPECT_EQ(a->already, 50000u);
   EXPECT_EQ(store.listed_count(), 50000u);
+  // Duplicates inside one manifest count once.
+  Manifest twice = m;
+  twice.entries.insert(twice.entries.end(), m.entries.begin(), m.entries.end());
+  twice.entries.push_back({sha256_of("new one"), "/n", false});
+  twice.entries.push_back({sha256_of("new one"), "/n2", false});
+  a = store.add(twice, true);
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->added, 1u);
+  EXPECT_EQ(a->upgraded, 50000u);
+  EXPECT_EQ(store.signed_count(), 50001u);
 }
 
 // ------------------------------------------------------------------ rootfs
@@ -371,6 +381,7 @@ class RpmTest : public DigestListTest {
     built_ = w_ / "top/RPMS/noarch/nsimatest-1.0-1.noarch.rpm";
     ASSERT_TRUE(fs::exists(built_));
   }
+  void TearDown() override { run(env() + "gpgconf --kill gpg-agent"); }  // started by gpg
   std::string env() const { return "GNUPGHOME=" + gnupg_.string() + " "; }
   fs::path sign(const std::string& who, const std::string& name) {
     fs::path out = w_ / name;
