@@ -81,10 +81,10 @@ struct ImaXattr {
 
 using XattrResult = tl::expected<ImaXattr, XattrError>;
 
-// Parses one security.ima value. Accepts exactly what kernel IMA can appraise, with two
-// deliberate strictnesses (README): a digest value must be exactly header + digest long (the
-// kernel ignores trailing bytes), and a signature's sig_size must equal the remaining length
-// (the kernel's EBADMSG).
+// Parses one security.ima value. Accepts what kernel IMA can appraise, with one deliberate
+// strictness (README): a digest value must be exactly header + digest long (the kernel ignores
+// trailing bytes; the md5-in-20 legacy form is the exception). A signature's sig_size must equal
+// the remaining length, as in the kernel (EBADMSG).
 XattrResult parse_ima_xattr(std::span<const uint8_t> value);
 
 // The algorithm the kernel hashes the file with before appraising it: ima_get_hash_algo() — the
