@@ -275,4 +275,17 @@ Appraisal appraise(const AppraiseInput& in) {
   }
 }
 
+ChainAppraisal appraise_chain(std::span<const AppraiseInput> chain) {
+  ChainAppraisal out;
+  out.each.reserve(chain.size());
+  for (const auto& in : chain) {
+    out.each.push_back(appraise(in));
+    if (!out.each.back().pass && !out.failed) {
+      out.pass = false;
+      out.failed = out.each.size() - 1;
+    }
+  }
+  return out;
+}
+
 }  // namespace nsima::appraise

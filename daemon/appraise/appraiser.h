@@ -41,6 +41,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "appraise/digest_list.h"
 #include "appraise/ima_xattr.h"
@@ -109,6 +110,19 @@ struct AppraiseInput {
 
 // Pure, no I/O, never throws. Safe to call concurrently for different inputs.
 Appraisal appraise(const AppraiseInput& in);
+
+// One access judged in a namespace chain (the event's namespace first, then each ancestor, each
+// input with that namespace's decision, keys and store). A child never relaxes an ancestor: the
+// access passes only if every namespace passes. `failed` is the index of the first namespace that
+// failed (its verdict is `verdict`); every namespace is appraised, so `each` has one verdict per
+// input (each namespace's audit log gets its own).
+struct ChainAppraisal {
+  bool pass = true;
+  std::optional<size_t> failed;
+  std::vector<Appraisal> each;
+  const Appraisal* verdict() const { return failed ? &each[*failed] : nullptr; }
+};
+ChainAppraisal appraise_chain(std::span<const AppraiseInput> chain);
 
 // The algorithms the pipeline must hash the file with before appraise(): the one
 // hash_algo_for_xattr() names (the kernel hashes with the xattr's algorithm) and the namespace's

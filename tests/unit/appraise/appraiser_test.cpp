@@ -275,6 +275,47 @@ TEST_F(AppraiserTest, RevokedDigestFailsWhateverSignsIt) {
   expect_status(appraise_file(sig_rule_, p, &x, &s512), Status::kRevoked, false);
 }
 
+// Parent enforces imasig with its keys; the child adds a key the parent does not hold: a file
+// signed with the child's key passes in the child and is denied by the chain.
+TEST_F(AppraiserTest, ChildNeverRelaxesAnAncestor) {
+  auto p = file("child-signed", "signed by the child's key");
+  auto x = evmctl_sign(p, sibling_->combined);
+  Keyring child_keys = keys_;
+  ASSERT_TRUE(child_keys.add(*Key::from_file(sibling_->der)));
+  digests_ = digests_of(p);
+  auto no_rule = decide("measure func=BPRM_CHECK");
+  AppraiseInput child{&no_rule, digests_, std::nullopt, std::span<const uint8_t>(x), &child_keys,
+                      nullptr};
+  AppraiseInput parent{&sig_rule_, digests_, std::nullopt, std::span<const uint8_t>(x), &keys_,
+                       nullptr};
+  const AppraiseInput chain[] = {child, parent};
+  auto c = appraise_chain(chain);
+  EXPECT_FALSE(c.pass);
+  ASSERT_EQ(c.each.size(), 2u);
+  EXPECT_TRUE(c.each[0].pass);
+  ASSERT_EQ(c.failed, 1u);
+  EXPECT_EQ(c.verdict()->status, Status::kUnknownKey);
+  // With the child also enforcing, it passes there and still fails in the parent.
+  child.decision = &sig_rule_;
+  const AppraiseInput chain2[] = {child, parent};
+  c = appraise_chain(chain2);
+  EXPECT_TRUE(c.each[0].pass);
+  EXPECT_FALSE(c.pass);
+  // Signed with a key both hold: the whole chain passes.
+  auto q = file("both-signed", "signed by a shared key");
+  auto y = evmctl_sign(q, rsa_->combined);
+  digests_ = digests_of(q);
+  AppraiseInput c3{&sig_rule_, digests_, std::nullopt, std::span<const uint8_t>(y), &child_keys,
+                   nullptr};
+  AppraiseInput p3{&sig_rule_, digests_, std::nullopt, std::span<const uint8_t>(y), &keys_,
+                   nullptr};
+  const AppraiseInput chain3[] = {c3, p3};
+  c = appraise_chain(chain3);
+  EXPECT_TRUE(c.pass);
+  EXPECT_FALSE(c.failed);
+  EXPECT_EQ(c.verdict(), nullptr);
+}
+
 // ------------------------------------------------------------------ malformed values
 
 TEST_F(AppraiserTest, MalformedXattrsFailWithTheKernelsCauseAndAReason) {
