@@ -305,7 +305,7 @@ SignatureCheck Keyring::verify(const ImaXattr& sig, std::span<const uint8_t> sig
   }
   for (const Key* k : candidates) {
     ++r.tried;
-    r.key = k->info();
+    r.key = k->info_ptr();
     if (k->verify(sig.algo, signed_digest, sig.signature)) {
       r.outcome = SignatureCheck::Outcome::kOk;
       r.reason = "signed by key " + k->info().keyid_hex + " (" + k->info().subject + ")";
@@ -340,7 +340,7 @@ SignatureCheck Keyring::verify_any(HashAlgo algo, std::span<const uint8_t> diges
     ++r.tried;
     if (k.verify(algo, digest, signature)) {
       r.outcome = SignatureCheck::Outcome::kOk;
-      r.key = k.info();
+      r.key = k.info_ptr();
       r.reason = "signed by key " + k.info().keyid_hex + " (" + k.info().subject + ")";
       return r;
     }

@@ -79,7 +79,7 @@ struct SignatureCheck {
   };
   Outcome outcome = Outcome::kUnknownKey;
   int error = 0;                      // 0, ENOKEY, EKEYREJECTED, EINVAL
-  std::optional<KeyInfo> key;         // the key that verified (kOk) or the last one tried
+  std::shared_ptr<const KeyInfo> key;  // the key that verified (kOk) or the last one tried
   size_t tried = 0;                   // keys with a matching id that were tried
   std::string reason;                 // "unknown key id 89a89d7b", "bad signature (2 keys ...)"
   bool ok() const { return outcome == Outcome::kOk; }
@@ -95,6 +95,7 @@ class Key {
   static Result<Key> from_file(const std::filesystem::path& path);
 
   const KeyInfo& info() const { return *info_; }
+  const std::shared_ptr<const KeyInfo>& info_ptr() const { return info_; }
   uint32_t keyid() const { return info_->keyid; }
   const std::vector<uint8_t>& der() const { return *der_; }
   EVP_PKEY* pkey() const { return state_->pkey.get(); }
