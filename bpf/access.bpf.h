@@ -32,11 +32,28 @@ static __always_inline void nsima_key_of(struct inode *inode, __u32 ns_id,
 	key->ino = BPF_CORE_READ(inode, i_ino);
 }
 
+/* Is the process `tgid`, started at `start_ns` (group leader's start_boottime), the nsimad
+ * that ctl names? By tgid AND start time: after a crash nsimad's pid may be reused. Pure. */
+static __always_inline int nsima_ctl_is_self(struct nsima_ctl *c, __u32 tgid, __u64 start_ns)
+{
+	__u32 self_tgid = *(volatile __u32 *)&c->self_tgid;
+	if (!self_tgid || tgid != self_tgid)
+		return 0;
+	__u32 tick_ns = *(volatile __u32 *)&c->tick_ns;
+	__u64 self_start = *(volatile __u64 *)&c->self_start;
+	return tick_ns && start_ns / tick_ns == self_start;
+}
+
 /* nsimad's own opens never become events; file_open records their stamp in self_opens. */
 static __always_inline int nsima_is_self(struct inode *inode, int record)
 {
 	__u64 pid_tgid = bpf_get_current_pid_tgid();
-	if (!self_tgid || (__u32)(pid_tgid >> 32) != self_tgid)
+	struct nsima_ctl *c = nsima_ctl();
+	if (!c || (__u32)(pid_tgid >> 32) != *(volatile __u32 *)&c->self_tgid)
+		return 0; /* the common case: one compare, no task read */
+	struct task_struct *task = bpf_get_current_task_btf();
+	if (!nsima_ctl_is_self(c, (__u32)(pid_tgid >> 32),
+			       BPF_CORE_READ(task, group_leader, start_boottime)))
 		return 0;
 	if (record) {
 		struct nsima_verdict_key key;
@@ -59,18 +76,19 @@ static __always_inline int nsima_access(struct file *file, struct inode *inode,
 	if (nsima_is_self(inode, a->hook == NSIMA_HOOK_FILE_OPEN))
 		return 0;
 
-	struct nsima_cgroup *cg = nsima_resolve_ns(bpf_get_current_cgroup_id());
-	if (!cg || !cg->ns_id)
-		return 0; /* not in any namespace: one lookup, nothing else */
+	struct nsima_cgroup cg;
+	nsima_resolve_ns(bpf_get_current_cgroup_id(), &cg);
+	if (!cg.ns_id)
+		return 0; /* not in any namespace: one cached lookup, nothing else */
 	/* IMA judges regular files only (process_measurement: !S_ISREG -> nothing to do) */
 	if ((BPF_CORE_READ(inode, i_mode) & S_IFMT) != S_IFREG)
 		return 0;
-	__u32 cg_flags = cg->flags;
+	__u32 cg_flags = cg.flags;
 
 	struct nsima_verdict_key key;
 	struct nsima_stamp now;
 	__u32 flags = a->flags;
-	nsima_key_of(inode, cg->ns_id, &key);
+	nsima_key_of(inode, cg.ns_id, &key);
 	nsima_read_stamp(inode, &now);
 
 	/* IMA's violation checks need every open that meets a writer (read open) or a reader
@@ -95,8 +113,8 @@ static __always_inline int nsima_access(struct file *file, struct inode *inode,
 		return 0;
 	case NSIMA_DECIDE_DENY:
 		if (a->may_deny) {
-			/* Denied for this exact version of the file: refuse, count, no event (an
-			 * attacker retrying must not flood the ring buffer). */
+			/* Denied for this version of the file (or every version): refuse, count, no
+			 * event (an attacker retrying must not flood the ring buffer). */
 			nsima_count(NSIMA_STAT_DENIED + (a->hook & 3));
 			return -EACCES;
 		}

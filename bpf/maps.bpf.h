@@ -11,14 +11,41 @@
 
 #include "nsima/bpf_abi.h"
 
-/* cgroup id -> namespace. REGISTERED entries come from the daemon; DERIVED ones are the hooks'
- * cache of an ancestor walk (ns_id 0: in no namespace), flushed by the daemon on every change. */
+/* Registered cgroup id -> namespace. Written only by the daemon (one entry per namespace),
+ * which bumps ctl.epoch after every change. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 65536);
+	__uint(max_entries, NSIMA_MAX_NAMESPACES);
 	__type(key, __u64);
 	__type(value, struct nsima_cgroup);
 } cgroups SEC(".maps") __weak;
+
+/* Any cgroup id -> the hooks' resolution of it (see ns.bpf.h), tagged with the epoch it was
+ * computed in. LRU: entries of dead or idle cgroups are collected; size set by nsimad. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, NSIMA_CG_CACHE_ENTRIES);
+	__type(key, __u64);
+	__type(value, struct nsima_cg_cache);
+} cg_cache SEC(".maps") __weak;
+
+/* Run-time settings from the daemon (epoch, nsimad's identity): struct nsima_ctl. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, struct nsima_ctl);
+} ctl SEC(".maps") __weak;
+
+/* Identity of the loaded object (struct nsima_tag), written by nsimad after load; no program
+ * reads it. Pinned with the rest, it tells a restarted nsimad whether it may resume. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct nsima_tag);
+} tag SEC(".maps") __weak;
 
 /* (namespace, dev, ino, generation) -> verdict with the change stamp it was given for. */
 struct {
@@ -45,7 +72,7 @@ struct {
 /* Lost events per namespace: the daemon turns increases into violation entries. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
+	__uint(max_entries, NSIMA_MAX_NAMESPACES);
 	__type(key, __u32);
 	__type(value, __u64);
 } ns_drops SEC(".maps") __weak;
@@ -60,15 +87,19 @@ struct {
 
 /* Daemon thread id -> stamp of the file that thread opened last. nsimad's own opens never
  * become events; this is how it learns the kernel's stamp (i_version is not visible to
- * userspace) of a file it is about to judge. */
+ * userspace) of a file it is about to judge. LRU: the pinned map outlives every nsimad, and
+ * the entries of their dead threads must not fill it. */
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 1024);
 	__type(key, __u32);
 	__type(value, struct nsima_self_open);
 } self_opens SEC(".maps") __weak;
 
-/* nsimad's process id, set before load. */
-const volatile __u32 self_tgid __weak = 0;
+static __always_inline struct nsima_ctl *nsima_ctl(void)
+{
+	__u32 zero = 0;
+	return bpf_map_lookup_elem(&ctl, &zero);
+}
 
 #endif

@@ -8,6 +8,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 
+#include "access.bpf.h"
 #include "emit.bpf.h"
 #include "ns.bpf.h"
 #include "selftest_abi.h"
@@ -16,11 +17,21 @@
 SEC("syscall")
 int nsima_test_resolve(struct nsima_selftest_args *args)
 {
-	struct nsima_cgroup *cg = nsima_resolve_ns(args->cgroup_id);
-	if (!cg)
+	struct nsima_cgroup cg = {};
+	nsima_resolve_ns(args->cgroup_id, &cg);
+	args->ns_id = cg.ns_id;
+	args->cg_flags = cg.flags;
+	return 0;
+}
+
+/* Is (tgid, start_ns) the nsimad that ctl names? (nsima_is_self without the task read) */
+SEC("syscall")
+int nsima_test_self(struct nsima_selftest_self *args)
+{
+	struct nsima_ctl *c = nsima_ctl();
+	if (!c)
 		return -1;
-	args->ns_id = cg->ns_id;
-	args->cg_flags = cg->flags;
+	args->is_self = nsima_ctl_is_self(c, args->tgid, args->start_ns);
 	return 0;
 }
 
@@ -46,7 +57,7 @@ static long flood_one(__u32 i, void *ctx)
 	e->flags = 0;
 	e->pid = i;
 	e->tgid = i;
-	e->ns_id = 1;
+	e->ns_id = f->ns_id ? f->ns_id : 1;
 	e->ino = i;
 	e->mask = NSIMA_MAY_READ;
 	e->path_len = f->path_len > 0 && f->path_len <= 256 ? f->path_len : 1;

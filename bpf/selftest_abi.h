@@ -22,7 +22,14 @@ struct nsima_selftest_flood {
 	__u32 n;
 	__u32 path_len;
 	__u32 submitted; /* out */
-	__u32 pad;
+	__u32 ns_id;     /* namespace the records are tagged with (0: 1) */
+};
+
+/* nsima_test_self: would the hooks take process (tgid, start_ns) for nsimad? */
+struct nsima_selftest_self {
+	__u64 start_ns; /* group leader's start_boottime */
+	__u32 tgid;
+	__u32 is_self; /* out */
 };
 
 /* nsima_test_stamp: the CO-RE stamp of the calling process's executable (checks the ctime

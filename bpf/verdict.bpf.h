@@ -17,13 +17,16 @@ static __always_inline int nsima_stamp_eq(const struct nsima_stamp *a, const str
 }
 
 /* `flags` gets NSIMA_EV_STALE when a verdict exists for an older version of the file: a file
- * whose stamp changed is treated as never seen. */
+ * whose stamp changed is treated as never seen. NSIMA_VERDICT_DENY_ALWAYS ignores the stamp. */
 static __always_inline int nsima_decide(const struct nsima_verdict_key *key,
 					const struct nsima_stamp *now, __u32 class, __u32 *flags)
 {
 	struct nsima_verdict *v = bpf_map_lookup_elem(&verdicts, key);
 	if (!v)
 		return NSIMA_DECIDE_EMIT;
+	/* an operator's deny of the inode itself: whatever the file's content becomes */
+	if (v->verdict == NSIMA_VERDICT_DENY_ALWAYS)
+		return NSIMA_DECIDE_DENY;
 	if (!nsima_stamp_eq(&v->stamp, now)) {
 		*flags |= NSIMA_EV_STALE;
 		return NSIMA_DECIDE_EMIT;

@@ -44,6 +44,9 @@ int main(int argc, char** argv) {
   std::string hash_name = "sha256", template_name = "ima-ng";
   size_t hash_threads = 2;
   unsigned hash_timeout_ms = 10000, barrier_timeout_ms = 20000;
+  std::string pin_dir = nsima::capture::kDefaultPinDir;
+  bool unload = false;
+  uint32_t cgroup_cache_entries = NSIMA_CG_CACHE_ENTRIES;
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")
       ->capture_default_str();
   app.add_option("--socket", socket_path, "control socket path")->capture_default_str();
@@ -52,6 +55,11 @@ int main(int argc, char** argv) {
                  "ring buffer bytes (power of two, multiple of the page size)")
       ->capture_default_str();
   app.add_option("--state-dir", state_dir, "lists, namespace configs, vTPM state")
+      ->capture_default_str();
+  std::string run_dir = "/run/nsima";
+  app.add_option("--run-dir", run_dir,
+                 "runtime state: vTPM sockets, the intake journal (events consumed but not yet "
+                 "recorded)")
       ->capture_default_str();
   app.add_option("--host-tcti", host_tcti,
                  "TPM of the host namespace (e.g. device:/dev/tpmrm0, swtpm:path=...); 'auto' "
@@ -79,6 +87,17 @@ int main(int argc, char** argv) {
                  "nsimactl log/pcr/quote wait at most this long for the accesses made before "
                  "them to be measured, then fail naming what is pending")
       ->capture_default_str();
+  app.add_option("--pin-dir", pin_dir,
+                 "bpffs directory where the hooks, maps and ring buffer are pinned: they keep "
+                 "capturing (and denying) while nsimad is down, and a restarted nsimad resumes "
+                 "them; '' runs without pins (the hooks end with nsimad)")
+      ->capture_default_str();
+  app.add_flag("--unload", unload,
+               "uninstall: detach the pinned hooks, remove the pins in --pin-dir, and exit "
+               "(refused while an nsimad runs)");
+  app.add_option("--cgroup-cache-entries", cgroup_cache_entries,
+                 "testing only: size of the hooks' cgroup -> namespace cache")
+      ->group("");
   app.add_option("--consumer-delay-ms", consumer_delay_ms,
                  "testing only: sleep after each ring-buffer poll (forces drops)")
       ->group("");
@@ -89,6 +108,15 @@ int main(int argc, char** argv) {
     return 2;
   }
   auto log = nsima::logger("nsimad");
+  if (unload) {
+    auto r = nsima::capture::unload_pinned(pin_dir);
+    if (!r) return fatal(r.error());
+    if (*r)
+      log->info("hooks detached, pins in {} removed", pin_dir);
+    else
+      log->info("nothing pinned in {}", pin_dir);
+    return 0;
+  }
   // Signals are taken by sigwait() in this thread only; every thread started below inherits
   // the mask.
   sigset_t sigs;
@@ -103,6 +131,7 @@ int main(int argc, char** argv) {
   nsima::ns::PipelineOptions popts;
   popts.cgroup_root = cgroup_root;
   popts.state_dir = state_dir;
+  popts.run_dir = run_dir;
   popts.hash_threads = hash_threads;
   popts.hash_timeout = std::chrono::milliseconds(hash_timeout_ms);
   popts.barrier_timeout = std::chrono::milliseconds(barrier_timeout_ms);
@@ -143,8 +172,13 @@ int main(int argc, char** argv) {
   nsima::capture::LoaderOptions lopts;
   lopts.ringbuf_bytes = ringbuf_bytes;
   lopts.self_tgid = static_cast<uint32_t>(getpid());
+  lopts.pin_dir = pin_dir;
+  lopts.cgroup_cache_entries = cgroup_cache_entries;
   auto prog = nsima::capture::BpfProgram::load_and_attach(lopts);
   if (!prog) return fatal(prog.error());
+  log->info("BPF hooks: {}", nsima::capture::to_string((*prog)->kind()));
+  // Lists that continue from before record the gap when the previous hooks did not go on.
+  popts.capture_gap = (*prog)->capture_gap();
 
   nsima::capture::BpfMaps maps((*prog)->map_fds());
   nsima::ns::Pipeline pipeline(popts, &maps);
@@ -152,12 +186,19 @@ int main(int argc, char** argv) {
   if (!host_policy_text.empty())
     if (auto r = pipeline.load_policy("host", host_policy_text, host_policy_origin); !r)
       return fatal(r.error());
+  // Consumed events stay journaled until recorded: a SIGKILLed nsimad loses none of them.
+  auto journal = nsima::capture::Journal::open(popts.run_dir + "/journal");
+  if (!journal) return fatal(journal.error());
+  pipeline.set_done_hook([j = journal->get()](uint64_t seq) { j->ack(seq); });
   pipeline.start();
 
   nsima::capture::EventSource events((*prog)->events_fd(),
                                      [&](nsima::Event&& ev) { pipeline.submit(std::move(ev)); });
+  events.set_journal(journal->get());
   events.set_poll_delay(std::chrono::milliseconds(consumer_delay_ms));
   if (auto r = events.start(); !r) return fatal(r.error());
+  // log/pcr/quote barriers: everything committed to the ring buffer before them is handed over.
+  pipeline.set_intake_sync([&events](std::chrono::milliseconds t) { return events.sync(t); });
 
   nsima::control::DaemonContext ctx;
   ctx.pipeline = &pipeline;
@@ -179,8 +220,11 @@ int main(int argc, char** argv) {
   log->info("signal {}: shutting down", sig);
   sd_notify(0, "STOPPING=1");
   server->stop();
-  (*prog)->detach();
-  events.stop();
+  // Pinned hooks keep capturing after we exit; their records wait in the ring buffer for the
+  // next nsimad. Unpinned ones end now, and what they wrote is consumed first.
+  bool pinned = (*prog)->pinned();
+  if (!pinned) (*prog)->detach();
+  events.stop(/*drain=*/!pinned);
   pipeline.stop();
   auto s = maps.stats();
   if (s)

@@ -29,6 +29,7 @@
 #include "measure/digest_cache.h"
 #include "measure/file_reader.h"
 #include "measure/hash_algo.h"
+#include "measure/hasher.h"
 
 namespace nsima::access {
 
@@ -68,22 +69,42 @@ class RootCache {
  public:
   struct Options {
     size_t capacity = 1024;  // roots held at most (LRU beyond)
+    // How often a lender still alive is checked to still be in the root's mount namespace (a
+    // lender's death itself is seen at once: its pidfd is watched by the sweeper thread).
+    std::chrono::milliseconds sweep_interval{1000};
   };
   struct Stats {
     uint64_t hits = 0, captured = 0, pid_reused = 0, process_gone = 0, evicted_dead = 0;
     size_t size = 0;
+    uint64_t moved = 0;           // the process lives but its mount ns or root is not the event's
+    uint64_t late_captures = 0;   // root_for() found no entry and took the root from the event's
+                                  // process, still alive then
+    uint64_t evicted_lru = 0;     // beyond capacity
+    uint64_t vanished = 0;        // root_for() answers kVanished
+    uint64_t own_roots = 0;       // own_root() answered with a root
   };
 
   explicit RootCache(Options o);
   ~RootCache();
 
-  // On the intake thread, for every event: makes sure a root for the event's (mnt_ns, root
-  // dev, root ino) is held while a live process lends it. A hit costs no system call.
+  // On the intake thread, for every event, in Event::seq order: makes sure a root for the
+  // event's (mnt_ns, root dev, root ino) is held while a live process lends it. A hit costs no
+  // system call (a mutex and an LRU splice).
   void capture(const Event& ev);
   // A new O_PATH fd of the root the event's path is relative to, or why there is none (kVanished:
-  // the process is gone and no live process lends that root).
+  // the process is gone and no live process lends that root; the message names the pid, the root
+  // and why). An entry captured after `ev.seq` is not used for `ev` (it may be a later namespace
+  // that reuses the inode number) unless the event's own process still proves it.
   tl::expected<UniqueFd, AccessError> root_for(const Event& ev);
+  // The root of the event's own process, if it is still that process with that mount namespace
+  // and root; not cached. For a retry when a root lent by another process with the same key
+  // does not resolve the path as the event's process saw it (same root dentry reached through
+  // another mount: a bind mount used as chroot sees other submounts).
+  tl::expected<UniqueFd, AccessError> own_root(const Event& ev);
   Stats stats() const;
+  // One sweep now (the sweeper thread does it every sweep_interval): evicts entries whose lender
+  // died or left the root's mount namespace. For tests and callers that want it sooner.
+  void sweep();
 
  private:
   struct Impl;
@@ -92,12 +113,33 @@ class RootCache {
 
 class FileAccessor {
  public:
+  // Fault injection for tests: called on the worker, for the request whose opener is tried
+  // (before_open) or whose file is open and about to be hashed (before_hash). A hook that blocks
+  // behaves like a system call that never returns.
+  struct Hooks {
+    std::function<void(const Event&)> before_open;
+    std::function<void(const Event&, int fd)> before_hash;
+  };
   struct Options {
     size_t workers = 2;
-    size_t queue_capacity = 4096;    // per namespace queue
+    size_t queue_capacity = 4096;    // per namespace queue: its requests not yet answered
     size_t total_capacity = 65536;   // over all queues
     std::chrono::milliseconds timeout{30000};  // per request, from start of work to answer
     size_t max_stuck_workers = 16;   // workers abandoned in the kernel before no more replacements
+    // Stuck workers one queue may cause (its requests' files): beyond, its new requests are
+    // answered kTimeout at once, so one namespace (many stalling FUSE mounts) cannot use up
+    // max_stuck_workers and stop the others.
+    size_t max_stuck_per_queue = 2;
+    // After a timeout, how long the worker may take to notice its cancel flag before it is
+    // declared stuck (abandoned, replaced). Hashing notices within one chunk.
+    std::chrono::milliseconds abandon_after{1000};
+    int nice = 10;                   // workers run SCHED_BATCH at this nice value (0: unchanged)
+    bool file_handles = true;        // open_by_handle_at when no root is lent (ext4 & co.)
+    // false: answers that would be given inline in submit() (cache hit, full queue, shutdown)
+    // are handed to the supervisor thread instead, so `done` never runs on the submitter.
+    bool answer_inline = true;
+    size_t chunk_size = measure::kDefaultChunkSize;  // bytes per read; the cancel granularity
+    Hooks hooks;
   };
   struct Request {
     uint64_t seq = 0;     // Event::seq, for messages and barriers
@@ -117,19 +159,29 @@ class FileAccessor {
   struct Stats {
     uint64_t submitted = 0, cache_hits = 0, coalesced = 0, files_read = 0, bytes_read = 0;
     uint64_t timeouts = 0, rejected = 0;
-    size_t workers = 0, stuck_workers = 0;
-    std::vector<QueueStats> queues;
+    size_t workers = 0, stuck_workers = 0;  // live workers; abandoned ones not returned yet
+    std::vector<QueueStats> queues;         // by queue id
+    uint64_t abandoned = 0;     // workers ever declared stuck (each replaced while allowed)
+    uint64_t late_results = 0;  // work that finished after its request was answered: discarded
+    uint64_t handle_opens = 0;  // files opened with open_by_handle_at (no root lent)
+    uint64_t failed = 0;        // answered with an error other than timeout/full/shutdown
   };
 
   // `roots` and `digests` must outlive the accessor.
   FileAccessor(Options o, RootCache* roots, measure::DigestCache* digests);
-  ~FileAccessor();  // answers what is queued with kShutdown, joins what can be joined
+  // Answers what is unanswered with kShutdown (on the calling thread), joins the workers that
+  // return within abandon_after; workers stuck in the kernel stay detached and exit when they
+  // return (they touch neither `roots` nor `digests` then).
+  ~FileAccessor();
   FileAccessor(const FileAccessor&) = delete;
   FileAccessor& operator=(const FileAccessor&) = delete;
 
-  // Never blocks on I/O or on queue space.
+  // Never blocks on I/O or on queue space. Inline answers (Options::answer_inline) run on the
+  // calling thread before submit returns: do not hold a lock there that `done` takes.
+  // A request with no algorithm and no xattr wanted still opens and checks the file.
   void submit(Request r);
-  // Answers every queued request of `queue` with kShutdown (the namespace was deleted).
+  // Answers every queued request of `queue` with kShutdown (the namespace was deleted); running
+  // ones finish. Answers on the calling thread, or on the supervisor with answer_inline = false.
   void drop_queue(uint32_t queue);
   // Waits until every request submitted so far is answered (tests, shutdown).
   void drain();

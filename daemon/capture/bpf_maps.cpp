@@ -4,8 +4,17 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
+#include <linux/magic.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <unistd.h>
 
+#include <climits>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -48,40 +57,167 @@ nsima_stamp to_abi(const Stamp& s) {
 
 Stamp from_abi(const nsima_stamp& s) { return Stamp{s.ctime_sec, s.ctime_nsec, s.i_version, s.size}; }
 
-Result<void> BpfMaps::register_cgroup(uint64_t cgroup_id, uint32_t ns_id, uint32_t flags) {
-  nsima_cgroup v{ns_id, flags | NSIMA_CG_REGISTERED};
-  if (bpf_map_update_elem(fds_.cgroups, &cgroup_id, &v, BPF_ANY))
-    return map_error("update", "cgroups", errno);
+Result<uint32_t> cgroup_level(const std::string& dir) {
+  char buf[PATH_MAX];
+  if (!realpath(dir.c_str(), buf))
+    return make_error(errno, std::string("cannot resolve the cgroup directory: ") + strerror(errno),
+                      dir);
+  std::string cur = buf;
+  struct statfs sf {};
+  if (statfs(cur.c_str(), &sf) != 0) return make_error(errno, strerror(errno), "statfs " + cur);
+  if (sf.f_type != CGROUP2_SUPER_MAGIC)
+    return make_error(ENOTDIR, "not a cgroup v2 directory", cur);
+  struct stat st {};
+  if (stat(cur.c_str(), &st) != 0) return make_error(errno, strerror(errno), "stat " + cur);
+  // Up to the root of the mount: the first directory whose parent is on another device.
+  uint32_t level = 0;
+  while (cur != "/") {
+    size_t slash = cur.rfind('/');
+    std::string parent = slash == 0 ? "/" : cur.substr(0, slash);
+    struct stat pst {};
+    if (stat(parent.c_str(), &pst) != 0)
+      return make_error(errno, strerror(errno), "stat " + parent);
+    if (pst.st_dev != st.st_dev) break;
+    cur = parent;
+    ++level;
+  }
+  // cgroup.type exists in every cgroup but the hierarchy's root (cgroup-v2.rst).
+  if (access((cur + "/cgroup.type").c_str(), F_OK) == 0)
+    return make_error(EXDEV,
+                      "the cgroup2 mount at " + cur +
+                          " is not the root of the hierarchy (cgroup namespace or bind mount of a "
+                          "sub-tree): the kernel's cgroup levels cannot be known from here",
+                      dir);
+  return level;
+}
+
+Result<uint64_t> process_start_ticks(pid_t pid) {
+  std::string path = "/proc/" + std::to_string(pid) + "/stat";
+  std::ifstream in(path);
+  std::string line;
+  if (!in || !std::getline(in, line)) return make_error(errno ? errno : EIO, "cannot read", path);
+  size_t close = line.rfind(')');  // comm may contain spaces and parentheses
+  if (close == std::string::npos) return make_error(EINVAL, "malformed", path);
+  std::istringstream fields(line.substr(close + 1));
+  std::string f;
+  for (int i = 3; i <= 22 && fields >> f; ++i)
+    if (i == 22) return std::strtoull(f.c_str(), nullptr, 10);
+  return make_error(EINVAL, "no field 22 (starttime)", path);
+}
+
+BpfMaps::BpfMaps(MapFds fds) : fds_(fds) {
+  long page = sysconf(_SC_PAGESIZE);
+  ctl_len_ = static_cast<size_t>(page > 0 ? page : 4096);
+  void* p = fds_.ctl >= 0 ? mmap(nullptr, ctl_len_, PROT_READ | PROT_WRITE, MAP_SHARED, fds_.ctl, 0)
+                          : MAP_FAILED;
+  if (p == MAP_FAILED)
+    ctl_errno_ = fds_.ctl >= 0 ? errno : EBADF;
+  else
+    ctl_ = static_cast<nsima_ctl*>(p);
+}
+
+BpfMaps::~BpfMaps() {
+  if (ctl_) munmap(ctl_, ctl_len_);
+}
+
+Result<nsima_ctl*> BpfMaps::ctl_page() const {
+  if (!ctl_)
+    return make_error(ctl_errno_, std::string("cannot map the ctl map: ") + strerror(ctl_errno_),
+                      "map ctl");
+  return ctl_;
+}
+
+Result<uint64_t> BpfMaps::epoch() const {
+  auto c = ctl_page();
+  if (!c) return tl::unexpected(c.error());
+  return __atomic_load_n(&(*c)->epoch, __ATOMIC_ACQUIRE);
+}
+
+Result<void> BpfMaps::bump_epoch() {
+  auto c = ctl_page();
+  if (!c) return tl::unexpected(c.error());
+  // One locked add: the hooks read the 8 bytes with one load, never a torn value.
+  __atomic_fetch_add(&(*c)->epoch, 1, __ATOMIC_SEQ_CST);
   return {};
+}
+
+Result<void> BpfMaps::set_self(uint32_t tgid, uint64_t start_ticks) {
+  auto c = ctl_page();
+  if (!c) return tl::unexpected(c.error());
+  long hz = sysconf(_SC_CLK_TCK);
+  uint32_t tick_ns = static_cast<uint32_t>(1000000000L / (hz > 0 ? hz : 100));
+  // tgid last: a hook matching the new tgid already sees its start time.
+  __atomic_store_n(&(*c)->tick_ns, tick_ns, __ATOMIC_SEQ_CST);
+  __atomic_store_n(&(*c)->self_start, start_ticks, __ATOMIC_SEQ_CST);
+  __atomic_store_n(&(*c)->self_tgid, tgid, __ATOMIC_SEQ_CST);
+  return {};
+}
+
+Result<nsima_ctl> BpfMaps::ctl() const {
+  auto c = ctl_page();
+  if (!c) return tl::unexpected(c.error());
+  nsima_ctl out{};
+  out.epoch = __atomic_load_n(&(*c)->epoch, __ATOMIC_ACQUIRE);
+  out.self_tgid = __atomic_load_n(&(*c)->self_tgid, __ATOMIC_ACQUIRE);
+  out.tick_ns = __atomic_load_n(&(*c)->tick_ns, __ATOMIC_ACQUIRE);
+  out.self_start = __atomic_load_n(&(*c)->self_start, __ATOMIC_ACQUIRE);
+  return out;
+}
+
+Result<void> BpfMaps::register_cgroup(uint64_t cgroup_id, uint32_t ns_id, uint32_t flags,
+                                      uint32_t level) {
+  if (level >= NSIMA_MAX_CGROUP_DEPTH)
+    return make_error(ELOOP,
+                      "cgroup at level " + std::to_string(level) +
+                          " is too deep to be a namespace (the hooks look at ancestor levels 0.." +
+                          std::to_string(NSIMA_MAX_CGROUP_DEPTH - 1) + ")",
+                      "cgroup " + std::to_string(cgroup_id));
+  if (!ctl_) return tl::unexpected(ctl_page().error());
+  nsima_cgroup v{ns_id, flags | NSIMA_CG_REGISTERED};
+  if (bpf_map_update_elem(fds_.cgroups, &cgroup_id, &v, BPF_ANY)) {
+    int e = errno;
+    if (e == E2BIG)
+      return make_error(e,
+                        "too many namespaces (" + std::to_string(NSIMA_MAX_NAMESPACES) +
+                            " registered cgroups)",
+                        "map cgroups");
+    return map_error("update", "cgroups", e);
+  }
+  return bump_epoch();
 }
 
 Result<void> BpfMaps::unregister_cgroup(uint64_t cgroup_id) {
+  if (!ctl_) return tl::unexpected(ctl_page().error());
   if (bpf_map_delete_elem(fds_.cgroups, &cgroup_id) && errno != ENOENT)
     return map_error("delete", "cgroups", errno);
-  return {};
-}
-
-Result<void> BpfMaps::flush_derived() {
-  // Collect first: deleting while iterating restarts get_next_key from the beginning.
-  std::vector<uint64_t> derived;
-  uint64_t key = 0, next = 0;
-  uint64_t* prev = nullptr;
-  while (bpf_map_get_next_key(fds_.cgroups, prev, &next) == 0) {
-    nsima_cgroup v{};
-    if (bpf_map_lookup_elem(fds_.cgroups, &next, &v) == 0 && !(v.flags & NSIMA_CG_REGISTERED))
-      derived.push_back(next);
-    key = next;
-    prev = &key;
-  }
-  for (uint64_t k : derived)
-    if (bpf_map_delete_elem(fds_.cgroups, &k) && errno != ENOENT)
-      return map_error("delete", "cgroups", errno);
-  return {};
+  return bump_epoch();
 }
 
 std::optional<nsima_cgroup> BpfMaps::cgroup(uint64_t cgroup_id) const {
   nsima_cgroup v{};
   if (bpf_map_lookup_elem(fds_.cgroups, &cgroup_id, &v)) return std::nullopt;
+  return v;
+}
+
+Result<std::vector<RegisteredCgroup>> BpfMaps::registered_cgroups() const {
+  std::vector<RegisteredCgroup> out;
+  uint64_t key = 0, next = 0;
+  uint64_t* prev = nullptr;
+  int err;
+  while ((err = bpf_map_get_next_key(fds_.cgroups, prev, &next)) == 0) {
+    nsima_cgroup v{};
+    if (bpf_map_lookup_elem(fds_.cgroups, &next, &v) == 0)
+      out.push_back(RegisteredCgroup{next, v.ns_id, v.flags});
+    key = next;
+    prev = &key;
+  }
+  if (errno != ENOENT) return map_error("get_next_key", "cgroups", errno);
+  return out;
+}
+
+std::optional<nsima_cg_cache> BpfMaps::cached_cgroup(uint64_t cgroup_id) const {
+  nsima_cg_cache v{};
+  if (bpf_map_lookup_elem(fds_.cg_cache, &cgroup_id, &v)) return std::nullopt;
   return v;
 }
 
@@ -98,6 +234,7 @@ Result<void> BpfMaps::allow(const nsima_verdict_key& key, const Stamp& stamp,
   v.verdict = NSIMA_VERDICT_ALLOW;
   v.quiet = quiet_bits;
   auto old = verdict(key);
+  if (old && old->verdict == NSIMA_VERDICT_DENY_ALWAYS && keep_deny) return {};
   if (old && from_abi(old->stamp) == stamp) {
     if (old->verdict == NSIMA_VERDICT_DENY && keep_deny) return {};
     if (old->verdict == NSIMA_VERDICT_ALLOW) v.quiet |= old->quiet;
@@ -105,10 +242,10 @@ Result<void> BpfMaps::allow(const nsima_verdict_key& key, const Stamp& stamp,
   return set_verdict(key, v);
 }
 
-Result<void> BpfMaps::deny(const nsima_verdict_key& key, const Stamp& stamp) {
+Result<void> BpfMaps::deny(const nsima_verdict_key& key, const Stamp& stamp, bool every_version) {
   nsima_verdict v{};
-  v.stamp = to_abi(stamp);
-  v.verdict = NSIMA_VERDICT_DENY;
+  v.stamp = to_abi(stamp);  // for every_version: the version the operator saw (diagnostics)
+  v.verdict = every_version ? NSIMA_VERDICT_DENY_ALWAYS : NSIMA_VERDICT_DENY;
   return set_verdict(key, v);
 }
 
@@ -147,9 +284,18 @@ Result<Stats> BpfMaps::stats() const {
       return map_error("lookup", "stats", errno);
     uint64_t sum = 0;
     for (auto v : per_cpu) sum += v;
-    uint32_t hook = i % 4, kind = i / 4;
-    uint64_t* row = kind == 0 ? s.emitted : kind == 1 ? s.dropped : kind == 2 ? s.denied : s.quiet;
-    if (hook < NSIMA_HOOK_MAX) row[hook] = sum;
+    if (i < 16) {
+      uint32_t hook = i % 4, kind = i / 4;
+      uint64_t* row =
+          kind == 0 ? s.emitted : kind == 1 ? s.dropped : kind == 2 ? s.denied : s.quiet;
+      if (hook < NSIMA_HOOK_MAX) row[hook] = sum;
+    } else if (i == NSIMA_STAT_CG_UNCACHED) {
+      s.cg_uncached = sum;
+    } else if (i == NSIMA_STAT_UNRESOLVED) {
+      s.unresolved = sum;
+    } else if (i == NSIMA_STAT_DROP_NO_NS) {
+      s.drop_no_ns = sum;
+    }
   }
   return s;
 }
@@ -171,6 +317,12 @@ Result<void> BpfMaps::init_ns_drops(uint32_t ns_id) {
   uint64_t zero = 0;
   if (bpf_map_update_elem(fds_.ns_drops, &ns_id, &zero, BPF_NOEXIST) && errno != EEXIST)
     return map_error("update", "ns_drops", errno);
+  return {};
+}
+
+Result<void> BpfMaps::remove_ns_drops(uint32_t ns_id) {
+  if (bpf_map_delete_elem(fds_.ns_drops, &ns_id) && errno != ENOENT)
+    return map_error("delete", "ns_drops", errno);
   return {};
 }
 

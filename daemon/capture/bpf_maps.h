@@ -1,13 +1,18 @@
 // SPDX-License-Identifier: Apache-2.0
-// The only writer (and reader) of nsima's BPF maps on the daemon side: registered cgroups, the
-// verdict cache, counters, lost events per namespace, and the stamps of nsimad's own opens.
-// Works on any object carrying these maps (the LSM object in production, the selftest object in
-// host tests), given their fds.
+// The only writer (and reader) of nsima's BPF maps on the daemon side: registered cgroups and
+// the epoch that invalidates the hooks' cgroup cache, nsimad's identity, the verdict cache,
+// counters, lost events per namespace, and the stamps of nsimad's own opens. Works on any
+// object carrying these maps (the LSM object in production, the selftest object in host
+// tests), given their fds. Thread-safe.
 #pragma once
+
+#include <sys/types.h>
 
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <string>
+#include <vector>
 
 #include "common/event.h"
 #include "common/result.h"
@@ -15,47 +20,88 @@
 
 namespace nsima::capture {
 
+// (New maps go at the end: positional initializers written for fewer maps stay right.)
 struct MapFds {
-  int cgroups = -1;
+  int cgroups = -1;  // registered cgroups (daemon-written)
   int verdicts = -1;
   int stats = -1;
   int ns_drops = -1;
   int self_opens = -1;
+  int cg_cache = -1;  // the hooks' LRU cache of ancestor walks
+  int ctl = -1;       // struct nsima_ctl (mmapable array)
 };
 
-// Counters summed over CPUs, per hook (index NSIMA_HOOK_*).
+// Counters summed over CPUs, per hook (index NSIMA_HOOK_*), and the resolution/loss counters.
 struct Stats {
   uint64_t emitted[NSIMA_HOOK_MAX] = {};
   uint64_t dropped[NSIMA_HOOK_MAX] = {};
   uint64_t denied[NSIMA_HOOK_MAX] = {};
   uint64_t quiet[NSIMA_HOOK_MAX] = {};
+  uint64_t cg_uncached = 0;  // NSIMA_STAT_CG_UNCACHED: resolved without caching (harmless)
+  uint64_t unresolved = 0;   // NSIMA_STAT_UNRESOLVED: accesses of unknown namespace (violation)
+  uint64_t drop_no_ns = 0;   // NSIMA_STAT_DROP_NO_NS: drops no namespace counter recorded
   uint64_t total_emitted() const;
   uint64_t total_dropped() const;
   uint64_t total_denied() const;
   uint64_t total_quiet() const;
 };
 
+struct RegisteredCgroup {
+  uint64_t cgroup_id = 0;
+  uint32_t ns_id = 0;
+  uint32_t flags = 0;  // NSIMA_CG_* as registered (NSIMA_CG_REGISTERED always set)
+};
+
 nsima_stamp to_abi(const Stamp& s);
 Stamp from_abi(const nsima_stamp& s);
 
+// The absolute level of cgroup2 directory `dir` (0 = the hierarchy's root), what
+// bpf_get_current_ancestor_cgroup_id counts. Fails if `dir` is not on cgroup2, or if the
+// cgroup2 mount it is on is not the hierarchy's root (inside a cgroup namespace, or a bind
+// mount of a sub-tree): levels seen from there are not the kernel's.
+Result<uint32_t> cgroup_level(const std::string& dir);
+
+// Start time of process `pid` in clock ticks (/proc/PID/stat field 22), as struct nsima_ctl
+// wants it.
+Result<uint64_t> process_start_ticks(pid_t pid);
+
 class BpfMaps {
  public:
-  explicit BpfMaps(MapFds fds) : fds_(fds) {}
+  // Maps the ctl map; if that fails, every call that needs it returns the error.
+  explicit BpfMaps(MapFds fds);
+  ~BpfMaps();
+  BpfMaps(const BpfMaps&) = delete;
+  BpfMaps& operator=(const BpfMaps&) = delete;
 
-  // Binds cgroup `cgroup_id` (and, through the hooks' ancestor walk, its descendants) to ns_id.
-  Result<void> register_cgroup(uint64_t cgroup_id, uint32_t ns_id, uint32_t flags);
+  // Binds cgroup `cgroup_id` at `level` (cgroup_level(), 0 = root) and, through the hooks'
+  // ancestor walk, its descendants, to ns_id. Refuses a level >= NSIMA_MAX_CGROUP_DEPTH (the
+  // walk would not see it) and a full map (NSIMA_MAX_NAMESPACES). Both calls bump the epoch, so
+  // no cached answer computed before them is used after they return.
+  Result<void> register_cgroup(uint64_t cgroup_id, uint32_t ns_id, uint32_t flags,
+                               uint32_t level);
   Result<void> unregister_cgroup(uint64_t cgroup_id);
-  // Drops every entry the hooks derived from an ancestor walk: call after any registration
-  // change so no cgroup keeps a stale answer.
-  Result<void> flush_derived();
-  std::optional<nsima_cgroup> cgroup(uint64_t cgroup_id) const;
+  std::optional<nsima_cgroup> cgroup(uint64_t cgroup_id) const;  // registered entry
+  // What the hooks registered: after a restart, the daemon reconciles these with its own
+  // namespaces (unregister_cgroup those it does not restore).
+  Result<std::vector<RegisteredCgroup>> registered_cgroups() const;
+  // The hooks' cached answer for a cgroup (diagnostics and tests).
+  std::optional<nsima_cg_cache> cached_cgroup(uint64_t cgroup_id) const;
+  Result<uint64_t> epoch() const;
+  Result<void> bump_epoch();  // invalidates every cached answer
+
+  // nsimad's identity for the hooks (its own opens are never events): tgid and start time.
+  Result<void> set_self(uint32_t tgid, uint64_t start_ticks);
+  Result<nsima_ctl> ctl() const;
 
   Result<void> set_verdict(const nsima_verdict_key& key, const nsima_verdict& v);
   // Allow + add `quiet_bits` if the stored verdict has the same stamp, else replace it. With
-  // keep_deny, a deny for the same stamp stays (an event that raced with `nsimactl deny`).
+  // keep_deny, a deny for the same stamp stays (an event that raced with `nsimactl deny`), and
+  // a deny of every version stays whatever the stamp.
   Result<void> allow(const nsima_verdict_key& key, const Stamp& stamp, uint32_t quiet_bits,
                      bool keep_deny = true);
-  Result<void> deny(const nsima_verdict_key& key, const Stamp& stamp);
+  // Denies this version of the file (`stamp`), or with every_version the inode whatever its
+  // content becomes (NSIMA_VERDICT_DENY_ALWAYS: only allow(keep_deny=false) lifts it).
+  Result<void> deny(const nsima_verdict_key& key, const Stamp& stamp, bool every_version = false);
   Result<void> remove_verdict(const nsima_verdict_key& key);
   std::optional<nsima_verdict> verdict(const nsima_verdict_key& key) const;
   // Removes all verdicts of one namespace (policy change, namespace deleted). Returns the count.
@@ -63,7 +109,8 @@ class BpfMaps {
 
   Result<Stats> stats() const;
   Result<std::map<uint32_t, uint64_t>> ns_drops() const;
-  Result<void> init_ns_drops(uint32_t ns_id);  // so the hooks only need a lookup + atomic add
+  Result<void> init_ns_drops(uint32_t ns_id);    // so the hooks only need a lookup + atomic add
+  Result<void> remove_ns_drops(uint32_t ns_id);  // a deleted namespace's counter
 
   // Stamp of the file the calling thread opened last (nsimad's own opens are not events).
   std::optional<nsima_self_open> self_open(uint32_t tid) const;
@@ -71,7 +118,12 @@ class BpfMaps {
   const MapFds& fds() const { return fds_; }
 
  private:
+  Result<nsima_ctl*> ctl_page() const;
+
   MapFds fds_;
+  nsima_ctl* ctl_ = nullptr;  // mmap of the ctl map
+  size_t ctl_len_ = 0;
+  int ctl_errno_ = 0;
 };
 
 }  // namespace nsima::capture

@@ -80,7 +80,10 @@ void do_status(DaemonContext& ctx, Connection& conn) {
     out["bpf"] = {{"emitted", s->total_emitted()},
                   {"dropped", s->total_dropped()},
                   {"denied", s->total_denied()},
-                  {"quiet", s->total_quiet()}};
+                  {"quiet", s->total_quiet()},
+                  {"cgroup_uncached", s->cg_uncached},
+                  {"unresolved", s->unresolved},
+                  {"dropped_unattributed", s->drop_no_ns}};
     json per_hook = json::object();
     const char* names[] = {"", "file_open", "mmap_file", "bprm_check"};
     for (int h = 1; h < NSIMA_HOOK_MAX; ++h)
@@ -105,8 +108,21 @@ void do_status(DaemonContext& ctx, Connection& conn) {
                      {"measured", c.measured},
                      {"violations", c.violations},
                      {"hash_jobs", c.hash_jobs},
+                     {"unreadable", c.unreadable},
                      {"extends", ctx.pipeline->extends_done()},
-                     {"extends_failed", ctx.pipeline->extends_failed()}};
+                     {"extends_failed", ctx.pipeline->extends_failed()},
+                     {"overrides", ctx.pipeline->overrides().size()}};
+  auto a = ctx.pipeline->access_stats();
+  json queues = json::object();
+  for (auto& q : a.queues)
+    queues[std::to_string(q.queue)] = {{"queued", q.queued}, {"running", q.running},
+                                       {"done", q.done}, {"timeouts", q.timeouts},
+                                       {"rejected", q.rejected}};
+  out["access"] = {{"submitted", a.submitted}, {"cache_hits", a.cache_hits},
+                   {"coalesced", a.coalesced}, {"files_read", a.files_read},
+                   {"bytes_read", a.bytes_read}, {"timeouts", a.timeouts},
+                   {"rejected", a.rejected}, {"workers", a.workers},
+                   {"stuck_workers", a.stuck_workers}, {"queues", queues}};
   json list = json::array();
   for (auto& n : ctx.pipeline->list_namespaces()) list.push_back(ns_json(n));
   out["namespaces"] = list;

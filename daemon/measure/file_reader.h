@@ -80,4 +80,16 @@ FileResult<UniqueFd> open_proc_root(pid_t pid);
 FileResult<OpenedFile> open_via_proc_root(pid_t pid, std::string_view path,
                                           const FileIdentity& expected);
 
+// Opens the exact inode `expected` names, without any path or root: open_by_handle_at(2) with the
+// handle {u32 ino, u32 generation} (FILEID_INO32_GEN, what ext2/3/4 encode) on a mount of its
+// filesystem in nsimad's own mount namespace, found by st_dev in /proc/self/mountinfo. Works after
+// the process, its root and its mount namespace are gone and after a rename. The handle format is
+// checked on the mount's root with name_to_handle_at, never assumed. Needs CAP_DAC_READ_SEARCH.
+// Errors: EOPNOTSUPP (kind kIoError) when the filesystem is not mounted here, has no such handle
+// format, or the identity has no generation / a 64-bit inode number: the caller keeps its own
+// error then. kMismatch for ESTALE (the inode number now belongs to another generation, or the
+// inode was freed: a replaced file), kNotRegular, kDenied (no CAP_DAC_READ_SEARCH).
+// `name` only names the file in messages.
+FileResult<OpenedFile> open_by_inode_handle(const FileIdentity& expected, std::string_view name);
+
 }  // namespace nsima::measure

@@ -136,6 +136,8 @@ Result<FileDigests> hash_fd(int fd, std::span<const HashAlgo> algos, std::string
   uint8_t* buf = thread_buffer(chunk);
   uint64_t off = 0;
   for (;;) {
+    if (options.cancel && options.cancel->load(std::memory_order_relaxed))
+      return make_error(ECANCELED, "cancelled after " + std::to_string(off) + " bytes", where);
     ssize_t n = ::pread(fd, buf, chunk, static_cast<off_t>(off));
     if (n < 0) {
       if (errno == EINTR) continue;

@@ -10,6 +10,7 @@
 
 #include <openssl/evp.h>
 
+#include <atomic>
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
@@ -59,6 +60,9 @@ inline constexpr size_t kDefaultChunkSize = size_t{1} << 20;
 
 struct HashFileOptions {
   size_t chunk_size = kDefaultChunkSize;  // bytes per pread(2)
+  // Checked before every chunk: once it reads true, hash_fd stops and fails with ECANCELED, so a
+  // huge (or endlessly growing) file is abandoned within one chunk of the request. Null: never.
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 struct FileDigests {
@@ -67,7 +71,8 @@ struct FileDigests {
 };
 
 // Hashes the content of `fd` from offset 0 to EOF, once, feeding every algorithm in `algos`.
-// `path` only names the file in errors. Does not move the fd's file offset.
+// `path` only names the file in errors. Does not move the fd's file offset. ECANCELED when
+// `options.cancel` was set.
 Result<FileDigests> hash_fd(int fd, std::span<const HashAlgo> algos, std::string_view path,
                             const HashFileOptions& options = {});
 Result<Digest> hash_fd(int fd, HashAlgo algo, std::string_view path,

@@ -40,7 +40,9 @@ Result<void> save_ns_config(const std::string& state_dir, const NsConfig& cfg) {
                    {"policy_origin", cfg.policy_origin},
                    {"policy_text", cfg.policy_text},
                    {"boot_id", cfg.boot_id},
-                   {"drops_seen", cfg.drops_seen}};
+                   {"drops_seen", cfg.drops_seen},
+                   {"unresolved_seen", cfg.unresolved_seen},
+                   {"unattributed_drops_seen", cfg.unattributed_drops_seen}};
   return write_file_atomic((dir / "ns.json").string(), j.dump(2) + "\n");
 }
 
@@ -69,6 +71,8 @@ std::vector<NsConfig> load_ns_configs(const std::string& state_dir) {
     c.policy_text = j.value("policy_text", "");
     c.boot_id = j.value("boot_id", "");
     c.drops_seen = j.value("drops_seen", uint64_t{0});
+    c.unresolved_seen = j.value("unresolved_seen", uint64_t{0});
+    c.unattributed_drops_seen = j.value("unattributed_drops_seen", uint64_t{0});
     if (c.name.empty() || c.id == 0 || c.name != d.path().filename().string()) {
       logger("ns")->error("{}: name/id missing or not matching its directory; not restored",
                           f.string());

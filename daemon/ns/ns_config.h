@@ -20,6 +20,8 @@ struct NsConfig {
   std::string policy_text;
   std::string boot_id;  // /proc/sys/kernel/random/boot_id when the list was started
   uint64_t drops_seen = 0;  // lost events (BPF ns_drops) already recorded as violations
+  // host only: hook counters already recorded as host violations (they persist with the pins)
+  uint64_t unresolved_seen = 0, unattributed_drops_seen = 0;
 };
 
 std::string ns_dir(const std::string& state_dir, const std::string& name);

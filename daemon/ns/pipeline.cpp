@@ -184,7 +184,7 @@ void Pipeline::run() {
     if (task) {
       task();
     } else if (ev) {
-      process(*ev);
+      if (!process(*ev) && done_hook_) done_hook_(ev->seq);
       {
         std::lock_guard plock(pending_mu_);
         judged_seq_.store(ev->seq);
@@ -360,6 +360,19 @@ Result<void> Pipeline::init() {
   for (Namespace* n : reg_.all())
     if (auto r = verdicts_.apply(reg_.chain_ids(n)); !r) return r;
   if (maps_) {
+    // Resumed pins keep the previous run's registrations: drop those of namespaces that were
+    // not restored (their cgroup is gone, their config unreadable), so no cgroup stays bound
+    // to an id nothing judges.
+    auto registered = maps_->registered_cgroups();
+    if (!registered) return tl::unexpected(registered.error());
+    for (auto& rc : *registered) {
+      Namespace* n = reg_.find(rc.ns_id);
+      if (n && n->cgroup_id == rc.cgroup_id && (!n->is_host() || !reg_.rt(n).policy->empty()))
+        continue;
+      log->warn("cgroup id {} was bound to namespace {}, which is not restored: unbound",
+                rc.cgroup_id, rc.ns_id);
+      if (auto u = maps_->unregister_cgroup(rc.cgroup_id); !u) return u;
+    }
     if (auto r = maps_->init_ns_drops(kHostNsId); !r) return r;
     if (!reg_.rt(&host).policy->empty())
       if (auto r = reg_.register_bpf(&host); !r) return r;
@@ -405,7 +418,10 @@ Result<void> Pipeline::open_runtime(Namespace* n, NsRuntime& r, bool restored) {
     continued = false;
     cfg.drops_seen = 0;
   }
-  if (!opts_.capture_gap.empty()) cfg.drops_seen = 0;  // fresh BPF maps count from zero
+  if (!opts_.capture_gap.empty()) {  // fresh BPF maps count from zero
+    cfg.drops_seen = 0;
+    cfg.unresolved_seen = cfg.unattributed_drops_seen = 0;
+  }
   r.drops_seen = cfg.drops_seen;
   cfg.boot_id = fresh_tpm || cfg.boot_id.empty() ? boot : cfg.boot_id;
   if (auto s = reg_.save(r); !s) return s;
@@ -448,7 +464,7 @@ std::vector<ChainLink> Pipeline::links(const std::vector<Namespace*>& chain, con
   return out;
 }
 
-void Pipeline::process(Event& ev) {
+bool Pipeline::process(Event& ev) {
   counters_.processed++;
   Namespace* ns = reg_.find(ev.ns_id);
   bool live = ns != nullptr;
@@ -461,7 +477,7 @@ void Pipeline::process(Event& ev) {
       ns = reg_.find(*p);
       id = *p;
     }
-    if (!ns) return;
+    if (!ns) return false;
   }
   auto chain = reg_.chain(ns);
   FileRef f = FileRef::of(ev);
@@ -472,7 +488,7 @@ void Pipeline::process(Event& ev) {
   if (j.targets.empty()) {
     if (live) write_verdict(ev, chain, j.quiet ? bit : 0);
     notify_watchers(chain, ev);
-    return;
+    return false;
   }
   if (j.path_unknown) {
     // No usable path: the access is measured as a violation, never skipped.
@@ -480,7 +496,7 @@ void Pipeline::process(Event& ev) {
       rec_->violation(reg_.find(t.ns_id), "nsima:unknown-path:ino-" + std::to_string(ev.ino));
     if (live) write_verdict(ev, chain, 0);
     notify_watchers(chain, ev);
-    return;
+    return false;
   }
   std::vector<uint32_t> ids;
   for (auto& t : j.targets) {
@@ -506,10 +522,12 @@ void Pipeline::process(Event& ev) {
   req.done = [this, shared, ids](const access::AccessResult& r) {
     post([this, shared, ids, r] {
       accessed(shared->first, shared->second, r);
+      if (done_hook_) done_hook_(shared->first.seq);
       pending_done(shared->first.seq, ids);
     });
   };
   accessor_->submit(std::move(req));
+  return true;
 }
 
 void Pipeline::accessed(const Event& ev, const Judgement& j, const access::AccessResult& r) {
@@ -569,6 +587,25 @@ void Pipeline::write_verdict(const Event& ev, const std::vector<Namespace*>& cha
 
 void Pipeline::check_drops() {
   if (!maps_) return;
+  // Hook counters that are nobody's namespace: the host list says what was not measured.
+  if (auto st = maps_->stats()) {
+    Namespace& host = reg_.host();
+    NsRuntime& hr = reg_.rt(&host);
+    bool changed = false;
+    if (st->unresolved > hr.cfg.unresolved_seen) {
+      rec_->violation(&host, "nsima:unresolved-namespace:" +
+                                 std::to_string(st->unresolved - hr.cfg.unresolved_seen));
+      hr.cfg.unresolved_seen = st->unresolved;
+      changed = true;
+    }
+    if (st->drop_no_ns > hr.cfg.unattributed_drops_seen) {
+      rec_->violation(&host, "nsima:lost-events:" +
+                                 std::to_string(st->drop_no_ns - hr.cfg.unattributed_drops_seen));
+      hr.cfg.unattributed_drops_seen = st->drop_no_ns;
+      changed = true;
+    }
+    if (changed) (void)reg_.save(hr);
+  }
   auto drops = maps_->ns_drops();
   if (!drops) return;
   for (auto& [ns_id, count] : *drops) {
@@ -720,8 +757,7 @@ Result<void> Pipeline::delete_namespace(const std::string& name_or_id) {
     auto rm = reg_.remove(*n);
     if (!rm) return tl::unexpected(rm.error());
     if (maps_) {
-      if (auto u = maps_->unregister_cgroup(copy.cgroup_id); !u) counters_.map_errors++;
-      if (auto f = maps_->flush_derived(); !f) counters_.map_errors++;
+      if (auto u = maps_->unregister_cgroup(copy.cgroup_id); !u) counters_.map_errors++;  // bumps the epoch
     }
     if (auto f = verdicts_.forget(id); !f) counters_.map_errors++;
     for (Namespace* x : rm->moved)

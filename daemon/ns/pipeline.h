@@ -118,6 +118,9 @@ class Pipeline {
   // handed to submit() once every record committed before the call was (EventSource::sync).
   using IntakeSync = std::function<Result<uint64_t>(std::chrono::milliseconds)>;
   void set_intake_sync(IntakeSync f) { intake_sync_ = std::move(f); }
+  // Called with an event's seq once it is fully recorded (its entries and violations appended,
+  // its verdict written): the intake journal may forget it. Set before start().
+  void set_done_hook(std::function<void(uint64_t)> f) { done_hook_ = std::move(f); }
 
   // ---- control plane (thread-safe) ----
   struct NsInfo {
@@ -209,7 +212,7 @@ class Pipeline {
   void run();
   void tick();
 
-  void process(Event& ev);
+  bool process(Event& ev);  // false: done; true: a read is pending (done when it is recorded)
   void judged(Event ev, Namespace* ns, std::vector<Namespace*> chain, Judgement j);
   void accessed(const Event& ev, const Judgement& j, const access::AccessResult& r);
   void write_verdict(const Event& ev, const std::vector<Namespace*>& chain, uint32_t quiet_bits);
@@ -252,6 +255,7 @@ class Pipeline {
   std::unique_ptr<access::RootCache> roots_;
   std::unique_ptr<access::FileAccessor> accessor_;
   IntakeSync intake_sync_;
+  std::function<void(uint64_t)> done_hook_;
 
   // mailbox: tasks first (answers, control), then events
   std::mutex mu_;

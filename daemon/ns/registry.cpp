@@ -216,7 +216,9 @@ std::optional<uint32_t> Registry::former_parent(uint32_t deleted_id) const {
 Result<void> Registry::register_bpf(Namespace* n, uint32_t flags) {
   if (!maps_) return {};
   if (auto r = maps_->init_ns_drops(n->id); !r) return r;
-  return maps_->register_cgroup(n->cgroup_id, n->id, flags);
+  auto level = capture::cgroup_level(n->cgroup_path);  // the hooks' walk must reach it
+  if (!level) return tl::unexpected(level.error());
+  return maps_->register_cgroup(n->cgroup_id, n->id, flags, *level);  // bumps the epoch
 }
 
 Result<void> Registry::unregister_bpf(Namespace* n) {

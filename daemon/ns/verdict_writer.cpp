@@ -99,7 +99,7 @@ bool VerdictWriter::covers_locked(std::span<const uint32_t> chain, const FileRef
 Result<void> VerdictWriter::write_deny_locked(uint32_t ns_id, const FileRef& f,
                                               const Stamp& stamp) {
   if (!maps_) return {};
-  auto r = maps_->deny(key_of(ns_id, f), stamp);
+  auto r = maps_->deny(key_of(ns_id, f), stamp, /*every_version=*/true);
   if (!r) {
     errors_++;
     return r;

@@ -44,7 +44,8 @@
 
 /* Verdicts (struct nsima_verdict.verdict). */
 #define NSIMA_VERDICT_ALLOW 1
-#define NSIMA_VERDICT_DENY 2
+#define NSIMA_VERDICT_DENY 2        /* this version of the file (stamp must match) */
+#define NSIMA_VERDICT_DENY_ALWAYS 3 /* every version of the inode: the stamp is ignored */
 
 /*
  * Access classes: one bit each in struct nsima_verdict.quiet. A verdict silences an access only
@@ -57,9 +58,9 @@
 #define NSIMA_CLASS_BPRM 18         /* BPRM_CHECK and CREDS_CHECK */
 #define NSIMA_CLASS_ALL 0x7ffff
 
-/* registered-cgroup value flags */
+/* cgroup value flags (struct nsima_cgroup.flags, struct nsima_cg_cache.flags) */
 #define NSIMA_CG_REGISTERED 0x1  /* written by the daemon: this cgroup is bound to ns_id */
-#define NSIMA_CG_DERIVED 0x2     /* written by BPF: resolved through ancestors (0 = none) */
+#define NSIMA_CG_DERIVED 0x2     /* resolved through an ancestor walk (ns_id 0 = none) */
 #define NSIMA_CG_FIRST_DENY 0x4  /* first-access rule: deny until the daemon gives a verdict */
 
 /* Per-CPU counters (stats map index). */
@@ -67,13 +68,23 @@
 #define NSIMA_STAT_DROPPED 4   /* + hook: ring-buffer reservations that failed */
 #define NSIMA_STAT_DENIED 8    /* + hook: accesses refused with -EACCES */
 #define NSIMA_STAT_QUIET 12    /* + hook: accesses silenced by a verdict (hot path) */
-#define NSIMA_STAT_MAX 16
+/* Namespace resolution and loss accounting (one counter each, not per hook). */
+#define NSIMA_STAT_CG_UNCACHED 16 /* resolved, but the cg_cache insert failed (value still used) */
+#define NSIMA_STAT_UNRESOLVED 17  /* the ancestor walk could not run (no root cgroup id): the
+				     access was treated as in no namespace; a host violation */
+#define NSIMA_STAT_DROP_NO_NS 18  /* a drop (also in DROPPED) that ns_drops could not record */
+#define NSIMA_STAT_MAX 20
 
 #define NSIMA_COMM_LEN 16
 #define NSIMA_FSNAME_LEN 16
 #define NSIMA_PATH_MAX 4096
 
-#define NSIMA_MAX_CGROUP_DEPTH 32 /* ancestors walked when resolving a namespace */
+/* Ancestor levels 0..NSIMA_MAX_CGROUP_DEPTH-1 are walked when resolving a namespace; the
+ * daemon refuses to register a cgroup at a level >= this (see bpf/ns.bpf.h). */
+#define NSIMA_MAX_CGROUP_DEPTH 32
+/* Registered cgroups and per-namespace drop counters (cgroups, ns_drops map sizes). */
+#define NSIMA_MAX_NAMESPACES 4096
+#define NSIMA_CG_CACHE_ENTRIES 65536 /* default size of the cg_cache LRU (nsimad may change it) */
 
 /* Credentials as IMA's uid/euid/gid/egid conditions read them. */
 struct nsima_cred {
@@ -161,10 +172,37 @@ struct nsima_verdict {
 	__u32 quiet;   /* bit per access class that needs no further event */
 };
 
-/* registered-cgroup map value */
+/* cgroups map value (registered by the daemon), and the result of a resolution */
 struct nsima_cgroup {
-	__u32 ns_id; /* 0: not in any namespace (negative cache entry) */
+	__u32 ns_id; /* 0: not in any namespace */
 	__u32 flags; /* NSIMA_CG_* */
+};
+
+/* cg_cache map value: the hooks' answer for one cgroup, valid while `epoch` equals
+ * nsima_ctl.epoch (the registrations it was computed from have not changed since). */
+struct nsima_cg_cache {
+	__u32 ns_id; /* 0: in no namespace (negative entry) */
+	__u32 flags; /* NSIMA_CG_* */
+	__u64 epoch;
+};
+
+/*
+ * ctl map (ARRAY, one entry, mmapable): what the daemon tells the hooks at run time. Written
+ * only by nsimad through its mmap, field by field with single aligned stores, so a hook never
+ * reads a torn value; read by the hooks on every access.
+ */
+struct nsima_ctl {
+	__u64 epoch;     /* bumped after every change of the cgroups map */
+	__u32 self_tgid; /* nsimad's process id (0: none): its own opens are never events */
+	__u32 tick_ns;   /* length of a clock tick in ns (1e9 / sysconf(_SC_CLK_TCK)) */
+	__u64 self_start; /* nsimad's start in clock ticks (/proc/PID/stat field 22): the pid of
+			     a dead nsimad, reused by another process, is not exempt */
+};
+
+/* tag map value (ARRAY, one entry): identity of the pinned object (sha256 of the BPF object
+ * bytes and of the map sizes nsimad chose), so a restarted nsimad knows it may resume. */
+struct nsima_tag {
+	__u8 sha256[32];
 };
 
 /* self_opens map value: the stamp of the file a daemon thread opened last */
@@ -185,6 +223,9 @@ static_assert(sizeof(struct nsima_event) == NSIMA_EVENT_HEADER_SIZE + NSIMA_PATH
 static_assert(sizeof(struct nsima_verdict_key) == 24);
 static_assert(sizeof(struct nsima_verdict) == 40);
 static_assert(sizeof(struct nsima_cgroup) == 8);
+static_assert(sizeof(struct nsima_cg_cache) == 16);
+static_assert(sizeof(struct nsima_ctl) == 24);
+static_assert(sizeof(struct nsima_tag) == 32);
 static_assert(sizeof(struct nsima_self_open) == 56);
 #else
 _Static_assert(sizeof(struct nsima_cred) == 32, "nsima_cred");
@@ -193,6 +234,8 @@ _Static_assert(__builtin_offsetof(struct nsima_event, path) == NSIMA_EVENT_HEADE
 	       "nsima_event header");
 _Static_assert(sizeof(struct nsima_verdict_key) == 24, "nsima_verdict_key");
 _Static_assert(sizeof(struct nsima_verdict) == 40, "nsima_verdict");
+_Static_assert(sizeof(struct nsima_cg_cache) == 16, "nsima_cg_cache");
+_Static_assert(sizeof(struct nsima_ctl) == 24, "nsima_ctl");
 #endif
 
 #endif /* NSIMA_BPF_ABI_H */

@@ -24,11 +24,16 @@
 //   "no such namespace (7)", "/tmp/p.policy:2:9: 'template=ima-modsig': nsima cannot produce ...".
 //
 // Commands (fields: * = required; answers after "ok": true):
-//   status                       -> "bpf" {emitted, dropped, denied, quiet}, "bpf_per_hook"
+//   status                       -> "bpf" {emitted, dropped, denied, quiet, cgroup_uncached,
+//                                   unresolved, dropped_unattributed}, "bpf_per_hook"
 //                                   {file_open|mmap_file|bprm_check: {...the same}}, "ns_drops"
 //                                   {ns id: count}, "consumer" {decoded, errors}, "pipeline"
 //                                   {processed, unknown_namespace, map_errors, measured,
-//                                   violations, hash_jobs, extends, extends_failed},
+//                                   violations, hash_jobs, unreadable, extends,
+//                                   extends_failed, overrides}, "access" {submitted,
+//                                   cache_hits, coalesced, files_read, bytes_read, timeouts,
+//                                   rejected, workers, stuck_workers, queues {ns: {queued,
+//                                   running, done, timeouts, rejected}}},
 //                                   "namespaces" [NS]  ("bpf*" and "consumer" only with BPF)
 //   watch      cgroup*           -> "ns" (number). STREAM: then one line per event of that
 //                                   namespace and its descendants (common/event.cpp

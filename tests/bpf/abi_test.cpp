@@ -98,6 +98,13 @@ TEST_F(AbiTest, MapKeysAndValues) {
                  FIELD(nsima_verdict, quiet)});
   expect_layout("nsima_cgroup", sizeof(nsima_cgroup),
                 {FIELD(nsima_cgroup, ns_id), FIELD(nsima_cgroup, flags)});
+  expect_layout("nsima_cg_cache", sizeof(nsima_cg_cache),
+                {FIELD(nsima_cg_cache, ns_id), FIELD(nsima_cg_cache, flags),
+                 FIELD(nsima_cg_cache, epoch)});
+  expect_layout("nsima_ctl", sizeof(nsima_ctl),
+                {FIELD(nsima_ctl, epoch), FIELD(nsima_ctl, self_tgid), FIELD(nsima_ctl, tick_ns),
+                 FIELD(nsima_ctl, self_start)});
+  expect_layout("nsima_tag", sizeof(nsima_tag), {FIELD(nsima_tag, sha256)});
   expect_layout("nsima_self_open", sizeof(nsima_self_open),
                 {FIELD(nsima_self_open, dev), FIELD(nsima_self_open, ino),
                  FIELD(nsima_self_open, generation), FIELD(nsima_self_open, pad),

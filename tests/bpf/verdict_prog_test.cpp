@@ -9,7 +9,10 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <fstream>
+#include <functional>
 #include <memory>
 
 #include <gtest/gtest.h>
@@ -27,24 +30,38 @@ struct SkelDeleter {
 
 class SelftestProg : public ::testing::Test {
  protected:
-  void SetUp() override {
-    skel_.reset(nsima_selftest::open_and_load());
-    ASSERT_TRUE(skel_) << "loading nsima_selftest.bpf.o failed (errno " << errno
-                       << "): SEC(\"syscall\") programs need Linux >= 5.14 and root";
-    maps_ = std::make_unique<BpfMaps>(MapFds{
-        bpf_map__fd(skel_->maps.cgroups), bpf_map__fd(skel_->maps.verdicts),
-        bpf_map__fd(skel_->maps.stats), bpf_map__fd(skel_->maps.ns_drops),
-        bpf_map__fd(skel_->maps.self_opens)});
+  void SetUp() override { load(); }
+
+  // Opens the selftest object, lets `configure` change it (map sizes, types), loads it.
+  void load(const std::function<void(nsima_selftest*)>& configure = {}) {
+    maps_.reset();
+    skel_.reset(nsima_selftest::open());
+    ASSERT_TRUE(skel_) << "opening nsima_selftest.bpf.o failed (errno " << errno << ")";
+    if (configure) configure(skel_.get());
+    ASSERT_EQ(nsima_selftest::load(skel_.get()), 0)
+        << "loading nsima_selftest.bpf.o failed (errno " << errno
+        << "): SEC(\"syscall\") programs need Linux >= 5.14 and root";
+    MapFds fds;
+    fds.cgroups = bpf_map__fd(skel_->maps.cgroups);
+    fds.cg_cache = bpf_map__fd(skel_->maps.cg_cache);
+    fds.verdicts = bpf_map__fd(skel_->maps.verdicts);
+    fds.stats = bpf_map__fd(skel_->maps.stats);
+    fds.ns_drops = bpf_map__fd(skel_->maps.ns_drops);
+    fds.self_opens = bpf_map__fd(skel_->maps.self_opens);
+    fds.ctl = bpf_map__fd(skel_->maps.ctl);
+    maps_ = std::make_unique<BpfMaps>(fds);
   }
 
   // Runs a syscall program; the kernel copies the context back into `args`.
-  int run(bpf_program* prog, nsima_selftest_args& args) {
+  template <class Args>
+  int run(bpf_program* prog, Args& args) {
     LIBBPF_OPTS(bpf_test_run_opts, opts, .ctx_in = &args, .ctx_size_in = sizeof(args));
     int err = bpf_prog_test_run_opts(bpf_program__fd(prog), &opts);
     EXPECT_EQ(err, 0) << "BPF_PROG_TEST_RUN failed: " << strerror(errno);
     return static_cast<int>(opts.retval);
   }
 
+  // Ancestor ids by level (0 = root); the task's own cgroup is the deepest one given.
   void set_ancestors(std::initializer_list<uint64_t> ids) {
     for (auto& a : skel_->bss->selftest_ancestors) a = 0;
     int i = 0;
@@ -67,43 +84,237 @@ class SelftestProg : public ::testing::Test {
     return a;
   }
 
+  uint32_t flood(uint32_t n, uint32_t ns_id = 1, uint32_t path_len = 64) {
+    nsima_selftest_flood f{n, path_len, 0, ns_id};
+    EXPECT_EQ(run(skel_->progs.nsima_test_flood, f), 0);
+    return f.submitted;
+  }
+
+  uint64_t epoch() {
+    auto e = maps_->epoch();
+    EXPECT_TRUE(e) << e.error().to_string();
+    return e ? *e : 0;
+  }
+
+  // Fills cg_cache with entries of cgroups nobody uses (valid for the current epoch) until
+  // it holds `n` or refuses more. Returns how many went in.
+  size_t fill_cache_with_junk(size_t n) {
+    int fd = bpf_map__fd(skel_->maps.cg_cache);
+    nsima_cg_cache junk{0, NSIMA_CG_DERIVED, epoch()};
+    size_t i = 0;
+    for (uint64_t id = 1ull << 40; i < n; ++id, ++i)
+      if (bpf_map_update_elem(fd, &id, &junk, BPF_ANY)) break;
+    return i;
+  }
+
   std::unique_ptr<nsima_selftest, SkelDeleter> skel_;
   std::unique_ptr<BpfMaps> maps_;
 };
 
 TEST_F(SelftestProg, ResolvesDeepestRegisteredAncestor) {
-  ASSERT_TRUE(maps_->register_cgroup(1, 1, 0));
-  ASSERT_TRUE(maps_->register_cgroup(100, 7, NSIMA_CG_FIRST_DENY));
+  ASSERT_TRUE(maps_->register_cgroup(1, 1, 0, 0));
+  ASSERT_TRUE(maps_->register_cgroup(100, 7, NSIMA_CG_FIRST_DENY, 2));
   set_ancestors({1, 50, 100, 200});  // level 0 = root ... level 3 = the task's cgroup
   auto a = resolve(200);
   EXPECT_EQ(a.ns_id, 7u);
   EXPECT_EQ(a.cg_flags, uint32_t{NSIMA_CG_DERIVED | NSIMA_CG_FIRST_DENY});
-  // the answer is cached as a DERIVED entry: one lookup next time
-  auto cached = maps_->cgroup(200);
+  // the answer is cached in cg_cache with the current epoch; nothing is added to cgroups
+  auto cached = maps_->cached_cgroup(200);
   ASSERT_TRUE(cached);
   EXPECT_EQ(cached->ns_id, 7u);
-  EXPECT_EQ(cached->flags & NSIMA_CG_REGISTERED, 0u);
+  EXPECT_EQ(cached->epoch, epoch());
+  EXPECT_FALSE(maps_->cgroup(200));
   // the registered cgroup itself
   set_ancestors({1, 50, 100});
   a = resolve(100);
   EXPECT_EQ(a.ns_id, 7u);
   EXPECT_TRUE(a.cg_flags & NSIMA_CG_REGISTERED);
+  // a cgroup below the root only
+  set_ancestors({1, 60});
+  EXPECT_EQ(resolve(60).ns_id, 1u);
+  auto reg = maps_->registered_cgroups();
+  ASSERT_TRUE(reg) << reg.error().to_string();
+  ASSERT_EQ(reg->size(), 2u);
 }
 
-TEST_F(SelftestProg, UnregisteredCgroupsAreCachedAsNone) {
-  ASSERT_TRUE(maps_->register_cgroup(100, 7, 0));
+// Hole 1: the cache is full of junk (a container with a delegated cgroup tree can do that on
+// purpose): the hooks still resolve a cgroup below a registered one to its namespace. The old
+// single `cgroups` map refused the insert and the hook treated the access as "not ours".
+TEST_F(SelftestProg, FullCacheStillResolves) {
+  load([](nsima_selftest* s) { bpf_map__set_max_entries(s->maps.cg_cache, 256); });
+  ASSERT_TRUE(maps_->register_cgroup(100, 7, 0, 1));
+  EXPECT_EQ(fill_cache_with_junk(10 * 256), 2560u) << "an LRU takes every insert (it evicts)";
+  size_t held = 0;
+  uint64_t key = 0, next = 0;
+  for (uint64_t* prev = nullptr;
+       bpf_map_get_next_key(bpf_map__fd(skel_->maps.cg_cache), prev, &next) == 0; prev = &key)
+    key = next, ++held;
+  EXPECT_LE(held, 256u);
+  EXPECT_GE(held, 128u) << "the cache is full of junk";
+  set_ancestors({1, 100, 200});
+  auto a = resolve(200);
+  EXPECT_EQ(a.ns_id, 7u) << "a cgroup under registered cgroup 100 must resolve to namespace 7";
+  // the LRU made room: the answer is cached (an old junk entry was collected)
+  auto cached = maps_->cached_cgroup(200);
+  ASSERT_TRUE(cached);
+  EXPECT_EQ(cached->ns_id, 7u);
+  auto st = maps_->stats();
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->cg_uncached, 0u);
+  EXPECT_EQ(st->unresolved, 0u);
+}
+
+// Same with a cache that cannot make room at all (a plain hash standing in for an LRU whose
+// insert fails): the computed answer is used, and counted as uncached.
+TEST_F(SelftestProg, RefusedCacheInsertStillResolves) {
+  load([](nsima_selftest* s) {
+    bpf_map__set_type(s->maps.cg_cache, BPF_MAP_TYPE_HASH);
+    bpf_map__set_max_entries(s->maps.cg_cache, 64);
+  });
+  ASSERT_TRUE(maps_->register_cgroup(100, 7, NSIMA_CG_FIRST_DENY, 1));
+  EXPECT_EQ(fill_cache_with_junk(1000), 64u) << "a hash map refuses inserts when full";
+  set_ancestors({1, 100, 200});
+  for (int i = 0; i < 3; ++i) {
+    auto a = resolve(200);
+    EXPECT_EQ(a.ns_id, 7u);
+    EXPECT_EQ(a.cg_flags, uint32_t{NSIMA_CG_DERIVED | NSIMA_CG_FIRST_DENY});
+  }
+  EXPECT_FALSE(maps_->cached_cgroup(200));
+  auto st = maps_->stats();
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->cg_uncached, 3u);
+}
+
+TEST_F(SelftestProg, RegistrationInvalidatesCachedAnswers) {
+  ASSERT_TRUE(maps_->register_cgroup(100, 7, 0, 1));
   set_ancestors({1, 60, 300});
-  auto a = resolve(300);
-  EXPECT_EQ(a.ns_id, 0u);
-  ASSERT_TRUE(maps_->cgroup(300));
-  // a new registration is seen only after the daemon flushes derived entries
-  ASSERT_TRUE(maps_->register_cgroup(60, 9, 0));
   EXPECT_EQ(resolve(300).ns_id, 0u);
-  ASSERT_TRUE(maps_->flush_derived());
-  EXPECT_FALSE(maps_->cgroup(300));
-  EXPECT_TRUE(maps_->cgroup(60));   // registered entries survive the flush
-  EXPECT_TRUE(maps_->cgroup(100));
+  ASSERT_TRUE(maps_->cached_cgroup(300)) << "negative answers are cached too";
+  uint64_t e0 = epoch();
+  // a registration above it: the cached "none" must not survive it
+  ASSERT_TRUE(maps_->register_cgroup(60, 9, 0, 1));
+  EXPECT_GT(epoch(), e0) << "register_cgroup bumps the epoch";
   EXPECT_EQ(resolve(300).ns_id, 9u);
+  // and an unregistration
+  ASSERT_TRUE(maps_->unregister_cgroup(60));
+  EXPECT_EQ(resolve(300).ns_id, 0u);
+  EXPECT_FALSE(maps_->cgroup(60));
+  EXPECT_TRUE(maps_->cgroup(100));
+}
+
+// The cache entry is trusted only for the epoch it was computed in: an entry of the current
+// epoch is used as is (even a wrong one, which proves the hit path), one of an older epoch is
+// recomputed.
+TEST_F(SelftestProg, EntryOfAnotherEpochIsRecomputed) {
+  ASSERT_TRUE(maps_->register_cgroup(100, 7, 0, 1));
+  set_ancestors({1, 100, 200});
+  int fd = bpf_map__fd(skel_->maps.cg_cache);
+  uint64_t cg = 200;
+  nsima_cg_cache planted{42, NSIMA_CG_DERIVED, epoch()};
+  ASSERT_EQ(bpf_map_update_elem(fd, &cg, &planted, BPF_ANY), 0);
+  EXPECT_EQ(resolve(200).ns_id, 42u) << "an entry of the current epoch is a cache hit";
+  // what a walk that raced with a registration leaves: computed before it, inserted after
+  planted = {0, NSIMA_CG_DERIVED, epoch()};
+  ASSERT_EQ(bpf_map_update_elem(fd, &cg, &planted, BPF_ANY), 0);
+  ASSERT_TRUE(maps_->bump_epoch());
+  EXPECT_EQ(resolve(200).ns_id, 7u) << "an entry of an older epoch is recomputed";
+  EXPECT_EQ(maps_->cached_cgroup(200)->epoch, epoch());
+}
+
+// The race itself, inside one run of the hook's code: the epoch is read, the walk looks at
+// levels 3 and 2, then the "daemon" registers level 2's cgroup and bumps the epoch. The walk's
+// answer (namespace 1, from the root) is stale; the next access must not use it.
+TEST_F(SelftestProg, RegistrationDuringTheWalk) {
+  ASSERT_TRUE(maps_->register_cgroup(1, 1, 0, 0));
+  set_ancestors({1, 50, 100, 200});
+  skel_->data->selftest_race_level = 1;
+  skel_->bss->selftest_race_cgid = 100;
+  skel_->bss->selftest_race_ns = 9;
+  uint64_t e0 = epoch();
+  EXPECT_EQ(resolve(200).ns_id, 1u) << "the walk missed the registration that raced with it";
+  EXPECT_EQ(epoch(), e0 + 1);
+  skel_->data->selftest_race_level = -1;
+  EXPECT_EQ(resolve(200).ns_id, 9u) << "the stale answer was cached and used";
+}
+
+// Exact for every depth: a task far below NSIMA_MAX_CGROUP_DEPTH levels still finds the
+// namespace registered at the deepest level the daemon accepts; deeper registrations are
+// refused, so no namespace can sit where the walk does not look.
+TEST_F(SelftestProg, DepthLimits) {
+  auto too_deep = maps_->register_cgroup(5000, 3, 0, NSIMA_MAX_CGROUP_DEPTH);
+  ASSERT_FALSE(too_deep);
+  EXPECT_EQ(too_deep.error().code, ELOOP);
+  ASSERT_TRUE(maps_->register_cgroup(5031, 3, 0, NSIMA_MAX_CGROUP_DEPTH - 1));
+  for (int l = 0; l < NSIMA_MAX_CGROUP_DEPTH; ++l)
+    skel_->bss->selftest_ancestors[l] = 5000 + static_cast<uint64_t>(l);
+  // the task is at level 40: levels 32..40 are not walked, level 31 is
+  EXPECT_EQ(resolve(5040).ns_id, 3u);
+  EXPECT_EQ(resolve(5031).ns_id, 3u);
+  skel_->bss->selftest_ancestors[NSIMA_MAX_CGROUP_DEPTH - 1] = 0;  // a task at level 30
+  EXPECT_EQ(resolve(5030).ns_id, 0u) << "above the namespace";
+}
+
+TEST_F(SelftestProg, UnresolvableIsCounted) {
+  ASSERT_TRUE(maps_->register_cgroup(100, 7, 0, 1));
+  set_ancestors({});
+  EXPECT_EQ(resolve(200).ns_id, 0u);
+  EXPECT_FALSE(maps_->cached_cgroup(200)) << "no answer, nothing cached";
+  auto st = maps_->stats();
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->unresolved, 1u);
+}
+
+TEST_F(SelftestProg, SelfIdentity) {
+  ASSERT_TRUE(maps_->set_self(4242, 777));
+  auto c = maps_->ctl();
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->self_tgid, 4242u);
+  EXPECT_EQ(c->self_start, 777u);
+  EXPECT_EQ(c->tick_ns, 1000000000u / sysconf(_SC_CLK_TCK));
+  auto start = process_start_ticks(getpid());
+  ASSERT_TRUE(start) << start.error().to_string();
+  EXPECT_GT(*start, 0u);
+
+  // what the hooks make of it: tgid and start time (to the tick) must both match
+  auto is_self = [&](uint32_t tgid, uint64_t start_ns) {
+    nsima_selftest_self a{start_ns, tgid, 99};
+    EXPECT_EQ(run(skel_->progs.nsima_test_self, a), 0);
+    return a.is_self;
+  };
+  const uint64_t tick = c->tick_ns;
+  EXPECT_EQ(is_self(4242, 777 * tick), 1u);
+  EXPECT_EQ(is_self(4242, 777 * tick + tick - 1), 1u) << "same tick";
+  EXPECT_EQ(is_self(4242, 778 * tick), 0u) << "a dead nsimad's pid reused by a later process";
+  EXPECT_EQ(is_self(4243, 777 * tick), 0u);
+  ASSERT_TRUE(maps_->set_self(0, 0));
+  EXPECT_EQ(is_self(0, 0), 0u) << "no nsimad: nobody is exempt";
+}
+
+// cgroup_level counts from the hierarchy's root, as bpf_get_current_ancestor_cgroup_id does.
+TEST(CgroupLevel, CountsFromTheRoot) {
+  std::ifstream mounts("/proc/self/mounts");
+  std::string dev, dir, type, rest, root;
+  while (mounts >> dev >> dir >> type && std::getline(mounts, rest))
+    if (type == "cgroup2") root = dir;
+  ASSERT_FALSE(root.empty()) << "no cgroup2 mount on this host";
+  bool is_root = access((root + "/cgroup.type").c_str(), F_OK) != 0;
+  auto lvl = cgroup_level(root);
+  if (!is_root) {  // a cgroup namespace's view: levels unknowable, refused
+    ASSERT_FALSE(lvl);
+    EXPECT_EQ(lvl.error().code, EXDEV);
+    return;
+  }
+  ASSERT_TRUE(lvl) << lvl.error().to_string();
+  EXPECT_EQ(*lvl, 0u);
+  std::string a = root + "/nsima-level-test." + std::to_string(getpid()), b = a + "/b";
+  ASSERT_EQ(mkdir(a.c_str(), 0755), 0) << strerror(errno);
+  ASSERT_EQ(mkdir(b.c_str(), 0755), 0) << strerror(errno);
+  EXPECT_EQ(cgroup_level(a).value_or(99), 1u);
+  EXPECT_EQ(cgroup_level(b + "/").value_or(99), 2u);
+  EXPECT_EQ(cgroup_level(b + "/../b").value_or(99), 2u);
+  rmdir(b.c_str());
+  rmdir(a.c_str());
+  EXPECT_FALSE(cgroup_level("/tmp")) << "not cgroup2";
 }
 
 TEST_F(SelftestProg, VerdictDecisions) {
@@ -160,15 +371,66 @@ TEST_F(SelftestProg, VerdictDecisions) {
   EXPECT_FALSE(maps_->verdict(other));
 }
 
+// Hole 4's building block: an operator deny of the inode, whatever its content becomes.
+TEST_F(SelftestProg, DenyEveryVersion) {
+  nsima_verdict_key key{7, 3, (8ull << 20) | 1, 4242};
+  Stamp s{1700000000, 5, 2, 100};
+  Stamp rewritten{1700000100, 9, 3, 200};
+  const uint32_t read_class = NSIMA_CLASS_FILE(NSIMA_MAY_READ);
+  ASSERT_TRUE(maps_->deny(key, s, /*every_version=*/true));
+  EXPECT_EQ(maps_->verdict(key)->verdict, uint32_t{NSIMA_VERDICT_DENY_ALWAYS});
+  EXPECT_EQ(decide(key, s, read_class).decision, NSIMA_DECIDE_DENY);
+  auto a = decide(key, rewritten, NSIMA_CLASS_BPRM);
+  EXPECT_EQ(a.decision, NSIMA_DECIDE_DENY) << "a new version of the file is still denied";
+  EXPECT_EQ(a.flags, 0u);
+  // the judge's allow of a new version (an event that raced) does not lift it ...
+  ASSERT_TRUE(maps_->allow(key, rewritten, 1u << read_class));
+  EXPECT_EQ(decide(key, rewritten, read_class).decision, NSIMA_DECIDE_DENY);
+  // ... the operator's allow does
+  ASSERT_TRUE(maps_->allow(key, rewritten, 1u << read_class, /*keep_deny=*/false));
+  EXPECT_EQ(decide(key, rewritten, read_class).decision, NSIMA_DECIDE_QUIET);
+  EXPECT_EQ(decide(key, s, read_class).decision, NSIMA_DECIDE_EMIT);
+  // a per-version deny still ends with the version
+  ASSERT_TRUE(maps_->deny(key, s));
+  EXPECT_EQ(decide(key, rewritten, read_class).decision, NSIMA_DECIDE_EMIT);
+}
+
 TEST_F(SelftestProg, CountersStartAtZero) {
   auto s = maps_->stats();
   ASSERT_TRUE(s) << s.error().to_string();
   EXPECT_EQ(s->total_emitted() + s->total_dropped() + s->total_denied() + s->total_quiet(), 0u);
+  EXPECT_EQ(s->cg_uncached + s->unresolved + s->drop_no_ns, 0u);
   ASSERT_TRUE(maps_->init_ns_drops(5));
   auto d = maps_->ns_drops();
   ASSERT_TRUE(d);
   ASSERT_EQ(d->count(5), 1u);
   EXPECT_EQ(d->at(5), 0u);
+  ASSERT_TRUE(maps_->remove_ns_drops(5));
+  EXPECT_EQ(maps_->ns_drops()->count(5), 0u) << "a deleted namespace's counter is gone";
+  EXPECT_TRUE(maps_->remove_ns_drops(5)) << "removing twice is fine";
+}
+
+// Drops are counted per namespace in ns_drops (NSIMA_MAX_NAMESPACES ids); when that map is
+// full the drop is still in stats DROPPED, and NSIMA_STAT_DROP_NO_NS says no namespace got it.
+TEST_F(SelftestProg, DropsAreNeverUncounted) {
+  load([](nsima_selftest* s) { bpf_map__set_max_entries(s->maps.events, 4096); });
+  EXPECT_EQ(bpf_map__max_entries(skel_->maps.ns_drops), uint32_t{NSIMA_MAX_NAMESPACES});
+  EXPECT_EQ(flood(100, 5, 200), 100u);
+  auto st = maps_->stats();
+  ASSERT_TRUE(st);
+  uint64_t dropped = st->dropped[NSIMA_HOOK_FILE_OPEN];
+  ASSERT_GT(dropped, 0u) << "100 records of ~500 bytes do not fit 4 KiB";
+  EXPECT_EQ(st->emitted[NSIMA_HOOK_FILE_OPEN] + dropped, 100u);
+  EXPECT_EQ(maps_->ns_drops()->at(5), dropped);
+  EXPECT_EQ(st->drop_no_ns, 0u);
+  // fill ns_drops with other namespaces
+  for (uint32_t id = 1000; id < 1000 + NSIMA_MAX_NAMESPACES; ++id) (void)maps_->init_ns_drops(id);
+  EXPECT_EQ(flood(100, 6, 200), 100u);
+  st = maps_->stats();
+  uint64_t dropped2 = st->dropped[NSIMA_HOOK_FILE_OPEN] - dropped;
+  EXPECT_EQ(dropped2, 100u) << "the ring buffer is still full";
+  EXPECT_EQ(st->drop_no_ns, dropped2);
+  EXPECT_EQ(maps_->ns_drops()->count(6), 0u);
 }
 
 // The hooks read ctime through CO-RE flavors (6.1 i_ctime, 6.6 __i_ctime, 6.11 i_ctime_sec/nsec):

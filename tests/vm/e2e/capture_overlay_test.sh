@@ -3,7 +3,7 @@
 # Containers run on overlayfs: the capture path there gives one event per access (overlayfs'
 # internal open of the real file is not reported), inode numbers as stat sees them on the
 # overlay, paths relative to the process root (chroot), and verdicts that hold on the overlay
-# inode until the file is copied up and changed.
+# inode for every version of the file, also after a copy-up.
 . /usr/share/nsima-test/nsima.sh
 set -eu
 
@@ -41,11 +41,14 @@ nsima_wait_for /tmp/w.log '"hook":"bprm_check".*"path":"/bin/hello"'
 line=$(grep '"hook":"bprm_check"' /tmp/w.log | grep '"path":"/bin/hello"')
 nsima_check_eq "$(nsima_json_field "$line" ino)" "$(stat -c %i $M/bin/hello)" "ino of the exec in chroot"
 
-# deny holds on the overlay inode; a copy-up with new content invalidates it
+# deny holds on the overlay inode, also after a copy-up with new content (every version)
 nsimactl deny --cgroup $CG --root / $M/file
-out=$(cg_exec $CG /bin/cat $M/file 2>&1 || true)
+out=$(cg_exec $CG /bin/cat $M/file 2>&1) && nsima_fail "cat of a denied overlay file was allowed"
 nsima_check_contains "$out" "Permission denied" "cat of a denied overlay file"
 echo upper >>$M/file
+out=$(cg_exec $CG /bin/cat $M/file 2>&1) && nsima_fail "the copy-up lifted the deny ($out)"
+nsima_check_contains "$out" "Permission denied" "cat of a denied overlay file after copy-up"
+nsimactl allow --cgroup $CG --root / $M/file
 out=$(cg_exec $CG /bin/cat $M/file)
 nsima_check_eq "$out" "lower
 upper" "cat after copy-up"

@@ -3,7 +3,7 @@
 # The capture path on the real 6.1 kernel: events from the BPF-LSM hooks for processes in a
 # registered cgroup (exec, open, exec-mmap), nothing for other cgroups, silence for repeats,
 # and verdicts: deny makes open and exec fail with EACCES in that namespace only, and a rewrite
-# of the file invalidates the deny.
+# of a file invalidates its judged verdict but not an operator's deny (every version).
 . /usr/share/nsima-test/nsima.sh
 set -eu
 
@@ -112,15 +112,22 @@ nsimactl allow --cgroup $A --root / "$D/hello"
 out=$(cg_exec $A "$D/hello")
 nsima_check_eq "$out" hello "exec after nsimactl allow"
 
-# 7. rewriting the file invalidates the deny: new stamp, new event
-events_before=$(nsima_count /tmp/wa.log '"hook":"file_open"' "\"path\":\"$D/f\"")
+# 7. an operator deny holds for every version of the file: a rewrite does not lift it
 echo three >"$D/f"
+out=$(cg_exec $A /bin/cat "$D/f" 2>&1) && nsima_fail "a rewrite lifted the operator's deny ($out)"
+nsima_check_contains "$out" "Permission denied" "cat of a denied file after a rewrite"
+nsimactl allow --cgroup $A --root / "$D/f"
 out=$(cg_exec $A /bin/cat "$D/f")
-nsima_check_eq "$out" three "cat after the file was rewritten"
+nsima_check_eq "$out" three "cat after allow"
+# 8. a judged verdict is for one version: rewriting a silenced file gives a new event
+events_before=$(nsima_count /tmp/wa.log '"hook":"file_open"' "\"path\":\"$D/h\"")
+echo changed >"$D/h"
+out=$(cg_exec $A /bin/cat "$D/h")
+nsima_check_eq "$out" changed "cat after the file was rewritten"
 # (event JSON keys are sorted: flags < hook < path) flags 32 = NSIMA_EV_STALE
-nsima_wait_for /tmp/wa.log "\"flags\":32,.*\"hook\":\"file_open\".*\"path\":\"$D/f\""
-events_after=$(nsima_count /tmp/wa.log '"hook":"file_open"' "\"path\":\"$D/f\"")
-nsima_check_eq "$events_after" $((events_before + 1)) "file_open events for $D/f after rewrite"
+nsima_wait_for /tmp/wa.log "\"flags\":32,.*\"hook\":\"file_open\".*\"path\":\"$D/h\""
+events_after=$(nsima_count /tmp/wa.log '"hook":"file_open"' "\"path\":\"$D/h\"")
+nsima_check_eq "$events_after" $((events_before + 1)) "file_open events for $D/h after rewrite"
 
 kill $WA $WC
 nsima_stop
