@@ -1,0 +1,488 @@
+// SPDX-License-Identifier: Apache-2.0
+// Digest lists against the real tools: manifests written by sha256sum/sha384sum/sha512sum
+// (escaped names included), signatures by `openssl dgst -sha256 -sign`, dpkg md5sums written by
+// md5sum, rpm packages built by rpmbuild and signed by rpmsign with a gpg key made in a temporary
+// GNUPGHOME and imported into a temporary rpm keyring with rpmkeys.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include "appraise/digest_list.h"
+#include "appraise_test_util.h"
+#include "measure/hasher.h"
+
+namespace nsima::appraise {
+namespace {
+
+using measure::Digest;
+using measure::HashAlgo;
+using namespace testing;
+
+Digest sha256_of(std::string_view s) {
+  auto d = measure::hash_bytes(HashAlgo::kSha256,
+                               {reinterpret_cast<const uint8_t*>(s.data()), s.size()});
+  EXPECT_TRUE(d);
+  return *d;
+}
+
+class DigestListTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir();
+    rsa_ = new TestKey(make_key(dir_->path(), "rsa", "rsa:2048"));
+    ec_ = new TestKey(make_key(dir_->path(), "ec", "ec -pkeyopt ec_paramgen_curve:prime256v1"));
+    other_ = new TestKey(make_key(dir_->path(), "other", "ec -pkeyopt ec_paramgen_curve:prime256v1"));
+  }
+  static void TearDownTestSuite() {
+    delete rsa_;
+    delete ec_;
+    delete other_;
+    delete dir_;
+  }
+  static Keyring ring_of(std::initializer_list<const TestKey*> keys) {
+    Keyring ring;
+    for (const TestKey* k : keys) {
+      auto key = Key::from_file(k->der);
+      EXPECT_TRUE(key);
+      EXPECT_TRUE(ring.add(*key));
+    }
+    return ring;
+  }
+  static TempDir* dir_;
+  static TestKey *rsa_, *ec_, *other_;
+};
+TempDir* DigestListTest::dir_ = nullptr;
+TestKey *DigestListTest::rsa_, *DigestListTest::ec_, *DigestListTest::other_;
+
+// ------------------------------------------------------------------ manifests
+
+TEST_F(DigestListTest, ParsesAndRewritesCoreutilsOutputByteForByte) {
+  TempDir t;
+  const fs::path d = t.path() / "files";
+  fs::create_directories(d);
+  const std::vector<std::pair<std::string, std::string>> files = {
+      {"plain", "plain content"},   {"with space", "space"},  {"back\\slash", "backslash"},
+      {"new\nline", "newline"},     {"car\rriage", "cr"},     {"empty", ""}};
+  for (const auto& [name, content] : files) write_file(d / name, content);
+  for (std::string tool : {"sha256sum", "sha384sum", "sha512sum"}) {
+    for (std::string mode : {"", "-b"}) {
+      std::string out = must("cd " + d.string() + " && " + tool + " " + mode + " *");
+      auto m = parse_manifest(out, tool);
+      ASSERT_TRUE(m) << m.error().to_string() << "\n" << out;
+      ASSERT_EQ(m->entries.size(), files.size()) << out;
+      for (const auto& e : m->entries) {
+        auto it = std::find_if(files.begin(), files.end(),
+                               [&](const auto& f) { return f.first == e.path; });
+        ASSERT_NE(it, files.end()) << "unescaped name not found: " << e.path;
+        auto want = measure::hash_bytes(e.digest.algo(),
+                                        {reinterpret_cast<const uint8_t*>(it->second.data()),
+                                         it->second.size()});
+        EXPECT_EQ(e.digest, *want) << e.path;
+        EXPECT_EQ(e.binary, mode == "-b");
+        const HashAlgo expect = tool == "sha256sum"   ? HashAlgo::kSha256
+                                : tool == "sha384sum" ? HashAlgo::kSha384
+                                                      : HashAlgo::kSha512;
+        EXPECT_EQ(e.digest.algo(), expect);
+      }
+      EXPECT_EQ(format_manifest(*m), out) << tool << " " << mode;
+    }
+  }
+}
+
+TEST_F(DigestListTest, ManifestErrorsNameFileAndLine) {
+  const std::string good = sha256_of("x").hex() + "  /x\n";
+  const std::pair<std::string, std::string> cases[] = {
+      {good + std::string(40, 'a') + "  /sha1\n", "40 hex digits"},
+      {good + sha256_of("y").hex() + " /y\n", "two spaces"},
+      {good + sha256_of("y").hex() + "\n", "two spaces"},
+      {good + "zz" + sha256_of("y").hex() + "  /y\n", "hex digest"},
+      {good + "\\" + sha256_of("y").hex() + "  /a\\tb\n", "unknown escape"},
+      {good + "\\" + sha256_of("y").hex() + "  /a\\\n", "lone backslash"},
+      {good + "SHA256 (/y) = " + sha256_of("y").hex() + "\n", "BSD-style"},
+      {good + "# comment\n", "hex digest"},
+  };
+  for (const auto& [text, want] : cases) {
+    auto m = parse_manifest(text, "list.sha256");
+    ASSERT_FALSE(m) << text;
+    EXPECT_EQ(m.error().where, "list.sha256:2") << text;
+    EXPECT_NE(m.error().message.find(want), std::string::npos) << m.error().message;
+  }
+  auto ok = parse_manifest(good + "\n" + good, "f");  // blank lines are fine
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->entries.size(), 2u);
+}
+
+TEST_F(DigestListTest, SignedManifestVerifiesWithOpensslSignatures) {
+  TempDir t;
+  const fs::path m = t.path() / "list.sha256";
+  write_file(t.path() / "a", "aaa");
+  write_file(m, must("cd " + t.path().string() + " && sha256sum a"));
+  Keyring ring = ring_of({ec_, rsa_});
+  for (const TestKey* k : {rsa_, ec_}) {
+    must("openssl dgst -sha256 -sign " + k->key.string() + " -out " + m.string() + ".sig " +
+         m.string());
+    auto loaded = load_manifest(m, &ring);
+    ASSERT_TRUE(loaded) << loaded.error().to_string();
+    EXPECT_TRUE(loaded->is_signed);
+    EXPECT_EQ(loaded->signer->keyid_hex, k->skid_tail);
+    EXPECT_EQ(loaded->manifest.entries.size(), 1u);
+    EXPECT_EQ(loaded->manifest.entries[0].digest, sha256_of("aaa"));
+    // The same bytes, checked by openssl itself, for the record.
+    const fs::path pub = t.path() / "pub.pem";
+    must("openssl x509 -in " + k->pem.string() + " -pubkey -noout > " + pub.string());
+    must("openssl dgst -sha256 -verify " + pub.string() + " -signature " + m.string() + ".sig " +
+         m.string() + " | grep -q OK");
+  }
+}
+
+TEST_F(DigestListTest, BadOrMissingManifestSignaturesAreErrorsNotUnsigned) {
+  TempDir t;
+  const fs::path m = t.path() / "list.sha256";
+  write_file(m, sha256_of("a").hex() + "  a\n");
+  Keyring ring = ring_of({rsa_});
+
+  auto unsigned_ok = load_manifest(m, &ring);
+  ASSERT_TRUE(unsigned_ok);
+  EXPECT_FALSE(unsigned_ok->is_signed);
+  auto required = load_manifest(m, &ring, SignaturePolicy::kRequired);
+  ASSERT_FALSE(required);
+  EXPECT_EQ(required.error().code, ENOENT);
+
+  // Signed by a key the namespace does not hold.
+  must("openssl dgst -sha256 -sign " + other_->key.string() + " -out " + m.string() + ".sig " +
+       m.string());
+  auto foreign = load_manifest(m, &ring);
+  ASSERT_FALSE(foreign);
+  EXPECT_EQ(foreign.error().code, EKEYREJECTED);
+  EXPECT_EQ(foreign.error().where, m.string() + ".sig");
+
+  // Signed by our key, then one byte of the manifest changed.
+  must("openssl dgst -sha256 -sign " + rsa_->key.string() + " -out " + m.string() + ".sig " +
+       m.string());
+  ASSERT_TRUE(load_manifest(m, &ring));
+  std::string text = read_file(m);
+  text[3] = text[3] == '0' ? '1' : '0';
+  write_file(m, text);
+  auto tampered = load_manifest(m, &ring);
+  ASSERT_FALSE(tampered);
+  EXPECT_EQ(tampered.error().code, EKEYREJECTED);
+
+  auto no_keys = load_manifest(m, nullptr);
+  ASSERT_FALSE(no_keys);
+  EXPECT_EQ(no_keys.error().code, ENOKEY);
+  auto ignored = load_manifest(m, nullptr, SignaturePolicy::kIgnore);
+  ASSERT_TRUE(ignored);
+  EXPECT_FALSE(ignored->is_signed);
+}
+
+// ------------------------------------------------------------------ store
+
+TEST_F(DigestListTest, StoreListsSignsRevokesAndPersists) {
+  TempDir state;
+  const fs::path dir = namespace_digests_dir(state.path(), 3);
+  EXPECT_EQ(dir, state.path() / "ns/3/digests");
+  Manifest unsigned_m, signed_m;
+  for (int i = 0; i < 5; ++i)
+    unsigned_m.entries.push_back({sha256_of("u" + std::to_string(i)), "/u", false});
+  signed_m.entries.push_back({sha256_of("u0"), "/u0", false});  // upgrades u0
+  signed_m.entries.push_back({sha256_of("s"), "/s", false});
+  auto sha512 = measure::hash_bytes(HashAlgo::kSha512, std::vector<uint8_t>{1, 2, 3});
+  signed_m.entries.push_back({*sha512, "/big", false});
+  {
+    auto store = DigestStore::open(dir);
+    ASSERT_TRUE(store) << store.error().to_string();
+    auto a = store->add(unsigned_m, false);
+    ASSERT_TRUE(a);
+    EXPECT_EQ(a->added, 5u);
+    auto b = store->add(signed_m, true);
+    ASSERT_TRUE(b);
+    EXPECT_EQ(b->added, 2u);
+    EXPECT_EQ(b->upgraded, 1u);
+    auto c = store->add(signed_m, true);
+    ASSERT_TRUE(c);
+    EXPECT_EQ(c->already, 3u);
+    auto r = store->revoke(sha256_of("u1"));
+    ASSERT_TRUE(r && *r);
+    r = store->revoke(sha256_of("u1"));
+    ASSERT_TRUE(r);
+    EXPECT_FALSE(*r);
+    auto never_listed = store->revoke(sha256_of("evil"));
+    ASSERT_TRUE(never_listed && *never_listed);
+  }
+  auto store = DigestStore::open(dir);  // a restart
+  ASSERT_TRUE(store) << store.error().to_string();
+  EXPECT_EQ(store->listed_count(), 7u);
+  EXPECT_EQ(store->signed_count(), 3u);
+  EXPECT_EQ(store->revoked_count(), 2u);
+  auto l = store->lookup(sha256_of("u2"));
+  EXPECT_TRUE(l.listed);
+  EXPECT_FALSE(l.signed_listed);
+  EXPECT_FALSE(l.revoked);
+  l = store->lookup(sha256_of("u0"));
+  EXPECT_TRUE(l.listed && l.signed_listed);
+  l = store->lookup(*sha512);
+  EXPECT_TRUE(l.listed && l.signed_listed);
+  l = store->lookup(sha256_of("u1"));
+  EXPECT_TRUE(l.listed && l.revoked);
+  l = store->lookup(sha256_of("evil"));
+  EXPECT_TRUE(l.revoked);
+  EXPECT_FALSE(l.listed);
+  l = store->lookup(sha256_of("nothing"));
+  EXPECT_FALSE(l.listed || l.revoked);
+  // Several digests of one file: revoked if any is.
+  const Digest both[] = {*sha512, sha256_of("evil")};
+  l = store->lookup(both);
+  EXPECT_TRUE(l.revoked && l.listed);
+  auto un = store->unrevoke(sha256_of("u1"));
+  ASSERT_TRUE(un && *un);
+  EXPECT_FALSE(store->lookup(sha256_of("u1")).revoked);
+
+  // A corrupt store file fails to open, naming FILE:LINE.
+  write_file(dir / "listed", "# header\nl sha256:abcd\n");
+  auto bad = DigestStore::open(dir);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().where, (dir / "listed").string() + ":2");
+}
+
+TEST_F(DigestListTest, StoreHandlesALargeManifest) {
+  Manifest m;
+  for (int i = 0; i < 50000; ++i) m.entries.push_back({sha256_of(std::to_string(i)), "/f", false});
+  DigestStore store = DigestStore::in_memory();
+  auto a = store.add(m, false);
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->added, 50000u);
+  for (int i = 0; i < 50000; i += 97) EXPECT_TRUE(store.lookup(sha256_of(std::to_string(i))).listed);
+  EXPECT_FALSE(store.lookup(sha256_of("50000")).listed);
+  // Adding again in another order changes nothing.
+  std::reverse(m.entries.begin(), m.entries.end());
+  a = store.add(m, false);
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->already, 50000u);
+  EXPECT_EQ(store.listed_count(), 50000u);
+  // Duplicates inside one manifest count once.
+  Manifest twice = m;
+  twice.entries.insert(twice.entries.end(), m.entries.begin(), m.entries.end());
+  twice.entries.push_back({sha256_of("new one"), "/n", false});
+  twice.entries.push_back({sha256_of("new one"), "/n2", false});
+  a = store.add(twice, true);
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->added, 1u);
+  EXPECT_EQ(a->upgraded, 50000u);
+  EXPECT_EQ(store.signed_count(), 50001u);
+}
+
+// ------------------------------------------------------------------ rootfs
+
+TEST_F(DigestListTest, RootfsManifestIsSortedAndNeverLeavesTheRoot) {
+  TempDir t;
+  const fs::path root = t.path() / "rootfs";
+  fs::create_directories(root / "usr/bin");
+  fs::create_directories(root / "etc");
+  write_file(root / "usr/bin/tool", "#!/bin/sh\necho tool\n");
+  write_file(root / "etc/conf", "conf");
+  write_file(root / "z top", "top");
+  write_file(t.path() / "outside", "outside the root");
+  fs::create_symlink(t.path() / "outside", root / "etc/escape");   // absolute, outside
+  fs::create_symlink("../../outside", root / "usr/relative-escape");
+  fs::create_symlink(t.path(), root / "dirlink");                   // a directory outside
+  ASSERT_EQ(::mkfifo((root / "fifo").c_str(), 0600), 0);            // must not block
+  auto g = manifest_from_rootfs(root);
+  ASSERT_TRUE(g) << g.error().to_string();
+  EXPECT_TRUE(g->ok()) << g->problems.size();
+  std::vector<std::string> paths;
+  for (const auto& e : g->manifest.entries) paths.push_back(e.path);
+  EXPECT_EQ(paths, (std::vector<std::string>{"/etc/conf", "/usr/bin/tool", "/z top"}));
+  // Digests as sha256sum computes them in the root.
+  std::string want = must("cd " + root.string() + " && sha256sum etc/conf usr/bin/tool 'z top' | "
+                          "sed 's#  #  /#'");
+  EXPECT_EQ(format_manifest(g->manifest), want);
+  for (const auto& e : g->manifest.entries) EXPECT_NE(e.digest, sha256_of("outside the root"));
+}
+
+// ------------------------------------------------------------------ dpkg
+
+TEST_F(DigestListTest, DpkgChecksMd5BeforeTrustingSha256) {
+  TempDir t;
+  const fs::path root = t.path() / "root";
+  fs::create_directories(root / "usr/bin");
+  fs::create_directories(root / "usr/share/doc/pkg");
+  fs::create_directories(root / "var/lib/dpkg/info");
+  fs::create_symlink("usr/bin", root / "bin");  // usrmerge: bin/x resolves inside the root
+  write_file(root / "usr/bin/good", "good binary");
+  write_file(root / "usr/bin/merged", "merged path");
+  write_file(root / "usr/share/doc/pkg/changed", "original");
+  write_file(root / "usr/bin/gone", "soon gone");
+  write_file(t.path() / "passwd", "host file");
+  // md5sums exactly as dpkg writes them: md5sum output, paths relative to /.
+  must("cd " + root.string() + " && md5sum usr/bin/good usr/share/doc/pkg/changed usr/bin/gone "
+       "> var/lib/dpkg/info/pkg.md5sums && md5sum usr/bin/merged | sed 's#usr/bin#bin#' "
+       "> var/lib/dpkg/info/other.md5sums");
+  // The escape: an md5sums line naming a symlink that points outside the root, with the md5 of
+  // its target: it must never be followed.
+  fs::create_symlink(t.path() / "passwd", root / "usr/bin/evil");
+  must("cd " + t.path().string() + " && printf '%s  usr/bin/evil\\n' $(md5sum < passwd | cut "
+       "-c1-32) >> root/var/lib/dpkg/info/pkg.md5sums");
+  write_file(root / "var/lib/dpkg/info/pkg.md5sums",
+             read_file(root / "var/lib/dpkg/info/pkg.md5sums") + "not a line\n");
+  write_file(root / "usr/share/doc/pkg/changed", "modified after install");
+  fs::remove(root / "usr/bin/gone");
+
+  auto g = manifest_from_dpkg(root);
+  ASSERT_TRUE(g) << g.error().to_string();
+  EXPECT_EQ(g->sources, 2u);
+  std::map<std::string, std::string> problems;
+  for (const auto& p : g->problems) problems[p.where] = p.what;
+  ASSERT_EQ(g->manifest.entries.size(), 2u) << format_manifest(g->manifest);
+  EXPECT_EQ(g->manifest.entries[0].path, "/bin/merged");
+  EXPECT_EQ(g->manifest.entries[0].digest, sha256_of("merged path"));
+  EXPECT_EQ(g->manifest.entries[1].path, "/usr/bin/good");
+  EXPECT_EQ(g->manifest.entries[1].digest, sha256_of("good binary"));
+  ASSERT_EQ(problems.size(), 4u);
+  EXPECT_NE(problems["/usr/share/doc/pkg/changed"].find("md5 mismatch"), std::string::npos);
+  EXPECT_EQ(problems["/usr/bin/gone"], "missing");
+  EXPECT_TRUE(problems.count("/usr/bin/evil")) << "a symlink out of the root was followed";
+  EXPECT_TRUE(problems.count((root / "var/lib/dpkg/info/pkg.md5sums").string() + ":5"));
+}
+
+// ------------------------------------------------------------------ rpm
+
+// rpmbuild + rpmsign with a gpg key made here. Debian 12's rpm macros name /usr/bin/gpg2 as
+// %__gpg, which Debian does not ship: --define "__gpg /usr/bin/gpg" is needed.
+class RpmTest : public DigestListTest {
+ protected:
+  void SetUp() override {
+    w_ = t_.path();
+    gnupg_ = w_ / "gnupg";
+    fs::create_directories(gnupg_);
+    fs::permissions(gnupg_, fs::perms::owner_all);
+    for (const char* who : {"trusted", "stranger"}) {
+      write_file(w_ / "keyparams",
+                 std::string("%no-protection\nKey-Type: RSA\nKey-Length: 2048\nName-Real: nsima "
+                             "rpm ") + who + "\nName-Email: " + who +
+                     "@example.invalid\nExpire-Date: 0\n%commit\n");
+      must(env() + "gpg --batch --gen-key " + (w_ / "keyparams").string());
+    }
+    must(env() + "gpg --export --armor trusted@example.invalid > " + (w_ / "trusted.asc").string());
+    keydb_ = w_ / "keydb";
+    fs::create_directories(keydb_);
+    must("rpmkeys --dbpath " + keydb_.string() + " --import " + (w_ / "trusted.asc").string());
+    fs::create_directories(w_ / "top/SPECS");
+    write_file(w_ / "top/SPECS/t.spec",
+               "Name: nsimatest\nVersion: 1.0\nRelease: 1\nSummary: t\nLicense: MIT\n"
+               "BuildArch: noarch\n%description\nt\n%install\n"
+               "mkdir -p %{buildroot}/usr/share/nsimatest %{buildroot}/usr/bin\n"
+               "printf 'hello rpm\\n' > %{buildroot}/usr/share/nsimatest/hello.txt\n"
+               "printf '#!/bin/sh\\necho hi\\n' > %{buildroot}/usr/bin/nsimatest\n"
+               "chmod 755 %{buildroot}/usr/bin/nsimatest\n"
+               "ln -s hello.txt %{buildroot}/usr/share/nsimatest/link\n"
+               "%files\n/usr/share/nsimatest\n/usr/bin/nsimatest\n"
+               "%ghost /usr/share/nsimatest/ghost.log\n");
+    must("rpmbuild --quiet --define '_topdir " + (w_ / "top").string() + "' --define '_dbpath " +
+         (w_ / "builddb").string() + "' -bb " + (w_ / "top/SPECS/t.spec").string());
+    built_ = w_ / "top/RPMS/noarch/nsimatest-1.0-1.noarch.rpm";
+    ASSERT_TRUE(fs::exists(built_));
+  }
+  void TearDown() override { run(env() + "gpgconf --kill gpg-agent"); }  // started by gpg
+  std::string env() const { return "GNUPGHOME=" + gnupg_.string() + " "; }
+  fs::path sign(const std::string& who, const std::string& name) {
+    fs::path out = w_ / name;
+    fs::copy_file(built_, out, fs::copy_options::overwrite_existing);
+    must(env() + "rpmsign --define '__gpg /usr/bin/gpg' --define '_gpg_name " + who +
+         "@example.invalid' --addsign " + out.string() + " </dev/null");
+    return out;
+  }
+  TempDir t_;
+  fs::path w_, gnupg_, keydb_, built_;
+};
+
+TEST_F(RpmTest, SignedPackageGivesItsSha256FileDigests) {
+  fs::path pkg = sign("trusted", "signed.rpm");
+  // rpm itself agrees that it is signed by the imported key.
+  std::string check = must("rpmkeys --dbpath " + keydb_.string() + " --checksig -v " + pkg.string());
+  EXPECT_NE(check.find("Signature, key ID"), std::string::npos) << check;
+  const fs::path pkgs[] = {pkg};
+  auto g = manifest_from_rpm(pkgs, RpmOptions{keydb_});
+  ASSERT_TRUE(g) << g.error().to_string();
+  EXPECT_TRUE(g->ok()) << g->problems[0].where << ": " << g->problems[0].what;
+  ASSERT_EQ(g->manifest.entries.size(), 2u) << format_manifest(g->manifest);
+  EXPECT_EQ(g->manifest.entries[0].path, "/usr/bin/nsimatest");
+  EXPECT_EQ(g->manifest.entries[0].digest, sha256_of("#!/bin/sh\necho hi\n"));
+  EXPECT_EQ(g->manifest.entries[1].path, "/usr/share/nsimatest/hello.txt");
+  EXPECT_EQ(g->manifest.entries[1].digest, sha256_of("hello rpm\n"));
+  // And rpm's own query prints the same digests.
+  std::string q = must("rpm -qp --qf '[%{FILEDIGESTS}\\n]' " + pkg.string() + " 2>/dev/null");
+  EXPECT_NE(q.find(sha256_of("hello rpm\n").hex()), std::string::npos) << q;
+}
+
+TEST_F(RpmTest, UnsignedUnknownKeyAndTamperedPackagesAreRefused) {
+  fs::path unsigned_pkg = w_ / "unsigned.rpm";
+  fs::copy_file(built_, unsigned_pkg);
+  fs::path stranger = sign("stranger", "stranger.rpm");
+  fs::path header_tampered = sign("trusted", "header.rpm");
+  std::string bytes = read_file(header_tampered);
+  const size_t at = bytes.find("nsimatest", 0x400);  // a name inside the signed header
+  ASSERT_NE(at, std::string::npos);
+  bytes[at] = 'N';
+  write_file(header_tampered, bytes);
+  fs::path not_rpm = w_ / "not.rpm";
+  write_file(not_rpm, "not an rpm");
+  fs::path good = sign("trusted", "good.rpm");
+
+  const fs::path pkgs[] = {unsigned_pkg, stranger, header_tampered, not_rpm, good};
+  auto g = manifest_from_rpm(pkgs, RpmOptions{keydb_});
+  ASSERT_TRUE(g) << g.error().to_string();
+  EXPECT_EQ(g->sources, 5u);
+  std::map<std::string, std::string> problems;
+  for (const auto& p : g->problems) problems[p.where] = p.what;
+  EXPECT_EQ(problems.size(), 4u);
+  for (const auto& p : {unsigned_pkg, stranger, header_tampered, not_rpm})
+    EXPECT_TRUE(problems[p.string()].starts_with("refused")) << p << ": " << problems[p.string()];
+  EXPECT_EQ(problems[unsigned_pkg.string()], "refused: unsigned package");
+  EXPECT_NE(problems[stranger.string()].find("not in the rpm keyring"), std::string::npos)
+      << problems[stranger.string()];
+  EXPECT_EQ(g->manifest.entries.size(), 2u);  // only the good package's files
+}
+
+// Only the signed header is trusted: a damaged payload does not change the digests taken from it
+// (they still describe what the signer built, and a file unpacked from that payload will not
+// match them).
+TEST_F(RpmTest, PayloadDamageDoesNotChangeTheSignedDigests) {
+  fs::path pkg = sign("trusted", "payload.rpm");
+  std::string bytes = read_file(pkg);
+  bytes[bytes.size() - 100] ^= 0x01;  // inside the compressed payload
+  write_file(pkg, bytes);
+  const fs::path pkgs[] = {pkg};
+  auto g = manifest_from_rpm(pkgs, RpmOptions{keydb_});
+  ASSERT_TRUE(g) << g.error().to_string();
+  ASSERT_EQ(g->manifest.entries.size(), 2u);
+  EXPECT_EQ(g->manifest.entries[1].digest, sha256_of("hello rpm\n"));
+}
+
+// A package whose file digests are not sha256 (built with %_binary_filedigest_algorithm 10,
+// sha512) gives no entries and says why.
+TEST_F(RpmTest, NonSha256FileDigestsAreAProblem) {
+  must("rpmbuild --quiet --define '_topdir " + (w_ / "top512").string() + "' --define '_dbpath " +
+       (w_ / "builddb").string() + "' --define '_binary_filedigest_algorithm 10' -bb " +
+       (w_ / "top/SPECS/t.spec").string());
+  fs::path pkg = w_ / "sha512.rpm";
+  fs::copy_file(w_ / "top512/RPMS/noarch/nsimatest-1.0-1.noarch.rpm", pkg);
+  must(env() + "rpmsign --define '__gpg /usr/bin/gpg' --define '_gpg_name trusted@example.invalid'"
+       " --addsign " + pkg.string() + " </dev/null");
+  const fs::path pkgs[] = {pkg};
+  auto g = manifest_from_rpm(pkgs, RpmOptions{keydb_});
+  ASSERT_TRUE(g) << g.error().to_string();
+  ASSERT_EQ(g->problems.size(), 1u);
+  EXPECT_NE(g->problems[0].what.find("sha512"), std::string::npos) << g->problems[0].what;
+  EXPECT_TRUE(g->manifest.entries.empty());
+}
+
+TEST_F(RpmTest, NoKeyringIsAnError) {
+  const fs::path pkgs[] = {built_};
+  auto g = manifest_from_rpm(pkgs, RpmOptions{});
+  ASSERT_FALSE(g);
+  g = manifest_from_rpm(pkgs, RpmOptions{w_ / "nonexistent"});
+  ASSERT_FALSE(g);
+  EXPECT_EQ(g.error().code, ENOENT);
+}
+
+}  // namespace
+}  // namespace nsima::appraise
