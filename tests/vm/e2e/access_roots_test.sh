@@ -38,8 +38,9 @@ probe_wait() { # FIXED-STRING: a line of access_probe's output within 20 s
 	done
 }
 
-# --add copies it to its build-tree path, which this script does not know.
-PROBE=$(find / -xdev -name access_probe -type f 2>/dev/null | head -1)
+# --add copies it to its build-tree path, which this script does not know (a clone in /tmp:
+# the guest keeps it on its /tmp tmpfs, hence the three places).
+PROBE=$(find / /tmp /run -xdev -name access_probe -type f 2>/dev/null | head -1)
 [ -x "$PROBE" ] || nsima_fail "access_probe not in the guest (vm-run-args --add)"
 
 nsima_start

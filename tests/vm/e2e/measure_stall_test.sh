@@ -11,7 +11,7 @@ set -o pipefail
 
 A=/sys/fs/cgroup/stalled B=/sys/fs/cgroup/healthy
 mkdir -p $A $B /tmp/fuse /data/b
-SERVER=$(find / -xdev -name access_fuse_stall -type f 2>/dev/null | head -n 1)
+SERVER=$(find / /tmp /run -xdev -name access_fuse_stall -type f 2>/dev/null | head -n 1)
 [ -x "$SERVER" ] || nsima_fail "access_fuse_stall not in the guest (vm-run-args --add)"
 "$SERVER" /tmp/fuse >/tmp/fuse.out 2>&1 &
 FUSE=$!
