@@ -119,10 +119,14 @@ static __always_inline int nsima_access(struct file *file, struct inode *inode,
 			return -EACCES;
 		}
 		break;
+	case NSIMA_DECIDE_REPORT:
+		break; /* judged and allowed: the daemon only wants to see it */
 	default:
-		/* First access under an enforcing namespace: refuse until the daemon has
-		 * appraised the file; the event below asks it to. */
-		if ((cg_flags & NSIMA_CG_FIRST_DENY) && a->may_deny) {
+		/* First access (never judged, or changed) in a namespace that enforces appraisal for
+		 * this access class: refuse until the daemon has appraised the file; the event
+		 * below asks it to. */
+		if ((cg_flags & NSIMA_CG_FIRST_DENY) && a->class < NSIMA_CLASS_COUNT &&
+		    (cg_flags & NSIMA_CG_FIRST_DENY_CLASS(a->class)) && a->may_deny) {
 			flags |= NSIMA_EV_DENIED | NSIMA_EV_FIRST_DENY;
 			nsima_count(NSIMA_STAT_DENIED + (a->hook & 3));
 			ret = -EACCES;

@@ -39,8 +39,9 @@ struct nsima_selftest_stamp {
 	__u64 ino;                /* out */
 };
 
-#define NSIMA_DECIDE_EMIT 0  /* unknown, changed or not yet quiet: tell the daemon */
+#define NSIMA_DECIDE_EMIT 0  /* never judged, or changed since: tell the daemon */
 #define NSIMA_DECIDE_QUIET 1 /* allowed, unchanged, nothing left to do: the hot path */
 #define NSIMA_DECIDE_DENY 2  /* denied and unchanged */
+#define NSIMA_DECIDE_REPORT 3 /* allowed for this version, but this access class is reported */
 
 #endif

@@ -35,7 +35,8 @@ static __always_inline int nsima_decide(const struct nsima_verdict_key *key,
 		return NSIMA_DECIDE_DENY;
 	if (class < 32 && (v->quiet & (1u << class)))
 		return NSIMA_DECIDE_QUIET;
-	return NSIMA_DECIDE_EMIT;
+	/* judged and allowed for this version, but the daemon wants to see this access class */
+	return NSIMA_DECIDE_REPORT;
 }
 
 static __always_inline void nsima_count(__u32 idx)

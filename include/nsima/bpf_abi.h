@@ -57,11 +57,17 @@
 #define NSIMA_CLASS_MMAP_REQPROT 17 /* only reqprot has PROT_EXEC (MMAP_CHECK_REQPROT) */
 #define NSIMA_CLASS_BPRM 18         /* BPRM_CHECK and CREDS_CHECK */
 #define NSIMA_CLASS_ALL 0x7ffff
+#define NSIMA_CLASS_COUNT 19
 
 /* cgroup value flags (struct nsima_cgroup.flags, struct nsima_cg_cache.flags) */
 #define NSIMA_CG_REGISTERED 0x1  /* written by the daemon: this cgroup is bound to ns_id */
 #define NSIMA_CG_DERIVED 0x2     /* resolved through an ancestor walk (ns_id 0 = none) */
 #define NSIMA_CG_FIRST_DENY 0x4  /* first-access rule: deny until the daemon gives a verdict */
+/* ... for the access classes whose bit is set here (bits 8..26: class 0..18): the classes some
+ * appraise rule of an enforcing namespace can match. Inherited with NSIMA_CG_FIRST_DENY. */
+#define NSIMA_CG_FIRST_DENY_SHIFT 8
+#define NSIMA_CG_FIRST_DENY_CLASS(c) (1u << (NSIMA_CG_FIRST_DENY_SHIFT + (c)))
+#define NSIMA_CG_FIRST_DENY_MASK (NSIMA_CLASS_ALL << NSIMA_CG_FIRST_DENY_SHIFT)
 
 /* Per-CPU counters (stats map index). */
 #define NSIMA_STAT_EMITTED 0   /* + hook: events submitted, per hook */

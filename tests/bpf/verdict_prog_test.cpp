@@ -112,12 +112,14 @@ class SelftestProg : public ::testing::Test {
 };
 
 TEST_F(SelftestProg, ResolvesDeepestRegisteredAncestor) {
+  const uint32_t deny = NSIMA_CG_FIRST_DENY | NSIMA_CG_FIRST_DENY_CLASS(NSIMA_CLASS_BPRM);
   ASSERT_TRUE(maps_->register_cgroup(1, 1, 0, 0));
-  ASSERT_TRUE(maps_->register_cgroup(100, 7, NSIMA_CG_FIRST_DENY, 2));
+  ASSERT_TRUE(maps_->register_cgroup(100, 7, deny, 2));
   set_ancestors({1, 50, 100, 200});  // level 0 = root ... level 3 = the task's cgroup
   auto a = resolve(200);
   EXPECT_EQ(a.ns_id, 7u);
-  EXPECT_EQ(a.cg_flags, uint32_t{NSIMA_CG_DERIVED | NSIMA_CG_FIRST_DENY});
+  // descendants inherit the first-access rule with the classes it covers
+  EXPECT_EQ(a.cg_flags, uint32_t{NSIMA_CG_DERIVED | deny});
   // the answer is cached in cg_cache with the current epoch; nothing is added to cgroups
   auto cached = maps_->cached_cgroup(200);
   ASSERT_TRUE(cached);
@@ -328,8 +330,8 @@ TEST_F(SelftestProg, VerdictDecisions) {
 
   ASSERT_TRUE(maps_->allow(key, s, 1u << read_class));
   EXPECT_EQ(decide(key, s, read_class).decision, NSIMA_DECIDE_QUIET) << "hot path";
-  EXPECT_EQ(decide(key, s, NSIMA_CLASS_BPRM).decision, NSIMA_DECIDE_EMIT)
-      << "another access class is not silenced";
+  EXPECT_EQ(decide(key, s, NSIMA_CLASS_BPRM).decision, NSIMA_DECIDE_REPORT)
+      << "another access class is not silenced (but it is judged: no first-access deny)";
 
   Stamp changed = s;
   changed.i_version = 3;
@@ -357,7 +359,7 @@ TEST_F(SelftestProg, VerdictDecisions) {
   EXPECT_EQ(decide(key, changed, read_class).decision, NSIMA_DECIDE_EMIT);
   // an explicit allow (nsimactl allow) lifts it
   ASSERT_TRUE(maps_->allow(key, s, 0, /*keep_deny=*/false));
-  EXPECT_EQ(decide(key, s, read_class).decision, NSIMA_DECIDE_EMIT);
+  EXPECT_EQ(decide(key, s, read_class).decision, NSIMA_DECIDE_REPORT);
 
   // verdicts are per namespace
   nsima_verdict_key other = key;
