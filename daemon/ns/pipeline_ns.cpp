@@ -1,0 +1,261 @@
+// SPDX-License-Identifier: Apache-2.0
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "common/hex.h"
+#include "common/log.h"
+#include "measure/list_format.h"
+#include "measure/template.h"
+#include "ns/cgroup.h"
+#include "ns/pipeline.h"
+#include "ns/pipeline_actor.h"
+#include "tpm/esys_tpm.h"
+#include "tpm/pcr_policy.h"
+
+namespace nsima::ns {
+
+namespace fs = std::filesystem;
+
+// ---------------------------------------------------------------------------------------------
+// control plane
+
+Result<Namespace*> Pipeline::find_ns(const std::string& name_or_id) {
+  Namespace* n = reg_.find(name_or_id);
+  if (!n) return make_error(ENOENT, "no such namespace", name_or_id);
+  return n;
+}
+
+Result<void> Pipeline::after_topology(const std::vector<Namespace*>& owner_changed,
+                                      const char* why) {
+  for (Namespace* x : owner_changed) {
+    NsRuntime& r = reg_.rt(x);
+    // Its entries went to the old owner's list and TPM: a list is always under one owner.
+    if (auto s = rec_->restart_list(x, r, why); !s) return s;
+    if (auto v = verdicts_.invalidate(x->id); !v) counters_.map_errors++;
+  }
+  return {};
+}
+
+Result<uint32_t> Pipeline::create_namespace(const std::string& cgroup_path,
+                                            const CreateOptions& o) {
+  auto dir = canonical_dir(cgroup_path);
+  if (!dir) return tl::unexpected(dir.error());
+  auto cgid = cgroup_id_of(*dir);
+  if (!cgid) return tl::unexpected(cgid.error());
+  std::shared_ptr<const policy::Policy> pol = std::make_shared<policy::Policy>();
+  if (!o.policy_text.empty()) {
+    auto p = policy::Policy::parse(o.policy_text, o.policy_origin);
+    if (!p) return tl::unexpected(p.error());
+    pol = std::make_shared<policy::Policy>(std::move(*p));
+  }
+  // 1. an id, checked and reserved on the pipeline thread
+  auto id = call([&]() -> Result<uint32_t> {
+    if (*dir == reg_.cgroup_root()) return make_error(EEXIST, "is the host namespace", *dir);
+    if (Namespace* e = reg_.find_by_cgroup(*dir))
+      return make_error(EEXIST, "already bound to namespace " + e->name, *dir);
+    if (reg_.size() > kMaxNamespaces)
+      return make_error(
+          ENOSPC,
+          "nsima holds at most " + std::to_string(kMaxNamespaces) + " namespaces besides host",
+          *dir);
+    return reg_.allocate_id();
+  });
+  if (!id) return id;
+  std::string name = std::to_string(*id);
+  // 2. its vTPM, started here (slow) rather than on the pipeline thread
+  std::shared_ptr<tpm::Tpm> own;
+  if (o.vtpm) {
+    auto inst = vtpms_->start(name);
+    if (!inst) return tl::unexpected(inst.error());
+    auto t = open_tpm(inst->tcti);
+    if (!t) {
+      (void)vtpms_->destroy(name);
+      return tl::unexpected(t.error());
+    }
+    own = std::move(*t);
+  }
+  // 3. into the tree, list, BPF, verdicts
+  auto r = call([&]() -> Result<uint32_t> {
+    NsConfig cfg{name, *id, *dir, o.vtpm, o.policy_origin, o.policy_text, ""};
+    auto ins = reg_.insert(*dir, *cgid, cfg, pol);
+    if (!ins) return tl::unexpected(ins.error());
+    Namespace* n = ins->ns;
+    NsRuntime& rt = reg_.rt(n);
+    rt.own_tpm = own;
+    auto undo = [&](const Error& e) -> Result<uint32_t> {
+      (void)reg_.remove(n);
+      std::error_code ec;
+      fs::remove_all(ns_dir(opts_.state_dir, name), ec);
+      return tl::unexpected(e);
+    };
+    if (auto s = open_runtime(n, rt, false); !s) return undo(s.error());
+    if (auto s = reg_.register_bpf(n); !s) return undo(s.error());
+    for (Namespace* x : reg_.subtree(n))
+      if (auto a = verdicts_.apply(reg_.chain_ids(x)); !a) return undo(a.error());
+    if (auto t = after_topology(ins->owner_changed, "owner-changed"); !t)
+      logger("ns")->error("namespace {}: {}", n->name, t.error().to_string());
+    logger("ns")->info("namespace {} created for {} (cgroup id {}), parent {}{}{}", n->name, *dir,
+                       *cgid, n->parent->name, o.vtpm ? ", own vTPM" : "",
+                       o.policy_origin.empty() ? "" : ", policy " + o.policy_origin);
+    return n->id;
+  });
+  if (!r && o.vtpm) (void)vtpms_->destroy(name);  // a fresh vTPM nobody will use
+  return r;
+}
+
+Result<uint32_t> Pipeline::ensure_namespace(const std::string& cgroup_path) {
+  auto dir = canonical_dir(cgroup_path);
+  if (!dir) return tl::unexpected(dir.error());
+  auto known = call([&]() -> Result<uint32_t> {
+    if (*dir == reg_.cgroup_root()) {
+      Namespace& host = reg_.host();
+      if (auto r = reg_.register_bpf(&host); !r) return tl::unexpected(r.error());
+      return host.id;
+    }
+    if (Namespace* ns = reg_.find_by_cgroup(*dir)) return ns->id;
+    return 0u;
+  });
+  if (!known || *known) return known;
+  return create_namespace(*dir, {});
+}
+
+Result<void> Pipeline::delete_namespace(const std::string& name_or_id) {
+  auto removed = call([&]() -> Result<Registry::Removed> {
+    auto n = find_ns(name_or_id);
+    if (!n) return tl::unexpected(n.error());
+    if ((*n)->is_host())
+      return make_error(EPERM, "the host namespace cannot be deleted", name_or_id);
+    uint32_t id = (*n)->id;
+    Namespace copy = **n;  // cgroup id, for unregistering after removal
+    auto rm = reg_.remove(*n);
+    if (!rm) return tl::unexpected(rm.error());
+    if (maps_) {
+      if (auto u = maps_->unregister_cgroup(copy.cgroup_id); !u)
+        counters_.map_errors++;  // bumps the epoch
+    }
+    if (auto f = verdicts_.forget(id); !f) counters_.map_errors++;
+    for (Namespace* x : rm->moved)
+      if (auto a = verdicts_.apply(reg_.chain_ids(x)); !a) counters_.map_errors++;
+    accessor_->drop_queue(id);
+    if (auto t = after_topology(rm->owner_changed, "owner-changed"); !t)
+      logger("ns")->error("after deleting {}: {}", name_or_id, t.error().to_string());
+    auto [b, e] = watchers_.equal_range(id);
+    for (auto it = b; it != e; ++it) it->second->close();
+    watchers_.erase(id);
+    (void)remove_ns_config(opts_.state_dir, rm->runtime->cfg.name);
+    return rm;
+  });
+  if (!removed) return tl::unexpected(removed.error());
+  // Off the pipeline thread: finish its extends, close its list, archive list and vTPM state.
+  auto& rt = removed->runtime;
+  std::string name = rt->cfg.name;
+  if (rt->extender) rt->extender->drain();
+  rt->extender.reset();
+  if (rt->list) (void)rt->list->close();
+  rt->own_tpm.reset();
+  auto archived = archive_ns_dir(opts_.state_dir, name, "deleted-" + current_boot_id());
+  if (rt->cfg.vtpm) {
+    (void)vtpms_->stop(name);
+    // The vTPM's state goes with its list (evidence for an auditor), never to a later tenant.
+    fs::path state = fs::path(opts_.state_dir) / "vtpm" / name;
+    std::error_code ec;
+    if (archived && fs::exists(state, ec)) fs::rename(state, fs::path(*archived) / "vtpm", ec);
+    if (!archived || ec) (void)vtpms_->destroy(name);
+  }
+  logger("ns")->info("namespace {} deleted{}", name,
+                     archived ? ", list archived at " + *archived : "");
+  return {};
+}
+
+Pipeline::NsInfo Pipeline::info(Namespace* n) {
+  NsRuntime& r = reg_.rt(n);
+  NsInfo i;
+  i.id = n->id;
+  i.name = n->name;
+  i.cgroup_path = n->cgroup_path;
+  i.parent = n->parent ? n->parent->name : "";
+  i.cgroup_id = n->cgroup_id;
+  i.vtpm = r.cfg.vtpm;
+  Namespace* owner = reg_.owner_of(n);
+  i.owner = owner->name;
+  if (r.list) {
+    i.pcr = static_cast<int>(r.list->config().default_pcr);
+    i.entries = r.list->count();
+    i.violations = r.list->violations();
+    i.list_path = r.list->path().string();
+  }
+  if (auto* t = reg_.rt(owner).own_tpm.get()) i.tpm = t->describe();
+  i.policy_origin = r.cfg.policy_origin;
+  i.policy_rules = r.policy->size();
+  i.disabled = r.disabled;
+  i.disabled_reason = r.disabled_reason;
+  return i;
+}
+
+std::vector<Pipeline::NsInfo> Pipeline::list_namespaces() {
+  return call([&] {
+    std::vector<NsInfo> out;
+    for (Namespace* ns : reg_.all()) out.push_back(info(ns));
+    return out;
+  });
+}
+
+std::optional<Pipeline::NsInfo> Pipeline::namespace_info(const std::string& name_or_id) {
+  return call([&]() -> std::optional<NsInfo> {
+    Namespace* ns = reg_.find(name_or_id);
+    if (!ns) return std::nullopt;
+    return info(ns);
+  });
+}
+
+Result<size_t> Pipeline::load_policy(const std::string& name_or_id, const std::string& text,
+                                     const std::string& origin) {
+  auto p = policy::Policy::parse(text, origin);
+  if (!p) return tl::unexpected(p.error());
+  auto pol = std::make_shared<policy::Policy>(std::move(*p));
+  return call([&]() -> Result<size_t> {
+    auto ns = find_ns(name_or_id);
+    if (!ns) return tl::unexpected(ns.error());
+    if (auto v = reg_.validate_policy(*pol, reg_.owner_of(*ns)); !v)
+      return tl::unexpected(v.error());
+    NsRuntime& r = reg_.rt(*ns);
+    NsConfig old = r.cfg;
+    r.cfg.policy_text = text;
+    r.cfg.policy_origin = origin;
+    if (auto s = reg_.save(r); !s) {
+      r.cfg = old;
+      return tl::unexpected(s.error());
+    }
+    r.policy = pol;
+    // Every file is judged again under the new policy; operator denies stay.
+    for (Namespace* s : reg_.subtree(*ns))
+      if (auto v = verdicts_.invalidate(s->id); !v) counters_.map_errors++;
+    if ((*ns)->is_host() && !pol->empty())
+      if (auto reg = reg_.register_bpf(*ns); !reg) return tl::unexpected(reg.error());
+    logger("policy")->info("namespace {}: policy {} loaded ({} rules)", (*ns)->name, origin,
+                           pol->size());
+    return pol->size();
+  });
+}
+
+Result<std::string> Pipeline::policy_text(const std::string& name_or_id) {
+  return call([&]() -> Result<std::string> {
+    auto ns = find_ns(name_or_id);
+    if (!ns) return tl::unexpected(ns.error());
+    return reg_.rt(*ns).policy->to_string();
+  });
+}
+
+}  // namespace nsima::ns
