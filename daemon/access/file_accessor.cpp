@@ -102,13 +102,14 @@ struct JobKey {
   measure::FileKey file;
   std::vector<measure::HashAlgo> algos;
   bool xattr = false;
+  bool algo_from_xattr = false;
   bool operator==(const JobKey&) const = default;
 };
 struct JobKeyHash {
   size_t operator()(const JobKey& k) const noexcept {
     size_t h = measure::FileKeyHash{}(k.file);
     for (auto a : k.algos) h = h * 31 + static_cast<size_t>(a);
-    return h * 2 + (k.xattr ? 1 : 0);
+    return h * 4 + (k.xattr ? 1 : 0) + (k.algo_from_xattr ? 2 : 0);
   }
 };
 
@@ -436,20 +437,26 @@ struct FileAccessor::Impl {
       }
     }
     facts.changed = !stamp_matches(file->st, job.key.file.stamp);
-    if (!job.key.algos.empty()) {
+    facts.algos = job.key.algos;
+    if (job.key.algo_from_xattr && facts.ima_xattr && c.opts.xattr_algo) {
+      auto a = c.opts.xattr_algo(*facts.ima_xattr);
+      if (a && std::find(facts.algos.begin(), facts.algos.end(), *a) == facts.algos.end())
+        facts.algos.push_back(*a);
+    }
+    if (!facts.algos.empty()) {
       bool all_cached = false;
       if (c.digests && !facts.changed) {
         if (!enter_external(c)) {
           out.cancelled = true;
           return out;
         }
-        for (auto a : job.key.algos) {
+        for (auto a : facts.algos) {
           auto d = c.digests->get(measure::DigestKey{job.key.file, a});
           if (!d) break;
           facts.digests.push_back(*d);
         }
         leave_external(c);
-        all_cached = facts.digests.size() == job.key.algos.size();
+        all_cached = facts.digests.size() == facts.algos.size();
         if (!all_cached) facts.digests.clear();
       }
       if (all_cached) {
@@ -459,7 +466,7 @@ struct FileAccessor::Impl {
         measure::HashFileOptions ho;
         ho.chunk_size = c.opts.chunk_size;
         ho.cancel = &job.cancel;
-        auto d = measure::hash_fd(file->fd.get(), job.key.algos, where, ho);
+        auto d = measure::hash_fd(file->fd.get(), facts.algos, where, ho);
         if (!d) {
           out.cancelled = job.cancel.load();
           out.file_error = AccessError{AccessErrorKind::kIoError, d.error()};
@@ -471,8 +478,8 @@ struct FileAccessor::Impl {
         facts.digests = std::move(d->digests);
         facts.bytes = d->bytes;
         if (!facts.changed && c.digests && !job.cancel.load() && enter_external(c)) {
-          for (size_t i = 0; i < job.key.algos.size(); ++i)
-            c.digests->put(measure::DigestKey{job.key.file, job.key.algos[i]}, facts.digests[i]);
+          for (size_t i = 0; i < facts.algos.size(); ++i)
+            c.digests->put(measure::DigestKey{job.key.file, facts.algos[i]}, facts.digests[i]);
           leave_external(c);
         }
       }
@@ -714,9 +721,10 @@ void FileAccessor::submit(Request r) {
   }
   const std::string where = r.ev.path;
   // A version already hashed: answered at once, no queue, no I/O.
-  if (!r.want_ima_xattr && !r.algos.empty() && c.digests) {
+  if (!r.want_ima_xattr && !r.algo_from_xattr && !r.algos.empty() && c.digests) {
     FileFacts facts;
     facts.from_cache = true;
+    facts.algos = r.algos;
     auto key = measure::FileKey::from_event(r.ev);
     for (auto a : r.algos) {
       auto d = c.digests->get(measure::DigestKey{key, a});
@@ -738,7 +746,8 @@ void FileAccessor::submit(Request r) {
   {
     std::lock_guard lock(c.mu);
     ++c.counters.submitted;
-    JobKey key{measure::FileKey::from_event(r.ev), r.algos, r.want_ima_xattr};
+    JobKey key{measure::FileKey::from_event(r.ev), r.algos, r.want_ima_xattr || r.algo_from_xattr,
+               r.algo_from_xattr};
     auto it = c.inflight.find(key);
     Impl::Queue& q = c.queues[r.queue];
     if (c.stopping) {

@@ -56,7 +56,9 @@ struct AccessError {
 
 // What a request asked for, once it is answered.
 struct FileFacts {
-  std::vector<measure::Digest> digests;  // one per Request::algos, same order
+  std::vector<measure::Digest> digests;  // one per `algos`, same order
+  // Request::algos, then security.ima's algorithm when Request::algo_from_xattr added one.
+  std::vector<measure::HashAlgo> algos;
   std::optional<std::vector<uint8_t>> ima_xattr;  // security.ima if asked and present
   bool changed = false;     // the file changed while being read (or differs from the event's
                             // stamp): the digests are of a newer version; nothing was cached
@@ -138,6 +140,9 @@ class FileAccessor {
     // false: answers that would be given inline in submit() (cache hit, full queue, shutdown)
     // are handed to the supervisor thread instead, so `done` never runs on the submitter.
     bool answer_inline = true;
+    // The hash algorithm a security.ima value asks for (appraise::hash_algo_for_xattr), for
+    // Request::algo_from_xattr; unset: none is added.
+    std::function<std::optional<measure::HashAlgo>(std::span<const uint8_t>)> xattr_algo;
     size_t chunk_size = measure::kDefaultChunkSize;  // bytes per read; the cancel granularity
     Hooks hooks;
   };
@@ -147,6 +152,9 @@ class FileAccessor {
     Event ev;             // identity, stamp, path, root key, pid of the access
     std::vector<measure::HashAlgo> algos;  // digests wanted (may be empty)
     bool want_ima_xattr = false;
+    // Also hash with the algorithm security.ima names (Options::xattr_algo), as the kernel's
+    // appraisal does. Implies want_ima_xattr.
+    bool algo_from_xattr = false;
     // Called exactly once: on a worker, on the supervisor (timeout), or inline in submit()
     // (digest-cache hit, full queue). Must not block for long and must not throw.
     std::function<void(const AccessResult&)> done;

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstring>
@@ -18,6 +19,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "appraise/digest_list.h"
 #include "common/hex.h"
 #include "control/base64.h"
 #include "control/connection.h"
@@ -82,31 +84,28 @@ std::optional<std::string> read_file(const std::string& path) {
   return std::move(*text);
 }
 
-// Prints a namespace's list as nsimad streams it (control_protocol.h, "The log stream"): nothing
-// is read from nsimad's files, so this works from any mount namespace.
-int print_log(const std::string& socket, const std::string& ns, bool ascii, bool follow) {
+// Prints what nsimad streams (control_protocol.h, "The log stream": a namespace's list by entry
+// index, its audit log by byte offset): nothing is read from nsimad's files, so this works from
+// any mount namespace.
+int print_stream(const std::string& socket, const json& req, const char* what) {
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
   std::optional<ctl::Connection> conn;
-  auto r = request(socket,
-                   {{ctl::kFieldCmd, ctl::kCmdLog},
-                    {ctl::kFieldNs, ns},
-                    {ctl::kFieldFormat, ascii ? ctl::kFormatAscii : ctl::kFormatBinary},
-                    {ctl::kFieldFollow, follow}},
-                   &conn);
+  auto r = request(socket, req, &conn);
   if (!r) return 1;
   uint64_t next = r->value(ctl::kFieldFrom, uint64_t{0});
   while (!g_interrupted) {
     auto line = conn->read_line(ctl::kMaxRequestBytes, std::chrono::milliseconds(200));
     if (!line) {
       if (conn->error() == "timed out") continue;
-      std::fprintf(stderr, "nsimactl: the list stream ended early after entry %llu: %s\n",
+      std::fprintf(stderr, "nsimactl: the %s stream ended early at %llu: %s\n", what,
                    static_cast<unsigned long long>(next), conn->error().c_str());
       return 1;
     }
     auto msg = json::parse(*line, nullptr, false);
     if (msg.is_discarded() || !msg.is_object()) {
-      std::fprintf(stderr, "nsimactl: malformed line in the list stream: %s\n", line->c_str());
+      std::fprintf(stderr, "nsimactl: malformed line in the %s stream: %s\n", what,
+                   line->c_str());
       return 1;
     }
     if (msg.contains(ctl::kFieldOk) && !msg.value(ctl::kFieldOk, false)) {
@@ -119,7 +118,7 @@ int print_log(const std::string& socket, const std::string& ns, bool ascii, bool
                      ? ctl::base64_decode(data->get_ref<const std::string&>())
                      : std::nullopt;
     if (!bytes || msg.value(ctl::kFieldFrom, uint64_t{0}) != next) {
-      std::fprintf(stderr, "nsimactl: bad chunk in the list stream (expected entry %llu): %.200s\n",
+      std::fprintf(stderr, "nsimactl: bad chunk in the %s stream (expected %llu): %.200s\n", what,
                    static_cast<unsigned long long>(next), line->c_str());
       return 1;
     }
@@ -128,6 +127,84 @@ int print_log(const std::string& socket, const std::string& ns, bool ascii, bool
     next = msg.value(ctl::kFieldNext, next);
   }
   return 0;
+}
+
+int print_log(const std::string& socket, const std::string& ns, bool ascii, bool follow) {
+  return print_stream(socket,
+                      {{ctl::kFieldCmd, ctl::kCmdLog},
+                       {ctl::kFieldNs, ns},
+                       {ctl::kFieldFormat, ascii ? ctl::kFormatAscii : ctl::kFormatBinary},
+                       {ctl::kFieldFollow, follow}},
+                      "list");
+}
+
+// A file's bytes, or an error naming it.
+std::optional<std::string> read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    std::fprintf(stderr, "nsimactl: %s: cannot open: %s\n", path.c_str(), std::strerror(errno));
+    return std::nullopt;
+  }
+  std::string out((std::istreambuf_iterator<char>(in)), {});
+  if (in.bad()) {
+    std::fprintf(stderr, "nsimactl: %s: read error\n", path.c_str());
+    return std::nullopt;
+  }
+  return out;
+}
+
+// Certificates as the request carries them (base64), read here: nsimad need not see the files.
+std::optional<json> certs_json(const std::vector<std::string>& files) {
+  json out = json::array();
+  for (auto& f : files) {
+    auto b = read_bytes(f);
+    if (!b) return std::nullopt;
+    out.push_back(ctl::base64_encode(*b));
+  }
+  return out;
+}
+
+// Every regular file of DIR (sorted), for `ns create --keys DIR`.
+std::optional<std::vector<std::string>> files_in(const std::string& dir) {
+  std::error_code ec;
+  std::vector<std::string> out;
+  for (auto& e : std::filesystem::directory_iterator(dir, ec))
+    if (e.is_regular_file(ec)) out.push_back(e.path().string());
+  if (ec) {
+    std::fprintf(stderr, "nsimactl: %s: %s\n", dir.c_str(), ec.message().c_str());
+    return std::nullopt;
+  }
+  if (out.empty()) {
+    std::fprintf(stderr, "nsimactl: %s: no certificate in this directory\n", dir.c_str());
+    return std::nullopt;
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+void print_keys(const json& keys, bool as_json) {
+  if (!as_json) std::cout << "KEYID\tALGORITHM\tNOT_AFTER\tSUBJECT\n";
+  for (auto& k : keys) {
+    if (as_json) {
+      std::cout << k.dump() << "\n";
+      continue;
+    }
+    std::cout << k.value("keyid", "") << "\t" << k.value("algorithm", "") << "\t"
+              << k.value("not_after", "") << "\t" << k.value("subject", "") << "\n";
+  }
+}
+
+// A generated manifest on stdout; its problems on stderr (exit 1 if any: nothing untrusted is
+// listed, but the caller must know what was left out).
+int print_manifest(const nsima::Result<nsima::appraise::GeneratedManifest>& m) {
+  if (!m) {
+    std::fprintf(stderr, "nsimactl: %s\n", m.error().to_string().c_str());
+    return 1;
+  }
+  std::cout << nsima::appraise::format_manifest(m->manifest);
+  for (auto& p : m->problems)
+    std::fprintf(stderr, "nsimactl: %s: %s\n", p.where.c_str(), p.what.c_str());
+  return m->ok() ? 0 : 1;
 }
 
 int stream(ctl::Connection& conn) {
@@ -216,9 +293,25 @@ int main(int argc, char** argv) {
   auto* ns_pol = ns_create->add_option("--policy", ns_policy, "policy file (kernel IMA grammar)");
   ns_create->add_option("--builtin", ns_builtin, "builtin policy name")->excludes(ns_pol);
   ns_create->add_flag("--vtpm", ns_vtpm, "give the namespace its own vTPM (swtpm, PCR 10)");
+  std::string ns_appraise = "enforce", ns_keys, ns_rootfs;
+  ns_create->add_option("--appraise", ns_appraise,
+                        "what failed appraisals do (kernel ima_appraise=): enforce, log or off")
+      ->check(CLI::IsMember({"enforce", "log", "off"}))
+      ->capture_default_str();
+  ns_create->add_option("--keys", ns_keys, "directory of x509 certificates (DER or PEM)");
+  ns_create->add_option("--rootfs", ns_rootfs,
+                        "the container's root directory: its files are appraised before the "
+                        "namespace is bound, so their first use needs no event");
   ns_create->callback([&] {
     json req{{ctl::kFieldCmd, ctl::kCmdNsCreate}, {ctl::kFieldCgroup, absolute(ns_cgroup)},
-             {"vtpm", ns_vtpm}};
+             {"vtpm", ns_vtpm}, {ctl::kFieldAppraise, ns_appraise}};
+    if (!ns_keys.empty()) {
+      auto files = files_in(ns_keys);
+      auto certs = files ? certs_json(*files) : std::nullopt;
+      if (!certs) return void(rc = 1);
+      req[ctl::kFieldCerts] = *certs;
+    }
+    if (!ns_rootfs.empty()) req[ctl::kFieldRootfs] = absolute(ns_rootfs);
     if (!ns_builtin.empty()) req["builtin"] = ns_builtin;
     if (!ns_policy.empty()) {
       auto text = read_file(ns_policy);
@@ -383,6 +476,149 @@ int main(int argc, char** argv) {
     std::cout << "tpm2_checkquote -u " << q_out << "/ak.pub.pem -m " << q_out << "/quote.msg -s "
               << q_out << "/quote.sig -f " << q_out << "/quote.pcrs -g sha256 -q " << q_nonce
               << "\n";
+  });
+
+  // keys add | list | remove
+  auto* keys = app.add_subcommand("keys", "a namespace's appraisal keys (x509 certificates)");
+  keys->require_subcommand(1);
+  std::string k_ns, k_id;
+  std::vector<std::string> k_certs;
+  bool k_json = false;
+  auto* k_add = keys->add_subcommand("add", "add certificates (DER or PEM) to a namespace");
+  k_add->add_option("--ns", k_ns, "namespace id")->required();
+  k_add->add_option("CERT", k_certs, "certificate files")->required();
+  k_add->callback([&] {
+    auto certs = certs_json(k_certs);
+    if (!certs) return void(rc = 1);
+    auto r = request(socket, {{ctl::kFieldCmd, ctl::kCmdKeysAdd},
+                              {ctl::kFieldNs, k_ns},
+                              {ctl::kFieldCerts, *certs}});
+    if (!r) return void(rc = 1);
+    print_keys((*r)["keys"], false);
+  });
+  auto* k_list = keys->add_subcommand("list", "list a namespace's keys");
+  k_list->add_option("--ns", k_ns, "namespace id")->required();
+  k_list->add_flag("--json", k_json, "one JSON object per key");
+  k_list->callback([&] {
+    auto r = request(socket, {{ctl::kFieldCmd, ctl::kCmdKeysList}, {ctl::kFieldNs, k_ns}});
+    if (!r) return void(rc = 1);
+    print_keys((*r)["keys"], k_json);
+  });
+  auto* k_rm = keys->add_subcommand("remove", "remove every key with this key id");
+  k_rm->add_option("--ns", k_ns, "namespace id")->required();
+  k_rm->add_option("KEYID", k_id, "8 hex digits, as keys list shows")->required();
+  k_rm->callback([&] {
+    auto r = request(socket, {{ctl::kFieldCmd, ctl::kCmdKeysRemove},
+                              {ctl::kFieldNs, k_ns},
+                              {ctl::kFieldKeyid, k_id}});
+    if (!r) return void(rc = 1);
+    print_keys((*r)["removed"], false);
+  });
+
+  // digests load | revoke | from-rootfs | from-dpkg | from-rpm
+  auto* dg = app.add_subcommand("digests", "digest lists: trust by content, without security.ima");
+  dg->require_subcommand(1);
+  std::string d_ns, d_file, d_sig, d_digest, d_root = "/", d_dbpath;
+  bool d_unsigned = false;
+  std::vector<std::string> d_pkgs;
+  auto* d_load = dg->add_subcommand("load", "load a sha256sum manifest (FILE.sig is checked)");
+  d_load->add_option("--ns", d_ns, "namespace id")->required();
+  d_load->add_option("FILE", d_file, "manifest in sha256sum format")->required();
+  d_load->add_option("--sig", d_sig, "detached signature (default FILE.sig when it exists)");
+  d_load->add_flag("--unsigned", d_unsigned, "do not look for FILE.sig");
+  d_load->callback([&] {
+    auto text = read_bytes(d_file);
+    if (!text) return void(rc = 1);
+    json req{{ctl::kFieldCmd, ctl::kCmdDigestsLoad},
+             {ctl::kFieldNs, d_ns},
+             {ctl::kFieldManifest, *text},
+             {ctl::kFieldName, absolute(d_file)}};
+    std::string sig_path = d_sig;
+    std::error_code ec;
+    if (sig_path.empty() && !d_unsigned && std::filesystem::exists(d_file + ".sig", ec))
+      sig_path = d_file + ".sig";
+    if (!sig_path.empty()) {
+      auto sig = read_bytes(sig_path);
+      if (!sig) return void(rc = 1);
+      req[ctl::kFieldSig] = ctl::base64_encode(*sig);
+    }
+    auto r = request(socket, req);
+    if (!r) return void(rc = 1);
+    std::cout << r->value("added", 0) << " digests added, " << r->value("already", 0)
+              << " already listed"
+              << (r->value("signed", false) ? ", signed by key " + r->value("signer", "") : ", unsigned")
+              << "\n";
+  });
+  auto* d_rev = dg->add_subcommand("revoke", "deny a sha256 digest here and in every descendant");
+  d_rev->add_option("--ns", d_ns, "namespace id")->required();
+  d_rev->add_option("SHA256", d_digest, "64 hex digits")->required();
+  d_rev->callback([&] {
+    auto r = request(socket, {{ctl::kFieldCmd, ctl::kCmdDigestsRevoke},
+                              {ctl::kFieldNs, d_ns},
+                              {ctl::kFieldDigest, d_digest}});
+    if (!r) return void(rc = 1);
+    std::cout << "revoked; " << r->value("denied_now", 0) << " file(s) already allowed are denied\n";
+  });
+  auto* d_rootfs = dg->add_subcommand("from-rootfs", "print the manifest of a container rootfs");
+  d_rootfs->add_option("DIR", d_file, "root directory")->required();
+  d_rootfs->callback([&] { rc = print_manifest(nsima::appraise::manifest_from_rootfs(d_file)); });
+  auto* d_dpkg = dg->add_subcommand(
+      "from-dpkg", "print the sha256 manifest of installed Debian packages (md5sums checked)");
+  d_dpkg->add_option("--root", d_root, "root directory")->capture_default_str();
+  d_dpkg->callback([&] { rc = print_manifest(nsima::appraise::manifest_from_dpkg(d_root)); });
+  auto* d_rpm = dg->add_subcommand(
+      "from-rpm", "print the manifest of rpm packages (header signatures checked)");
+  d_rpm->add_option("PKG", d_pkgs, "package files")->required();
+  d_rpm->add_option("--dbpath", d_dbpath, "rpm database holding the trusted keys")->required();
+  d_rpm->callback([&] {
+    std::vector<std::filesystem::path> pkgs(d_pkgs.begin(), d_pkgs.end());
+    nsima::appraise::RpmOptions o;
+    o.dbpath = d_dbpath;
+    rc = print_manifest(nsima::appraise::manifest_from_rpm(pkgs, o));
+  });
+
+  // appraise: mode, pre-appraisal
+  std::string a_ns, a_mode, a_root;
+  auto* ap = app.add_subcommand("appraise", "a namespace's appraisal: its mode, pre-appraisal");
+  ap->add_option("--ns", a_ns, "namespace id")->required();
+  auto* a_mode_opt = ap->add_option("--mode", a_mode, "enforce, log or off (kernel ima_appraise=)")
+                         ->check(CLI::IsMember({"enforce", "log", "off"}));
+  ap->add_option("--rootfs", a_root, "appraise the files under DIR now and write their verdicts")
+      ->excludes(a_mode_opt);
+  ap->callback([&] {
+    if (a_mode.empty() && a_root.empty()) {
+      std::fprintf(stderr, "nsimactl appraise: give --mode or --rootfs\n");
+      return void(rc = 2);
+    }
+    if (!a_mode.empty()) {
+      auto r = request(socket, {{ctl::kFieldCmd, ctl::kCmdAppraiseMode},
+                                {ctl::kFieldNs, a_ns},
+                                {ctl::kFieldMode, a_mode}});
+      if (!r) rc = 1;
+      return;
+    }
+    auto r = request(socket, {{ctl::kFieldCmd, ctl::kCmdAppraise},
+                              {ctl::kFieldNs, a_ns},
+                              {ctl::kFieldRoot, absolute(a_root)}});
+    if (!r) return void(rc = 1);
+    std::cout << r->value("files", 0) << " files: " << r->value("passed", 0) << " passed, "
+              << r->value("failed", 0) << " failed, " << r->value("not_covered", 0)
+              << " not covered by an appraise rule\n";
+    for (auto& p : (*r)["problems"]) std::cerr << "nsimactl: " << p.get<std::string>() << "\n";
+  });
+
+  // audit
+  std::string au_ns;
+  bool au_follow = false;
+  auto* au = app.add_subcommand("audit", "a namespace's audit log (JSON lines)");
+  au->add_option("--ns", au_ns, "namespace id")->required();
+  au->add_flag("--follow,-f", au_follow, "keep printing new lines");
+  au->callback([&] {
+    rc = print_stream(socket,
+                      {{ctl::kFieldCmd, ctl::kCmdAudit},
+                       {ctl::kFieldNs, au_ns},
+                       {ctl::kFieldFollow, au_follow}},
+                      "audit");
   });
 
   CLI11_PARSE(app, argc, argv);

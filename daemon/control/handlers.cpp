@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "control/handlers.h"
 
+#include <algorithm>
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <thread>
 
@@ -47,7 +50,53 @@ json ns_json(const ns::Pipeline::NsInfo& n) {
          {"policy_rules", n.policy_rules}, {"entries", n.entries},
          {"violations", n.violations},     {"list", n.list_path}};
   if (n.disabled) j["disabled"] = n.disabled_reason;
+  j["appraise"] = n.appraise;
+  j["keys"] = n.keys;
+  j["digests"] = {{"listed", n.digests_listed}, {"revoked", n.digests_revoked}};
+  j["audit_log"] = n.audit_path;
   return j;
+}
+
+json key_json(const appraise::KeyInfo& k) {
+  return {{"keyid", k.keyid_hex},          {"subject", k.subject},
+          {"issuer", k.issuer},            {"algorithm", k.algorithm},
+          {"not_before", k.not_before},    {"not_after", k.not_after},
+          {"fingerprint", k.fingerprint},  {"keyid_from_skid", k.keyid_from_skid}};
+}
+
+// "certs": base64 certificates. Answers the error itself and returns nullopt on bad input.
+std::optional<std::vector<std::vector<uint8_t>>> certs_of(const json& req, Connection& conn) {
+  std::vector<std::vector<uint8_t>> out;
+  auto it = req.find(kFieldCerts);
+  if (it == req.end()) return out;
+  for (size_t i = 0; i < it->size(); ++i) {
+    auto d = base64_decode((*it)[i].get<std::string>());
+    if (!d) {
+      conn.send(fail("field \"certs\" item " + std::to_string(i + 1) + " is not base64"));
+      return std::nullopt;
+    }
+    out.emplace_back(d->begin(), d->end());
+  }
+  return out;
+}
+
+// "keys": a directory of certificates as nsimad sees it (the OCI hook's annotation).
+Result<std::vector<std::vector<uint8_t>>> certs_in_dir(const std::string& dir) {
+  std::vector<std::vector<uint8_t>> out;
+  std::error_code ec;
+  std::vector<std::filesystem::path> files;
+  for (auto& e : std::filesystem::directory_iterator(dir, ec))
+    if (e.is_regular_file(ec)) files.push_back(e.path());
+  if (ec) return make_error(ec.value(), "cannot read key directory: " + ec.message(), dir);
+  std::sort(files.begin(), files.end());
+  for (auto& f : files) {
+    std::ifstream in(f, std::ios::binary);
+    std::vector<uint8_t> bytes((std::istreambuf_iterator<char>(in)), {});
+    if (!in.good() && !in.eof()) return make_error(EIO, "cannot read", f.string());
+    out.push_back(std::move(bytes));
+  }
+  if (out.empty()) return make_error(ENOENT, "key directory holds no certificate", dir);
+  return out;
 }
 
 // A policy from the request: "policy_text" (+ "policy_name" for messages) or "builtin".
@@ -102,6 +151,12 @@ void do_status(DaemonContext& ctx, Connection& conn) {
   if (ctx.events)
     out["consumer"] = {{"decoded", ctx.events->decoded()}, {"errors", ctx.events->errors()}};
   auto c = ctx.pipeline->counters();
+  out["appraise"] = {{"appraised", c.appraised},
+                     {"failed", c.appraise_failed},
+                     {"denied", c.appraise_denied},
+                     {"pre_appraised", c.pre_appraised},
+                     {"audit_lines", c.audit_lines},
+                     {"audit_errors", c.audit_errors}};
   out["pipeline"] = {{"processed", c.processed},
                      {"unknown_namespace", c.unknown_namespace},
                      {"map_errors", c.map_errors},
@@ -157,6 +212,16 @@ void do_ns_create(DaemonContext& ctx, const json& req, Connection& conn) {
   o.vtpm = opt_bool(req, kFieldVtpm, false);
   o.policy_text = src->text;
   o.policy_origin = src->origin;
+  o.appraise = opt_str(req, kFieldAppraise, "enforce");
+  auto certs = certs_of(req, conn);
+  if (!certs) return;
+  o.certs = std::move(*certs);
+  if (req.contains(kFieldKeys)) {
+    auto more = certs_in_dir(str(req, kFieldKeys));
+    if (!more) return (void)conn.send(fail(more.error()));
+    for (auto& c : *more) o.certs.push_back(std::move(c));
+  }
+  o.rootfs = opt_str(req, kFieldRootfs, "");
   auto id = ctx.pipeline->create_namespace(str(req, kFieldCgroup), o);
   if (!id) return (void)conn.send(fail(id.error()));
   auto info = ctx.pipeline->namespace_info(std::to_string(*id));
@@ -257,6 +322,103 @@ void do_quote(DaemonContext& ctx, const json& req, Connection& conn) {
              {kFieldNonce, to_hex(q->nonce)}});
 }
 
+void do_keys_add(DaemonContext& ctx, const json& req, Connection& conn) {
+  auto certs = certs_of(req, conn);
+  if (!certs) return;
+  auto r = ctx.pipeline->keys_add(str(req, kFieldNs), *certs);
+  if (!r) return (void)conn.send(fail(r.error()));
+  json keys = json::array();
+  for (auto& k : *r) keys.push_back(key_json(k));
+  conn.send({{kFieldOk, true}, {"keys", keys}});
+}
+
+void do_keys_list(DaemonContext& ctx, const json& req, Connection& conn) {
+  auto r = ctx.pipeline->keys_list(str(req, kFieldNs));
+  if (!r) return (void)conn.send(fail(r.error()));
+  json keys = json::array();
+  for (auto& k : *r) keys.push_back(key_json(k));
+  conn.send({{kFieldOk, true}, {"keys", keys}});
+}
+
+void do_keys_remove(DaemonContext& ctx, const json& req, Connection& conn) {
+  auto id = appraise::parse_keyid(str(req, kFieldKeyid));
+  if (!id) return (void)conn.send(fail("field \"keyid\" must be 8 hex digits, got \"" +
+                                       str(req, kFieldKeyid) + "\""));
+  auto r = ctx.pipeline->keys_remove(str(req, kFieldNs), *id);
+  if (!r) return (void)conn.send(fail(r.error()));
+  json keys = json::array();
+  for (auto& k : *r) keys.push_back(key_json(k));
+  conn.send({{kFieldOk, true}, {"removed", keys}});
+}
+
+void do_digests_load(DaemonContext& ctx, const json& req, Connection& conn) {
+  std::vector<uint8_t> sig;
+  if (req.contains(kFieldSig)) {
+    auto d = base64_decode(str(req, kFieldSig));
+    if (!d) return (void)conn.send(fail("field \"sig\" is not base64"));
+    sig.assign(d->begin(), d->end());
+  }
+  auto r = ctx.pipeline->digests_load(str(req, kFieldNs), str(req, kFieldManifest),
+                                      opt_str(req, kFieldName, "manifest"), sig);
+  if (!r) return (void)conn.send(fail(r.error()));
+  conn.send({{kFieldOk, true}, {"added", r->added}, {"already", r->already},
+             {"signed", r->is_signed}, {"signer", r->signer}});
+}
+
+void do_digests_revoke(DaemonContext& ctx, const json& req, Connection& conn) {
+  auto r = ctx.pipeline->digests_revoke(str(req, kFieldNs), str(req, kFieldDigest));
+  if (!r) return (void)conn.send(fail(r.error()));
+  conn.send({{kFieldOk, true}, {"denied_now", *r}});
+}
+
+void do_appraise_mode(DaemonContext& ctx, const json& req, Connection& conn) {
+  auto r = ctx.pipeline->set_appraise_mode(str(req, kFieldNs), str(req, kFieldMode));
+  if (!r) return (void)conn.send(fail(r.error()));
+  conn.send({{kFieldOk, true}});
+}
+
+void do_appraise(DaemonContext& ctx, const json& req, Connection& conn) {
+  auto r = ctx.pipeline->pre_appraise(str(req, kFieldNs), str(req, kFieldRoot));
+  if (!r) return (void)conn.send(fail(r.error()));
+  conn.send({{kFieldOk, true}, {"files", r->files}, {"passed", r->passed}, {"failed", r->failed},
+             {"not_covered", r->skipped}, {"bytes", r->bytes}, {"problems", r->problems}});
+}
+
+// Streams the audit log: whole lines from byte offset "from", then (follow) new ones.
+void do_audit(DaemonContext& ctx, const json& req, Connection& conn) {
+  const std::string& id = str(req, kFieldNs);
+  const bool follow = opt_bool(req, kFieldFollow, false);
+  uint64_t next = opt_u64(req, kFieldFrom, 0);
+  auto path = ctx.pipeline->audit_path(id);
+  if (!path) return (void)conn.send(fail(path.error()));
+  // Every access that completed before this request has been appraised and logged by now.
+  if (auto b = ctx.pipeline->barrier(id); !b) return (void)conn.send(fail(b.error()));
+  std::ifstream in(*path, std::ios::binary);
+  if (!in) return (void)conn.send(fail("cannot open " + *path));
+  if (!conn.send({{kFieldOk, true}, {kFieldNs, id}, {kFieldFrom, next}})) return;
+  std::string buf(64 * 1024, '\0');
+  for (;;) {
+    in.clear();
+    in.seekg(static_cast<std::streamoff>(next));
+    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    std::string_view got(buf.data(), static_cast<size_t>(in.gcount()));
+    auto end = got.rfind('\n');  // whole lines only
+    if (end != std::string_view::npos) {
+      std::string_view chunk = got.substr(0, end + 1);
+      if (!conn.send({{kFieldData, base64_encode(chunk)}, {kFieldFrom, next},
+                      {kFieldNext, next + chunk.size()}}))
+        return;
+      next += chunk.size();
+      continue;
+    }
+    if (!follow) break;
+    if (ctx.stopping && ctx.stopping()) break;
+    if (conn.peer_closed()) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  conn.send({{kFieldEnd, true}, {kFieldNext, next}});
+}
+
 }  // namespace
 
 void handle_request(DaemonContext& ctx, const json& req, Connection& conn) {
@@ -273,6 +435,14 @@ void handle_request(DaemonContext& ctx, const json& req, Connection& conn) {
   if (cmd == kCmdLog) return do_log(ctx, req, conn);
   if (cmd == kCmdPcr) return do_pcr(ctx, req, conn);
   if (cmd == kCmdQuote) return do_quote(ctx, req, conn);
+  if (cmd == kCmdKeysAdd) return do_keys_add(ctx, req, conn);
+  if (cmd == kCmdKeysList) return do_keys_list(ctx, req, conn);
+  if (cmd == kCmdKeysRemove) return do_keys_remove(ctx, req, conn);
+  if (cmd == kCmdDigestsLoad) return do_digests_load(ctx, req, conn);
+  if (cmd == kCmdDigestsRevoke) return do_digests_revoke(ctx, req, conn);
+  if (cmd == kCmdAppraiseMode) return do_appraise_mode(ctx, req, conn);
+  if (cmd == kCmdAppraise) return do_appraise(ctx, req, conn);
+  if (cmd == kCmdAudit) return do_audit(ctx, req, conn);
   // validate_request() knows every command: a schema entry without a handler.
   conn.send(fail("command \"" + cmd + "\" has no handler"));
 }

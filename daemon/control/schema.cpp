@@ -41,6 +41,8 @@ const char* type_text(FieldType t) {
       return "a boolean";
     case FieldType::kUint:
       return "a non-negative integer";
+    case FieldType::kStrings:
+      return "an array of strings";
   }
   return "?";
 }
@@ -84,6 +86,16 @@ Result<void> check_field(const FieldSpec& f, const json& v) {
         return tl::unexpected(
             bad("field " + name + " must be a non-negative integer, got " + got(v), f.name));
       return {};
+    case FieldType::kStrings:
+      if (!v.is_array())
+        return tl::unexpected(bad("field " + name + " must be an array of strings, got " + got(v),
+                                  f.name));
+      for (size_t i = 0; i < v.size(); ++i)
+        if (!v[i].is_string() || v[i].get_ref<const std::string&>().empty())
+          return tl::unexpected(bad("field " + name + " item " + std::to_string(i + 1) +
+                                        " must be a non-empty string, got " + got(v[i]),
+                                    f.name));
+      return {};
   }
   return {};
 }
@@ -101,7 +113,10 @@ const std::vector<CommandSpec>& command_specs() {
                string(kFieldRoot)}),
       command(kCmdNsCreate,
               {required_string(kFieldCgroup), string(kFieldPolicyText), string(kFieldPolicyName),
-               string(kFieldBuiltin), field(kFieldVtpm, FieldType::kBool, false)},
+               string(kFieldBuiltin), field(kFieldVtpm, FieldType::kBool, false),
+               field(kFieldAppraise, FieldType::kString, false, {"enforce", "log", "off"}),
+               field(kFieldCerts, FieldType::kStrings, false), string(kFieldKeys),
+               string(kFieldRootfs)},
               {kFieldPolicyText, kFieldBuiltin}),
       command(kCmdNsList),
       command(kCmdNsDelete, {required_string(kFieldNs)}),
@@ -117,6 +132,21 @@ const std::vector<CommandSpec>& command_specs() {
                field(kFieldFrom, FieldType::kUint, false)}),
       command(kCmdPcr, {required_string(kFieldNs)}),
       command(kCmdQuote, {required_string(kFieldNs), required_string(kFieldNonce)}),
+      command(kCmdKeysAdd,
+              {required_string(kFieldNs), field(kFieldCerts, FieldType::kStrings, true)}),
+      command(kCmdKeysList, {required_string(kFieldNs)}),
+      command(kCmdKeysRemove, {required_string(kFieldNs), required_string(kFieldKeyid)}),
+      command(kCmdDigestsLoad,
+              {required_string(kFieldNs), field(kFieldManifest, FieldType::kString, true),
+               string(kFieldName), string(kFieldSig)}),
+      command(kCmdDigestsRevoke, {required_string(kFieldNs), required_string(kFieldDigest)}),
+      command(kCmdAppraiseMode,
+              {required_string(kFieldNs),
+               field(kFieldMode, FieldType::kString, true, {"enforce", "log", "off"})}),
+      command(kCmdAppraise, {required_string(kFieldNs), required_string(kFieldRoot)}),
+      command(kCmdAudit,
+              {required_string(kFieldNs), field(kFieldFollow, FieldType::kBool, false),
+               field(kFieldFrom, FieldType::kUint, false)}),
   };
   return kSpecs;
 }

@@ -23,6 +23,7 @@ enum class FieldType {
   kString,  // a non-empty JSON string unless `may_be_empty`
   kBool,    // true / false
   kUint,    // an integer >= 0 (fits uint64)
+  kStrings, // a JSON array of non-empty strings
 };
 
 struct FieldSpec {

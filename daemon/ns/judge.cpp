@@ -14,6 +14,8 @@ struct NsDecision {
   int pcr = -1;
   std::string tmpl;
   bool cred_dependent = false;
+  bool appraise = false, audit = false;
+  policy::Decision appraisal;  // the first func's decision that appraises (or audits)
 };
 
 NsDecision decide(const policy::Policy& p, const std::vector<policy::Access>& accesses) {
@@ -27,6 +29,14 @@ NsDecision decide(const policy::Policy& p, const std::vector<policy::Access>& ac
       out.pcr = d.pcr;
       out.tmpl = d.template_name;
     }
+    if ((d.appraise && !out.appraise) || (d.audit && !out.appraise && !out.audit)) {
+      bool audit = out.audit || d.audit;
+      out.appraisal = d;
+      out.appraise = d.appraise;
+      out.audit = audit;
+    } else if (d.audit) {
+      out.audit = true;
+    }
   }
   return out;
 }
@@ -36,6 +46,45 @@ void add_algo(std::vector<measure::HashAlgo>& v, measure::HashAlgo a) {
 }
 
 }  // namespace
+
+std::string_view appraise_mode_name(AppraiseMode m) {
+  switch (m) {
+    case AppraiseMode::kOff: return "off";
+    case AppraiseMode::kLog: return "log";
+    case AppraiseMode::kEnforce: return "enforce";
+  }
+  return "enforce";
+}
+
+std::optional<AppraiseMode> parse_appraise_mode(std::string_view s) {
+  if (s == "off") return AppraiseMode::kOff;
+  if (s == "log") return AppraiseMode::kLog;
+  if (s == "enforce") return AppraiseMode::kEnforce;
+  return std::nullopt;
+}
+
+uint32_t appraise_classes(const policy::Policy& p) {
+  uint32_t out = 0;
+  for (const policy::Rule& r : p.rules()) {
+    if (r.action != policy::Action::kAppraise) continue;
+    auto exec_ok = [&r] {  // mmap and exec accesses have mask MAY_EXEC
+      return r.mask == 0 || (r.mask_inclusive ? (r.mask & NSIMA_MAY_EXEC) != 0
+                                              : r.mask == NSIMA_MAY_EXEC);
+    };
+    const bool any = r.func == policy::Func::kNone;
+    if (any || r.func == policy::Func::kFileCheck)
+      for (uint32_t c = 0; c < 16; ++c)
+        if (r.mask == 0 || (r.mask_inclusive ? (c & r.mask) != 0 : c == r.mask)) out |= 1u << c;
+    // Both mmap classes for either func: which prot the kernel looks at moved in 6.3.
+    if ((any || r.func == policy::Func::kMmapCheck || r.func == policy::Func::kMmapCheckReqprot) &&
+        exec_ok())
+      out |= 1u << NSIMA_CLASS_MMAP_PROT | 1u << NSIMA_CLASS_MMAP_REQPROT;
+    if ((any || r.func == policy::Func::kBprmCheck || r.func == policy::Func::kCredsCheck) &&
+        exec_ok())
+      out |= 1u << NSIMA_CLASS_BPRM;
+  }
+  return out;
+}
 
 bool template_has_sig(measure::TemplateKind k) {
   return k == measure::TemplateKind::kImaSig || k == measure::TemplateKind::kImaSigV2;
@@ -51,6 +100,23 @@ Judgement judge(const Event& ev, std::span<const ChainLink> chain, measure::Hash
   for (const ChainLink& l : chain) {
     if (l.policy->empty()) continue;
     NsDecision d = decide(*l.policy, accesses);
+    const bool current = l.file && l.file->stamp == ev.stamp;
+    if ((d.appraise && l.appraise != AppraiseMode::kOff) || d.audit) {
+      AppraiseNeed need;
+      need.ns_id = l.ns_id;
+      need.mode = l.appraise;
+      need.appraise = d.appraise && l.appraise != AppraiseMode::kOff &&
+                      !(current && l.file->appraised >= 0);
+      need.audit = d.audit && !(current && l.file->audited);
+      if (d.appraise && l.appraise == AppraiseMode::kEnforce && current && l.file->appraised == 0)
+        j.known_fail = true;
+      // Appraised or audited, the next access with other credentials may be decided otherwise.
+      if (d.cred_dependent) j.quiet = false;
+      if (need.appraise || need.audit) {
+        need.decision = std::move(d.appraisal);
+        j.appraise.push_back(std::move(need));
+      }
+    }
     if (!d.measure) {
       // The same access with other credentials might be measured: keep reporting it.
       if (d.cred_dependent) j.quiet = false;
@@ -77,7 +143,7 @@ Judgement judge(const Event& ev, std::span<const ChainLink> chain, measure::Hash
       if (l.file && l.file->must && l.measuring && l.policy->has_action(policy::Action::kMeasure))
         j.violations.push_back({l.ns_id, ev.path});
   }
-  if (j.targets.empty()) return j;
+  if (!j.read_needed()) return j;
   if (!named) {
     j.path_unknown = true;
     j.quiet = false;
@@ -91,6 +157,15 @@ Judgement judge(const Event& ev, std::span<const ChainLink> chain, measure::Hash
         if (t.tmpl == measure::TemplateKind::kIma) add_algo(j.algos, measure::HashAlgo::kSha1);
         j.want_ima_xattr |= template_has_sig(t.tmpl);
       }
+  if (!j.appraise.empty()) {
+    // The kernel hashes with security.ima's algorithm; digest lists are sha256 manifests.
+    add_algo(j.algos, measure::HashAlgo::kSha256);
+    for (const ChainLink& l : chain)
+      for (const AppraiseNeed& a : j.appraise)
+        if (a.ns_id == l.ns_id) add_algo(j.algos, l.hash_algo);
+    j.want_ima_xattr = true;
+    j.algo_from_xattr = true;
+  }
   return j;
 }
 

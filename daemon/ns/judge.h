@@ -15,7 +15,10 @@
 //   - IMA_MUST_MEASURE is set by read-side opens only.
 #pragma once
 
+#include <array>
 #include <cstdint>
+#include <optional>
+#include <string_view>
 #include <span>
 #include <string>
 #include <vector>
@@ -32,7 +35,22 @@ struct FileState {
   Stamp stamp;        // the file version `pcrs` is for
   uint64_t pcrs = 0;  // measured_pcrs of that version
   bool must = false;  // IMA_MUST_MEASURE: a read open matched a measure rule
+  // Appraisal of `stamp` in this namespace (kernel: IMA_APPRAISED / the cached status): -1 not
+  // appraised yet, 0 failed, 1 passed. Reset with the version, and when keys or lists change.
+  int8_t appraised = -1;
+  bool audited = false;  // an audit rule already logged this version (ima_audit_measurement)
+  // In the access's own namespace: appraisal in its chain judged this version, with this
+  // content (for revocations: the files already allowed are denied at once) and outcome.
+  bool denied = false;       // a judged deny is in the verdict map for this version
+  bool have_sha256 = false;
+  std::array<uint8_t, 32> sha256{};
 };
+
+// Kernel ima_appraise= per namespace: off (appraise rules are ignored), log (failures are logged,
+// nothing denied), enforce (failures are denied; the default, as the kernel's).
+enum class AppraiseMode : uint8_t { kOff, kLog, kEnforce };
+std::string_view appraise_mode_name(AppraiseMode m);
+std::optional<AppraiseMode> parse_appraise_mode(std::string_view s);
 
 // One namespace of the chain, as the judge sees it.
 struct ChainLink {
@@ -43,6 +61,17 @@ struct ChainLink {
   measure::TemplateKind default_template = measure::TemplateKind::kImaNg;
   measure::HashAlgo hash_algo = measure::HashAlgo::kSha256;
   const FileState* file = nullptr;  // this inode in this namespace, null if never seen
+  AppraiseMode appraise = AppraiseMode::kEnforce;
+};
+
+// A namespace of the chain whose policy appraises (or audits) this access: the second pure stage
+// (appraise::appraise_chain) runs on the file's facts with that namespace's keys and lists.
+struct AppraiseNeed {
+  uint32_t ns_id = 0;
+  policy::Decision decision;  // appraise / audit fields of that namespace's decision
+  AppraiseMode mode = AppraiseMode::kEnforce;
+  bool appraise = false;  // an appraise rule matched (and this version is not appraised yet)
+  bool audit = false;     // an audit rule matched (and this version was not logged yet)
 };
 
 struct Target {  // one list that must get an entry for this file version
@@ -65,9 +94,15 @@ struct Judgement {
   // The verdict may silence this access class: no namespace's decision depends on credentials
   // that another access of the same class could have.
   bool quiet = true;
-  // What reading the file must produce for the targets (empty when there are none).
+  std::vector<AppraiseNeed> appraise;  // chain order (event's namespace first)
+  // What reading the file must produce for the targets and appraisals (empty when neither).
   std::vector<measure::HashAlgo> algos;
   bool want_ima_xattr = false;
+  bool algo_from_xattr = false;  // also hash with security.ima's algorithm (appraisal)
+  // A file appraised earlier in some namespace of the chain failed in an enforcing one: deny
+  // (the verdict map already says so unless it was lost; no read needed).
+  bool known_fail = false;
+  bool read_needed() const { return !targets.empty() || !appraise.empty(); }
   // Targets exist but the event has no usable path: each target becomes a violation instead.
   bool path_unknown = false;
 };
@@ -76,5 +111,12 @@ struct Judgement {
 Judgement judge(const Event& ev, std::span<const ChainLink> chain, measure::HashAlgo base_algo);
 
 bool template_has_sig(measure::TemplateKind k);
+
+// The access classes (bit NSIMA_CLASS_*) some appraise rule of `p` can match: where an enforcing
+// namespace's hooks deny a first access until nsimad has appraised the file. An over-estimate
+// (conditions other than func and mask are not looked at, nor dont_appraise rules) costs one
+// spurious first deny of a file no rule appraises; an under-estimate would let a file run
+// unappraised, so it must never happen.
+uint32_t appraise_classes(const policy::Policy& p);
 
 }  // namespace nsima::ns

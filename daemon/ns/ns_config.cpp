@@ -37,6 +37,7 @@ Result<void> save_ns_config(const std::string& state_dir, const NsConfig& cfg) {
                    {"id", cfg.id},
                    {"cgroup", cfg.cgroup},
                    {"vtpm", cfg.vtpm},
+                   {"appraise", cfg.appraise},
                    {"policy_origin", cfg.policy_origin},
                    {"policy_text", cfg.policy_text},
                    {"boot_id", cfg.boot_id},
@@ -67,6 +68,7 @@ std::vector<NsConfig> load_ns_configs(const std::string& state_dir) {
     c.id = j.value("id", 0u);
     c.cgroup = j.value("cgroup", "");
     c.vtpm = j.value("vtpm", false);
+    c.appraise = j.value("appraise", "enforce");
     c.policy_origin = j.value("policy_origin", "");
     c.policy_text = j.value("policy_text", "");
     c.boot_id = j.value("boot_id", "");

@@ -22,6 +22,7 @@ struct NsConfig {
   uint64_t drops_seen = 0;  // lost events (BPF ns_drops) already recorded as violations
   // host only: hook counters already recorded as host violations (they persist with the pins)
   uint64_t unresolved_seen = 0, unattributed_drops_seen = 0;
+  std::string appraise = "enforce";  // ima_appraise= of this namespace: enforce | log | off
 };
 
 std::string ns_dir(const std::string& state_dir, const std::string& name);

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "appraise/ima_xattr.h"
 #include "common/hex.h"
 #include "common/log.h"
 #include "measure/list_format.h"
@@ -210,6 +211,9 @@ Result<void> Pipeline::init() {
   ao.workers = opts_.hash_threads;
   ao.timeout = opts_.hash_timeout;
   ao.queue_capacity = opts_.access_queue;
+  ao.xattr_algo = [](std::span<const uint8_t> v) -> std::optional<measure::HashAlgo> {
+    return appraise::hash_algo_for_xattr(v, measure::HashAlgo::kSha256);
+  };
   accessor_ = std::make_unique<access::FileAccessor>(ao, roots_.get(), digests_.get());
   tpm::VtpmOptions vopts;
   vopts.state_root = fs::path(opts_.state_dir) / "vtpm";
@@ -241,6 +245,7 @@ Result<void> Pipeline::init() {
   {
     auto r = std::make_unique<NsRuntime>();
     r->cfg = host_cfg;
+    r->appraise = parse_appraise_mode(host_cfg.appraise).value_or(AppraiseMode::kEnforce);
     r->policy = std::make_shared<policy::Policy>();
     if (!host_cfg.policy_text.empty()) {
       auto p = policy::Policy::parse(host_cfg.policy_text, host_cfg.policy_origin);
@@ -348,6 +353,7 @@ Result<void> Pipeline::open_runtime(Namespace* n, NsRuntime& r, bool restored) {
   r.drops_seen = cfg.drops_seen;
   cfg.boot_id = fresh_tpm || cfg.boot_id.empty() ? boot : cfg.boot_id;
   if (auto s = reg_.save(r); !s) return s;
+  if (auto s = load_appraisal(n, r); !s) return s;
   if (r.own_tpm) rec_->attach_tpm(n, r);
   if (auto s = rec_->open_list(n, r); !s) return s;
   if (auto s = rec_->reconcile(n, r); !s) return s;
@@ -382,6 +388,7 @@ std::vector<ChainLink> Pipeline::links(const std::vector<Namespace*>& chain, con
     l.hash_algo = r.list ? r.list->config().hash_algo : opts_.hash_algo;
     auto it = r.files.find(f);
     l.file = it == r.files.end() ? nullptr : &it->second;
+    l.appraise = r.appraise;
     out.push_back(l);
   }
   return out;
@@ -408,16 +415,31 @@ bool Pipeline::process(Event& ev) {
   for (uint32_t id : j.must) reg_.rt(reg_.find(id)).files[f].must = true;
   for (auto& v : j.violations) rec_->violation(reg_.find(v.ns_id), v.name);
   const uint32_t bit = 1u << ev.access_class();
-  if (j.targets.empty()) {
+  if (j.known_fail && j.targets.empty()) {
+    // This version already failed appraisal in an enforcing namespace of the chain (its deny
+    // was dropped, e.g. by a policy load of another namespace): deny again, no read.
+    if (live) {
+      verdicts_.judged_deny(reg_.chain_ids(ns), f, ev.stamp);
+      reg_.rt(ns).files[f].denied = true;
+    }
+    notify_watchers(chain, ev, "denied: appraisal failed earlier");
+    return false;
+  }
+  if (!j.read_needed()) {
     if (live) write_verdict(ev, chain, j.quiet ? bit : 0);
     notify_watchers(chain, ev);
     return false;
   }
   if (j.path_unknown) {
-    // No usable path: the access is measured as a violation, never skipped.
+    // No usable path: the access is measured as a violation, never skipped; a file that must
+    // be appraised gets no verdict (an enforcing namespace keeps denying its first access).
     for (auto& t : j.targets)
       rec_->violation(reg_.find(t.ns_id), "nsima:unknown-path:ino-" + std::to_string(ev.ino));
-    if (live) write_verdict(ev, chain, 0);
+    for (auto& a : j.appraise)
+      if (Namespace* an = reg_.find(a.ns_id))
+        audit(an, ev, {{"kind", "appraise"}, {"result", "unknown"},
+                       {"reason", "the access has no usable path: the file cannot be appraised"}});
+    if (live && j.appraise.empty()) write_verdict(ev, chain, 0);
     notify_watchers(chain, ev);
     return false;
   }
@@ -441,6 +463,7 @@ bool Pipeline::process(Event& ev) {
   req.ev = ev;
   req.algos = j.algos;
   req.want_ima_xattr = j.want_ima_xattr;
+  req.algo_from_xattr = j.algo_from_xattr;
   auto shared = std::make_shared<std::pair<Event, Judgement>>(ev, std::move(j));
   req.done = [this, shared, ids](const access::AccessResult& r) {
     post([this, shared, ids, r] {
@@ -487,14 +510,31 @@ void Pipeline::accessed(const Event& ev, const Judgement& j, const access::Acces
     const auto& lc = rr.list->config();
     measure::HashAlgo want =
         t.tmpl == measure::TemplateKind::kIma ? measure::HashAlgo::kSha1 : lc.hash_algo;
-    for (size_t i = 0; i < j.algos.size() && i < r->digests.size(); ++i)
-      if (j.algos[i] == want) e.digest = r->digests[i];
+    for (size_t i = 0; i < r->algos.size() && i < r->digests.size(); ++i)
+      if (r->algos[i] == want) e.digest = r->digests[i];
     e.name = ev.path;
     if (template_has_sig(t.tmpl) && r->ima_xattr) e.ima_xattr = *r->ima_xattr;
     rec_->entry(n, e);
     m.pcrs |= 1ull << t.pcr;
     if (!measured_in.empty()) measured_in += ",";
     measured_in += n->name;
+  }
+  bool deny = j.known_fail;
+  if (!j.appraise.empty()) {
+    if (r->changed) {
+      // The digests are of a newer version than the event's: decide nothing (an enforcing
+      // namespace keeps denying the first access of the new version, which is judged anew).
+      notify_watchers(chain, ev, "changed while read: not appraised");
+      return;
+    }
+    deny |= appraise_access(ev, j, *r, chain);
+  }
+  if (live && deny) {
+    counters_.appraise_denied++;
+    verdicts_.judged_deny(reg_.chain_ids(reg_.find(ev.ns_id)), f, ev.stamp);
+    reg_.rt(reg_.find(ev.ns_id)).files[f].denied = true;
+    notify_watchers(chain, ev, "denied: appraisal failed");
+    return;
   }
   // A file that changed while it was read gets no quiet bit: the next access measures again.
   if (live) write_verdict(ev, chain, j.quiet && !r->changed ? 1u << ev.access_class() : 0);

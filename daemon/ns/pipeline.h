@@ -95,6 +95,11 @@ struct PipelineCounters {
   uint64_t violations = 0;  // violation entries added (all lists)
   uint64_t hash_jobs = 0;   // file reads asked of the accessor
   uint64_t unreadable = 0;  // of those, files that could not be read as the event saw them
+  uint64_t appraised = 0;        // appraisals run (one per access and namespace)
+  uint64_t appraise_failed = 0;  // of those, failed (denied in enforce, logged in log mode)
+  uint64_t appraise_denied = 0;  // accesses given a judged deny
+  uint64_t audit_lines = 0, audit_errors = 0;
+  uint64_t pre_appraised = 0;    // files decided before their first access (--rootfs)
 };
 
 class Pipeline {
@@ -137,10 +142,16 @@ class Pipeline {
     std::string list_path;
     bool disabled = false;
     std::string disabled_reason;
+    std::string appraise;  // enforce | log | off
+    size_t keys = 0, digests_listed = 0, digests_revoked = 0;
+    std::string audit_path;
   };
   struct CreateOptions {
     bool vtpm = false;
     std::string policy_text, policy_origin;  // empty: no policy (watch only)
+    std::string appraise = "enforce";        // enforce | log | off
+    std::vector<std::vector<uint8_t>> certs;  // x509 certificates (DER or PEM) for its keys
+    std::string rootfs;  // pre-appraised before the namespace is bound (nsimad's view)
   };
   Result<uint32_t> create_namespace(const std::string& cgroup_path, const CreateOptions& o);
   // The namespace bound to `cgroup_path` (the host namespace for the root cgroup), created
@@ -195,6 +206,38 @@ class Pipeline {
                                 bool allow, const std::string& root = {});
   std::vector<Override> overrides();
 
+  // Appraisal state of a namespace (keys, digest lists, mode). Each change re-judges what it
+  // can change: adding trust re-appraises the files that failed, removing it (keys remove,
+  // revoke, a stricter mode) the files already allowed.
+  Result<std::vector<appraise::KeyInfo>> keys_add(const std::string& name_or_id,
+                                                  const std::vector<std::vector<uint8_t>>& certs);
+  Result<std::vector<appraise::KeyInfo>> keys_list(const std::string& name_or_id);
+  Result<std::vector<appraise::KeyInfo>> keys_remove(const std::string& name_or_id,
+                                                     uint32_t keyid);
+  struct DigestsLoaded {
+    size_t added = 0, already = 0;
+    bool is_signed = false;
+    std::string signer;  // key id hex of the manifest's signer
+  };
+  // `sig`: FILE.sig's bytes (empty: unsigned). A signature that does not verify against the
+  // namespace's keys is an error; nothing is loaded then.
+  Result<DigestsLoaded> digests_load(const std::string& name_or_id, const std::string& manifest,
+                                     const std::string& origin, const std::vector<uint8_t>& sig);
+  // Denies `sha256` (hex) in the namespace and every descendant, whatever lists or signs it;
+  // files already allowed with that content are denied at once. Returns how many were.
+  Result<size_t> digests_revoke(const std::string& name_or_id, const std::string& digest_hex);
+  Result<void> set_appraise_mode(const std::string& name_or_id, const std::string& mode);
+  Result<std::string> audit_path(const std::string& name_or_id);
+  struct PreAppraisal {
+    size_t files = 0, passed = 0, failed = 0, skipped = 0;
+    uint64_t bytes = 0;
+    std::vector<std::string> problems;  // first few files that could not be read or decided
+  };
+  // Appraises the regular files under `dir` (the namespace's root as nsimad sees it) that its
+  // chain's appraise rules cover and writes their verdicts, so their first access needs no
+  // event (classes no namespace measures are silenced; measured ones still send one event).
+  Result<PreAppraisal> pre_appraise(const std::string& name_or_id, const std::string& dir);
+
   std::shared_ptr<Watcher> watch(uint32_t ns_id);
   void unwatch(const std::shared_ptr<Watcher>& w);
 
@@ -216,6 +259,16 @@ class Pipeline {
   void judged(Event ev, Namespace* ns, std::vector<Namespace*> chain, Judgement j);
   void accessed(const Event& ev, const Judgement& j, const access::AccessResult& r);
   void write_verdict(const Event& ev, const std::vector<Namespace*>& chain, uint32_t quiet_bits);
+  // The second pure stage and its consequences: runs every appraisal `j` asks for on the file's
+  // facts, records appraisal state and audit lines. True: an enforcing namespace failed (or had
+  // failed for this version): the access gets a judged deny.
+  bool appraise_access(const Event& ev, const Judgement& j, const access::FileFacts& facts,
+                       const std::vector<Namespace*>& chain);
+  void audit(Namespace* n, const Event& ev, nlohmann::json record);
+  // Re-judging after an appraisal-state change of `n`: `relaxed` (more trust) forgets the judged
+  // denies below it, otherwise every judged verdict below it is dropped.
+  void appraisal_changed(Namespace* n, bool relaxed);
+  Result<void> load_appraisal(Namespace* n, NsRuntime& r);
   void check_drops();
   void notify_watchers(const std::vector<Namespace*>& chain, const Event& ev,
                        const std::string& note = {});

@@ -89,6 +89,9 @@ Result<uint32_t> Pipeline::create_namespace(const std::string& cgroup_path,
   // 3. into the tree, list, BPF, verdicts
   auto r = call([&]() -> Result<uint32_t> {
     NsConfig cfg{name, *id, *dir, o.vtpm, o.policy_origin, o.policy_text, ""};
+    cfg.appraise = o.appraise.empty() ? "enforce" : o.appraise;
+    if (!parse_appraise_mode(cfg.appraise))
+      return make_error(EINVAL, "appraise mode must be enforce, log or off", cfg.appraise);
     auto ins = reg_.insert(*dir, *cgid, cfg, pol);
     if (!ins) return tl::unexpected(ins.error());
     Namespace* n = ins->ns;
@@ -101,7 +104,19 @@ Result<uint32_t> Pipeline::create_namespace(const std::string& cgroup_path,
       return tl::unexpected(e);
     };
     if (auto s = open_runtime(n, rt, false); !s) return undo(s.error());
-    if (auto s = reg_.register_bpf(n); !s) return undo(s.error());
+    if (!o.certs.empty()) {
+      auto ks = appraise::KeyStore::open(fs::path(ns_dir(opts_.state_dir, name)) / "keys");
+      if (!ks) return undo(ks.error());
+      for (size_t i = 0; i < o.certs.size(); ++i)
+        if (auto k = ks->add(o.certs[i], "certificate " + std::to_string(i + 1)); !k)
+          return undo(k.error());
+      auto ring = ks->load();
+      if (!ring) return undo(ring.error());
+      rt.keys = std::make_shared<appraise::Keyring>(std::move(*ring));
+    }
+    // With a rootfs, bound once it is pre-appraised (below).
+    if (o.rootfs.empty())
+      if (auto s = reg_.refresh_bpf(n); !s) return undo(s.error());
     for (Namespace* x : reg_.subtree(n))
       if (auto a = verdicts_.apply(reg_.chain_ids(x)); !a) return undo(a.error());
     if (auto t = after_topology(ins->owner_changed, "owner-changed"); !t)
@@ -112,6 +127,23 @@ Result<uint32_t> Pipeline::create_namespace(const std::string& cgroup_path,
     return n->id;
   });
   if (!r && o.vtpm) (void)vtpms_->destroy(name);  // a fresh vTPM nobody will use
+  if (!r || o.rootfs.empty()) return r;
+  // 4. its rootfs decided before any process of the cgroup is tagged with the namespace, then
+  //    bound: the image's files need no event on their first use.
+  auto pre = pre_appraise(name, o.rootfs);
+  auto bound = pre ? call([&]() -> Result<void> {
+    Namespace* n = reg_.find(*r);
+    if (!n) return make_error(ENOENT, "namespace deleted meanwhile", name);
+    if (auto s = reg_.refresh_bpf(n); !s) return s;
+    for (Namespace* x : reg_.subtree(n))
+      if (auto a = verdicts_.apply(reg_.chain_ids(x)); !a) return a;
+    return {};
+  })
+                   : Result<void>(tl::unexpected(pre.error()));
+  if (!bound) {
+    (void)delete_namespace(name);  // never half made: no namespace without its verdicts
+    return tl::unexpected(bound.error());
+  }
   return r;
 }
 
@@ -201,6 +233,11 @@ Pipeline::NsInfo Pipeline::info(Namespace* n) {
   i.policy_rules = r.policy->size();
   i.disabled = r.disabled;
   i.disabled_reason = r.disabled_reason;
+  i.appraise = std::string(appraise_mode_name(r.appraise));
+  i.keys = r.keys ? r.keys->size() : 0;
+  i.digests_listed = r.digests ? r.digests->listed_count() : 0;
+  i.digests_revoked = r.digests ? r.digests->revoked_count() : 0;
+  i.audit_path = r.audit ? r.audit->path() : "";
   return i;
 }
 
@@ -239,11 +276,10 @@ Result<size_t> Pipeline::load_policy(const std::string& name_or_id, const std::s
       return tl::unexpected(s.error());
     }
     r.policy = pol;
-    // Every file is judged again under the new policy; operator denies stay.
-    for (Namespace* s : reg_.subtree(*ns))
-      if (auto v = verdicts_.invalidate(s->id); !v) counters_.map_errors++;
-    if ((*ns)->is_host() && !pol->empty())
-      if (auto reg = reg_.register_bpf(*ns); !reg) return tl::unexpected(reg.error());
+    // Every file is judged (and appraised) again under the new policy; operator denies stay.
+    appraisal_changed(*ns, /*relaxed=*/false);
+    // The first-access rule follows the appraise rules of every enforcing namespace above.
+    if (auto reg = reg_.refresh_bpf(*ns); !reg) return tl::unexpected(reg.error());
     logger("policy")->info("namespace {}: policy {} loaded ({} rules)", (*ns)->name, origin,
                            pol->size());
     return pol->size();

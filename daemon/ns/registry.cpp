@@ -160,6 +160,7 @@ Result<Registry::Inserted> Registry::insert(const std::string& dir, uint64_t cgr
   Namespace* n = *ns;
   auto r = std::make_unique<NsRuntime>();
   r->cfg = std::move(cfg);
+  r->appraise = parse_appraise_mode(r->cfg.appraise).value_or(AppraiseMode::kEnforce);
   r->policy = policy ? std::move(policy) : std::make_shared<policy::Policy>();
   rt_[n->id] = std::move(r);
   Inserted out{n, {}};
@@ -213,8 +214,28 @@ std::optional<uint32_t> Registry::former_parent(uint32_t deleted_id) const {
   return it->second;
 }
 
-Result<void> Registry::register_bpf(Namespace* n, uint32_t flags) {
+uint32_t Registry::first_access_flags(Namespace* n) {
+  uint32_t classes = 0;
+  for (Namespace* x : chain(n)) {
+    if (!has_rt(x)) continue;
+    NsRuntime& r = rt(x);
+    if (r.appraise == AppraiseMode::kEnforce && r.policy) classes |= appraise_classes(*r.policy);
+  }
+  classes &= NSIMA_CLASS_ALL;
+  return classes ? NSIMA_CG_FIRST_DENY | classes << NSIMA_CG_FIRST_DENY_SHIFT : 0;
+}
+
+Result<void> Registry::refresh_bpf(Namespace* n) {
+  for (Namespace* x : subtree(n)) {
+    if (!has_rt(x) || (x->is_host() && rt(x).policy->empty())) continue;  // host: bound once it has a policy
+    if (auto r = register_bpf(x); !r) return r;
+  }
+  return {};
+}
+
+Result<void> Registry::register_bpf(Namespace* n) {
   if (!maps_) return {};
+  const uint32_t flags = first_access_flags(n);
   if (auto r = maps_->init_ns_drops(n->id); !r) return r;
   auto level = capture::cgroup_level(n->cgroup_path);  // the hooks' walk must reach it
   if (!level) return tl::unexpected(level.error());

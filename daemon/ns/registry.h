@@ -28,6 +28,9 @@
 #include "measure/measurement_list.h"
 #include "ns/extender.h"
 #include "ns/judge.h"
+#include "appraise/digest_list.h"
+#include "appraise/keyring.h"
+#include "ns/audit_log.h"
 #include "ns/namespace_tree.h"
 #include "ns/ns_config.h"
 #include "ns/verdict_writer.h"
@@ -52,6 +55,12 @@ struct NsRuntime {
   std::shared_ptr<tpm::Tpm> own_tpm;  // host TPM (host) or vTPM (--vtpm)
   std::shared_ptr<Extender> extender;  // with own_tpm
   std::unordered_map<FileRef, FileState, FileRefHash> files;
+  // Appraisal: the namespace's keys (<dir>/keys) and digest lists (<dir>/digests), kept across
+  // restarts; its audit log (<dir>/audit.log).
+  AppraiseMode appraise = AppraiseMode::kEnforce;
+  std::shared_ptr<appraise::Keyring> keys;
+  std::shared_ptr<appraise::DigestStore> digests;
+  std::unique_ptr<AuditLog> audit;
   bool disabled = false;
   std::string disabled_reason;
   uint64_t drops_seen = 0;  // lost events already recorded
@@ -122,7 +131,13 @@ class Registry {
 
   // BPF: binds the namespace's cgroup to its id (its descendants follow through the hooks'
   // ancestor walk). No-op without maps.
-  Result<void> register_bpf(Namespace* n, uint32_t flags = 0);
+  Result<void> register_bpf(Namespace* n);
+  // Registers `n` and every namespace below it again (their first-access flags follow from
+  // every enforcing ancestor's appraise rules).
+  Result<void> refresh_bpf(Namespace* n);
+  // NSIMA_CG_FIRST_DENY and the classes it covers: the union over `n` and its ancestors of the
+  // appraise classes of each namespace that enforces appraisal (a child never relaxes).
+  uint32_t first_access_flags(Namespace* n);
   Result<void> unregister_bpf(Namespace* n);
 
   Result<void> save(const NsRuntime& r) const;

@@ -109,6 +109,21 @@ Result<void> VerdictWriter::write_deny_locked(uint32_t ns_id, const FileRef& f,
   return {};
 }
 
+void VerdictWriter::judged_deny(std::span<const uint32_t> chain, const FileRef& f,
+                                const Stamp& stamp) {
+  if (!maps_ || chain.empty()) return;
+  std::lock_guard lock(mu_);
+  if (covers_locked(chain, f)) return;
+  if (!maps_->deny(key_of(chain[0], f), stamp, /*every_version=*/false)) errors_++;
+}
+
+void VerdictWriter::forget_judged(std::span<const uint32_t> chain, const FileRef& f) {
+  if (!maps_ || chain.empty()) return;
+  std::lock_guard lock(mu_);
+  if (covers_locked(chain, f)) return;
+  if (!maps_->remove_verdict(key_of(chain[0], f))) errors_++;
+}
+
 void VerdictWriter::judged_allow(std::span<const uint32_t> chain, const FileRef& f,
                                  const Stamp& stamp, uint32_t quiet_bits) {
   if (!maps_ || chain.empty()) return;

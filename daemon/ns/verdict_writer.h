@@ -55,6 +55,12 @@ class VerdictWriter {
   void judged_allow(std::span<const uint32_t> chain, const FileRef& f, const Stamp& stamp,
                     uint32_t quiet_bits);
 
+  // A judged deny (appraisal failed) for one version of a file in chain[0]; an override wins.
+  void judged_deny(std::span<const uint32_t> chain, const FileRef& f, const Stamp& stamp);
+  // Removes chain[0]'s judged verdict of `f` (the file is judged again on its next access);
+  // an override of the chain stays.
+  void forget_judged(std::span<const uint32_t> chain, const FileRef& f);
+
   // Adds a deny override in `ns_id`, written for every namespace of `subtree` (ns_id first).
   Result<void> deny(uint32_t ns_id, const FileRef& f, const Stamp& stamp, const std::string& path,
                     std::span<const uint32_t> subtree);

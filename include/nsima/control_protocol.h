@@ -102,6 +102,15 @@ inline constexpr const char* kCmdPolicyShow = "policy_show";
 inline constexpr const char* kCmdLog = "log";
 inline constexpr const char* kCmdPcr = "pcr";
 inline constexpr const char* kCmdQuote = "quote";
+// appraisal (daemon/appraise/, ns/pipeline_appraise.cpp)
+inline constexpr const char* kCmdKeysAdd = "keys_add";        // ns, certs
+inline constexpr const char* kCmdKeysList = "keys_list";      // ns
+inline constexpr const char* kCmdKeysRemove = "keys_remove";  // ns, keyid
+inline constexpr const char* kCmdDigestsLoad = "digests_load";      // ns, manifest[, name, sig]
+inline constexpr const char* kCmdDigestsRevoke = "digests_revoke";  // ns, digest
+inline constexpr const char* kCmdAppraiseMode = "appraise_mode";    // ns, mode
+inline constexpr const char* kCmdAppraise = "appraise";  // ns, root: pre-appraise a directory
+inline constexpr const char* kCmdAudit = "audit";        // ns[, follow, from]: streamed
 
 // Request fields
 inline constexpr const char* kFieldCmd = "cmd";
@@ -118,6 +127,16 @@ inline constexpr const char* kFieldFollow = "follow";
 inline constexpr const char* kFieldFrom = "from";
 inline constexpr const char* kFieldNonce = "nonce";
 inline constexpr const char* kFieldRoot = "root";
+inline constexpr const char* kFieldAppraise = "appraise";  // ns_create: enforce | log | off
+inline constexpr const char* kFieldCerts = "certs";        // base64 DER/PEM certificates
+inline constexpr const char* kFieldKeys = "keys";          // ns_create: a directory nsimad reads
+inline constexpr const char* kFieldRootfs = "rootfs";      // ns_create: pre-appraised first
+inline constexpr const char* kFieldKeyid = "keyid";
+inline constexpr const char* kFieldManifest = "manifest";  // sha256sum text
+inline constexpr const char* kFieldName = "name";
+inline constexpr const char* kFieldSig = "sig";            // base64 of FILE.sig
+inline constexpr const char* kFieldDigest = "digest";      // sha256 hex
+inline constexpr const char* kFieldMode = "mode";
 
 // Answer fields
 inline constexpr const char* kFieldOk = "ok";

@@ -43,6 +43,9 @@ json valid_request(const CommandSpec& spec) {
       case FieldType::kUint:
         req[std::string(f.name)] = 1;
         break;
+      case FieldType::kStrings:
+        req[std::string(f.name)] = json::array({"x"});
+        break;
     }
   }
   if (spec.one_required) req[std::string(spec.exclusive.front())] = "x";
@@ -52,12 +55,13 @@ json valid_request(const CommandSpec& spec) {
 TEST(ControlSchema, EveryCommandHasASchemaAndItsMinimalRequestPasses) {
   for (const char* cmd : {kCmdStatus, kCmdWatch, kCmdVerdict, kCmdNsCreate, kCmdNsList,
                           kCmdNsDelete, kCmdPolicyLoad, kCmdPolicyShow, kCmdLog, kCmdPcr,
-                          kCmdQuote}) {
+                          kCmdQuote, kCmdKeysAdd, kCmdKeysList, kCmdKeysRemove, kCmdDigestsLoad,
+                          kCmdDigestsRevoke, kCmdAppraiseMode, kCmdAppraise, kCmdAudit}) {
     const CommandSpec* spec = find_command(cmd);
     ASSERT_NE(spec, nullptr) << cmd;
     EXPECT_EQ(error_of(valid_request(*spec)), "(accepted)") << cmd;
   }
-  EXPECT_EQ(command_specs().size(), 11u);
+  EXPECT_EQ(command_specs().size(), 19u);
 }
 
 TEST(ControlSchema, WrongTypeNamesTheFieldAndWhatItGot) {
@@ -87,6 +91,13 @@ TEST(ControlSchema, WrongTypeNamesTheFieldAndWhatItGot) {
           EXPECT_EQ(error_of(req), field + "a non-negative integer, got number 1.5") << spec.name;
           req[name] = "7";
           EXPECT_EQ(error_of(req), field + "a non-negative integer, got string") << spec.name;
+          break;
+        case FieldType::kStrings:
+          req[name] = "x";
+          EXPECT_EQ(error_of(req), field + "an array of strings, got string") << spec.name;
+          req[name] = json::array({"x", 3});
+          EXPECT_EQ(error_of(req), "field \"" + name + "\" item 2 must be a non-empty string, got number 3")
+              << spec.name;
           break;
       }
       req[name] = nullptr;
@@ -140,7 +151,8 @@ TEST(ControlSchema, RequestAsAWhole) {
   EXPECT_EQ(error_of({{"cmd", 3}}), "field \"cmd\" must be a string, got number 3");
   EXPECT_EQ(error_of({{"cmd", "frobnicate"}}),
             "unknown command \"frobnicate\" (commands: status, watch, verdict, ns_create, "
-            "ns_list, ns_delete, policy_load, policy_show, log, pcr, quote)");
+            "ns_list, ns_delete, policy_load, policy_show, log, pcr, quote, keys_add, keys_list, "
+            "keys_remove, digests_load, digests_revoke, appraise_mode, appraise, audit)");
 }
 
 // One request through handle_request() with no pipeline: a bad request must be answered before

@@ -1,0 +1,564 @@
+// SPDX-License-Identifier: Apache-2.0
+// Appraisal: the second pure stage (appraise::appraise) applied on the pipeline thread, the
+// namespace's keys, digest lists and mode, its audit log, and pre-appraisal of a rootfs.
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <ctime>
+#include <filesystem>
+
+#include "appraise/appraiser.h"
+#include "appraise/ima_xattr.h"
+#include "common/hex.h"
+#include "common/log.h"
+#include "measure/hasher.h"
+#include "ns/pipeline.h"
+#include "ns/pipeline_actor.h"
+
+namespace nsima::ns {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string utc_now() {
+  struct timespec ts {};
+  clock_gettime(CLOCK_REALTIME, &ts);
+  struct tm tm {};
+  gmtime_r(&ts.tv_sec, &tm);
+  char buf[40];
+  size_t n = strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  snprintf(buf + n, sizeof buf - n, ".%03ldZ", ts.tv_nsec / 1000000);
+  return buf;
+}
+
+std::optional<measure::Digest> sha256_of(const access::FileFacts& facts) {
+  for (size_t i = 0; i < facts.algos.size() && i < facts.digests.size(); ++i)
+    if (facts.algos[i] == measure::HashAlgo::kSha256) return facts.digests[i];
+  return std::nullopt;
+}
+
+// Resets what a namespace knows of a file when the version changed.
+FileState& state_of(NsRuntime& r, const FileRef& f, const Stamp& stamp) {
+  auto& st = r.files[f];
+  if (st.stamp != stamp) st = FileState{stamp, 0, st.must};
+  return st;
+}
+
+std::string rule_text(const policy::Policy& p, int index) {
+  return index >= 0 && static_cast<size_t>(index) < p.size() ? p.rule(index).text : "";
+}
+
+// The access classes pre-appraisal decides, as synthetic events of the file.
+Event class_event(const Event& base, uint32_t c) {
+  Event e = base;
+  if (c < 16) {
+    e.hook = Hook::kFileOpen;
+    e.mask = c;
+  } else if (c == NSIMA_CLASS_MMAP_PROT) {
+    e.hook = Hook::kMmapFile;
+    e.prot = e.reqprot = NSIMA_PROT_EXEC | NSIMA_PROT_READ;
+  } else if (c == NSIMA_CLASS_MMAP_REQPROT) {
+    e.hook = Hook::kMmapFile;
+    e.prot = NSIMA_PROT_READ;
+    e.reqprot = NSIMA_PROT_EXEC | NSIMA_PROT_READ;
+  } else {
+    e.hook = Hook::kBprmCheck;
+    e.mask = NSIMA_MAY_EXEC;
+    e.new_cred = e.cred;
+  }
+  return e;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// the stage
+
+Result<void> Pipeline::load_appraisal(Namespace* n, NsRuntime& r) {
+  fs::path dir = ns_dir(opts_.state_dir, r.cfg.name);
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) return make_error(ec.value(), "cannot create " + dir.string() + ": " + ec.message(), n->name);
+  auto ks = appraise::KeyStore::open(dir / "keys");
+  if (!ks) return tl::unexpected(ks.error());
+  auto ring = ks->load();
+  if (!ring) return tl::unexpected(ring.error());
+  r.keys = std::make_shared<appraise::Keyring>(std::move(*ring));
+  auto ds = appraise::DigestStore::open(dir / "digests");
+  if (!ds) return tl::unexpected(ds.error());
+  r.digests = std::make_shared<appraise::DigestStore>(std::move(*ds));
+  auto a = AuditLog::open((dir / kAuditLogFile).string());
+  if (!a) return tl::unexpected(a.error());
+  r.audit = std::move(*a);
+  return {};
+}
+
+void Pipeline::audit(Namespace* n, const Event& ev, nlohmann::json record) {
+  NsRuntime& r = reg_.rt(n);
+  if (!r.audit) return;
+  nlohmann::json line = {{"time", utc_now()},       {"namespace", n->name},
+                         {"cgroup", ev.cgroup_id},  {"pid", ev.tgid},
+                         {"comm", ev.comm},         {"path", ev.path}};
+  line.update(record);
+  if (r.audit->append(line)) {
+    counters_.audit_lines++;
+  } else {
+    counters_.audit_errors++;
+    static std::atomic<uint64_t> logged{0};
+    if (logged.fetch_add(1) < 20)
+      logger("audit")->error("namespace {}: audit log {} append failed", n->name, r.audit->path());
+  }
+}
+
+bool Pipeline::appraise_access(const Event& ev, const Judgement& j, const access::FileFacts& facts,
+                               const std::vector<Namespace*>& chain) {
+  const FileRef f = FileRef::of(ev);
+  const auto sha = sha256_of(facts);
+  const std::string digest = sha ? sha->to_string() : "";
+  // A revocation holds in its namespace and every descendant: any store of the chain.
+  std::string revoked_in;
+  if (sha)
+    for (Namespace* x : chain) {
+      NsRuntime& rx = reg_.rt(x);
+      if (rx.digests && rx.digests->lookup(*sha).revoked) {
+        revoked_in = x->name;
+        break;
+      }
+    }
+  Namespace* own = reg_.find(ev.ns_id);
+  bool deny = false;
+  for (const AppraiseNeed& need : j.appraise) {
+    Namespace* n = reg_.find(need.ns_id);
+    if (!n) continue;
+    NsRuntime& r = reg_.rt(n);
+    FileState& st = state_of(r, f, ev.stamp);
+    if (need.appraise) {
+      appraise::AppraiseInput in;
+      in.decision = &need.decision;
+      in.file_digests = facts.digests;
+      if (facts.ima_xattr) in.ima_xattr = std::span<const uint8_t>(*facts.ima_xattr);
+      in.keys = r.keys.get();
+      in.digests = r.digests.get();
+      appraise::Appraisal a = appraise::appraise(in);
+      if (a.pass && !revoked_in.empty()) {
+        a.pass = false;
+        a.status = appraise::Status::kRevoked;
+        a.reason = digest + " is revoked in namespace " + revoked_in;
+      }
+      counters_.appraised++;
+      st.appraised = a.pass ? 1 : 0;
+      if (!a.pass) {
+        counters_.appraise_failed++;
+        const bool enforce = need.mode == AppraiseMode::kEnforce;
+        deny |= enforce;
+        nlohmann::json rec = {{"kind", "appraise"},
+                              {"result", enforce ? "deny" : "log"},
+                              {"status", a.status_str()},
+                              {"cause", a.cause()},
+                              {"reason", a.reason},
+                              {"digest", digest},
+                              {"rule", rule_text(*r.policy, need.decision.appraise_rule)},
+                              {"mode", appraise_mode_name(need.mode)}};
+        if (a.keyid) {
+          char b[16];
+          snprintf(b, sizeof b, "%08x", *a.keyid);
+          rec["keyid"] = b;
+        }
+        audit(n, ev, rec);
+        if (enforce && own && own != n) {
+          // The container's own log says why its access was refused by an ancestor.
+          rec["denied_by"] = n->name;
+          audit(own, ev, rec);
+        }
+      }
+    }
+    if (need.audit && !st.audited) {
+      st.audited = true;
+      audit(n, ev, {{"kind", "audit"},
+                    {"result", "accessed"},
+                    {"digest", digest},
+                    {"rule", rule_text(*r.policy, need.decision.audit_rule)}});
+    }
+  }
+  if (own && sha) {
+    FileState& es = state_of(reg_.rt(own), f, ev.stamp);
+    es.have_sha256 = true;
+    std::copy_n(sha->data(), 32, es.sha256.begin());
+  }
+  return deny;
+}
+
+void Pipeline::appraisal_changed(Namespace* n, bool relaxed) {
+  for (Namespace* x : reg_.subtree(n)) {
+    NsRuntime& rx = reg_.rt(x);
+    auto ids = reg_.chain_ids(x);
+    for (auto& [f, st] : rx.files) {
+      if (relaxed) {
+        if (st.appraised == 0) st.appraised = -1;
+        if (st.denied) verdicts_.forget_judged(ids, f);
+      } else {
+        st.appraised = -1;
+      }
+      st.denied = false;
+    }
+    if (!relaxed)
+      if (auto v = verdicts_.invalidate(x->id); !v) counters_.map_errors++;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// keys, digest lists, mode
+
+Result<std::vector<appraise::KeyInfo>> Pipeline::keys_add(
+    const std::string& name_or_id, const std::vector<std::vector<uint8_t>>& certs) {
+  // Every certificate is checked before any is stored: all or nothing.
+  for (size_t i = 0; i < certs.size(); ++i)
+    if (auto k = appraise::Key::from_bytes(certs[i], "certificate " + std::to_string(i + 1)); !k)
+      return tl::unexpected(k.error());
+  return call([&]() -> Result<std::vector<appraise::KeyInfo>> {
+    auto ns = find_ns(name_or_id);
+    if (!ns) return tl::unexpected(ns.error());
+    NsRuntime& r = reg_.rt(*ns);
+    auto ks = appraise::KeyStore::open(fs::path(ns_dir(opts_.state_dir, r.cfg.name)) / "keys");
+    if (!ks) return tl::unexpected(ks.error());
+    std::vector<appraise::KeyInfo> out;
+    for (size_t i = 0; i < certs.size(); ++i) {
+      auto info = ks->add(certs[i], "certificate " + std::to_string(i + 1));
+      if (!info) {
+        for (auto& k : out) (void)ks->remove(k.keyid);
+        return tl::unexpected(info.error());
+      }
+      out.push_back(*info);
+    }
+    auto ring = ks->load();
+    if (!ring) return tl::unexpected(ring.error());
+    r.keys = std::make_shared<appraise::Keyring>(std::move(*ring));
+    appraisal_changed(*ns, /*relaxed=*/true);
+    logger("appraise")->info("namespace {}: {} key(s) added", (*ns)->name, out.size());
+    return out;
+  });
+}
+
+Result<std::vector<appraise::KeyInfo>> Pipeline::keys_list(const std::string& name_or_id) {
+  return call([&]() -> Result<std::vector<appraise::KeyInfo>> {
+    auto ns = find_ns(name_or_id);
+    if (!ns) return tl::unexpected(ns.error());
+    NsRuntime& r = reg_.rt(*ns);
+    return r.keys ? r.keys->list() : std::vector<appraise::KeyInfo>{};
+  });
+}
+
+Result<std::vector<appraise::KeyInfo>> Pipeline::keys_remove(const std::string& name_or_id,
+                                                             uint32_t keyid) {
+  return call([&]() -> Result<std::vector<appraise::KeyInfo>> {
+    auto ns = find_ns(name_or_id);
+    if (!ns) return tl::unexpected(ns.error());
+    NsRuntime& r = reg_.rt(*ns);
+    auto ks = appraise::KeyStore::open(fs::path(ns_dir(opts_.state_dir, r.cfg.name)) / "keys");
+    if (!ks) return tl::unexpected(ks.error());
+    auto removed = ks->remove(keyid);
+    if (!removed) return tl::unexpected(removed.error());
+    auto ring = ks->load();
+    if (!ring) return tl::unexpected(ring.error());
+    r.keys = std::make_shared<appraise::Keyring>(std::move(*ring));
+    // Files that passed with that key are appraised again on their next access.
+    appraisal_changed(*ns, /*relaxed=*/false);
+    return removed;
+  });
+}
+
+Result<Pipeline::DigestsLoaded> Pipeline::digests_load(const std::string& name_or_id,
+                                                       const std::string& manifest,
+                                                       const std::string& origin,
+                                                       const std::vector<uint8_t>& sig) {
+  auto m = appraise::parse_manifest(manifest, origin);  // pure: off the pipeline thread
+  if (!m) return tl::unexpected(m.error());
+  auto keys = call([&]() -> Result<std::shared_ptr<appraise::Keyring>> {
+    auto ns = find_ns(name_or_id);
+    if (!ns) return tl::unexpected(ns.error());
+    return reg_.rt(*ns).keys;
+  });
+  if (!keys) return tl::unexpected(keys.error());
+  DigestsLoaded out;
+  if (!sig.empty()) {
+    if (!*keys || (*keys)->empty())
+      return make_error(ENOKEY, "a signed manifest needs the namespace's keys: it has none", origin);
+    auto signer = appraise::verify_manifest_signature(
+        std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(manifest.data()),
+                                 manifest.size()),
+        sig, **keys);
+    if (!signer) return tl::unexpected(signer.error());
+    out.is_signed = true;
+    out.signer = signer->keyid_hex;
+  }
+  return call([&]() -> Result<DigestsLoaded> {
+    auto ns = find_ns(name_or_id);
+    if (!ns) return tl::unexpected(ns.error());
+    NsRuntime& r = reg_.rt(*ns);
+    auto added = r.digests->add(*m, out.is_signed);
+    if (!added) return tl::unexpected(added.error());
+    out.added = added->added + added->upgraded;
+    out.already = added->already;
+    appraisal_changed(*ns, /*relaxed=*/true);
+    logger("appraise")->info("namespace {}: {} digests from {} ({}), {} new", (*ns)->name,
+                             m->entries.size(), origin, out.is_signed ? "signed" : "unsigned",
+                             out.added);
+    return out;
+  });
+}
+
+Result<size_t> Pipeline::digests_revoke(const std::string& name_or_id,
+                                        const std::string& digest_hex) {
+  auto d = measure::Digest::from_hex(measure::HashAlgo::kSha256, digest_hex);
+  if (!d) return make_error(EINVAL, "not a sha256 digest (64 hex digits)", digest_hex);
+  return call([&]() -> Result<size_t> {
+    auto ns = find_ns(name_or_id);
+    if (!ns) return tl::unexpected(ns.error());
+    NsRuntime& r = reg_.rt(*ns);
+    if (auto v = r.digests->revoke(*d); !v) return tl::unexpected(v.error());
+    // Effective at once: every version already judged with this content, below and here, in a
+    // namespace whose chain enforces appraisal, is denied now.
+    size_t denied = 0;
+    for (Namespace* x : reg_.subtree(*ns)) {
+      NsRuntime& rx = reg_.rt(x);
+      const bool enforcing = reg_.first_access_flags(x) != 0;
+      auto ids = reg_.chain_ids(x);
+      for (auto& [f, st] : rx.files) {
+        if (!st.have_sha256 || std::memcmp(st.sha256.data(), d->data(), 32) != 0) continue;
+        st.appraised = 0;
+        if (!enforcing) continue;
+        verdicts_.judged_deny(ids, f, st.stamp);
+        st.denied = true;
+        denied++;
+      }
+      for (Namespace* a : reg_.chain(x))
+        for (auto& [f, st] : reg_.rt(a).files)
+          if (st.have_sha256 && std::memcmp(st.sha256.data(), d->data(), 32) == 0)
+            st.appraised = 0;
+    }
+    logger("appraise")->info("namespace {}: {} revoked ({} file(s) denied at once)", (*ns)->name,
+                             d->to_string(), denied);
+    return denied;
+  });
+}
+
+Result<void> Pipeline::set_appraise_mode(const std::string& name_or_id, const std::string& mode) {
+  auto m = parse_appraise_mode(mode);
+  if (!m) return make_error(EINVAL, "appraise mode must be enforce, log or off", mode);
+  return call([&]() -> Result<void> {
+    auto ns = find_ns(name_or_id);
+    if (!ns) return tl::unexpected(ns.error());
+    NsRuntime& r = reg_.rt(*ns);
+    const AppraiseMode old = r.appraise;
+    if (old == *m) return {};
+    NsConfig saved = r.cfg;
+    r.cfg.appraise = std::string(appraise_mode_name(*m));
+    if (auto s = reg_.save(r); !s) {
+      r.cfg = saved;
+      return s;
+    }
+    r.appraise = *m;
+    appraisal_changed(*ns, /*relaxed=*/*m < old);
+    return reg_.refresh_bpf(*ns);
+  });
+}
+
+Result<std::string> Pipeline::audit_path(const std::string& name_or_id) {
+  return call([&]() -> Result<std::string> {
+    auto ns = find_ns(name_or_id);
+    if (!ns) return tl::unexpected(ns.error());
+    NsRuntime& r = reg_.rt(*ns);
+    if (!r.audit) return make_error(ENOENT, "namespace has no audit log", (*ns)->name);
+    return r.audit->path();
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// pre-appraisal
+
+Result<Pipeline::PreAppraisal> Pipeline::pre_appraise(const std::string& name_or_id,
+                                                      const std::string& dir) {
+  if (!maps_)
+    return make_error(ENOTSUP, "pre-appraisal needs nsima's BPF programs (the kernel's stamp)",
+                      dir);
+  struct Snap {
+    uint32_t id = 0;
+    std::vector<measure::HashAlgo> algos;
+  };
+  auto snap = call([&]() -> Result<Snap> {
+    auto ns = find_ns(name_or_id);
+    if (!ns) return tl::unexpected(ns.error());
+    Snap s{(*ns)->id, {measure::HashAlgo::kSha256}};
+    for (Namespace* x : reg_.chain(*ns)) {
+      auto a = reg_.rt(x).list ? reg_.rt(x).list->config().hash_algo : opts_.hash_algo;
+      if (std::find(s.algos.begin(), s.algos.end(), a) == s.algos.end()) s.algos.push_back(a);
+    }
+    return s;
+  });
+  if (!snap) return tl::unexpected(snap.error());
+  UniqueFd top(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!top) return make_error(errno, std::string("cannot open rootfs: ") + strerror(errno), dir);
+  struct stat top_st {};
+  if (fstat(top.get(), &top_st) != 0) return make_error(errno, strerror(errno), dir);
+
+  PreAppraisal out;
+  const pid_t tid = static_cast<pid_t>(syscall(SYS_gettid));
+  auto problem = [&out](std::string p) {
+    if (out.problems.size() < 20) out.problems.push_back(std::move(p));
+  };
+  // One file: its kernel identity, then (pipeline thread) which classes need appraisal, then
+  // (here) its digests, then (pipeline thread) the verdict.
+  auto one = [&](int dfd, const char* name, const std::string& path) {
+    UniqueFd fd(::openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
+    if (!fd) {
+      problem(path + ": " + strerror(errno));
+      return;
+    }
+    struct stat st {};
+    struct statfs sfs {};
+    if (fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || fstatfs(fd.get(), &sfs) != 0) return;
+    auto self = maps_->self_open(static_cast<uint32_t>(tid));
+    if (!self || self->ino != st.st_ino) {
+      problem(path + ": the kernel did not report the stamp of nsimad's open");
+      return;
+    }
+    out.files++;
+    Event ev;
+    ev.ns_id = snap->id;
+    ev.kdev = self->dev;
+    ev.ino = self->ino;
+    ev.generation = self->generation;
+    ev.stamp = capture::from_abi(self->stamp);
+    ev.i_mode = st.st_mode;
+    ev.i_uid = st.st_uid;
+    ev.i_gid = st.st_gid;
+    ev.fs_magic = static_cast<uint64_t>(sfs.f_type);
+    ev.comm = "nsima-preappraise";
+    ev.path = path;
+    ev.cred.cap_effective = ~0ull;
+    // Pass 1: does any class of this file need appraisal in the chain? If none does, its
+    // verdict is written now (no spurious first deny where the class mask over-estimates).
+    auto need = call([&]() -> bool {
+      Namespace* n = reg_.find(snap->id);
+      if (!n) return false;
+      auto chain = reg_.chain(n);
+      const FileRef f = FileRef::of(ev);
+      auto l = links(chain, f);
+      uint32_t quiet = 0;
+      for (uint32_t c = 0; c < NSIMA_CLASS_COUNT; ++c) {
+        Judgement j = judge(class_event(ev, c), l, opts_.hash_algo);
+        if (!j.appraise.empty() || j.known_fail) return true;
+        if (j.quiet && j.targets.empty()) quiet |= 1u << c;
+      }
+      verdicts_.judged_allow(reg_.chain_ids(n), f, ev.stamp, quiet);
+      return false;
+    });
+    if (!need) {
+      out.skipped++;
+      return;
+    }
+    access::FileFacts facts;
+    std::vector<uint8_t> x(65536);
+    ssize_t xn = fgetxattr(fd.get(), "security.ima", x.data(), x.size());
+    if (xn >= 0) {
+      x.resize(static_cast<size_t>(xn));
+      facts.ima_xattr = std::move(x);
+    }
+    facts.algos = snap->algos;
+    if (facts.ima_xattr) {
+      auto a = appraise::hash_algo_for_xattr(*facts.ima_xattr, measure::HashAlgo::kSha256);
+      if (std::find(facts.algos.begin(), facts.algos.end(), a) == facts.algos.end())
+        facts.algos.push_back(a);
+    }
+    auto d = measure::hash_fd(fd.get(), facts.algos, path, {});
+    if (!d) {
+      problem(d.error().to_string());
+      return;
+    }
+    struct stat after {};
+    if (fstat(fd.get(), &after) != 0 || after.st_size != st.st_size ||
+        after.st_ctim.tv_sec != st.st_ctim.tv_sec || after.st_ctim.tv_nsec != st.st_ctim.tv_nsec) {
+      problem(path + ": changed while it was read");
+      return;
+    }
+    facts.digests = std::move(d->digests);
+    out.bytes += d->bytes;
+    // Pass 2: appraise every class as its first access would be, then one verdict.
+    bool passed = call([&]() -> bool {
+      Namespace* n = reg_.find(snap->id);
+      if (!n) return false;
+      auto chain = reg_.chain(n);
+      const FileRef f = FileRef::of(ev);
+      uint32_t quiet = 0;
+      bool deny = false;
+      for (uint32_t c = 0; c < NSIMA_CLASS_COUNT; ++c) {
+        Event ce = class_event(ev, c);
+        Judgement j = judge(ce, links(chain, f), opts_.hash_algo);
+        deny |= j.known_fail;
+        if (!j.appraise.empty()) deny |= appraise_access(ce, j, facts, chain);
+        // Silenced only where nothing else wants the access: no list measures it, no
+        // credential could change the decision.
+        if (j.quiet && j.targets.empty() && !j.path_unknown) quiet |= 1u << c;
+      }
+      counters_.pre_appraised++;
+      if (deny) {
+        verdicts_.judged_deny(reg_.chain_ids(n), f, ev.stamp);
+        reg_.rt(n).files[f].denied = true;
+        return false;
+      }
+      verdicts_.judged_allow(reg_.chain_ids(n), f, ev.stamp, quiet);
+      return true;
+    });
+    (passed ? out.passed : out.failed)++;
+  };
+
+  // Walk: directories by fd relative to their parent, never following a symlink, one filesystem.
+  struct Dir {
+    UniqueFd fd;
+    std::string path;
+  };
+  std::vector<Dir> todo;
+  todo.push_back({std::move(top), ""});
+  while (!todo.empty()) {
+    Dir cur = std::move(todo.back());
+    todo.pop_back();
+    int dupfd = ::dup(cur.fd.get());
+    DIR* dp = dupfd >= 0 ? fdopendir(dupfd) : nullptr;
+    if (!dp) {
+      if (dupfd >= 0) ::close(dupfd);
+      problem((cur.path.empty() ? "/" : cur.path) + ": " + strerror(errno));
+      continue;
+    }
+    while (struct dirent* de = readdir(dp)) {
+      if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
+      std::string path = cur.path + "/" + de->d_name;
+      struct stat st {};
+      if (fstatat(cur.fd.get(), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+      if (st.st_dev != top_st.st_dev) continue;  // another filesystem (a live /proc, a mount)
+      if (S_ISDIR(st.st_mode)) {
+        UniqueFd sub(::openat(cur.fd.get(), de->d_name,
+                              O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+        if (sub) todo.push_back({std::move(sub), path});
+        else problem(path + ": " + strerror(errno));
+      } else if (S_ISREG(st.st_mode)) {
+        one(cur.fd.get(), de->d_name, path);
+      }
+    }
+    closedir(dp);
+  }
+  logger("appraise")->info("namespace {}: pre-appraised {}: {} files, {} passed, {} failed, {} "
+                           "not covered",
+                           name_or_id, dir, out.files, out.passed, out.failed, out.skipped);
+  return out;
+}
+
+}  // namespace nsima::ns
