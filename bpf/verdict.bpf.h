@@ -33,10 +33,16 @@ static __always_inline int nsima_decide(const struct nsima_verdict_key *key,
 	}
 	if (v->verdict == NSIMA_VERDICT_DENY)
 		return NSIMA_DECIDE_DENY;
-	if (class < 32 && (v->quiet & (1u << class)))
+	if (class >= 32)
+		return NSIMA_DECIDE_EMIT;
+	if (v->quiet & (1u << class))
 		return NSIMA_DECIDE_QUIET;
 	/* judged and allowed for this version, but the daemon wants to see this access class */
-	return NSIMA_DECIDE_REPORT;
+	if (v->judged & (1u << class))
+		return NSIMA_DECIDE_REPORT;
+	/* judged for other classes only: for this one it is a first access (an exec of a file
+	 * that was only read so far must still be appraised before it runs) */
+	return NSIMA_DECIDE_EMIT;
 }
 
 static __always_inline void nsima_count(__u32 idx)

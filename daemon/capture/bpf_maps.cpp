@@ -228,16 +228,20 @@ Result<void> BpfMaps::set_verdict(const nsima_verdict_key& key, const nsima_verd
 }
 
 Result<void> BpfMaps::allow(const nsima_verdict_key& key, const Stamp& stamp,
-                            uint32_t quiet_bits, bool keep_deny) {
+                            uint32_t quiet_bits, bool keep_deny, uint32_t judged_bits) {
   nsima_verdict v{};
   v.stamp = to_abi(stamp);
   v.verdict = NSIMA_VERDICT_ALLOW;
   v.quiet = quiet_bits;
+  v.judged = quiet_bits | judged_bits;
   auto old = verdict(key);
   if (old && old->verdict == NSIMA_VERDICT_DENY_ALWAYS && keep_deny) return {};
   if (old && from_abi(old->stamp) == stamp) {
     if (old->verdict == NSIMA_VERDICT_DENY && keep_deny) return {};
-    if (old->verdict == NSIMA_VERDICT_ALLOW) v.quiet |= old->quiet;
+    if (old->verdict == NSIMA_VERDICT_ALLOW) {
+      v.quiet |= old->quiet;
+      v.judged |= old->judged;
+    }
   }
   return set_verdict(key, v);
 }

@@ -94,11 +94,11 @@ class BpfMaps {
   Result<nsima_ctl> ctl() const;
 
   Result<void> set_verdict(const nsima_verdict_key& key, const nsima_verdict& v);
-  // Allow + add `quiet_bits` if the stored verdict has the same stamp, else replace it. With
-  // keep_deny, a deny for the same stamp stays (an event that raced with `nsimactl deny`), and
-  // a deny of every version stays whatever the stamp.
+  // Allow + add `quiet_bits` and `judged_bits` (quiet implies judged) if the stored verdict has
+  // the same stamp, else replace it. With keep_deny, a deny for the same stamp stays (an event
+  // that raced with `nsimactl deny`), and a deny of every version stays whatever the stamp.
   Result<void> allow(const nsima_verdict_key& key, const Stamp& stamp, uint32_t quiet_bits,
-                     bool keep_deny = true);
+                     bool keep_deny = true, uint32_t judged_bits = 0);
   // Denies this version of the file (`stamp`), or with every_version the inode whatever its
   // content becomes (NSIMA_VERDICT_DENY_ALWAYS: only allow(keep_deny=false) lifts it).
   Result<void> deny(const nsima_verdict_key& key, const Stamp& stamp, bool every_version = false);

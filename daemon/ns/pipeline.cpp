@@ -414,7 +414,6 @@ bool Pipeline::process(Event& ev) {
   Judgement j = judge(ev, links(chain, f), opts_.hash_algo);
   for (uint32_t id : j.must) reg_.rt(reg_.find(id)).files[f].must = true;
   for (auto& v : j.violations) rec_->violation(reg_.find(v.ns_id), v.name);
-  const uint32_t bit = 1u << ev.access_class();
   if (j.known_fail && j.targets.empty()) {
     // This version already failed appraisal in an enforcing namespace of the chain (its deny
     // was dropped, e.g. by a policy load of another namespace): deny again, no read.
@@ -426,7 +425,7 @@ bool Pipeline::process(Event& ev) {
     return false;
   }
   if (!j.read_needed()) {
-    if (live) write_verdict(ev, chain, j.quiet ? bit : 0);
+    if (live) write_verdict(ev, chain, j.quiet);
     notify_watchers(chain, ev);
     return false;
   }
@@ -439,7 +438,7 @@ bool Pipeline::process(Event& ev) {
       if (Namespace* an = reg_.find(a.ns_id))
         audit(an, ev, {{"kind", "appraise"}, {"result", "unknown"},
                        {"reason", "the access has no usable path: the file cannot be appraised"}});
-    if (live && j.appraise.empty()) write_verdict(ev, chain, 0);
+    if (live && j.appraise.empty()) write_verdict(ev, chain, false);
     notify_watchers(chain, ev);
     return false;
   }
@@ -537,16 +536,16 @@ void Pipeline::accessed(const Event& ev, const Judgement& j, const access::Acces
     return;
   }
   // A file that changed while it was read gets no quiet bit: the next access measures again.
-  if (live) write_verdict(ev, chain, j.quiet && !r->changed ? 1u << ev.access_class() : 0);
+  if (live) write_verdict(ev, chain, j.quiet && !r->changed);
   notify_watchers(chain, ev, measured_in.empty() ? "" : "measured in " + measured_in);
 }
 
-void Pipeline::write_verdict(const Event& ev, const std::vector<Namespace*>& chain,
-                             uint32_t quiet_bits) {
+void Pipeline::write_verdict(const Event& ev, const std::vector<Namespace*>& chain, bool quiet) {
   if (!maps_ || chain.empty()) return;
   std::vector<uint32_t> ids;
   for (Namespace* n : chain) ids.push_back(n->id);
-  verdicts_.judged_allow(ids, FileRef::of(ev), ev.stamp, quiet_bits);
+  const uint32_t bit = 1u << ev.access_class();
+  verdicts_.judged_allow(ids, FileRef::of(ev), ev.stamp, quiet ? bit : 0, bit);
 }
 
 void Pipeline::check_drops() {

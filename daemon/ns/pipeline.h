@@ -258,7 +258,8 @@ class Pipeline {
   bool process(Event& ev);  // false: done; true: a read is pending (done when it is recorded)
   void judged(Event ev, Namespace* ns, std::vector<Namespace*> chain, Judgement j);
   void accessed(const Event& ev, const Judgement& j, const access::AccessResult& r);
-  void write_verdict(const Event& ev, const std::vector<Namespace*>& chain, uint32_t quiet_bits);
+  // A judged allow of the event's access class (quiet or only reported).
+  void write_verdict(const Event& ev, const std::vector<Namespace*>& chain, bool quiet);
   // The second pure stage and its consequences: runs every appraisal `j` asks for on the file's
   // facts, records appraisal state and audit lines. True: an enforcing namespace failed (or had
   // failed for this version): the access gets a judged deny.

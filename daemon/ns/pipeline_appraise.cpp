@@ -168,6 +168,7 @@ bool Pipeline::appraise_access(const Event& ev, const Judgement& j, const access
                               {"digest", digest},
                               {"rule", rule_text(*r.policy, need.decision.appraise_rule)},
                               {"mode", appraise_mode_name(need.mode)}};
+        if (a.malformed) rec["malformed"] = appraise::xattr_error_kind_name(*a.malformed);
         if (a.keyid) {
           char b[16];
           snprintf(b, sizeof b, "%08x", *a.keyid);
@@ -335,7 +336,7 @@ Result<size_t> Pipeline::digests_revoke(const std::string& name_or_id,
       for (auto& [f, st] : rx.files) {
         if (!st.have_sha256 || std::memcmp(st.sha256.data(), d->data(), 32) != 0) continue;
         st.appraised = 0;
-        if (!enforcing) continue;
+        if (!enforcing || st.denied) continue;
         verdicts_.judged_deny(ids, f, st.stamp);
         st.denied = true;
         denied++;
@@ -459,7 +460,7 @@ Result<Pipeline::PreAppraisal> Pipeline::pre_appraise(const std::string& name_or
         if (!j.appraise.empty() || j.known_fail) return true;
         if (j.quiet && j.targets.empty()) quiet |= 1u << c;
       }
-      verdicts_.judged_allow(reg_.chain_ids(n), f, ev.stamp, quiet);
+      verdicts_.judged_allow(reg_.chain_ids(n), f, ev.stamp, quiet, NSIMA_CLASS_ALL);
       return false;
     });
     if (!need) {
@@ -515,7 +516,7 @@ Result<Pipeline::PreAppraisal> Pipeline::pre_appraise(const std::string& name_or
         reg_.rt(n).files[f].denied = true;
         return false;
       }
-      verdicts_.judged_allow(reg_.chain_ids(n), f, ev.stamp, quiet);
+      verdicts_.judged_allow(reg_.chain_ids(n), f, ev.stamp, quiet, NSIMA_CLASS_ALL);
       return true;
     });
     (passed ? out.passed : out.failed)++;

@@ -125,11 +125,12 @@ void VerdictWriter::forget_judged(std::span<const uint32_t> chain, const FileRef
 }
 
 void VerdictWriter::judged_allow(std::span<const uint32_t> chain, const FileRef& f,
-                                 const Stamp& stamp, uint32_t quiet_bits) {
+                                 const Stamp& stamp, uint32_t quiet_bits, uint32_t judged_bits) {
   if (!maps_ || chain.empty()) return;
   std::lock_guard lock(mu_);
   if (covers_locked(chain, f)) return;
-  if (!maps_->allow(key_of(chain[0], f), stamp, quiet_bits, /*keep_deny=*/false)) errors_++;
+  if (!maps_->allow(key_of(chain[0], f), stamp, quiet_bits, /*keep_deny=*/false, judged_bits))
+    errors_++;
 }
 
 Result<void> VerdictWriter::deny(uint32_t ns_id, const FileRef& f, const Stamp& stamp,

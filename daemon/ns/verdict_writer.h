@@ -52,8 +52,10 @@ class VerdictWriter {
 
   // A judged allow for one version of a file in namespace `ns_id` (the event's namespace).
   // Ignored when an override of `chain` (ns_id and its ancestors) denies the inode.
+  // `judged_bits`: the access classes this decision covers (quiet_bits is a subset); an
+  // enforcing namespace's hooks treat every other class as a first access.
   void judged_allow(std::span<const uint32_t> chain, const FileRef& f, const Stamp& stamp,
-                    uint32_t quiet_bits);
+                    uint32_t quiet_bits, uint32_t judged_bits);
 
   // A judged deny (appraisal failed) for one version of a file in chain[0]; an override wins.
   void judged_deny(std::span<const uint32_t> chain, const FileRef& f, const Stamp& stamp);

@@ -176,6 +176,11 @@ struct nsima_verdict {
 	struct nsima_stamp stamp;
 	__u32 verdict; /* NSIMA_VERDICT_* */
 	__u32 quiet;   /* bit per access class that needs no further event */
+	/* bit per access class the daemon judged (appraised where a rule says so) for this
+	 * version: a class judged but not quiet is only reported; a class not judged is a first
+	 * access (an enforcing namespace denies it until judged), even if another class is. */
+	__u32 judged;
+	__u32 pad;
 };
 
 /* cgroups map value (registered by the daemon), and the result of a resolution */
@@ -227,7 +232,7 @@ static_assert(sizeof(struct nsima_stamp) == 32);
 static_assert(offsetof(struct nsima_event, path) == NSIMA_EVENT_HEADER_SIZE);
 static_assert(sizeof(struct nsima_event) == NSIMA_EVENT_HEADER_SIZE + NSIMA_PATH_MAX);
 static_assert(sizeof(struct nsima_verdict_key) == 24);
-static_assert(sizeof(struct nsima_verdict) == 40);
+static_assert(sizeof(struct nsima_verdict) == 48);
 static_assert(sizeof(struct nsima_cgroup) == 8);
 static_assert(sizeof(struct nsima_cg_cache) == 16);
 static_assert(sizeof(struct nsima_ctl) == 24);
@@ -239,7 +244,7 @@ _Static_assert(sizeof(struct nsima_stamp) == 32, "nsima_stamp");
 _Static_assert(__builtin_offsetof(struct nsima_event, path) == NSIMA_EVENT_HEADER_SIZE,
 	       "nsima_event header");
 _Static_assert(sizeof(struct nsima_verdict_key) == 24, "nsima_verdict_key");
-_Static_assert(sizeof(struct nsima_verdict) == 40, "nsima_verdict");
+_Static_assert(sizeof(struct nsima_verdict) == 48, "nsima_verdict");
 _Static_assert(sizeof(struct nsima_cg_cache) == 16, "nsima_cg_cache");
 _Static_assert(sizeof(struct nsima_ctl) == 24, "nsima_ctl");
 #endif

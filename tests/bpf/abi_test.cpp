@@ -95,7 +95,8 @@ TEST_F(AbiTest, MapKeysAndValues) {
                  FIELD(nsima_verdict_key, dev), FIELD(nsima_verdict_key, ino)});
   expect_layout("nsima_verdict", sizeof(nsima_verdict),
                 {FIELD(nsima_verdict, stamp), FIELD(nsima_verdict, verdict),
-                 FIELD(nsima_verdict, quiet)});
+                 FIELD(nsima_verdict, quiet), FIELD(nsima_verdict, judged),
+                 FIELD(nsima_verdict, pad)});
   expect_layout("nsima_cgroup", sizeof(nsima_cgroup),
                 {FIELD(nsima_cgroup, ns_id), FIELD(nsima_cgroup, flags)});
   expect_layout("nsima_cg_cache", sizeof(nsima_cg_cache),

@@ -330,8 +330,13 @@ TEST_F(SelftestProg, VerdictDecisions) {
 
   ASSERT_TRUE(maps_->allow(key, s, 1u << read_class));
   EXPECT_EQ(decide(key, s, read_class).decision, NSIMA_DECIDE_QUIET) << "hot path";
-  EXPECT_EQ(decide(key, s, NSIMA_CLASS_BPRM).decision, NSIMA_DECIDE_REPORT)
-      << "another access class is not silenced (but it is judged: no first-access deny)";
+  EXPECT_EQ(decide(key, s, NSIMA_CLASS_BPRM).decision, NSIMA_DECIDE_EMIT)
+      << "another access class was never judged: a first access (an enforcing namespace denies "
+         "the exec of a file that was only read so far)";
+  ASSERT_TRUE(maps_->allow(key, s, 0, true, 1u << NSIMA_CLASS_MMAP_PROT));
+  EXPECT_EQ(decide(key, s, NSIMA_CLASS_MMAP_PROT).decision, NSIMA_DECIDE_REPORT)
+      << "judged, not silenced: reported, never first-access denied";
+  EXPECT_EQ(decide(key, s, read_class).decision, NSIMA_DECIDE_QUIET) << "bits accumulate";
 
   Stamp changed = s;
   changed.i_version = 3;
@@ -359,7 +364,7 @@ TEST_F(SelftestProg, VerdictDecisions) {
   EXPECT_EQ(decide(key, changed, read_class).decision, NSIMA_DECIDE_EMIT);
   // an explicit allow (nsimactl allow) lifts it
   ASSERT_TRUE(maps_->allow(key, s, 0, /*keep_deny=*/false));
-  EXPECT_EQ(decide(key, s, read_class).decision, NSIMA_DECIDE_REPORT);
+  EXPECT_EQ(decide(key, s, read_class).decision, NSIMA_DECIDE_EMIT) << "allowed, judged again";
 
   // verdicts are per namespace
   nsima_verdict_key other = key;

@@ -68,8 +68,8 @@ TEST_F(VerdictWriterTest, JudgedAllowNeverReplacesAnOperatorDeny) {
   EXPECT_EQ(decide(2, s1_), NSIMA_DECIDE_DENY);
   // the pipeline judged an event that raced the deny (another stamp)
   std::vector<uint32_t> chain{2, 1};
-  w.judged_allow(chain, f_, s2_, bit_);
-  w.judged_allow(chain, f_, s1_, bit_);
+  w.judged_allow(chain, f_, s2_, bit_, bit_);
+  w.judged_allow(chain, f_, s1_, bit_, bit_);
   EXPECT_EQ(decide(2, s1_), NSIMA_DECIDE_DENY);
   ASSERT_TRUE(w.denied_by(chain, f_));
   EXPECT_EQ(w.denied_by(chain, f_)->path, "/x");
@@ -79,7 +79,7 @@ TEST_F(VerdictWriterTest, PolicyLoadKeepsDeniesAndDropsJudgedVerdicts) {
   VerdictWriter w(maps_.get(), dir_);
   FileRef other{f_.kdev, f_.ino + 1, 0};
   std::vector<uint32_t> chain{2, 1};
-  w.judged_allow(chain, other, s1_, bit_);
+  w.judged_allow(chain, other, s1_, bit_, bit_);
   ASSERT_TRUE(w.deny(2, f_, s1_, "/x", std::vector<uint32_t>{2}));
   auto n = w.invalidate(2);
   ASSERT_TRUE(n);
