@@ -158,7 +158,7 @@ Result<ModelFile> Parser::parse() {
     std::string_view desc = sp == std::string_view::npos ? std::string_view{} : rest.substr(sp + 1);
     auto type = event_from_name(ev);
     if (!type) return fail(l.number, "unknown event " + shown(ev));
-    if (sp != std::string_view::npos && desc.empty())
+    if (sp != std::string_view::npos && (desc.empty() || desc.front() == ' '))
       return fail(l.number, "two spaces before the description");
     if (desc.size() > kMaxDescription)
       return fail(l.number, "description of " + std::to_string(desc.size()) +
