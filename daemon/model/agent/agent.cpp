@@ -49,7 +49,9 @@ std::vector<std::string> ModelAgent::on_event(Event& e) {
   }
   Decision d;
   if (e.type == EventType::kBprmCommittedCreds) {
-    d = modeler_.exec(e.proc, e.coe, std::get<FileCell>(e.cell), e.description);
+    auto* exe = std::get_if<FileCell>(&e.cell);
+    if (!exe) return fail(e.seq, "an exec event needs the executable's file cell");
+    d = modeler_.exec(e.proc, e.coe, *exe, e.description);
   } else {
     auto r = modeler_.event(e.proc, e.type, e.coe, e.cell, e.description);
     if (!r) return fail(e.seq, r.error().to_string());
