@@ -115,5 +115,70 @@ TEST(Judge, TemplatesDecideWhatIsRead) {
             (std::vector<measure::HashAlgo>{measure::HashAlgo::kSha256, measure::HashAlgo::kSha1}));
 }
 
+TEST(Judge, AppraisalIsASecondStageForEveryAppraisingNamespaceOfTheChain) {
+  auto child = pol("appraise func=BPRM_CHECK appraise_type=imasig\n");
+  auto host = pol("appraise func=BPRM_CHECK\naudit func=BPRM_CHECK\n");
+  Event exec = open_event(NSIMA_MAY_EXEC);
+  exec.hook = Hook::kBprmCheck;
+  std::vector<ChainLink> chain{link(2, child), link(1, host)};
+  chain[1].appraise = AppraiseMode::kLog;
+  auto j = judge(exec, chain, measure::HashAlgo::kSha256);
+  EXPECT_TRUE(j.targets.empty());
+  ASSERT_EQ(j.appraise.size(), 2u);
+  EXPECT_EQ(j.appraise[0].ns_id, 2u);
+  EXPECT_TRUE(j.appraise[0].decision.digsig_required);
+  EXPECT_EQ(j.appraise[1].mode, AppraiseMode::kLog);
+  EXPECT_TRUE(j.appraise[1].audit);
+  EXPECT_TRUE(j.read_needed());
+  EXPECT_TRUE(j.want_ima_xattr && j.algo_from_xattr);
+  EXPECT_EQ(j.algos, std::vector<measure::HashAlgo>{measure::HashAlgo::kSha256});
+  // a read open is not appraised by these rules
+  EXPECT_FALSE(judge(open_event(NSIMA_MAY_READ), chain, measure::HashAlgo::kSha256).read_needed());
+  // mode off: the namespace's appraise rules are ignored (its audit rule is not)
+  chain[0].appraise = AppraiseMode::kOff;
+  j = judge(exec, chain, measure::HashAlgo::kSha256);
+  ASSERT_EQ(j.appraise.size(), 1u);
+  EXPECT_EQ(j.appraise[0].ns_id, 1u);
+}
+
+TEST(Judge, AnAppraisedVersionIsNotAppraisedAgainAndAKnownFailureDenies) {
+  auto p = pol("appraise func=BPRM_CHECK\n");
+  Event exec = open_event(NSIMA_MAY_EXEC);
+  exec.hook = Hook::kBprmCheck;
+  FileState passed{exec.stamp, 0, false};
+  passed.appraised = 1;
+  std::vector<ChainLink> chain{link(2, p, &passed)};
+  auto j = judge(exec, chain, measure::HashAlgo::kSha256);
+  EXPECT_TRUE(j.appraise.empty());
+  EXPECT_FALSE(j.known_fail);
+  FileState failed = passed;
+  failed.appraised = 0;
+  chain[0].file = &failed;
+  j = judge(exec, chain, measure::HashAlgo::kSha256);
+  EXPECT_TRUE(j.known_fail);
+  // a new version is appraised again
+  Event newer = exec;
+  newer.stamp.size++;
+  j = judge(newer, chain, measure::HashAlgo::kSha256);
+  EXPECT_FALSE(j.known_fail);
+  EXPECT_EQ(j.appraise.size(), 1u);
+  // in log mode a failure never denies
+  chain[0].appraise = AppraiseMode::kLog;
+  EXPECT_FALSE(judge(exec, chain, measure::HashAlgo::kSha256).known_fail);
+}
+
+TEST(Judge, AppraiseClassesCoverEveryAccessARuleCanMatch) {
+  EXPECT_EQ(appraise_classes(pol("appraise func=BPRM_CHECK\n")), 1u << NSIMA_CLASS_BPRM);
+  EXPECT_EQ(appraise_classes(pol("appraise func=MMAP_CHECK\n")),
+            1u << NSIMA_CLASS_MMAP_PROT | 1u << NSIMA_CLASS_MMAP_REQPROT);
+  EXPECT_EQ(appraise_classes(pol("appraise func=FILE_CHECK mask=MAY_READ\n")),
+            1u << NSIMA_CLASS_FILE(NSIMA_MAY_READ));
+  uint32_t inclusive = appraise_classes(pol("appraise func=FILE_CHECK mask=^MAY_READ\n"));
+  for (uint32_t c = 0; c < 16; ++c)
+    EXPECT_EQ((inclusive >> c) & 1, (c & NSIMA_MAY_READ) ? 1u : 0u) << c;
+  EXPECT_EQ(appraise_classes(pol("appraise\n")), uint32_t{NSIMA_CLASS_ALL});
+  EXPECT_EQ(appraise_classes(pol("measure func=BPRM_CHECK\ndont_appraise fsmagic=0x9fa0\n")), 0u);
+}
+
 }  // namespace
 }  // namespace nsima::ns
