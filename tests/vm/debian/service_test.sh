@@ -14,6 +14,13 @@ pcr_matches() { # NS: the vTPM PCR equals the list's replay
 	out=$(t 60 nsimactl pcr --ns "$1")
 	assert_contains "$out" "(matches the list)" "nsimactl pcr --ns $1"
 }
+swtpm_of() { # NS: pid of the namespace's swtpm (from its pid file, checked against /proc)
+	local pid
+	pid=$(cat "/run/nsima/vtpm/$1/swtpm.pid" 2>/dev/null) || return 0
+	if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q "^swtpm socket .*/vtpm/$1,mode"; then
+		echo "$pid"
+	fi
+}
 wait_active() {
 	wait_for 60 systemctl is-active --quiet nsimad.service
 }
@@ -38,14 +45,14 @@ log "namespace $ns"
 sh -c 'echo $$ >/sys/fs/cgroup/ctr1/cgroup.procs && exec /usr/bin/busybox true'
 wait_for 30 sh -c "timeout 30 nsimactl log --ns $ns | grep -q ' /usr/bin/busybox\$'"
 pcr_matches "$ns"
-swtpm_pid=$(pgrep -f "swtpm socket.*/vtpm/$ns,mode" | head -n 1)
+swtpm_pid=$(swtpm_of "$ns")
 [[ -n $swtpm_pid ]] || fail "no swtpm for namespace $ns"
 entries=$(t 30 nsimactl log --ns "$ns" | wc -l)
 
 log "systemctl restart"
 t 180 systemctl restart nsimad.service
 wait_active
-assert_eq "$swtpm_pid" "$(pgrep -f "swtpm socket.*/vtpm/$ns,mode" | head -n 1)" "vTPM (swtpm) survives a restart"
+assert_eq "$swtpm_pid" "$(swtpm_of "$ns")" "vTPM (swtpm) survives a restart"
 pcr_matches "$ns"
 
 log "kill -9 nsimad"
@@ -54,10 +61,18 @@ kill -9 "$main"
 wait_for 60 sh -c '[ "$(systemctl show -p NRestarts --value nsimad.service)" = 1 ]'
 wait_active
 [[ $(systemctl show -p MainPID --value nsimad.service) != "$main" ]] || fail "nsimad was not restarted"
-assert_eq "$swtpm_pid" "$(pgrep -f "swtpm socket.*/vtpm/$ns,mode" | head -n 1)" "vTPM survives kill -9 of nsimad"
+assert_eq "$swtpm_pid" "$(swtpm_of "$ns")" "vTPM survives kill -9 of nsimad"
 pcr_matches "$ns"
 after=$(t 30 nsimactl log --ns "$ns" | wc -l)
 [[ $after -ge $entries ]] || fail "list shrank over the restart: $entries -> $after entries"
 t 60 nsimactl ns list
-t 120 systemctl stop nsimad.service
+
+log "dpkg -r: stops nsimad and its vTPMs, detaches the pinned hooks, keeps the lists"
+[[ -d /sys/fs/bpf/nsima ]] || fail "no pins in /sys/fs/bpf/nsima while nsimad runs"
+t 180 dpkg -r nsima
+[[ ! -e /sys/fs/bpf/nsima ]] || fail "pins left in /sys/fs/bpf/nsima after dpkg -r"
+[[ ! -e /proc/$swtpm_pid ]] || fail "vTPM (swtpm $swtpm_pid) still running after dpkg -r"
+[[ -s /var/lib/nsima/ns/$ns/binary_runtime_measurements ]] || fail "dpkg -r removed the lists"
+t 180 dpkg -P nsima
+[[ ! -e /var/lib/nsima && ! -e /etc/nsima ]] || fail "dpkg -P left /var/lib/nsima or /etc/nsima"
 log "ok"
