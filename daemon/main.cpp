@@ -34,7 +34,7 @@ int fatal(const nsima::Error& e) {
 
 int main(int argc, char** argv) {
   CLI::App app{"nsimad: userspace IMA for containers (BPF-LSM capture, per-namespace policy)"};
-  std::string log_level = "info";
+  std::string log_level = "info", log_format = "text";
   std::string socket_path = nsima::control::kDefaultSocket;
   std::string cgroup_root = "/sys/fs/cgroup";
   uint32_t ringbuf_bytes = 8u << 20;
@@ -50,6 +50,8 @@ int main(int argc, char** argv) {
   bool unload = false;
   uint32_t cgroup_cache_entries = NSIMA_CG_CACHE_ENTRIES;
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")
+      ->capture_default_str();
+  app.add_option("--log-format", log_format, "text, or json (one object per line)")
       ->capture_default_str();
   app.add_option("--socket", socket_path, "control socket path")->capture_default_str();
   app.add_option("--cgroup-root", cgroup_root, "cgroup v2 mount point")->capture_default_str();
@@ -116,6 +118,7 @@ int main(int argc, char** argv) {
     if (app.count(flag) == 0) var = static_cast<std::decay_t<decltype(var)>>(value);
   };
   from_file("--log-level", log_level, cfg->log_level);
+  from_file("--log-format", log_format, cfg->log_format);
   from_file("--socket", socket_path, cfg->socket);
   from_file("--cgroup-root", cgroup_root, cfg->cgroup_root);
   from_file("--state-dir", state_dir, cfg->state_dir);
@@ -135,6 +138,10 @@ int main(int argc, char** argv) {
 
   if (!nsima::set_log_level(log_level)) {
     std::fprintf(stderr, "nsimad: unknown --log-level '%s'\n", log_level.c_str());
+    return 2;
+  }
+  if (!nsima::set_log_format(log_format)) {
+    std::fprintf(stderr, "nsimad: unknown --log-format '%s' (text or json)\n", log_format.c_str());
     return 2;
   }
   auto log = nsima::logger("nsimad");

@@ -27,6 +27,7 @@ inline constexpr const char* kDefaultPath = "/etc/nsima/nsimad.conf";
 struct Settings {
   // [daemon]
   std::string log_level = "info";       // trace, debug, info, warn, error, off
+  std::string log_format = "text";      // text | json (one JSON object per line)
   std::string state_dir = "/var/lib/nsima";
   std::string run_dir = "/run/nsima";
   std::string pin_dir = "/sys/fs/bpf/nsima";
