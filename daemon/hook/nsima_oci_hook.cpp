@@ -8,11 +8,13 @@
 // half made: a namespace created by a hook that then fails is deleted again.
 // The hook remembers each container's namespace in <run_dir>/oci/<id>.json for poststop.
 #include <sys/stat.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -24,7 +26,6 @@
 #include "control/connection.h"
 #include "hook/oci_state.h"
 #include "nsima/control_protocol.h"
-#include "policy/policy.h"
 
 namespace {
 
@@ -114,14 +115,22 @@ std::string record_path(const nsima::config::Settings& cfg, const std::string& i
   return cfg.run_dir + "/oci/" + id + ".json";
 }
 
+// A policy file named by an annotation or the config; the error is strerror alone (the caller
+// names the file and who named it).
 Result<std::string> read_text(const std::string& path) {
-  auto t = nsima::policy::read_policy_text(path);
-  if (!t) return tl::unexpected(t.error());
-  return *t;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return nsima::make_error(errno ? errno : ENOENT, std::strerror(errno ? errno : ENOENT));
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (in.bad()) return nsima::make_error(EIO, std::strerror(EIO));
+  return ss.str();
 }
 
+// Runtimes do not always show a hook's stderr (podman runs poststop in its cleanup process):
+// every outcome also goes to syslog (the journal: journalctl -t nsima-oci-hook).
 int fail(const std::string& stage, const Error& e) {
   std::fprintf(stderr, "nsima-oci-hook %s: %s\n", stage.c_str(), e.to_string().c_str());
+  syslog(LOG_ERR, "%s: %s", stage.c_str(), e.to_string().c_str());
   return 1;
 }
 
@@ -156,6 +165,8 @@ Result<void> create_runtime(const nsima::hook::OciState& st, const nsima::config
       return undo(Error{d.error().code, "loading the digest list " + plan->digests + " for container " +
                                             st.id + ": " + d.error().message, ""});
   }
+  syslog(LOG_INFO, "createRuntime: container %s: namespace %s (%s, cgroup %s)", st.id.c_str(),
+         ns.c_str(), plan->policy_desc.c_str(), cg->c_str());
   std::error_code ec;
   fs::create_directories(cfg.run_dir + "/oci", ec);
   json rec{{"container", st.id}, {"ns", ns},         {"cgroup", *cg},
@@ -184,18 +195,24 @@ Result<void> poststop(const nsima::hook::OciState& st, const nsima::config::Sett
     alive |= n.value("id", "") == ns && n.value("cgroup", "") == rec.value("cgroup", "");
   if (!alive) {
     // nsimad already ended it (its cgroup went away) and archived the list itself.
+    syslog(LOG_WARNING, "poststop: container %s: namespace %s is already gone", st.id.c_str(),
+           ns.c_str());
     std::error_code ec;
     fs::remove(rec_file, ec);
     return {};
   }
+  // Written under a temporary name and renamed whole: a reader never sees half an archive.
   const fs::path dir = fs::path(cfg.state_dir) / "archive" / ("oci-" + st.id + "-ns" + ns);
+  const fs::path tmp = dir.string() + ".partial";
   std::error_code ec;
-  fs::create_directories(dir, ec);
-  if (ec) return nsima::make_error(ec.value(), "cannot create " + dir.string() + ": " + ec.message());
-  json pcrs = json::object();
+  fs::remove_all(tmp, ec);
+  fs::create_directories(tmp, ec);
+  if (ec) return nsima::make_error(ec.value(), "cannot create " + tmp.string() + ": " + ec.message());
+  // The final PCR values and their replay; a namespace with no TPM of its own under a host
+  // without TPM has none, which the archive says instead.
   auto p = client.call({{ctl::kFieldCmd, ctl::kCmdPcr}, {ctl::kFieldNs, ns}});
-  if (!p) return tl::unexpected(p.error());
-  p->erase(ctl::kFieldOk);
+  json pcrs = p ? *p : json{{"unavailable", p.error().message}};
+  pcrs.erase(ctl::kFieldOk);
   rec["stopped_status"] = st.status;
   auto ascii = client.list(ns, true);
   if (!ascii) return tl::unexpected(ascii.error());
@@ -203,16 +220,19 @@ Result<void> poststop(const nsima::hook::OciState& st, const nsima::config::Sett
   if (!binary) return tl::unexpected(binary.error());
   for (auto& [name, text] : std::vector<std::pair<std::string, std::string>>{
            {"container.json", rec.dump(2) + "\n"},
-           {"pcrs.json", p->dump(2) + "\n"},
+           {"pcrs.json", pcrs.dump(2) + "\n"},
            {"ascii_runtime_measurements", *ascii},
            {"binary_runtime_measurements", *binary}}) {
-    if (auto w = nsima::write_file_atomic((dir / name).string(), text); !w) return w;
+    if (auto w = nsima::write_file_atomic((tmp / name).string(), text); !w) return w;
   }
+  fs::remove_all(dir, ec);
+  fs::rename(tmp, dir, ec);
+  if (ec) return nsima::make_error(ec.value(), "cannot rename " + tmp.string() + ": " + ec.message());
   auto d = client.call({{ctl::kFieldCmd, ctl::kCmdNsDelete}, {ctl::kFieldNs, ns}});
   if (!d) return tl::unexpected(d.error());
   fs::remove(rec_file, ec);
-  std::fprintf(stderr, "nsima-oci-hook poststop: container %s: namespace %s archived in %s\n",
-               st.id.c_str(), ns.c_str(), dir.c_str());
+  syslog(LOG_INFO, "poststop: container %s: namespace %s archived in %s", st.id.c_str(),
+         ns.c_str(), dir.c_str());
   return {};
 }
 
@@ -233,6 +253,7 @@ int main(int argc, char** argv) {
           ->capture_default_str();
   app.add_option("--socket", socket, "nsimad's control socket (default: the config's)");
   CLI11_PARSE(app, argc, argv);
+  openlog("nsima-oci-hook", LOG_PID, LOG_DAEMON);
 
   auto cfg = nsima::config::load(config_path, config_opt->count() > 0);
   if (!cfg) return fail(stage, cfg.error());
@@ -250,6 +271,8 @@ int main(int argc, char** argv) {
                      "nsima-oci-hook createRuntime: WARNING: container %s runs unmeasured "
                      "([container] on_error = \"allow\"): %s\n",
                      st->id.c_str(), r.error().to_string().c_str());
+        syslog(LOG_WARNING, "createRuntime: container %s runs unmeasured (on_error = allow): %s",
+               st->id.c_str(), r.error().to_string().c_str());
         return 0;
       }
       return fail(stage, r.error());
