@@ -2,7 +2,8 @@
 # nsima-oci-hook under real runtimes in a Debian guest (systemd, cgroup v2): podman (the .deb's
 # hooks.d files, an image imported from a rootfs tarball, --network=none), runc and crun (hooks
 # in config.json). Each container's first exec is in its own list (archived by poststop with its
-# final PCRs) and not in a sibling's; a container whose org.nsima.policy names a missing file does
+# final PCRs) and not in a sibling's, a running container's vTPM quote passes tpm2_checkquote;
+# a container whose org.nsima.policy names a missing file does
 # not start, with the hook's sentence, and leaves no namespace behind.
 # vm-run-args: --timeout 900
 set -euo pipefail
@@ -105,6 +106,22 @@ check_own_list nsima-runc /bin/busybox-r /bin/busybox-c
 t 120 crun run --bundle /tmp/b-crun nsima-crun </dev/null
 check_own_list nsima-crun /bin/busybox-c /bin/busybox-r
 assert_eq "$before" "$(ns_count)" "poststop deleted the runc/crun namespaces"
+
+# a running runc container with its own vTPM: its quote passes tpm2_checkquote
+bundle /tmp/b-quote /bin/busybox-r
+sed -i 's|"sh", "-c", "exit 0"|"sh", "-c", "sleep 30"|; s|"noNewPrivileges": true}|"noNewPrivileges": true},\n  "annotations": {"org.nsima.vtpm": "true"}|' /tmp/b-quote/config.json
+t 120 runc run --bundle /tmp/b-quote nsima-quote </dev/null &
+rq=$!
+wait_for 60 test -s /run/nsima/oci/nsima-quote.json
+qns=$(sed -n 's/.*"ns":"\([0-9]*\)".*/\1/p' /run/nsima/oci/nsima-quote.json)
+[[ -n $qns ]] || fail "no namespace in /run/nsima/oci/nsima-quote.json: $(cat /run/nsima/oci/nsima-quote.json)"
+nonce=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+t 120 nsimactl quote --ns "$qns" --nonce "$nonce" --out /tmp/q >/dev/null
+t 60 tpm2_checkquote -u /tmp/q/ak.pub.pem -m /tmp/q/quote.msg -s /tmp/q/quote.sig -f /tmp/q/quote.pcrs -g sha256 -q "$nonce" >/dev/null
+log "vTPM quote of runc container nsima-quote (namespace $qns) passes tpm2_checkquote"
+t 30 runc kill nsima-quote KILL
+wait $rq || true # killed on purpose
+check_own_list nsima-quote /bin/busybox-r /bin/busybox-c
 
 # runc relays the hook's stderr: the missing-policy sentence reaches the user
 sed -i 's|"noNewPrivileges": true}|"noNewPrivileges": true},\n  "annotations": {"org.nsima.policy": "/etc/nsima/missing.policy"}|' /tmp/b-runc/config.json
