@@ -2,7 +2,8 @@
 # The .deb in a real Debian guest with systemd as PID 1: installs without starting anything,
 # the unit passes systemd-analyze verify, `systemctl start` reaches READY with a STATUS line and
 # a watchdog, and a container namespace's vTPM survives `systemctl restart` and a kill -9 of
-# nsimad (systemd restarts it), with its list still replaying to its PCR.
+# nsimad (systemd restarts it), with its list still replaying to its PCR; a frozen nsimad is
+# restarted by the watchdog; dpkg -r / -P clean up.
 set -euo pipefail
 . /usr/share/nsima-test/lib.sh
 # on failure: what systemd and nsimad said
@@ -66,6 +67,25 @@ pcr_matches "$ns"
 after=$(t 30 nsimactl log --ns "$ns" | wc -l)
 [[ $after -ge $entries ]] || fail "list shrank over the restart: $entries -> $after entries"
 t 60 nsimactl ns list
+
+log "watchdog: a frozen nsimad (SIGSTOP) stops sending WATCHDOG=1 and is restarted"
+mkdir -p /run/systemd/system/nsimad.service.d
+printf '[Service]\nWatchdogSec=4s\nTimeoutAbortSec=2s\n' >/run/systemd/system/nsimad.service.d/watchdog.conf
+systemctl daemon-reload
+t 180 systemctl restart nsimad.service
+wait_active
+main=$(systemctl show -p MainPID --value nsimad.service)
+restarts=$(systemctl show -p NRestarts --value nsimad.service)
+sleep 6 # beats keep a running nsimad alive past the 4 s watchdog
+assert_eq "$main" "$(systemctl show -p MainPID --value nsimad.service)" "a beating nsimad is not restarted"
+kill -STOP "$main"
+wait_for 60 sh -c "[ \"\$(systemctl show -p NRestarts --value nsimad.service)\" -gt $restarts ]"
+wait_active
+assert_contains "$(journalctl -u nsimad.service --no-pager -q)" "Watchdog timeout" "systemd's reason"
+assert_eq "$swtpm_pid" "$(swtpm_of "$ns")" "vTPM survives the watchdog restart"
+pcr_matches "$ns"
+rm -f /run/systemd/system/nsimad.service.d/watchdog.conf
+systemctl daemon-reload
 
 log "dpkg -r: stops nsimad and its vTPMs, detaches the pinned hooks, keeps the lists"
 [[ -d /sys/fs/bpf/nsima ]] || fail "no pins in /sys/fs/bpf/nsima while nsimad runs"
