@@ -12,6 +12,7 @@
 #include "capture/bpf_loader.h"
 #include "capture/event_source.h"
 #include "common/log.h"
+#include "config/config.h"
 #include "measure/hash_algo.h"
 #include "measure/template.h"
 #include "control/handlers.h"
@@ -19,6 +20,7 @@
 #include "nsima/control_protocol.h"
 #include "ns/pipeline.h"
 #include "policy/policy.h"
+#include "service/heartbeat.h"
 #include "tpm/pcr_policy.h"
 
 namespace {
@@ -32,7 +34,7 @@ int fatal(const nsima::Error& e) {
 
 int main(int argc, char** argv) {
   CLI::App app{"nsimad: userspace IMA for containers (BPF-LSM capture, per-namespace policy)"};
-  std::string log_level = "info";
+  std::string log_level = "info", log_format = "text";
   std::string socket_path = nsima::control::kDefaultSocket;
   std::string cgroup_root = "/sys/fs/cgroup";
   uint32_t ringbuf_bytes = 8u << 20;
@@ -48,6 +50,8 @@ int main(int argc, char** argv) {
   bool unload = false;
   uint32_t cgroup_cache_entries = NSIMA_CG_CACHE_ENTRIES;
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")
+      ->capture_default_str();
+  app.add_option("--log-format", log_format, "text, or json (one object per line)")
       ->capture_default_str();
   app.add_option("--socket", socket_path, "control socket path")->capture_default_str();
   app.add_option("--cgroup-root", cgroup_root, "cgroup v2 mount point")->capture_default_str();
@@ -101,10 +105,43 @@ int main(int argc, char** argv) {
   app.add_option("--consumer-delay-ms", consumer_delay_ms,
                  "testing only: sleep after each ring-buffer poll (forces drops)")
       ->group("");
+  std::string config_path = nsima::config::kDefaultPath;
+  auto* config_opt = app.add_option("--config", config_path,
+                                    "settings file (TOML; flags given here override it; a missing "
+                                    "default file means every default)")
+                         ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
+  // /etc/nsima/nsimad.conf: each setting applies unless its flag was given.
+  auto cfg = nsima::config::load(config_path, config_opt->count() > 0);
+  if (!cfg) return fatal(cfg.error());
+  auto from_file = [&](const char* flag, auto& var, const auto& value) {
+    if (app.count(flag) == 0) var = static_cast<std::decay_t<decltype(var)>>(value);
+  };
+  from_file("--log-level", log_level, cfg->log_level);
+  from_file("--log-format", log_format, cfg->log_format);
+  from_file("--socket", socket_path, cfg->socket);
+  from_file("--cgroup-root", cgroup_root, cfg->cgroup_root);
+  from_file("--state-dir", state_dir, cfg->state_dir);
+  from_file("--run-dir", run_dir, cfg->run_dir);
+  from_file("--pin-dir", pin_dir, cfg->pin_dir);
+  from_file("--host-tcti", host_tcti, cfg->host_tcti);
+  from_file("--host-pcr", host_pcr, cfg->host_pcr);
+  if (app.count("--policy") == 0 && app.count("--builtin") == 0) {
+    host_policy_file = cfg->host_policy;
+    host_builtin = cfg->host_builtin;
+  }
+  from_file("--hash", hash_name, cfg->hash);
+  from_file("--template", template_name, cfg->template_name);
+  from_file("--hash-threads", hash_threads, cfg->hash_threads);
+  from_file("--hash-timeout-ms", hash_timeout_ms, cfg->hash_timeout_ms);
+  from_file("--barrier-timeout-ms", barrier_timeout_ms, cfg->barrier_timeout_ms);
 
   if (!nsima::set_log_level(log_level)) {
     std::fprintf(stderr, "nsimad: unknown --log-level '%s'\n", log_level.c_str());
+    return 2;
+  }
+  if (!nsima::set_log_format(log_format)) {
+    std::fprintf(stderr, "nsimad: unknown --log-format '%s' (text or json)\n", log_format.c_str());
     return 2;
   }
   auto log = nsima::logger("nsimad");
@@ -214,11 +251,19 @@ int main(int argc, char** argv) {
 
   sd_notify(0, "READY=1");
   log->info("ready (pid {})", getpid());
+  // STATUS= and the watchdog beat, each after a round trip through the pipeline thread.
+  auto heartbeat = std::make_unique<nsima::service::Heartbeat>([&pipeline] {
+    auto c = pipeline.counters();
+    return "measuring " + std::to_string(pipeline.list_namespaces().size()) + " namespaces: " +
+           std::to_string(c.processed) + " events, " + std::to_string(c.measured) +
+           " entries, " + std::to_string(c.violations) + " violations";
+  });
 
   int sig = 0;
   sigwait(&sigs, &sig);
   log->info("signal {}: shutting down", sig);
-  sd_notify(0, "STOPPING=1");
+  sd_notify(0, "STOPPING=1\nSTATUS=stopping");
+  heartbeat.reset();
   server->stop();
   // Pinned hooks keep capturing after we exit; their records wait in the ring buffer for the
   // next nsimad. Unpinned ones end now, and what they wrote is consumed first.

@@ -14,6 +14,10 @@ namespace nsima {
 // Returns false for an unknown level name.
 bool set_log_level(const std::string& level);
 
+// "text" (default) or "json": one JSON object per line {"time","level","logger","msg"}.
+// Returns false for another name.
+bool set_log_format(const std::string& format);
+
 // The logger of a component, created on first use (stderr sink).
 std::shared_ptr<spdlog::logger> logger(const std::string& component);
 
