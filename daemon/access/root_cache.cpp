@@ -301,10 +301,13 @@ struct RootCache::Impl {
       int n = ::epoll_wait(ep.get(), evs, 64, wait_ms);
       for (int i = 0; i < n; ++i) {
         if (evs[i].data.u64 == 0) return;  // stop
+        // A copy: struct epoll_event is packed on x86-64, so data.u64 is misaligned and
+        // find() must not bind its reference to it (UBSan).
+        const uint64_t serial = evs[i].data.u64;
         EntryPtr e;
         {
           std::lock_guard lock(mu);
-          auto it = by_serial.find(evs[i].data.u64);
+          auto it = by_serial.find(serial);
           if (it != by_serial.end()) e = it->second;
         }
         if (e) evict_dead(std::move(e));  // its pidfd is readable: the lender exited

@@ -180,6 +180,22 @@ Result<std::vector<uint8_t>> encode_template_data(TemplateKind kind, const Entry
   return out;
 }
 
+namespace {
+
+bool is_digest_field(FieldId id) {
+  return id == FieldId::kDNg || id == FieldId::kDModsig || id == FieldId::kDNgV2;
+}
+
+// A d-ng style field is "<prefix>:" NUL digest (or empty). Where the prefix ends; 0 if malformed.
+size_t digest_prefix_len(std::span<const uint8_t> d) {
+  auto nul = std::find(d.begin(), d.end(), uint8_t{0});
+  size_t plen = static_cast<size_t>(nul - d.begin());
+  if (nul == d.end() || plen == 0 || d[plen - 1] != ':') return 0;
+  return plen;
+}
+
+}  // namespace
+
 Result<std::vector<FieldView>> split_template_data(std::string_view template_name,
                                                    std::span<const uint8_t> data) {
   std::vector<FieldView> out;
@@ -211,6 +227,10 @@ Result<std::vector<FieldView>> split_template_data(std::string_view template_nam
                                 std::to_string(len) + " exceeds the template data"));
     out.push_back({id, data.subspan(pos, len)});
     pos += len;
+    // What the ascii rendering needs: a list that replays must also render.
+    if (is_digest_field(id) && len != 0 && digest_prefix_len(out.back().data) == 0)
+      return tl::unexpected(
+          bad("field '" + std::string(field_name(id)) + "' lacks the '<algo>:' NUL prefix"));
   }
   if (pos != data.size())
     return tl::unexpected(
@@ -235,9 +255,8 @@ Result<void> append_field_ascii(const FieldView& field, std::string& out) {
     case FieldId::kDModsig:
     case FieldId::kDNgV2: {
       // "<prefix>:" NUL digest: the prefix is printed as a string, the digest in hex.
-      auto nul = std::find(d.begin(), d.end(), uint8_t{0});
-      size_t plen = static_cast<size_t>(nul - d.begin());
-      if (nul == d.end() || plen == 0 || d[plen - 1] != ':')
+      const size_t plen = digest_prefix_len(d);
+      if (plen == 0)
         return tl::unexpected(bad("field '" + std::string(field_name(field.id)) +
                                   "' lacks the '<algo>:' NUL prefix"));
       out.append(reinterpret_cast<const char*>(d.data()), plen);

@@ -64,17 +64,22 @@ std::vector<NsConfig> load_ns_configs(const std::string& state_dir) {
       continue;
     }
     NsConfig c;
-    c.name = j.value("name", "");
-    c.id = j.value("id", 0u);
-    c.cgroup = j.value("cgroup", "");
-    c.vtpm = j.value("vtpm", false);
-    c.appraise = j.value("appraise", "enforce");
-    c.policy_origin = j.value("policy_origin", "");
-    c.policy_text = j.value("policy_text", "");
-    c.boot_id = j.value("boot_id", "");
-    c.drops_seen = j.value("drops_seen", uint64_t{0});
-    c.unresolved_seen = j.value("unresolved_seen", uint64_t{0});
-    c.unattributed_drops_seen = j.value("unattributed_drops_seen", uint64_t{0});
+    try {  // json::value() throws when a field is there with another type
+      c.name = j.value("name", "");
+      c.id = j.value("id", 0u);
+      c.cgroup = j.value("cgroup", "");
+      c.vtpm = j.value("vtpm", false);
+      c.appraise = j.value("appraise", "enforce");
+      c.policy_origin = j.value("policy_origin", "");
+      c.policy_text = j.value("policy_text", "");
+      c.boot_id = j.value("boot_id", "");
+      c.drops_seen = j.value("drops_seen", uint64_t{0});
+      c.unresolved_seen = j.value("unresolved_seen", uint64_t{0});
+      c.unattributed_drops_seen = j.value("unattributed_drops_seen", uint64_t{0});
+    } catch (const nlohmann::json::exception& e) {
+      logger("ns")->error("{}: {}; namespace not restored", f.string(), e.what());
+      continue;
+    }
     if (c.name.empty() || c.id == 0 || c.name != d.path().filename().string()) {
       logger("ns")->error("{}: name/id missing or not matching its directory; not restored",
                           f.string());

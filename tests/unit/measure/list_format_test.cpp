@@ -173,6 +173,9 @@ TEST(ListFormat, CorruptRecords) {
   b = good;
   b[38] = 41;  // first field length no longer adds up
   expect_corrupt(b, "field lengths");
+  b = good;
+  b[42 + 6] = 'X';  // d-ng "sha256X" NUL digest: no "<algo>:" prefix, cannot be rendered
+  expect_corrupt(b, "d-ng prefix");
 }
 
 TEST(ListFormat, RecordReaderStreamsAndReportsTornTail) {

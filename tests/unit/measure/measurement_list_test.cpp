@@ -329,6 +329,31 @@ TEST(MeasurementList, ZeroFilledTailIsTornButOtherDamageIsRefused) {
   EXPECT_EQ(g.error().code, EBADMSG);
 }
 
+// A record whose template digest matches its data, but whose d-ng field lacks the "<algo>:" NUL
+// prefix, cannot be rendered: it is refused at open like any other damage, instead of opening a
+// list that `nsimactl log` can then never show. (Found by fuzz.list.)
+TEST(MeasurementList, RecordThatCannotBeRenderedIsRefusedAtOpen) {
+  TempDir dir;
+  auto path = dir / "binary_runtime_measurements";
+  {
+    auto list = MeasurementList::open(dir.path(), test_config());
+    ASSERT_TRUE(list);
+    ASSERT_TRUE(list->append(file_entry("/a", "a")));
+  }
+  std::string bad = testing::read_file(path);
+  const size_t data_at = 4 + 20 + 4 + 6 + 4;  // pcr, digest, name length, "ima-ng", data length
+  ASSERT_EQ(bad.compare(data_at + 4, 7, "sha256:"), 0);
+  bad[data_at + 4 + 6] = 'X';  // "sha256X" NUL digest
+  auto sha1 = evp("sha1", bad.substr(data_at));
+  std::copy(sha1.begin(), sha1.end(), bad.begin() + 4);
+  testing::write_file(path, bad);
+  auto list = MeasurementList::open(dir.path(), test_config());
+  ASSERT_FALSE(list) << "opened a list whose record cannot be rendered";
+  EXPECT_EQ(list.error().code, EBADMSG);
+  EXPECT_NE(list.error().where.find("offset 0"), std::string::npos) << list.error().to_string();
+  EXPECT_EQ(testing::read_file(path), bad);
+}
+
 TEST(MeasurementList, OneWriterAtATime) {
   TempDir dir;
   auto a = MeasurementList::open(dir.path(), test_config());
