@@ -18,6 +18,8 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <iterator>
+#include <optional>
 #include <sstream>
 
 #include "common/atomic_file.h"
@@ -159,8 +161,27 @@ Result<void> create_runtime(const nsima::hook::OciState& st, const nsima::config
   };
   if (ns.empty()) return undo(Error{EPROTO, "nsimad's ns_create answer has no namespace id", ""});
   if (!plan->digests.empty()) {
-    auto d = client.call({{ctl::kFieldCmd, "digests_load"}, {ctl::kFieldNs, ns},
-                          {ctl::kFieldPath, plan->digests}});
+    // The manifest (and FILE.sig, checked by nsimad against the namespace's keys) travel in
+    // the request, as nsimactl digests load sends them.
+    auto slurp = [](const std::string& path) -> std::optional<std::string> {
+      std::ifstream in(path, std::ios::binary);
+      if (!in) return std::nullopt;
+      return std::string((std::istreambuf_iterator<char>(in)), {});
+    };
+    auto text = slurp(plan->digests);
+    if (!text)
+      return undo(Error{errno ? errno : ENOENT, "cannot read the digest list " + plan->digests +
+                                                    " for container " + st.id, ""});
+    json req{{ctl::kFieldCmd, ctl::kCmdDigestsLoad}, {ctl::kFieldNs, ns},
+             {ctl::kFieldManifest, *text}, {ctl::kFieldName, plan->digests}};
+    std::error_code sec;
+    if (fs::exists(plan->digests + ".sig", sec)) {
+      auto sig = slurp(plan->digests + ".sig");
+      if (!sig)
+        return undo(Error{EIO, "cannot read " + plan->digests + ".sig for container " + st.id, ""});
+      req[ctl::kFieldSig] = ctl::base64_encode(*sig);
+    }
+    auto d = client.call(req);
     if (!d)
       return undo(Error{d.error().code, "loading the digest list " + plan->digests + " for container " +
                                             st.id + ": " + d.error().message, ""});
