@@ -5,10 +5,12 @@
 // string is cut at its NUL bytes into these three files (ns.json is written for the namespaces
 // "host" and "2"). Invariants: nothing throws; what loads is what the loader promises (a restored
 // config's name is its directory's and its id is not 0; an accepted mark is > 1 and is the next
-// id issued); what loads round-trips through the writer of the same file. Invariant violations
-// trap so that libFuzzer records the input. Run by run_fuzz.sh (ctest fuzz.state).
+// id issued, or ENOSPC once the ids are used up); what loads round-trips through the writer of
+// the same file. Invariant violations trap so that libFuzzer records the input. Run by
+// run_fuzz.sh (ctest fuzz.state).
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -74,7 +76,11 @@ void id_mark(std::string_view text) {
   Registry reg(RegistryOptions{(*root / "cg").string(), state.string(), 23}, nullptr);
   if (!reg.init(1)) return;
   auto id = reg.allocate_id();
-  check(id.has_value() && *id > kHostNsId);
+  if (!id) {  // an accepted mark of UINT32_MAX: every id is used up, which must say so
+    check(id.error().code == ENOSPC);
+    return;
+  }
+  check(*id > kHostNsId);
   std::ifstream in(state / "next-id");
   uint64_t next = 0;
   check(static_cast<bool>(in >> next) && next == uint64_t{*id} + 1);
