@@ -9,8 +9,10 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <type_traits>
 
 #include "common/atomic_file.h"
+#include "common/json_int.h"
 #include "common/log.h"
 
 namespace nsima::ns {
@@ -66,18 +68,30 @@ std::vector<NsConfig> load_ns_configs(const std::string& state_dir) {
     NsConfig c;
     try {  // json::value() throws when a field is there with another type
       c.name = j.value("name", "");
-      c.id = j.value("id", 0u);
       c.cgroup = j.value("cgroup", "");
       c.vtpm = j.value("vtpm", false);
       c.appraise = j.value("appraise", "enforce");
       c.policy_origin = j.value("policy_origin", "");
       c.policy_text = j.value("policy_text", "");
       c.boot_id = j.value("boot_id", "");
-      c.drops_seen = j.value("drops_seen", uint64_t{0});
-      c.unresolved_seen = j.value("unresolved_seen", uint64_t{0});
-      c.unattributed_drops_seen = j.value("unattributed_drops_seen", uint64_t{0});
     } catch (const nlohmann::json::exception& e) {
       logger("ns")->error("{}: {}; namespace not restored", f.string(), e.what());
+      continue;
+    }
+    // Integers strictly (json_int.h): a float or negative value is damage, not a number.
+    const char* bad = nullptr;
+    auto num = [&](const char* key, auto& out) {
+      auto v = json_int_field<std::remove_reference_t<decltype(out)>>(j, key, 0);
+      if (v) out = *v;
+      else if (!bad) bad = key;
+    };
+    num("id", c.id);
+    num("drops_seen", c.drops_seen);
+    num("unresolved_seen", c.unresolved_seen);
+    num("unattributed_drops_seen", c.unattributed_drops_seen);
+    if (bad) {
+      logger("ns")->error("{}: \"{}\" is not an unsigned integer in range; namespace not restored",
+                          f.string(), bad);
       continue;
     }
     if (c.name.empty() || c.id == 0 || c.name != d.path().filename().string()) {

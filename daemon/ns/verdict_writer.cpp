@@ -12,8 +12,10 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <type_traits>
 
 #include "common/atomic_file.h"
+#include "common/json_int.h"
 #include "common/log.h"
 
 namespace nsima::ns {
@@ -52,21 +54,36 @@ Result<void> VerdictWriter::load() {
   size_t i = 0;
   for (auto& o : j["overrides"]) {
     ++i;
+    const std::string which = "override " + std::to_string(i) + ": ";
+    if (!o.is_object()) return make_error(EINVAL, which + "not an object", path_);
+    Override ov;
+    // Integers strictly (json_int.h): get<uint32_t>() of a float is undefined behaviour.
+    std::string bad;
+    auto num = [&](const char* key, auto& out, bool required) {
+      using T = std::remove_reference_t<decltype(out)>;
+      if (required && !o.contains(key)) {
+        if (bad.empty()) bad = std::string("missing \"") + key + "\"";
+        return;
+      }
+      auto v = json_int_field<T>(o, key, T{0});
+      if (v) out = *v;
+      else if (bad.empty()) bad = std::string("\"") + key + "\" is not an integer in range";
+    };
+    num("ns_id", ov.ns_id, true);
+    num("kdev", ov.file.kdev, true);
+    num("ino", ov.file.ino, true);
+    num("generation", ov.file.generation, true);
+    num("ctime_sec", ov.stamp.ctime_sec, false);
+    num("ctime_nsec", ov.stamp.ctime_nsec, false);
+    num("i_version", ov.stamp.i_version, false);
+    num("size", ov.stamp.size, false);
+    if (!bad.empty()) return make_error(EINVAL, which + bad, path_);
     try {
-      Override ov;
-      ov.ns_id = o.at("ns_id").get<uint32_t>();
-      ov.file.kdev = o.at("kdev").get<uint64_t>();
-      ov.file.ino = o.at("ino").get<uint64_t>();
-      ov.file.generation = o.at("generation").get<uint32_t>();
       ov.path = o.value("path", "");
-      ov.stamp.ctime_sec = o.value("ctime_sec", int64_t{0});
-      ov.stamp.ctime_nsec = o.value("ctime_nsec", 0u);
-      ov.stamp.i_version = o.value("i_version", uint64_t{0});
-      ov.stamp.size = o.value("size", uint64_t{0});
-      overrides_.push_back(std::move(ov));
     } catch (const nlohmann::json::exception& e) {
-      return make_error(EINVAL, "override " + std::to_string(i) + ": " + e.what(), path_);
+      return make_error(EINVAL, which + e.what(), path_);
     }
+    overrides_.push_back(std::move(ov));
   }
   return {};
 }

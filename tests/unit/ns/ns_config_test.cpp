@@ -2,7 +2,8 @@
 // ns.json as nsimad reads it back at start-up (load_ns_configs): a file nsimad cannot use is
 // reported and skipped, never an exception out of the loader (which would end nsimad before it
 // restores anything). Found by fuzz.state: a counter that is a string ("unresolved_seen": "x")
-// threw nlohmann's type_error 302 out of json::value().
+// threw nlohmann's type_error 302 out of json::value(); an id that is a huge float was converted
+// to uint32_t (undefined behaviour).
 #include "ns/ns_config.h"
 
 #include <unistd.h>
@@ -56,6 +57,12 @@ TEST_F(NsConfigTest, FieldOfAnotherTypeSkipsThatNamespaceOnly) {
   write("4", R"({"name": "4", "id": "4"})");
   write("5", R"({"name": ["5"], "id": 5})");
   write("6", R"({"name": "6", "id": 6, "vtpm": 1})");
+  // Numbers that are not unsigned integers in range: a float far outside uint32 (converting it
+  // was undefined behaviour, found by fuzz.state under UBSan), a small float, negative, too big.
+  write("7", R"({"name": "7", "id": 1.11111e+37})");
+  write("8", R"({"name": "8", "id": 8.0})");
+  write("9", R"({"name": "9", "id": 9, "drops_seen": -1})");
+  write("10", R"({"name": "10", "id": 4294967296})");
   std::vector<NsConfig> all;
   ASSERT_NO_THROW(all = load_ns_configs(dir_));
   ASSERT_EQ(all.size(), 1u);
