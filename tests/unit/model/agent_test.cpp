@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <memory>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -20,6 +21,10 @@ namespace nsima::model::agent {
 namespace {
 
 using namespace std::chrono_literals;
+
+// The deadline of a call whose timeout is not what the test is about: generous, because the
+// sanitizer trees run these on a loaded 2-core machine (a 1 s deadline timed out under ASan).
+constexpr auto kCall = 30s;
 
 Digest H(std::string_view s) {
   return sha256(std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(s.data()), s.size()));
@@ -190,18 +195,25 @@ Model learned_model() {
 
 class AgentConnection : public ::testing::Test {
  protected:
-  void start(ModelAgent& agent, uid_t allowed = ::getuid()) {
+  // The fixture owns the agent: its server thread is joined in TearDown, after the test body
+  // (which an ASSERT may leave early) has returned, so the agent must outlive that body.
+  template <class... Args>
+  ModelAgent& start(Args&&... args) {
+    agent_ = std::make_unique<ModelAgent>(std::forward<Args>(args)...);
     auto [a, b] = socket_pair();
     agent_fd_ = std::move(b);
-    server_ = std::thread([this, &agent, allowed] { served_ = serve_agent(agent_fd_.get(), agent, allowed); });
+    server_ = std::thread([this] { served_ = serve_agent(agent_fd_.get(), *agent_, ::getuid()); });
     auto c = AgentClient::adopt(std::move(a), ::getuid());
-    ASSERT_TRUE(c) << c.error().to_string();
-    client_.emplace(std::move(*c));
+    EXPECT_TRUE(c) << c.error().to_string();
+    if (c) client_.emplace(std::move(*c));
+    return *agent_;
   }
   void TearDown() override {
     client_.reset();  // closes our end: the server sees EOF
     if (server_.joinable()) server_.join();
   }
+  std::vector<std::string> log_;  // before agent_: the agent's log callback writes here
+  std::unique_ptr<ModelAgent> agent_;
   UniqueFd agent_fd_;
   std::thread server_;
   Result<void> served_;
@@ -209,11 +221,10 @@ class AgentConnection : public ::testing::Test {
 };
 
 TEST_F(AgentConnection, AgentDecidesAsTheBuiltInModel) {
-  std::vector<std::string> log;
-  ModelAgent agent(Modeler(learned_model()), "test-agent",
-                   [&](std::string_view l) { log.emplace_back(l); });
-  start(agent);
-  auto hello = client_->hello(Hello{{1}, 2, Mode::kEnforce}, 1s);
+  auto& agent = start(Modeler(learned_model()), "test-agent",
+                      [this](std::string_view l) { log_.emplace_back(l); });
+  ASSERT_TRUE(client_);
+  auto hello = client_->hello(Hello{{1}, 2, Mode::kEnforce}, kCall);
   ASSERT_TRUE(hello) << hello.error().to_string();
   EXPECT_EQ(hello->agent, "test-agent");
   EXPECT_EQ(hello->state, learned_model().state());
@@ -231,16 +242,16 @@ TEST_F(AgentConnection, AgentDecidesAsTheBuiltInModel) {
     auto shift = [&](ProcKey k) { return k.tgid ? ProcKey{k.tgid + 1000 * run, k.start} : k; };
     for (auto& op : ops) {
       if (op.kind == Op::kFork) {
-        ASSERT_TRUE(client_->notify(Fork{++seq, shift(op.a), shift(op.b)}, 1s));
+        ASSERT_TRUE(client_->notify(Fork{++seq, shift(op.a), shift(op.b)}, kCall));
       } else if (op.kind == Op::kExit) {
-        ASSERT_TRUE(client_->notify(Exit{++seq, shift(op.a)}, 1s));
+        ASSERT_TRUE(client_->notify(Exit{++seq, shift(op.a)}, kCall));
       } else {
         Event e = op.ev;
         e.seq = ++seq;
         e.proc = shift(e.proc);
         if (e.target) e.target = shift(*e.target);
         e.coefficient = want[i].coefficient;
-        auto v = client_->judge(e, 1s);
+        auto v = client_->judge(e, kCall);
         ASSERT_TRUE(v) << v.error().to_string();
         EXPECT_EQ(v->seq, e.seq);
         EXPECT_EQ(v->coefficient, want[i].coefficient) << busybox << " event " << i;
@@ -258,17 +269,17 @@ TEST_F(AgentConnection, AgentDecidesAsTheBuiltInModel) {
   }
   EXPECT_EQ(agent.mismatches(), 0u);
   // every decision was logged as one JSON line
-  ASSERT_FALSE(log.empty());
-  EXPECT_NE(log.back().find("\"verdict\""), std::string::npos) << log.back();
+  ASSERT_FALSE(log_.empty());
+  EXPECT_NE(log_.back().find("\"verdict\""), std::string::npos) << log_.back();
 }
 
 TEST_F(AgentConnection, WrongCoefficientFromNsimadIsReported) {
-  ModelAgent agent{Modeler(learned_model())};
-  start(agent);
-  ASSERT_TRUE(client_->hello(Hello{{1}, 2, Mode::kEnforce}, 1s));
+  auto& agent = start(Modeler(learned_model()));
+  ASSERT_TRUE(client_);
+  ASSERT_TRUE(client_->hello(Hello{{1}, 2, Mode::kEnforce}, kCall));
   Event e = mk(1, EventType::kBprmCommittedCreds, {7, 7}, kRoot, file("/init", "init", 0x8020));
   e.coefficient = H("not it");
-  auto v = client_->judge(e, 1s);
+  auto v = client_->judge(e, kCall);
   ASSERT_TRUE(v);
   EXPECT_TRUE(v->known) << "judged by the agent's own computation";
   EXPECT_NE(v->reason.find("coefficient mismatch"), std::string::npos);
@@ -276,16 +287,16 @@ TEST_F(AgentConnection, WrongCoefficientFromNsimadIsReported) {
 }
 
 TEST_F(AgentConnection, ProtocolErrorsCloseTheConnection) {
-  ModelAgent agent{Modeler(learned_model())};
-  start(agent);
+  start(Modeler(learned_model()));
+  ASSERT_TRUE(client_);
   // an event before hello
   Event e = mk(1, EventType::kFileOpen, {7, 7}, kRoot, file("/x", "x"));
-  auto v = client_->judge(e, 1s);
+  auto v = client_->judge(e, kCall);
   ASSERT_FALSE(v);
   EXPECT_EQ(v.error().code, EPROTO);
   EXPECT_NE(v.error().message.find("expected hello first"), std::string::npos) << v.error().message;
   EXPECT_FALSE(client_->connected());
-  auto again = client_->judge(e, 1s);
+  auto again = client_->judge(e, kCall);
   ASSERT_FALSE(again);
   EXPECT_EQ(again.error().code, EPIPE) << "no retry on a broken connection";
   server_.join();
@@ -294,9 +305,9 @@ TEST_F(AgentConnection, ProtocolErrorsCloseTheConnection) {
 }
 
 TEST_F(AgentConnection, SealedAgentRefusesToLearn) {
-  ModelAgent agent{Modeler(learned_model())};
-  start(agent);
-  auto h = client_->hello(Hello{{1}, 2, Mode::kLearn}, 1s);
+  start(Modeler(learned_model()));
+  ASSERT_TRUE(client_);
+  auto h = client_->hello(Hello{{1}, 2, Mode::kLearn}, kCall);
   ASSERT_FALSE(h);
   EXPECT_NE(h.error().message.find("mode learn refused"), std::string::npos) << h.error().message;
 }
@@ -341,7 +352,7 @@ TEST(AgentFailureTest, SlowAgentTimesOutFailClosedAndLateVerdictIsDropped) {
   slow.run();
   auto c = AgentClient::adopt(std::move(a), ::getuid());
   ASSERT_TRUE(c);
-  ASSERT_TRUE(c->hello(Hello{}, 1s));
+  ASSERT_TRUE(c->hello(Hello{}, kCall));
   Event e = mk(1, EventType::kFileOpen, {7, 7}, kRoot, file("/x", "x"));
   auto t0 = std::chrono::steady_clock::now();
   auto v = c->judge(e, 50ms);
@@ -370,9 +381,9 @@ TEST(AgentFailureTest, CrashedAgentFailsAtOnceFailOpen) {
   b.reset();  // the agent died
   Event e = mk(1, EventType::kFileOpen, {7, 7}, kRoot, file("/x", "x"));
   auto t0 = std::chrono::steady_clock::now();
-  auto v = c->judge(e, 5s);
+  auto v = c->judge(e, 60s);
   ASSERT_FALSE(v);
-  EXPECT_LT(std::chrono::steady_clock::now() - t0, 1s) << "a dead agent is not waited for";
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 10s) << "a dead agent is not waited for";
   EXPECT_EQ(v.error().code, EPIPE);
   Verdict f = failure_verdict(FailMode::kOpen, 1, v.error());
   EXPECT_TRUE(f.allow);
@@ -406,7 +417,7 @@ TEST(AgentFailureTest, VerdictForAnotherSeqIsAProtocolError) {
   ASSERT_TRUE(c);
   std::string bogus = encode(Verdict{99, true, true, false, std::nullopt, ""});
   ASSERT_EQ(::write(b.get(), bogus.data(), bogus.size()), static_cast<ssize_t>(bogus.size()));
-  auto v = c->judge(mk(1, EventType::kFileOpen, ProcKey{7, 7}, kRoot, file("/x", "x")), 1s);
+  auto v = c->judge(mk(1, EventType::kFileOpen, ProcKey{7, 7}, kRoot, file("/x", "x")), kCall);
   ASSERT_FALSE(v);
   EXPECT_EQ(v.error().code, EPROTO);
   EXPECT_NE(v.error().message.find("seq 99"), std::string::npos);
