@@ -55,6 +55,12 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--socket", socket_path, "control socket path")->capture_default_str();
   app.add_option("--cgroup-root", cgroup_root, "cgroup v2 mount point")->capture_default_str();
+  int64_t cgroup_gone_grace_ms = 5000;
+  app.add_option("--cgroup-gone-grace-ms", cgroup_gone_grace_ms,
+                 "end and archive a namespace this long after its cgroup was removed without "
+                 "poststop")
+      ->check(CLI::Range(int64_t{0}, int64_t{3600000}))
+      ->capture_default_str();
   app.add_option("--ringbuf-size", ringbuf_bytes,
                  "ring buffer bytes (power of two, multiple of the page size)")
       ->capture_default_str();
@@ -121,6 +127,7 @@ int main(int argc, char** argv) {
   from_file("--log-format", log_format, cfg->log_format);
   from_file("--socket", socket_path, cfg->socket);
   from_file("--cgroup-root", cgroup_root, cfg->cgroup_root);
+  from_file("--cgroup-gone-grace-ms", cgroup_gone_grace_ms, cfg->cgroup_gone_grace_ms);
   from_file("--state-dir", state_dir, cfg->state_dir);
   from_file("--run-dir", run_dir, cfg->run_dir);
   from_file("--pin-dir", pin_dir, cfg->pin_dir);
@@ -167,6 +174,8 @@ int main(int argc, char** argv) {
 
   nsima::ns::PipelineOptions popts;
   popts.cgroup_root = cgroup_root;
+  popts.cgroup_check = std::chrono::milliseconds(1000);
+  popts.cgroup_gone_grace = std::chrono::milliseconds(cgroup_gone_grace_ms);
   popts.state_dir = state_dir;
   popts.run_dir = run_dir;
   popts.hash_threads = hash_threads;

@@ -293,7 +293,7 @@ int main(int argc, char** argv) {
   auto* ns_pol = ns_create->add_option("--policy", ns_policy, "policy file (kernel IMA grammar)");
   ns_create->add_option("--builtin", ns_builtin, "builtin policy name")->excludes(ns_pol);
   ns_create->add_flag("--vtpm", ns_vtpm, "give the namespace its own vTPM (swtpm, PCR 10)");
-  std::string ns_appraise = "enforce", ns_keys, ns_rootfs;
+  std::string ns_appraise = "enforce", ns_keys, ns_rootfs, ns_container;
   ns_create->add_option("--appraise", ns_appraise,
                         "what failed appraisals do (kernel ima_appraise=): enforce, log or off")
       ->check(CLI::IsMember({"enforce", "log", "off"}))
@@ -302,9 +302,12 @@ int main(int argc, char** argv) {
   ns_create->add_option("--rootfs", ns_rootfs,
                         "the container's root directory: its files are appraised before the "
                         "namespace is bound, so their first use needs no event");
+  ns_create->add_option("--container", ns_container,
+                        "the OCI container id the namespace is for (shown by ns list, archived)");
   ns_create->callback([&] {
     json req{{ctl::kFieldCmd, ctl::kCmdNsCreate}, {ctl::kFieldCgroup, absolute(ns_cgroup)},
              {"vtpm", ns_vtpm}, {ctl::kFieldAppraise, ns_appraise}};
+    if (!ns_container.empty()) req[ctl::kFieldContainer] = ns_container;
     if (!ns_keys.empty()) {
       auto files = files_in(ns_keys);
       auto certs = files ? certs_json(*files) : std::nullopt;
@@ -329,7 +332,7 @@ int main(int argc, char** argv) {
     auto r = request(socket, {{ctl::kFieldCmd, ctl::kCmdNsList}});
     if (!r) return void(rc = 1);
     if (!ns_json)
-      std::cout << "ID\tPARENT\tOWNER\tPCR\tENTRIES\tPOLICY\tCGROUP\n";
+      std::cout << "ID\tPARENT\tOWNER\tPCR\tENTRIES\tPOLICY\tCGROUP\tCONTAINER\n";
     for (auto& n : (*r)["namespaces"]) {
       if (ns_json) {
         std::cout << n.dump() << "\n";
@@ -339,7 +342,9 @@ int main(int argc, char** argv) {
                 << n.value("owner", "") << "\t" << n.value("pcr", -1) << "\t"
                 << n.value("entries", 0) << "\t"
                 << (n.value("policy", "").empty() ? "-" : n.value("policy", "")) << "\t"
-                << n.value("cgroup", "") << (n.contains("disabled") ? "\tDISABLED" : "") << "\n";
+                << n.value("cgroup", "") << "\t"
+                << (n.value("container", "").empty() ? "-" : n.value("container", ""))
+                << (n.contains("disabled") ? "\tDISABLED" : "") << "\n";
     }
   });
   auto* ns_delete = ns->add_subcommand("delete", "delete a namespace");

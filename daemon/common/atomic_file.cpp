@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 
 namespace nsima {
 
@@ -32,6 +33,22 @@ Result<void> write_file_atomic(const std::string& path, std::string_view body, m
   ::close(fd);
   if (::rename(tmp.c_str(), path.c_str()) != 0)
     return make_error(errno, std::string("cannot rename into place: ") + strerror(errno), path);
+  return {};
+}
+
+Result<void> write_dir_atomic(const std::string& dir, const std::vector<NamedFile>& files,
+                              const std::string& tmp_tag) {
+  namespace fs = std::filesystem;
+  const fs::path tmp = dir + "." + tmp_tag;
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
+  fs::create_directories(tmp, ec);
+  if (ec) return make_error(ec.value(), "cannot create: " + ec.message(), tmp.string());
+  for (const auto& [name, text] : files)
+    if (auto w = write_file_atomic((tmp / name).string(), text); !w) return w;
+  fs::remove_all(dir, ec);
+  fs::rename(tmp, dir, ec);
+  if (ec) return make_error(ec.value(), "cannot rename into place: " + ec.message(), dir);
   return {};
 }
 

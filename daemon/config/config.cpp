@@ -115,6 +115,10 @@ const std::vector<Key>& table() {
       {{"daemon", "cgroup_root", "string", "\"/sys/fs/cgroup\"",
         "the cgroup v2 mount point (--cgroup-root)"},
        string_key(&Settings::cgroup_root, {}, true)},
+      {{"daemon", "cgroup_gone_grace_ms", "integer", "5000",
+        "a namespace whose cgroup is removed without an OCI poststop (runtime killed) is ended "
+        "and archived this long after the rmdir (--cgroup-gone-grace-ms)"},
+       int_key(&Settings::cgroup_gone_grace_ms, 0, 3600000)},
       {{"control", "socket", "string", "\"/run/nsima/nsimad.sock\"",
         "the control socket (root only) of nsimactl and the OCI hook (--socket)"},
        string_key(&Settings::socket, {}, true)},

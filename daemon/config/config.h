@@ -32,6 +32,7 @@ struct Settings {
   std::string run_dir = "/run/nsima";
   std::string pin_dir = "/sys/fs/bpf/nsima";
   std::string cgroup_root = "/sys/fs/cgroup";
+  int64_t cgroup_gone_grace_ms = 5000;
   // [control]
   std::string socket = "/run/nsima/nsimad.sock";
   // [host]

@@ -54,6 +54,7 @@ json ns_json(const ns::Pipeline::NsInfo& n) {
   j["keys"] = n.keys;
   j["digests"] = {{"listed", n.digests_listed}, {"revoked", n.digests_revoked}};
   j["audit_log"] = n.audit_path;
+  j["container"] = n.container;
   return j;
 }
 
@@ -222,6 +223,7 @@ void do_ns_create(DaemonContext& ctx, const json& req, Connection& conn) {
     for (auto& c : *more) o.certs.push_back(std::move(c));
   }
   o.rootfs = opt_str(req, kFieldRootfs, "");
+  o.container = opt_str(req, kFieldContainer, "");
   auto id = ctx.pipeline->create_namespace(str(req, kFieldCgroup), o);
   if (!id) return (void)conn.send(fail(id.error()));
   auto info = ctx.pipeline->namespace_info(std::to_string(*id));

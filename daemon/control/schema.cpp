@@ -116,7 +116,7 @@ const std::vector<CommandSpec>& command_specs() {
                string(kFieldBuiltin), field(kFieldVtpm, FieldType::kBool, false),
                field(kFieldAppraise, FieldType::kString, false, {"enforce", "log", "off"}),
                field(kFieldCerts, FieldType::kStrings, false), string(kFieldKeys),
-               string(kFieldRootfs)},
+               string(kFieldRootfs), string(kFieldContainer)},
               {kFieldPolicyText, kFieldBuiltin}),
       command(kCmdNsList),
       command(kCmdNsDelete, {required_string(kFieldNs)}),

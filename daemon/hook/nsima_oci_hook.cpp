@@ -222,13 +222,6 @@ Result<void> poststop(const nsima::hook::OciState& st, const nsima::config::Sett
     fs::remove(rec_file, ec);
     return {};
   }
-  // Written under a temporary name and renamed whole: a reader never sees half an archive.
-  const fs::path dir = fs::path(cfg.state_dir) / "archive" / ("oci-" + st.id + "-ns" + ns);
-  const fs::path tmp = dir.string() + ".partial";
-  std::error_code ec;
-  fs::remove_all(tmp, ec);
-  fs::create_directories(tmp, ec);
-  if (ec) return nsima::make_error(ec.value(), "cannot create " + tmp.string() + ": " + ec.message());
   // The final PCR values and their replay; a namespace with no TPM of its own under a host
   // without TPM has none, which the archive says instead.
   auto p = client.call({{ctl::kFieldCmd, ctl::kCmdPcr}, {ctl::kFieldNs, ns}});
@@ -239,16 +232,18 @@ Result<void> poststop(const nsima::hook::OciState& st, const nsima::config::Sett
   if (!ascii) return tl::unexpected(ascii.error());
   auto binary = client.list(ns, false);
   if (!binary) return tl::unexpected(binary.error());
-  for (auto& [name, text] : std::vector<std::pair<std::string, std::string>>{
-           {"container.json", rec.dump(2) + "\n"},
-           {"pcrs.json", pcrs.dump(2) + "\n"},
-           {"ascii_runtime_measurements", *ascii},
-           {"binary_runtime_measurements", *binary}}) {
-    if (auto w = nsima::write_file_atomic((tmp / name).string(), text); !w) return w;
-  }
-  fs::remove_all(dir, ec);
-  fs::rename(tmp, dir, ec);
-  if (ec) return nsima::make_error(ec.value(), "cannot rename " + tmp.string() + ": " + ec.message());
+  // Written under a temporary name and renamed whole: a reader never sees half an archive
+  // (nsimad writes the same one when the cgroup goes first: ns/pipeline_ns.cpp).
+  const fs::path dir = fs::path(cfg.state_dir) / "archive" / ("oci-" + st.id + "-ns" + ns);
+  if (auto w = nsima::write_dir_atomic(dir.string(),
+                                       {{"container.json", rec.dump(2) + "\n"},
+                                        {"pcrs.json", pcrs.dump(2) + "\n"},
+                                        {"ascii_runtime_measurements", *ascii},
+                                        {"binary_runtime_measurements", *binary}},
+                                       "partial");
+      !w)
+    return w;
+  std::error_code ec;
   auto d = client.call({{ctl::kFieldCmd, ctl::kCmdNsDelete}, {ctl::kFieldNs, ns}});
   if (!d) return tl::unexpected(d.error());
   fs::remove(rec_file, ec);

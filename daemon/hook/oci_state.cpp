@@ -8,6 +8,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/container_id.h"
 #include "nsima/control_protocol.h"
 
 namespace nsima::hook {
@@ -70,13 +71,9 @@ Result<OciState> parse_state(std::string_view text) {
 }
 
 Result<void> check_container_id(const std::string& id) {
-  if (id.empty() || id.size() > 1024) return bad("the OCI state's container id is empty or too long");
-  for (char c : id) {
-    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '_' || c == '-' || c == '.' || c == '+';
-    if (!ok) return bad("the OCI state's container id " + dq(id) + " has characters other than A-Za-z0-9_+.-");
-  }
-  if (id == "." || id == "..") return bad("the OCI state's container id " + dq(id) + " is not a name");
+  if (!is_container_id(id))
+    return bad("the OCI state's container id " + dq(id.substr(0, 80)) +
+               " is not 1 to 1024 characters of A-Za-z0-9_+.- (nor . or ..)");
   return {};
 }
 
@@ -211,6 +208,7 @@ Result<CreatePlan> plan_create(
                  dq(*v));
   }
   req[kFieldVtpm] = vtpm;
+  req[kFieldContainer] = st.id;  // shown by ns list, kept in the archive if its cgroup goes
 
   // Appraisal (nsimad's ns_create fields "appraise", "keys", "rootfs"): passed through; nsimad
   // checks them and answers with the reason when it does not take them.

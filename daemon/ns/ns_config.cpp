@@ -12,6 +12,7 @@
 #include <type_traits>
 
 #include "common/atomic_file.h"
+#include "common/container_id.h"
 #include "common/json_int.h"
 #include "common/log.h"
 
@@ -40,6 +41,7 @@ Result<void> save_ns_config(const std::string& state_dir, const NsConfig& cfg) {
                    {"cgroup", cfg.cgroup},
                    {"vtpm", cfg.vtpm},
                    {"appraise", cfg.appraise},
+                   {"container", cfg.container},
                    {"policy_origin", cfg.policy_origin},
                    {"policy_text", cfg.policy_text},
                    {"boot_id", cfg.boot_id},
@@ -71,6 +73,7 @@ std::vector<NsConfig> load_ns_configs(const std::string& state_dir) {
       c.cgroup = j.value("cgroup", "");
       c.vtpm = j.value("vtpm", false);
       c.appraise = j.value("appraise", "enforce");
+      c.container = j.value("container", "");
       c.policy_origin = j.value("policy_origin", "");
       c.policy_text = j.value("policy_text", "");
       c.boot_id = j.value("boot_id", "");
@@ -92,6 +95,11 @@ std::vector<NsConfig> load_ns_configs(const std::string& state_dir) {
     if (bad) {
       logger("ns")->error("{}: \"{}\" is not an unsigned integer in range; namespace not restored",
                           f.string(), bad);
+      continue;
+    }
+    if (!c.container.empty() && !is_container_id(c.container)) {
+      logger("ns")->error("{}: \"container\" is not an OCI container id; namespace not restored",
+                          f.string());
       continue;
     }
     if (c.name.empty() || c.id == 0 || c.name != d.path().filename().string()) {

@@ -23,6 +23,7 @@ struct NsConfig {
   // host only: hook counters already recorded as host violations (they persist with the pins)
   uint64_t unresolved_seen = 0, unattributed_drops_seen = 0;
   std::string appraise = "enforce";  // ima_appraise= of this namespace: enforce | log | off
+  std::string container = "";  // the OCI container id it was made for ("": none; common/container_id.h)
 };
 
 std::string ns_dir(const std::string& state_dir, const std::string& name);

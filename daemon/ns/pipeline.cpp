@@ -80,6 +80,13 @@ void Pipeline::start() {
   running_ = true;
   thread_ = std::thread([this] { run(); });
   thread_id_ = thread_.get_id();
+  if (opts_.cgroup_check.count() > 0 && !cgroup_checker_.joinable()) {
+    {
+      std::lock_guard c(check_mu_);
+      check_stop_ = false;
+    }
+    cgroup_checker_ = std::thread([this] { cgroup_check_loop(); });
+  }
 }
 
 void Pipeline::run() {
@@ -120,6 +127,14 @@ void Pipeline::run() {
 }
 
 void Pipeline::stop() {
+  if (cgroup_checker_.joinable()) {  // first: it calls into the pipeline thread
+    {
+      std::lock_guard c(check_mu_);
+      check_stop_ = true;
+    }
+    check_cv_.notify_all();
+    cgroup_checker_.join();
+  }
   {
     std::lock_guard lock(mu_);
     if (!thread_.joinable()) return;

@@ -83,6 +83,12 @@ struct PipelineOptions {
   // Non-empty: capture did not continue across nsimad's restart (the hooks were (re)attached
   // fresh); every list that continues from before gets an nsima:capture-gap:<this> violation.
   std::string capture_gap;
+  // Non-zero: every this often, a namespace whose cgroup directory is gone (rmdir, or replaced
+  // by another cgroup of the same name) is ended as by `ns delete` once it has been gone for
+  // cgroup_gone_grace (time for an OCI poststop hook, which runs after the runtime's rmdir, to
+  // archive it first). Its archive also holds ended.json and the owner's final PCR values.
+  std::chrono::milliseconds cgroup_check{0};
+  std::chrono::milliseconds cgroup_gone_grace{0};
   // Opens a TPM from a TCTI string (host TPM, vTPMs); null = tpm::EsysTpm::open. Tests wrap it.
   std::function<Result<std::unique_ptr<tpm::Tpm>>(const std::string& tcti)> open_tpm;
 };
@@ -145,6 +151,7 @@ class Pipeline {
     std::string appraise;  // enforce | log | off
     size_t keys = 0, digests_listed = 0, digests_revoked = 0;
     std::string audit_path;
+    std::string container;  // OCI container id ("": none)
   };
   struct CreateOptions {
     bool vtpm = false;
@@ -152,12 +159,16 @@ class Pipeline {
     std::string appraise = "enforce";        // enforce | log | off
     std::vector<std::vector<uint8_t>> certs;  // x509 certificates (DER or PEM) for its keys
     std::string rootfs;  // pre-appraised before the namespace is bound (nsimad's view)
+    std::string container;  // the OCI container id it is made for (shown by ns list, archived)
   };
   Result<uint32_t> create_namespace(const std::string& cgroup_path, const CreateOptions& o);
   // The namespace bound to `cgroup_path` (the host namespace for the root cgroup), created
   // (without policy) if needed, and registered with the BPF side.
   Result<uint32_t> ensure_namespace(const std::string& cgroup_path);
   Result<void> delete_namespace(const std::string& name_or_id);
+  // Ends every namespace whose cgroup has been gone for cgroup_gone_grace (the cgroup_check
+  // thread calls it; tests may too). Returns the names ended.
+  std::vector<std::string> end_gone_namespaces();
   std::vector<NsInfo> list_namespaces();
   std::optional<NsInfo> namespace_info(const std::string& name_or_id);
 
@@ -284,6 +295,12 @@ class Pipeline {
   Result<std::shared_ptr<measure::MeasurementList>> list_of(const std::string& name_or_id);
   std::vector<ChainLink> links(const std::vector<Namespace*>& chain, const FileRef& f);
 
+  // delete_namespace, and the end of a namespace whose cgroup is gone: `why` names the archive
+  // (<name>.<why>-<boot id>); a non-zero `cgroup_id` must still be the namespace's (else ESTALE).
+  Result<std::string> remove_namespace(const std::string& name_or_id, const std::string& why,
+                                       uint64_t cgroup_id);
+  void cgroup_check_loop();
+
   Result<void> open_runtime(Namespace* n, NsRuntime& r, bool restored);
   Result<std::unique_ptr<tpm::Tpm>> open_tpm(const std::string& tcti);
   Result<void> after_topology(const std::vector<Namespace*>& owner_changed, const char* why);
@@ -328,6 +345,13 @@ class Pipeline {
   std::map<uint64_t, std::string> pending_what_;          // seq -> path, for messages
   uint64_t reads_in_flight_ = 0;
   std::atomic<uint64_t> submitted_seq_{0}, judged_seq_{0}, local_seq_{0};
+
+  // the cgroup_check thread (end_gone_namespaces)
+  std::thread cgroup_checker_;
+  std::mutex check_mu_;
+  std::condition_variable check_cv_;
+  bool check_stop_ = false;
+  std::map<std::string, std::chrono::steady_clock::time_point> gone_since_;  // under check_mu_
 };
 
 }  // namespace nsima::ns

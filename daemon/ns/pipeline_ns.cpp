@@ -10,10 +10,13 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "common/atomic_file.h"
+#include "common/container_id.h"
 #include "common/hex.h"
 #include "common/log.h"
 #include "measure/list_format.h"
@@ -50,6 +53,10 @@ Result<void> Pipeline::after_topology(const std::vector<Namespace*>& owner_chang
 
 Result<uint32_t> Pipeline::create_namespace(const std::string& cgroup_path,
                                             const CreateOptions& o) {
+  if (!o.container.empty() && !is_container_id(o.container))
+    return make_error(EINVAL,
+                      "a container id is 1 to 1024 characters of A-Za-z0-9_+.- (nor . or ..)",
+                      "container");
   auto dir = canonical_dir(cgroup_path);
   if (!dir) return tl::unexpected(dir.error());
   auto cgid = cgroup_id_of(*dir);
@@ -90,6 +97,7 @@ Result<uint32_t> Pipeline::create_namespace(const std::string& cgroup_path,
   auto r = call([&]() -> Result<uint32_t> {
     NsConfig cfg{name, *id, *dir, o.vtpm, o.policy_origin, o.policy_text, ""};
     cfg.appraise = o.appraise.empty() ? "enforce" : o.appraise;
+    cfg.container = o.container;
     if (!parse_appraise_mode(cfg.appraise))
       return make_error(EINVAL, "appraise mode must be enforce, log or off", cfg.appraise);
     auto ins = reg_.insert(*dir, *cgid, cfg, pol);
@@ -164,11 +172,21 @@ Result<uint32_t> Pipeline::ensure_namespace(const std::string& cgroup_path) {
 }
 
 Result<void> Pipeline::delete_namespace(const std::string& name_or_id) {
+  auto r = remove_namespace(name_or_id, "deleted", 0);
+  if (!r) return tl::unexpected(r.error());
+  return {};
+}
+
+Result<std::string> Pipeline::remove_namespace(const std::string& name_or_id,
+                                               const std::string& why, uint64_t cgroup_id) {
   auto removed = call([&]() -> Result<Registry::Removed> {
     auto n = find_ns(name_or_id);
     if (!n) return tl::unexpected(n.error());
     if ((*n)->is_host())
       return make_error(EPERM, "the host namespace cannot be deleted", name_or_id);
+    if (cgroup_id != 0 && (*n)->cgroup_id != cgroup_id)
+      return make_error(ESTALE, "no longer bound to cgroup id " + std::to_string(cgroup_id),
+                        name_or_id);
     uint32_t id = (*n)->id;
     Namespace copy = **n;  // cgroup id, for unregistering after removal
     auto rm = reg_.remove(*n);
@@ -197,7 +215,7 @@ Result<void> Pipeline::delete_namespace(const std::string& name_or_id) {
   rt->extender.reset();
   if (rt->list) (void)rt->list->close();
   rt->own_tpm.reset();
-  auto archived = archive_ns_dir(opts_.state_dir, name, "deleted-" + current_boot_id());
+  auto archived = archive_ns_dir(opts_.state_dir, name, why + "-" + current_boot_id());
   if (rt->cfg.vtpm) {
     (void)vtpms_->stop(name);
     // The vTPM's state goes with its list (evidence for an auditor), never to a later tenant.
@@ -206,9 +224,101 @@ Result<void> Pipeline::delete_namespace(const std::string& name_or_id) {
     if (archived && fs::exists(state, ec)) fs::rename(state, fs::path(*archived) / "vtpm", ec);
     if (!archived || ec) (void)vtpms_->destroy(name);
   }
-  logger("ns")->info("namespace {} deleted{}", name,
+  logger("ns")->info("namespace {} {}{}", name, why,
                      archived ? ", list archived at " + *archived : "");
-  return {};
+  if (!archived) {
+    logger("ns")->error("namespace {}: its list stays in {}: {}", name,
+                        ns_dir(opts_.state_dir, name), archived.error().to_string());
+    return std::string();
+  }
+  return *archived;
+}
+
+std::vector<std::string> Pipeline::end_gone_namespaces() {
+  std::vector<std::string> ended;
+  const auto now = std::chrono::steady_clock::now();
+  auto all = list_namespaces();
+  {
+    std::lock_guard c(check_mu_);
+    for (auto it = gone_since_.begin(); it != gone_since_.end();) {
+      bool listed = std::any_of(all.begin(), all.end(), [&](auto& n) { return n.name == it->first; });
+      it = listed ? std::next(it) : gone_since_.erase(it);
+    }
+  }
+  for (const NsInfo& n : all) {
+    if (n.name == kHostNsName) continue;
+    // Gone: removed, or its path now names another cgroup. Other errors (EACCES, ...) are not
+    // taken as gone: ending a live namespace would stop measuring it.
+    auto id = cgroup_id_of(n.cgroup_path);
+    bool gone = id ? *id != n.cgroup_id : id.error().code == ENOENT;
+    {
+      std::lock_guard c(check_mu_);
+      if (!gone) {
+        gone_since_.erase(n.name);
+        continue;
+      }
+      auto it = gone_since_.try_emplace(n.name, now).first;
+      if (now - it->second < opts_.cgroup_gone_grace) continue;
+      gone_since_.erase(it);
+    }
+    // The owner's PCR values as the namespace ends, as an OCI poststop archives them.
+    auto report = pcr_report(n.name);
+    nlohmann::json pcrs = report ? nlohmann::json{{"tpm", report->tpm},
+                                                  {"pcr", report->pcr},
+                                                  {"values", report->values},
+                                                  {"expected", report->expected}}
+                                 : nlohmann::json{{"unavailable", report.error().to_string()}};
+    if (!n.container.empty()) {
+      // A container's namespace: the archive its OCI poststop would have written
+      // (daemon/hook/nsima_oci_hook.cpp), so a verifier finds it where it looks.
+      auto ascii = render_list(n.name, true), binary = render_list(n.name, false);
+      nlohmann::json rec{{"container", n.container}, {"ns", n.name},
+                         {"cgroup", n.cgroup_path},  {"policy", n.policy_origin},
+                         {"vtpm", n.vtpm},           {"ended", "cgroup-gone"}};
+      auto w = ascii && binary
+                   ? write_dir_atomic(
+                         (fs::path(opts_.state_dir) / "archive" /
+                          ("oci-" + n.container + "-ns" + n.name)).string(),
+                         {{"container.json", rec.dump(2) + "\n"},
+                          {"pcrs.json", pcrs.dump(2) + "\n"},
+                          {"ascii_runtime_measurements", *ascii},
+                          {"binary_runtime_measurements", *binary}},
+                         "nsimad.partial")
+                   : Result<void>(tl::unexpected(ascii ? binary.error() : ascii.error()));
+      if (!w)
+        logger("ns")->error("namespace {} (container {}): no container archive: {}", n.name,
+                            n.container, w.error().to_string());
+    }
+    auto archived = remove_namespace(n.name, "cgroup-gone", n.cgroup_id);
+    if (!archived) {  // deleted meanwhile (poststop, an operator): nothing left to end
+      if (archived.error().code != ENOENT && archived.error().code != ESTALE)
+        logger("ns")->error("namespace {}: cgroup {} is gone but the namespace could not be "
+                            "ended: {}", n.name, n.cgroup_path, archived.error().to_string());
+      continue;
+    }
+    nlohmann::json rec{{"reason", "cgroup-gone"}, {"namespace", n.name},   {"ns_id", n.id},
+                       {"container", n.container}, {"cgroup", n.cgroup_path},
+                       {"cgroup_id", n.cgroup_id}, {"ended_at", std::time(nullptr)}};
+    rec["pcrs"] = pcrs;
+    if (!archived->empty())
+      if (auto w = write_file_atomic((fs::path(*archived) / "ended.json").string(), rec.dump(2) + "\n");
+          !w)
+        logger("ns")->error("namespace {}: {}", n.name, w.error().to_string());
+    logger("ns")->warn("namespace {}{} ended: its cgroup {} is gone{}", n.name,
+                       n.container.empty() ? "" : " (container " + n.container + ")",
+                       n.cgroup_path, archived->empty() ? "" : "; archived at " + *archived);
+    ended.push_back(n.name);
+  }
+  return ended;
+}
+
+void Pipeline::cgroup_check_loop() {
+  std::unique_lock lock(check_mu_);
+  while (!check_cv_.wait_for(lock, opts_.cgroup_check, [&] { return check_stop_; })) {
+    lock.unlock();
+    (void)end_gone_namespaces();
+    lock.lock();
+  }
 }
 
 Pipeline::NsInfo Pipeline::info(Namespace* n) {
@@ -238,6 +348,7 @@ Pipeline::NsInfo Pipeline::info(Namespace* n) {
   i.digests_listed = r.digests ? r.digests->listed_count() : 0;
   i.digests_revoked = r.digests ? r.digests->revoked_count() : 0;
   i.audit_path = r.audit ? r.audit->path() : "";
+  i.container = r.cfg.container;
   return i;
 }
 

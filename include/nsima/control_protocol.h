@@ -131,6 +131,7 @@ inline constexpr const char* kFieldAppraise = "appraise";  // ns_create: enforce
 inline constexpr const char* kFieldCerts = "certs";        // base64 DER/PEM certificates
 inline constexpr const char* kFieldKeys = "keys";          // ns_create: a directory nsimad reads
 inline constexpr const char* kFieldRootfs = "rootfs";      // ns_create: pre-appraised first
+inline constexpr const char* kFieldContainer = "container";  // ns_create: OCI container id
 inline constexpr const char* kFieldKeyid = "keyid";
 inline constexpr const char* kFieldManifest = "manifest";  // sha256sum text
 inline constexpr const char* kFieldName = "name";

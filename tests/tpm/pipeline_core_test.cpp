@@ -11,6 +11,7 @@
 
 #include <condition_variable>
 #include <future>
+#include <nlohmann/json.hpp>
 #include <thread>
 
 #include "pipeline_fixture.h"
@@ -289,6 +290,91 @@ TEST_F(PipelineCoreTest, CaptureGapIsAViolationInEveryContinuedList) {
   EXPECT_NE(list(std::to_string(*a)).find(" nsima:capture-gap:hooks-reattached\n"),
             std::string::npos);
   expect_pcr_matches_list("host");
+}
+
+// A cgroup removed without an OCI poststop (the runtime was killed) ends its namespace as
+// poststop would: after the grace period it is deleted, its list and vTPM state archived with
+// ended.json (container id, cgroup, the final PCR values). A cgroup replaced by another of the
+// same name counts as gone; a namespace deleted during the grace period is left alone; the
+// container id survives a restart.
+TEST_F(PipelineCoreTest, NamespaceWhoseCgroupIsRemovedIsEndedAndArchived) {
+  opts_.cgroup_check = std::chrono::milliseconds(50);
+  opts_.cgroup_gone_grace = std::chrono::milliseconds(2000);
+  start();
+  auto o = measuring(true);
+  o.container = "ctr-1";
+  std::string gone_dir = cgroup("gone"), re_dir = cgroup("re"), del_dir = cgroup("del");
+  auto g = p_->create_namespace(gone_dir, o);
+  ASSERT_TRUE(g) << g.error().to_string();
+  auto re = p_->create_namespace(re_dir, measuring(false));
+  ASSERT_TRUE(re) << re.error().to_string();
+  auto del = p_->create_namespace(del_dir, measuring(false));
+  ASSERT_TRUE(del) << del.error().to_string();
+  auto stays = p_->create_namespace(cgroup("stays"), measuring(false));
+  ASSERT_TRUE(stays) << stays.error().to_string();
+  const std::string gs = std::to_string(*g), res = std::to_string(*re), dels = std::to_string(*del);
+  o.container = "../x";
+  auto bad = p_->create_namespace(cgroup("bad"), o);
+  ASSERT_FALSE(bad);
+  EXPECT_EQ(bad.error().where, "container");
+  restart();
+  ASSERT_TRUE(p_->namespace_info(gs));
+  EXPECT_EQ(p_->namespace_info(gs)->container, "ctr-1") << "kept across a restart";
+  submit(read_event(file("x", "x"), *g));
+  ASSERT_NE(list(gs).find("/x"), std::string::npos);
+
+  ASSERT_EQ(rmdir(gone_dir.c_str()), 0) << strerror(errno);
+  ASSERT_EQ(rmdir(re_dir.c_str()), 0) << strerror(errno);
+  ASSERT_EQ(mkdir(re_dir.c_str(), 0755), 0) << strerror(errno);  // same name, another cgroup
+  ASSERT_EQ(rmdir(del_dir.c_str()), 0) << strerror(errno);
+  EXPECT_TRUE(p_->namespace_info(gs)) << "ended before its grace period";
+  ASSERT_TRUE(p_->delete_namespace(dels));  // as poststop does during the grace period
+  auto t0 = std::chrono::steady_clock::now();
+  while ((p_->namespace_info(gs) || p_->namespace_info(res)) &&
+         std::chrono::steady_clock::now() - t0 < std::chrono::seconds(60))
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_FALSE(p_->namespace_info(gs)) << "its cgroup is gone";
+  EXPECT_FALSE(p_->namespace_info(res)) << "its cgroup was replaced";
+  EXPECT_TRUE(p_->namespace_info(std::to_string(*stays)));
+
+  const fs::path archive = fs::path(opts_.state_dir) / "archive";
+  fs::path ended;
+  std::error_code ec;
+  for (auto& d : fs::directory_iterator(archive, ec)) {
+    std::string n = d.path().filename().string();
+    if (n.rfind(gs + ".cgroup-gone-", 0) == 0) ended = d.path();
+    EXPECT_NE(n.rfind(dels + ".cgroup-gone-", 0), 0u) << "deleted in its grace period: " << n;
+  }
+  ASSERT_FALSE(ended.empty()) << "no archive " << gs << ".cgroup-gone-* in " << archive;
+  std::ifstream in(ended / "ended.json");
+  auto j = nlohmann::json::parse(in, nullptr, false);
+  ASSERT_TRUE(j.is_object()) << (ended / "ended.json");
+  EXPECT_EQ(j.value("reason", ""), "cgroup-gone");
+  EXPECT_EQ(j.value("container", ""), "ctr-1");
+  EXPECT_EQ(j.value("cgroup", ""), fs::canonical(cg_).string() + "/t-" + std::to_string(getpid()) + "-gone");
+  ASSERT_TRUE(j["pcrs"].contains("values")) << j.dump();
+  EXPECT_EQ(j["pcrs"].value("pcr", -1), 10);
+  const std::string final10 = j["pcrs"]["values"].value("sha256", "");
+  EXPECT_EQ(final10, j["pcrs"]["expected"].value("sha256", "")) << "the PCR replays its list";
+  EXPECT_NE(final10, std::string(64, '0')) << "the vTPM was extended";
+  EXPECT_TRUE(fs::is_directory(ended / "vtpm")) << "the vTPM's state goes with the list";
+  bool has_list = false;
+  for (auto& f : fs::directory_iterator(ended, ec)) has_list |= f.path().filename() != "ended.json" && f.is_regular_file();
+  EXPECT_TRUE(has_list) << "the list is in " << ended;
+  // and the container's archive, as its poststop would have written it
+  const fs::path oci = archive / ("oci-ctr-1-ns" + gs);
+  std::ifstream cj(oci / "container.json"), pj(oci / "pcrs.json"), aj(oci / "ascii_runtime_measurements");
+  auto c = nlohmann::json::parse(cj, nullptr, false);
+  ASSERT_TRUE(c.is_object()) << oci / "container.json";
+  EXPECT_EQ(c.value("container", ""), "ctr-1");
+  EXPECT_EQ(c.value("ended", ""), "cgroup-gone");
+  auto pc = nlohmann::json::parse(pj, nullptr, false);
+  ASSERT_TRUE(pc.is_object()) << oci / "pcrs.json";
+  EXPECT_EQ(pc["values"].value("sha256", ""), final10);
+  std::stringstream ascii;
+  ascii << aj.rdbuf();
+  EXPECT_NE(ascii.str().find("/x"), std::string::npos) << ascii.str();
+  EXPECT_GT(fs::file_size(oci / "binary_runtime_measurements", ec), 0u);
 }
 
 }  // namespace

@@ -70,7 +70,8 @@ TEST(OciState, MalformedIsOneSentence) {
   EXPECT_EQ(err(parse_state(R"({"ociVersion":"1.0","id":"x","pid":-3})")),
             "the OCI state's \"pid\" is not a non-negative integer");
   EXPECT_EQ(err(parse_state(R"({"ociVersion":"1.0","id":"../x"})")),
-            "the OCI state's container id \"../x\" has characters other than A-Za-z0-9_+.-");
+            "the OCI state's container id \"../x\" is not 1 to 1024 characters of "
+            "A-Za-z0-9_+.- (nor . or ..)");
   EXPECT_EQ(err(parse_state(R"({"ociVersion":"1.0","id":"x","annotations":{"a":1}})")),
             "the OCI state's annotation \"a\" is not a string");
 }
@@ -151,7 +152,8 @@ TEST(Plan, DefaultsFromTheConfig) {
   auto p = plan_create(with({}), "/sys/fs/cgroup/c1", cfg, files);
   ASSERT_TRUE(p) << p.error().to_string();
   EXPECT_EQ(p->request, json::parse(R"({"cmd":"ns_create","cgroup":"/sys/fs/cgroup/c1",
-      "builtin":"container-default","vtpm":false})"));
+      "builtin":"container-default","vtpm":false,"container":"c1"})"))
+      << "the container id goes with the request (ns list shows it)";
   cfg.container_vtpm = true;
   cfg.container_builtin = "tcb";
   p = plan_create(with({}), "/c", cfg, files);
