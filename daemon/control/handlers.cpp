@@ -50,6 +50,7 @@ json ns_json(const ns::Pipeline::NsInfo& n) {
          {"policy_rules", n.policy_rules}, {"entries", n.entries},
          {"violations", n.violations},     {"list", n.list_path}};
   if (n.disabled) j["disabled"] = n.disabled_reason;
+  if (!n.suspended.empty()) j["suspended"] = {{"reason", n.suspended}, {"lost", n.lost}};
   j["appraise"] = n.appraise;
   j["keys"] = n.keys;
   j["digests"] = {{"listed", n.digests_listed}, {"revoked", n.digests_revoked}};

@@ -155,9 +155,12 @@ void Pipeline::stop() {
 void Pipeline::tick() {
   last_tick_ = Clock::now();
   check_drops();
+  const bool retry = last_tick_ - last_resume_try_ >= std::chrono::seconds(1);
+  if (retry) last_resume_try_ = last_tick_;
   for (Namespace* n : reg_.all()) {
     NsRuntime& r = reg_.rt(n);
     if (r.list) (void)r.list->sync_if_due();
+    if (retry && r.suspended) rec_->try_resume(n);
   }
 }
 
@@ -236,6 +239,9 @@ Result<void> Pipeline::init() {
   vopts.swtpm = opts_.swtpm;
   vtpms_ = std::make_unique<tpm::VtpmManager>(vopts);
   RecorderOptions ro{opts_.state_dir, opts_.hash_algo, opts_.default_template};
+  ro.on_suspend = [this](Namespace* n, const std::string& state, const std::string& why) {
+    audit_line(n, {{"event", state}, {"reason", why}});
+  };
   rec_ = std::make_unique<Recorder>(
       ro, reg_, [this](uint32_t owner, const ExtendJob& job, const Error& e) {
         // On the extender's thread: hand it to the pipeline thread, take nothing here.
@@ -510,6 +516,7 @@ void Pipeline::accessed(const Event& ev, const Judgement& j, const access::Acces
   }
   FileRef f = FileRef::of(ev);
   std::string measured_in;
+  bool unrecorded = false;
   for (auto& t : j.targets) {
     Namespace* n = reg_.find(t.ns_id);
     if (!n) continue;
@@ -528,7 +535,10 @@ void Pipeline::accessed(const Event& ev, const Judgement& j, const access::Acces
       if (r->algos[i] == want) e.digest = r->digests[i];
     e.name = ev.path;
     if (template_has_sig(t.tmpl) && r->ima_xattr) e.ima_xattr = *r->ima_xattr;
-    rec_->entry(n, e);
+    if (!rec_->entry(n, e)) {  // suspended (no space) or stopped: not measured, not judged
+      unrecorded = true;
+      continue;
+    }
     m.pcrs |= 1ull << t.pcr;
     if (!measured_in.empty()) measured_in += ",";
     measured_in += n->name;
@@ -548,6 +558,11 @@ void Pipeline::accessed(const Event& ev, const Judgement& j, const access::Acces
     verdicts_.judged_deny(reg_.chain_ids(reg_.find(ev.ns_id)), f, ev.stamp);
     reg_.rt(reg_.find(ev.ns_id)).files[f].denied = true;
     notify_watchers(chain, ev, "denied: appraisal failed");
+    return;
+  }
+  if (unrecorded) {
+    // No verdict: the next access is an event again (denied first in a suspended namespace).
+    notify_watchers(chain, ev, "not recorded: namespace suspended or stopped");
     return;
   }
   // A file that changed while it was read gets no quiet bit: the next access measures again.

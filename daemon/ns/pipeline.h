@@ -152,6 +152,8 @@ class Pipeline {
     size_t keys = 0, digests_listed = 0, digests_revoked = 0;
     std::string audit_path;
     std::string container;  // OCI container id ("": none)
+    std::string suspended;  // why it is suspended (no space), "" = not
+    uint64_t lost = 0;      // entries not recorded while suspended
   };
   struct CreateOptions {
     bool vtpm = false;
@@ -277,6 +279,7 @@ class Pipeline {
   bool appraise_access(const Event& ev, const Judgement& j, const access::FileFacts& facts,
                        const std::vector<Namespace*>& chain);
   void audit(Namespace* n, const Event& ev, nlohmann::json record);
+  void audit_line(Namespace* n, nlohmann::json line);  // time and namespace added
   // Re-judging after an appraisal-state change of `n`: `relaxed` (more trust) forgets the judged
   // denies below it, otherwise every judged verdict below it is dropped.
   void appraisal_changed(Namespace* n, bool relaxed);
@@ -318,7 +321,7 @@ class Pipeline {
   std::unique_ptr<Recorder> rec_;
   std::multimap<uint32_t, std::shared_ptr<Watcher>> watchers_;
   PipelineCounters counters_;
-  std::chrono::steady_clock::time_point last_tick_{};
+  std::chrono::steady_clock::time_point last_tick_{}, last_resume_try_{};
   // --- shared, internally synchronised ---
   VerdictWriter verdicts_;
   std::unique_ptr<tpm::VtpmManager> vtpms_;

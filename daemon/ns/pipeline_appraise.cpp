@@ -103,11 +103,16 @@ Result<void> Pipeline::load_appraisal(Namespace* n, NsRuntime& r) {
 }
 
 void Pipeline::audit(Namespace* n, const Event& ev, nlohmann::json record) {
+  nlohmann::json line = {{"cgroup", ev.cgroup_id}, {"pid", ev.tgid}, {"comm", ev.comm},
+                         {"path", ev.path}};
+  line.update(record);
+  audit_line(n, std::move(line));
+}
+
+void Pipeline::audit_line(Namespace* n, nlohmann::json record) {
   NsRuntime& r = reg_.rt(n);
   if (!r.audit) return;
-  nlohmann::json line = {{"time", utc_now()},       {"namespace", n->name},
-                         {"cgroup", ev.cgroup_id},  {"pid", ev.tgid},
-                         {"comm", ev.comm},         {"path", ev.path}};
+  nlohmann::json line = {{"time", utc_now()}, {"namespace", n->name}};
   line.update(record);
   if (r.audit->append(line)) {
     counters_.audit_lines++;

@@ -349,6 +349,8 @@ Pipeline::NsInfo Pipeline::info(Namespace* n) {
   i.digests_revoked = r.digests ? r.digests->revoked_count() : 0;
   i.audit_path = r.audit ? r.audit->path() : "";
   i.container = r.cfg.container;
+  i.suspended = r.suspended ? r.suspended_reason : "";
+  i.lost = r.lost;
   return i;
 }
 

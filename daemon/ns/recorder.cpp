@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "ns/recorder.h"
 
+#include <cerrno>
 #include <filesystem>
+#include <optional>
 #include <set>
 
 #include "common/log.h"
@@ -150,30 +152,91 @@ Result<void> Recorder::restart_list(Namespace* n, NsRuntime& r, const std::strin
   return {};
 }
 
-void Recorder::append(Namespace* n, const AppendFn& fn) {
+bool Recorder::append(Namespace* n, const AppendFn& fn) {
   NsRuntime& r = reg_.rt(n);
-  if (!r.list) return;
+  if (!r.list) return false;
+  Namespace* owner = reg_.owner_of(n);
+  NsRuntime* o = owner == n ? nullptr : &reg_.rt(owner);
+  std::optional<measure::AppendOutcome> copy;
+  if (o && o->list && !o->disabled) {
+    // A namespace without a PCR of its own: the owning list records (and extends) it first.
+    auto c = o->suspended ? Result<measure::AppendOutcome>(make_error(
+                                ENOSPC, "its owner " + owner->name + " is suspended", n->name))
+                          : fn(*o->list);
+    if (!c) {
+      if (!o->suspended) failed(owner, c.error());
+      if (o->suspended) {  // n's entry could not be extended: n waits with its owner
+        suspend(n, "its owner " + owner->name + " is suspended (" + o->suspended_reason + ")");
+        r.lost++;
+      }
+      return false;
+    }
+    copy = *c;
+  }
   auto out = fn(*r.list);
   if (!out) {
-    disable(n, "append-failed", "cannot append to its list: " + out.error().to_string());
-    return;
+    failed(n, out.error());
+    if (r.suspended) r.lost++;
+    return false;
   }
-  if (!out->added) return;  // identical entry already in the list: not added, not extended
+  if (!out->added) return true;  // identical entry already in the list: not added, not extended
   if (out->violation)
     counters_.violations++;
   else
     counters_.measured++;
+  if (!o) {
+    queue_extend(n, r, *out);
+  } else if (copy) {
+    queue_extend(owner, *o, *copy);
+  }
+  return true;
+}
+
+void Recorder::failed(Namespace* n, const Error& e) {
+  if (e.code == ENOSPC || e.code == EDQUOT)
+    suspend(n, "no space for its list: " + e.to_string());
+  else
+    disable(n, "append-failed", "cannot append to its list: " + e.to_string());
+}
+
+void Recorder::suspend(Namespace* n, const std::string& why) {
+  NsRuntime& r = reg_.rt(n);
+  if (r.suspended || r.disabled) return;
+  r.suspended = true;
+  r.suspended_reason = why;
+  logger("ns")->error("namespace {} suspended: {}; {}", n->name, why,
+                      n->is_host() ? "it measures again when there is space"
+                                   : "accesses not judged before are denied until there is space");
+  if (auto b = reg_.refresh_bpf(n); !b)
+    logger("ns")->error("namespace {}: {}", n->name, b.error().to_string());
+  if (opts_.on_suspend) opts_.on_suspend(n, "suspended", why);
+}
+
+void Recorder::try_resume(Namespace* n) {
+  NsRuntime& r = reg_.rt(n);
+  if (!r.suspended || r.disabled) return;
   Namespace* owner = reg_.owner_of(n);
-  if (owner == n) return queue_extend(n, r, *out);
-  // A namespace without a PCR of its own: the owning list records (and extends) the entry.
-  NsRuntime& o = reg_.rt(owner);
-  if (o.disabled || !o.list) return;
-  auto copy = fn(*o.list);
-  if (!copy) {
-    disable(owner, "append-failed", "cannot append to its list: " + copy.error().to_string());
+  if (owner != n && reg_.rt(owner).suspended) return;  // the owner resumes first
+  const std::string what = r.suspended_reason.rfind("its owner", 0) == 0 ? "owner" : "no-space";
+  const std::string name = "nsima:suspended:" + what + ":" + std::to_string(r.lost);
+  r.suspended = false;  // for the append below; set again if it fails
+  const std::string why = r.suspended_reason;
+  auto saved_lost = r.lost;
+  if (!append(n, [&](measure::MeasurementList& l) { return l.append_violation(name); })) {
+    if (!r.suspended && !r.disabled) {  // append() failed but did not suspend again
+      r.suspended = true;
+      r.suspended_reason = why;
+    }
+    if (r.suspended) r.lost = saved_lost;  // the violation itself is not a lost entry
     return;
   }
-  queue_extend(owner, o, *copy);
+  logger("ns")->warn("namespace {} resumed: {} entries were not recorded ({})", n->name,
+                     saved_lost, why);
+  r.lost = 0;
+  r.suspended_reason.clear();
+  if (auto b = reg_.refresh_bpf(n); !b)
+    logger("ns")->error("namespace {}: {}", n->name, b.error().to_string());
+  if (opts_.on_suspend) opts_.on_suspend(n, "resumed", name);
 }
 
 void Recorder::queue_extend(Namespace* owner, NsRuntime& owner_rt,
@@ -187,14 +250,24 @@ void Recorder::queue_extend(Namespace* owner, NsRuntime& owner_rt,
   owner_rt.extender->push(std::move(job));
 }
 
-void Recorder::entry(Namespace* n, const measure::Entry& e) {
-  if (reg_.rt(n).disabled) return;
-  append(n, [&](measure::MeasurementList& l) { return l.append(e); });
+bool Recorder::entry(Namespace* n, const measure::Entry& e) {
+  NsRuntime& r = reg_.rt(n);
+  if (r.disabled) return false;
+  if (r.suspended) {
+    r.lost++;
+    return false;
+  }
+  return append(n, [&](measure::MeasurementList& l) { return l.append(e); });
 }
 
-void Recorder::violation(Namespace* n, const std::string& name) {
-  if (reg_.rt(n).disabled) return;
-  append(n, [&](measure::MeasurementList& l) { return l.append_violation(name); });
+bool Recorder::violation(Namespace* n, const std::string& name) {
+  NsRuntime& r = reg_.rt(n);
+  if (r.disabled) return false;
+  if (r.suspended) {
+    r.lost++;
+    return false;
+  }
+  return append(n, [&](measure::MeasurementList& l) { return l.append_violation(name); });
 }
 
 void Recorder::disable(Namespace* n, const std::string& what, const std::string& why) {

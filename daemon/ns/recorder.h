@@ -30,6 +30,9 @@ struct RecorderOptions {
   std::string state_dir = "/var/lib/nsima";
   measure::HashAlgo hash_algo = measure::HashAlgo::kSha256;
   measure::TemplateKind default_template = measure::TemplateKind::kImaNg;
+  // A namespace was suspended or resumed (state "suspended" | "resumed"): for its audit log.
+  std::function<void(Namespace*, const std::string& state, const std::string& why)> on_suspend =
+      nullptr;
 };
 
 struct RecorderCounters {
@@ -53,10 +56,16 @@ class Recorder {
   // The list cannot continue (its owner changed): archive it and start a new one.
   Result<void> restart_list(Namespace* n, NsRuntime& r, const std::string& why);
 
-  // Appends to n's list and, when n owns no PCR, the same to its owner's list; queues extends.
-  // A list that cannot be appended to stops measuring (and the host list says so).
-  void entry(Namespace* n, const measure::Entry& e);
-  void violation(Namespace* n, const std::string& name);
+  // Appends to the list of n's owner (when n owns no PCR) and then to n's list; queues extends.
+  // Owner first: a failure between the two leaves an owner entry the child lacks, never a child
+  // entry the owner lacks. A list without space suspends n (see NsRuntime::suspended); one that
+  // cannot be appended to otherwise stops measuring (and the host list says so). False: nothing
+  // recorded in n's list.
+  bool entry(Namespace* n, const measure::Entry& e);
+  bool violation(Namespace* n, const std::string& name);
+  // A suspended n tries to record its violation nsima:suspended:<what>:<lost>; on success it
+  // measures again. Called by the pipeline's tick.
+  void try_resume(Namespace* n);
   // n stops measuring; the host list records it (nsima:ns-<id>-stopped:<what>).
   void disable(Namespace* n, const std::string& what, const std::string& why);
 
@@ -64,7 +73,9 @@ class Recorder {
 
  private:
   using AppendFn = std::function<Result<measure::AppendOutcome>(measure::MeasurementList&)>;
-  void append(Namespace* n, const AppendFn& fn);
+  bool append(Namespace* n, const AppendFn& fn);
+  void failed(Namespace* n, const Error& e);  // suspend (no space) or disable
+  void suspend(Namespace* n, const std::string& why);
   void queue_extend(Namespace* owner, NsRuntime& owner_rt, const measure::AppendOutcome& out);
 
   RecorderOptions opts_;

@@ -220,6 +220,9 @@ uint32_t Registry::first_access_flags(Namespace* n) {
     if (!has_rt(x)) continue;
     NsRuntime& r = rt(x);
     if (r.appraise == AppraiseMode::kEnforce && r.policy) classes |= appraise_classes(*r.policy);
+    // A suspended namespace records nothing: what was not judged before waits (fail closed),
+    // except under the host namespace alone, whose processes include the operator's shell.
+    if (r.suspended && !n->is_host()) classes |= NSIMA_CLASS_ALL;
   }
   classes &= NSIMA_CLASS_ALL;
   return classes ? NSIMA_CG_FIRST_DENY | classes << NSIMA_CG_FIRST_DENY_SHIFT : 0;

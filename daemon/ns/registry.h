@@ -63,6 +63,13 @@ struct NsRuntime {
   std::unique_ptr<AuditLog> audit;
   bool disabled = false;
   std::string disabled_reason;
+  // Suspended (fail-safe): its list (or its owner's) could not be appended to for want of space
+  // (ENOSPC, EDQUOT). Nothing is recorded or judged allowed meanwhile; a non-host namespace
+  // denies every access not judged before (first-access deny of every class). `lost` counts
+  // the entries not recorded; resuming records them as the violation nsima:suspended:<what>:<lost>.
+  bool suspended = false;
+  std::string suspended_reason;
+  uint64_t lost = 0;
   uint64_t drops_seen = 0;  // lost events already recorded
 };
 

@@ -377,5 +377,61 @@ TEST_F(PipelineCoreTest, NamespaceWhoseCgroupIsRemovedIsEndedAndArchived) {
   EXPECT_GT(fs::file_size(oci / "binary_runtime_measurements", ec), 0u);
 }
 
+// The state filesystem full while appending: the namespace is suspended (fail-safe: nothing
+// recorded or judged allowed, status says why and how many entries were lost), resumes when
+// space returns with the violation nsima:suspended:no-space:<lost>, and its list still replays
+// to its vTPM's PCR 10: no half-written record.
+TEST_F(PipelineCoreTest, FullStateFilesystemSuspendsThenResumes) {
+  const std::string small = dir_ + "/small";
+  fs::create_directories(small);
+  ASSERT_EQ(mount("none", small.c_str(), "tmpfs", 0, "size=2m"), 0) << strerror(errno);
+  mounts_.push_back(small);
+  opts_.state_dir = small + "/state";
+  start();
+  auto v = p_->create_namespace(cgroup("v"), measuring(true));
+  ASSERT_TRUE(v) << v.error().to_string();
+  const std::string vs = std::to_string(*v);
+  submit(read_event(file("before", "b"), *v));
+  ASSERT_NE(list(vs).find("/before"), std::string::npos);
+
+  // fill it
+  {
+    std::ofstream fill(small + "/filler", std::ios::binary);
+    std::string block(4096, 'f');
+    while (fill.write(block.data(), block.size()) && fill.flush()) {
+    }
+  }
+  int n = 0;
+  for (; n < 400 && p_->namespace_info(vs)->suspended.empty(); ++n)
+    submit(read_event(file("f" + std::to_string(n), std::to_string(n)), *v));
+  auto info = p_->namespace_info(vs);
+  ASSERT_FALSE(info->suspended.empty()) << "never suspended after " << n << " files";
+  EXPECT_EQ(info->suspended.rfind("no space for its list", 0), 0u) << info->suspended;
+  EXPECT_FALSE(info->disabled) << info->disabled_reason;
+  submit(read_event(file("while", "w"), *v));
+  info = p_->namespace_info(vs);
+  EXPECT_GE(info->lost, 2u) << "the entry that failed and the one after it";
+  const uint64_t lost = info->lost;
+  EXPECT_EQ(list(vs).find("/while"), std::string::npos);
+
+  fs::remove(small + "/filler");
+  auto t0 = std::chrono::steady_clock::now();
+  while (!p_->namespace_info(vs)->suspended.empty() &&
+         std::chrono::steady_clock::now() - t0 < std::chrono::seconds(30))
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_TRUE(p_->namespace_info(vs)->suspended.empty()) << "not resumed with space back";
+  std::string l = list(vs);
+  EXPECT_NE(l.find("nsima:suspended:no-space:" + std::to_string(lost)), std::string::npos) << l;
+  submit(read_event(file("while", "w"), *v));  // not judged while suspended: measured now
+  EXPECT_NE(list(vs).find("/while"), std::string::npos);
+  auto rep = p_->pcr_report(vs);
+  ASSERT_TRUE(rep) << rep.error().to_string();
+  EXPECT_EQ(rep->values.at("sha256"), rep->expected.at("sha256")) << "the list replays to PCR 10";
+  std::ifstream audit(p_->namespace_info(vs)->audit_path);
+  std::stringstream a;
+  a << audit.rdbuf();
+  EXPECT_NE(a.str().find("\"event\":\"resumed\""), std::string::npos) << a.str();
+}
+
 }  // namespace
 }  // namespace nsima::ns

@@ -93,9 +93,11 @@ class PipelineTest : public ::testing::Test {
       rmdir((cg_ + "/a").c_str());
       umount(cg_.c_str());
     }
+    for (auto& m : mounts_) umount2(m.c_str(), MNT_DETACH);  // after the vTPMs are gone
     std::error_code ec;
     fs::remove_all(dir_, ec);
   }
+  std::vector<std::string> mounts_;  // extra mounts of a test (unmounted in TearDown)
 
   void start() {
     p_ = std::make_unique<Pipeline>(opts_, nullptr);

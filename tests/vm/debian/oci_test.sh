@@ -6,8 +6,11 @@
 # a container whose org.nsima.policy names a missing file does
 # not start, with the hook's sentence, and leaves no namespace behind.
 # vm-run-args: --timeout 900
+# A runc container killed with its runtime, its cgroup removed without poststop: nsimad ends the
+# namespace and writes the same archive.
 # Broken once each: the hook binding the parent cgroup (the sibling's start is refused), the hook
-# ignoring org.nsima.vtpm (fails at 'vTPM container's archive has its PCR 10').
+# ignoring org.nsima.vtpm (fails at 'vTPM container's archive has its PCR 10'), nsimad not
+# checking cgroups (fails at 'nsimad wrote the killed container's archive').
 set -euo pipefail
 . /usr/share/nsima-test/lib.sh
 # on failure: what systemd, nsimad and the hook said
@@ -124,6 +127,36 @@ log "vTPM quote of runc container nsima-quote (namespace $qns) passes tpm2_check
 t 30 runc kill nsima-quote KILL
 wait $rq || true # killed on purpose
 check_own_list nsima-quote /bin/busybox-r /bin/busybox-c
+
+# the runtime killed, the container's cgroup removed, no poststop: nsimad ends the namespace
+# itself (after cgroup_gone_grace_ms) and writes the archive poststop would have written
+bundle /tmp/b-kill /bin/busybox-r
+sed -i 's|"sh", "-c", "exit 0"|"sh", "-c", "sleep 300"|' /tmp/b-kill/config.json
+t 120 runc run --bundle /tmp/b-kill nsima-kill </dev/null &
+rk=$!
+wait_for 60 test -s /run/nsima/oci/nsima-kill.json
+kcg=$(sed -n 's/.*"cgroup":"\([^"]*\)".*/\1/p' /run/nsima/oci/nsima-kill.json)
+kns=$(sed -n 's/.*"ns":"\([0-9]*\)".*/\1/p' /run/nsima/oci/nsima-kill.json)
+[[ -n $kcg && -n $kns && -d $kcg ]] || fail "no cgroup/namespace in /run/nsima/oci/nsima-kill.json: $(cat /run/nsima/oci/nsima-kill.json)"
+row=$(t 30 nsimactl ns list | awk -F'\t' -v n="$kns" '$1 == n')
+assert_eq "nsima-kill" "$(cut -f8 <<<"$row")" "ns list shows the container id of namespace $kns"
+rpid=""
+for p in /proc/[0-9]*; do
+	[[ $(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) == "runc run --bundle /tmp/b-kill nsima-kill "* ]] && rpid=${p#/proc/}
+done
+[[ -n $rpid ]] || fail "no runc process for nsima-kill"
+kill -9 "$rpid" $rk
+wait $rk || true # killed on purpose: runc never runs poststop now
+while read -r p; do kill -9 "$p" 2>/dev/null || :; done <"$kcg/cgroup.procs"
+wait_for 30 sh -c "[ -z \"\$(cat $kcg/cgroup.procs)\" ]"
+rmdir "$kcg"
+d=$(archive_of nsima-kill)
+assert_contains "$(cat "$d/container.json")" '"ended": "cgroup-gone"' "nsimad wrote the killed container's archive"
+check_own_list nsima-kill /bin/busybox-r /bin/busybox-c
+wait_for 30 sh -c "! nsimactl ns list --json | grep -q '\"id\":\"$kns\"'"
+ls -d /var/lib/nsima/archive/"$kns".cgroup-gone-* >/dev/null || fail "no archive/$kns.cgroup-gone-* (ended.json, vTPM state)"
+t 60 runc delete -f nsima-kill 2>/dev/null || : # runc's own state; its poststop finds the namespace gone
+assert_eq "$before" "$(ns_count)" "the killed container's namespace was ended"
 
 # runc relays the hook's stderr: the missing-policy sentence reaches the user
 sed -i 's|"noNewPrivileges": true}|"noNewPrivileges": true},\n  "annotations": {"org.nsima.policy": "/etc/nsima/missing.policy"}|' /tmp/b-runc/config.json
