@@ -243,12 +243,15 @@ Result<void> Pipeline::init() {
     audit_line(n, {{"event", state}, {"reason", why}});
   };
   rec_ = std::make_unique<Recorder>(
-      ro, reg_, [this](uint32_t owner, const ExtendJob& job, const Error& e) {
+      ro, reg_, [this](uint32_t owner, uint64_t gen, const ExtendJob& job, const Error& e) {
         // On the extender's thread: hand it to the pipeline thread, take nothing here.
         std::string what =
             "extend of entry " + std::to_string(job.index) + " failed: " + e.to_string();
-        post([this, owner, what] {
-          if (Namespace* n = reg_.find(owner)) rec_->disable(n, "extend-failed", what);
+        post([this, owner, gen, what] {
+          Namespace* n = reg_.find(owner);
+          if (!n || reg_.rt(n).tpm_gen != gen) return;  // gone, or its TPM replaced since
+          if (reg_.rt(n).cfg.vtpm && recover_vtpm(n, what)) return;
+          rec_->disable(n, "extend-failed", what);
         });
       });
 
@@ -327,6 +330,51 @@ Result<void> Pipeline::init() {
       if (auto r = reg_.register_bpf(&host); !r) return r;
   }
   return {};
+}
+
+bool Pipeline::recover_vtpm(Namespace* n, const std::string& what) {
+  NsRuntime& r = reg_.rt(n);
+  if (r.disabled) return false;
+  auto log = logger("ns");
+  // start() attaches to a live swtpm; then the failure is not its death and is not hidden.
+  auto inst = vtpms_->start(r.cfg.name);
+  if (!inst) {
+    log->error("namespace {}: its vTPM cannot be restarted: {}", n->name, inst.error().to_string());
+    return false;
+  }
+  if (inst->origin == tpm::VtpmOrigin::kAttached) return false;
+  auto t = open_tpm(inst->tcti);
+  if (!t) {
+    log->error("namespace {}: its restarted vTPM cannot be opened: {}", n->name, t.error().to_string());
+    return false;
+  }
+  // The old extender finishes its queue against the dead swtpm; those failures carry the old
+  // generation and are ignored.
+  std::shared_ptr<Extender> old = std::move(r.extender);
+  r.own_tpm = std::move(*t);
+  rec_->attach_tpm(n, r);
+  std::string outcome;
+  if (inst->origin == tpm::VtpmOrigin::kResumed) {
+    // Its PCRs were saved: the list continues; extends it lacks are done now.
+    if (auto c = rec_->reconcile(n, r); !c || r.disabled) return r.disabled;
+    outcome = "resumed";
+  } else {
+    // PCRs at reset: no list of this owner can continue. Like an owner change: the lists it
+    // owns are archived and restarted, their files measured again.
+    std::vector<Namespace*> owned;
+    for (Namespace* x : reg_.subtree(n))
+      if (reg_.owner_of(x) == n) owned.push_back(x);
+    if (auto s = after_topology(owned, "vtpm-restarted"); !s) {
+      log->error("namespace {}: {}", n->name, s.error().to_string());
+      return false;
+    }
+    outcome = "restarted";
+  }
+  log->warn("namespace {}: its vTPM died ({}); swtpm {} (pid {}), list {}", n->name, what,
+            outcome, inst->pid, outcome == "resumed" ? "continues" : "archived and restarted");
+  rec_->violation(&reg_.host(), "nsima:ns-" + n->name + "-vtpm-" + outcome);
+  audit_line(n, {{"event", "vtpm-" + outcome}, {"reason", what}});
+  return true;
 }
 
 Result<void> Pipeline::open_runtime(Namespace* n, NsRuntime& r, bool restored) {

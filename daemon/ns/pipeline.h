@@ -305,6 +305,9 @@ class Pipeline {
   void cgroup_check_loop();
 
   Result<void> open_runtime(Namespace* n, NsRuntime& r, bool restored);
+  // An extend into n's vTPM failed: if its swtpm is gone, restart it (its saved PCRs resumed, or
+  // its lists archived and restarted) and say so in the host list. False: not recovered.
+  bool recover_vtpm(Namespace* n, const std::string& what);
   Result<std::unique_ptr<tpm::Tpm>> open_tpm(const std::string& tcti);
   Result<void> after_topology(const std::vector<Namespace*>& owner_changed, const char* why);
   Result<Namespace*> find_ns(const std::string& name_or_id);

@@ -32,9 +32,10 @@ Recorder::Recorder(RecorderOptions o, Registry& reg, ExtendErrorFn on_extend_err
 
 void Recorder::attach_tpm(Namespace* n, NsRuntime& r) {
   uint32_t id = n->id;
+  uint64_t gen = ++r.tpm_gen;
   r.extender = std::make_shared<Extender>(
-      r.own_tpm, [this, id](const ExtendJob& job, const Error& e) {
-        if (on_extend_error_) on_extend_error_(id, job, e);
+      r.own_tpm, [this, id, gen](const ExtendJob& job, const Error& e) {
+        if (on_extend_error_) on_extend_error_(id, gen, job, e);
       });
 }
 

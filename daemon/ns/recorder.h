@@ -43,7 +43,9 @@ struct RecorderCounters {
 class Recorder {
  public:
   // `on_extend_error` runs on an extender thread: it must only hand the failure over.
-  using ExtendErrorFn = std::function<void(uint32_t owner_ns, const ExtendJob&, const Error&)>;
+  // `gen`: the NsRuntime::tpm_gen of the extender that failed.
+  using ExtendErrorFn =
+      std::function<void(uint32_t owner_ns, uint64_t gen, const ExtendJob&, const Error&)>;
   Recorder(RecorderOptions o, Registry& reg, ExtendErrorFn on_extend_error);
 
   // Gives `n` an extender for its own TPM (r.own_tpm must be set).

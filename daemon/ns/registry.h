@@ -54,6 +54,7 @@ struct NsRuntime {
   std::shared_ptr<measure::MeasurementList> list;
   std::shared_ptr<tpm::Tpm> own_tpm;  // host TPM (host) or vTPM (--vtpm)
   std::shared_ptr<Extender> extender;  // with own_tpm
+  uint64_t tpm_gen = 0;  // bumped with each extender: failures of a replaced one are ignored
   std::unordered_map<FileRef, FileState, FileRefHash> files;
   // Appraisal: the namespace's keys (<dir>/keys) and digest lists (<dir>/digests), kept across
   // restarts; its audit log (<dir>/audit.log).

@@ -7,6 +7,7 @@
 //   - an extend that fails while a namespace is deleted does not deadlock, and a quote running
 //     while its namespace is deleted does not use a freed TPM;
 //   - a restart where capture did not continue records the gap in every list that continues.
+#include <signal.h>
 #include <sys/wait.h>
 
 #include <condition_variable>
@@ -431,6 +432,46 @@ TEST_F(PipelineCoreTest, FullStateFilesystemSuspendsThenResumes) {
   std::stringstream a;
   a << audit.rdbuf();
   EXPECT_NE(a.str().find("\"event\":\"resumed\""), std::string::npos) << a.str();
+}
+
+// A vTPM's swtpm killed: the next extend fails, nsimad starts a fresh swtpm, archives the list
+// (its PCRs are gone) and restarts it on the new vTPM, where files are measured again; the host
+// list records nsima:ns-N-vtpm-restarted. Nothing is disabled.
+TEST_F(PipelineCoreTest, KilledVtpmIsRestartedAndItsListStartsOver) {
+  start();
+  auto v = p_->create_namespace(cgroup("v"), measuring(true));
+  ASSERT_TRUE(v) << v.error().to_string();
+  const std::string vs = std::to_string(*v);
+  submit(read_event(file("a", "a"), *v));
+  ASSERT_NE(list(vs).find("/a"), std::string::npos);
+  std::ifstream pidf(fs::path(opts_.run_dir) / "vtpm" / vs / "swtpm.pid");
+  pid_t pid = 0;
+  ASSERT_TRUE(pidf >> pid) << "no swtpm pid file";
+  ASSERT_EQ(kill(pid, SIGKILL), 0) << strerror(errno);
+  for (int i = 0; i < 100 && kill(pid, 0) == 0; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // until it is reaped
+
+  submit(read_event(file("b", "b"), *v));  // its extend fails
+  auto t0 = std::chrono::steady_clock::now();
+  while (list("host").find("nsima:ns-" + vs + "-vtpm-restarted") == std::string::npos &&
+         std::chrono::steady_clock::now() - t0 < std::chrono::seconds(30))
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  ASSERT_NE(list("host").find("nsima:ns-" + vs + "-vtpm-restarted"), std::string::npos)
+      << list("host");
+  auto info = p_->namespace_info(vs);
+  ASSERT_TRUE(info);
+  EXPECT_FALSE(info->disabled) << info->disabled_reason;
+  EXPECT_EQ(list(vs).find("/b"), std::string::npos) << "the list started over: " << list(vs);
+  submit(read_event(file("a", "a"), *v));  // measured again in the new list
+  EXPECT_NE(list(vs).find("/a"), std::string::npos) << list(vs);
+  auto rep = p_->pcr_report(vs);
+  ASSERT_TRUE(rep) << rep.error().to_string();
+  EXPECT_EQ(rep->values.at("sha256"), rep->expected.at("sha256")) << "the new list replays";
+  bool archived = false;
+  std::error_code ec;
+  for (auto& d : fs::directory_iterator(fs::path(opts_.state_dir) / "archive", ec))
+    archived |= d.path().filename().string().rfind(vs + ".vtpm-restarted-", 0) == 0;
+  EXPECT_TRUE(archived) << "the old list is archived";
 }
 
 }  // namespace
