@@ -10,7 +10,7 @@
 # namespace and writes the same archive.
 # Broken once each: the hook binding the parent cgroup (the sibling's start is refused), the hook
 # ignoring org.nsima.vtpm (fails at 'vTPM container's archive has its PCR 10'), nsimad not
-# checking cgroups (fails at 'nsimad wrote the killed container's archive').
+# ending gone cgroups (grace 1 h: fails waiting for the killed container's archive).
 set -euo pipefail
 . /usr/share/nsima-test/lib.sh
 # on failure: what systemd, nsimad and the hook said
