@@ -132,7 +132,9 @@ void do_status(DaemonContext& ctx, Connection& conn) {
                   {"quiet", s->total_quiet()},
                   {"cgroup_uncached", s->cg_uncached},
                   {"unresolved", s->unresolved},
-                  {"dropped_unattributed", s->drop_no_ns}};
+                  {"dropped_unattributed", s->drop_no_ns},
+                  {"trusted", s->trusted},
+                  {"trust_unhashed", s->trust_nohash}};
     json per_hook = json::object();
     const char* names[] = {"", "file_open", "mmap_file", "bprm_check"};
     for (int h = 1; h < NSIMA_HOOK_MAX; ++h)
