@@ -159,6 +159,9 @@ void do_status(DaemonContext& ctx, Connection& conn) {
                      {"pre_appraised", c.pre_appraised},
                      {"audit_lines", c.audit_lines},
                      {"audit_errors", c.audit_errors}};
+  out["kernel_trust"] = {{"entries", c.trust_entries},
+                         {"not_in_map", c.trust_not_in_map},
+                         {"full_events", c.trust_full_events}};
   out["pipeline"] = {{"processed", c.processed},
                      {"unknown_namespace", c.unknown_namespace},
                      {"map_errors", c.map_errors},
