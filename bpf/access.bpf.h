@@ -8,6 +8,7 @@
 
 #include "emit.bpf.h"
 #include "ns.bpf.h"
+#include "trust.bpf.h"
 
 #define S_IFMT 00170000
 #define S_IFREG 0100000
@@ -69,9 +70,16 @@ static __always_inline int nsima_is_self(struct inode *inode, int record)
 	return 1;
 }
 
-/* Returns 0 to allow or -EACCES. `new_cred` is bprm->cred for bprm_check, else NULL. */
+/*
+ * Returns 0 to allow or -EACCES. `new_cred` is bprm->cred for bprm_check, else NULL.
+ * `sleepable` (a constant: 1 only in the lsm.s bprm_check program) decides a first exec in the
+ * kernel from the trusted map (trust.bpf.h) and builds the event in its own ring-buffer record
+ * instead of the per-CPU scratch buffer, which a preemptible program must not share with the
+ * other hooks running on its CPU.
+ */
 static __always_inline int nsima_access(struct file *file, struct inode *inode,
-					const struct nsima_access *a, const struct cred *new_cred)
+					const struct nsima_access *a, const struct cred *new_cred,
+					const int sleepable)
 {
 	if (nsima_is_self(inode, a->hook == NSIMA_HOOK_FILE_OPEN))
 		return 0;
@@ -127,6 +135,14 @@ static __always_inline int nsima_access(struct file *file, struct inode *inode,
 		 * below asks it to. */
 		if ((cg_flags & NSIMA_CG_FIRST_DENY) && a->class < NSIMA_CLASS_COUNT &&
 		    (cg_flags & NSIMA_CG_FIRST_DENY_CLASS(a->class)) && a->may_deny) {
+			/* ... unless its content is trusted in this namespace: allowed now, and the
+			 * event below still goes to the daemon, which measures and appraises it as
+			 * any first access (nothing is lost by deciding here). */
+			if (sleepable && nsima_trusted(file, cg.ns_id)) {
+				flags |= NSIMA_EV_TRUSTED;
+				nsima_count(NSIMA_STAT_TRUSTED);
+				break;
+			}
 			flags |= NSIMA_EV_DENIED | NSIMA_EV_FIRST_DENY;
 			nsima_count(NSIMA_STAT_DENIED + (a->hook & 3));
 			ret = -EACCES;
@@ -134,10 +150,21 @@ static __always_inline int nsima_access(struct file *file, struct inode *inode,
 		break;
 	}
 
-	__u32 zero = 0;
-	struct nsima_event *e = bpf_map_lookup_elem(&scratch, &zero);
-	if (!e)
-		return ret;
+	struct nsima_event *e;
+	if (sleepable) {
+		/* A whole record (path at its full size): exec events are few. */
+		e = bpf_ringbuf_reserve(&events, sizeof(struct nsima_event), 0);
+		if (!e) {
+			nsima_count(NSIMA_STAT_DROPPED + (a->hook & 3));
+			nsima_add_drop(cg.ns_id);
+			return ret;
+		}
+	} else {
+		__u32 zero = 0;
+		e = bpf_map_lookup_elem(&scratch, &zero);
+		if (!e)
+			return ret;
+	}
 	nsima_fill_event(e, a->hook, flags, &key, &now, file, inode);
 	e->mask = a->mask;
 	e->prot = a->prot;
@@ -148,7 +175,12 @@ static __always_inline int nsima_access(struct file *file, struct inode *inode,
 	if (new_cred)
 		nsima_read_cred(new_cred, &e->new_cred);
 	nsima_fill_path(e, file);
-	nsima_submit(e);
+	if (sleepable) {
+		bpf_ringbuf_submit(e, 0);
+		nsima_count(NSIMA_STAT_EMITTED + (a->hook & 3));
+	} else {
+		nsima_submit(e);
+	}
 	return ret;
 }
 

@@ -1,8 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * lsm/bprm_check_security: each binfmt level of an execve (a #! script, then its interpreter),
+ * lsm.s/bprm_check_security: each binfmt level of an execve (a #! script, then its interpreter),
  * before the point of no return, so a denial fails execve with EACCES (IMA's BPRM_CHECK with the
  * current creds, CREDS_CHECK with bprm->cred: both travel in the event).
+ *
+ * Sleepable (bprm_check_security is in the kernel's sleepable LSM set since 5.11), so that a
+ * first exec in an enforcing namespace can be decided here: bpf_ima_file_hash hashes the file
+ * and the trusted map says whether that content is listed (trust.bpf.h). Being preemptible, it
+ * builds its event in its own ring-buffer record, never in the shared per-CPU scratch buffer.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -10,7 +15,7 @@
 
 #include "access.bpf.h"
 
-SEC("lsm/bprm_check_security")
+SEC("lsm.s/bprm_check_security")
 int BPF_PROG(nsima_bprm_check, struct linux_binprm *bprm, int ret)
 {
 	if (ret)
@@ -23,5 +28,5 @@ int BPF_PROG(nsima_bprm_check, struct linux_binprm *bprm, int ret)
 		.class = NSIMA_CLASS_BPRM,
 		.may_deny = 1,
 	};
-	return nsima_access(file, file->f_inode, &a, bprm->cred);
+	return nsima_access(file, file->f_inode, &a, bprm->cred, 1);
 }

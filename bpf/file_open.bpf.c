@@ -49,5 +49,5 @@ int BPF_PROG(nsima_file_open, struct file *file, int ret)
 		.may_deny = 1, /* the open fails with EACCES; exec opens fail execve cleanly */
 	};
 	a.class = NSIMA_CLASS_FILE(a.mask);
-	return nsima_access(file, inode, &a, NULL);
+	return nsima_access(file, inode, &a, NULL, 0);
 }

@@ -96,6 +96,19 @@ struct {
 	__type(value, struct nsima_self_open);
 } self_opens SEC(".maps") __weak;
 
+/* (namespace, sha256) -> NSIMA_TRUST_LISTED: contents whose first exec the kernel allows in an
+ * enforcing namespace (trust.bpf.h). Written only by nsimad (ns/kernel_trust), from each
+ * namespace's digest lists and its ancestors'; a revoked digest is never in it. A full map
+ * only means a digest is missing: its first exec takes the first-access rule (deny until
+ * appraised), never the other way round. Preallocated: the lookup runs in a sleepable program
+ * and never allocates. Size set by nsimad. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, NSIMA_TRUSTED_ENTRIES);
+	__type(key, struct nsima_trust_key);
+	__type(value, __u32);
+} trusted SEC(".maps") __weak;
+
 static __always_inline struct nsima_ctl *nsima_ctl(void)
 {
 	__u32 zero = 0;

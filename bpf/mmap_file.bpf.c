@@ -33,5 +33,5 @@ int BPF_PROG(nsima_mmap_file, struct file *file, unsigned long reqprot, unsigned
 		.flags = in_execve ? NSIMA_EV_IN_EXECVE : 0,
 		.may_deny = !in_execve,
 	};
-	return nsima_access(file, file->f_inode, &a, NULL);
+	return nsima_access(file, file->f_inode, &a, NULL, 0);
 }

@@ -12,6 +12,7 @@
 #include "emit.bpf.h"
 #include "ns.bpf.h"
 #include "selftest_abi.h"
+#include "trust.bpf.h"
 #include "verdict.bpf.h"
 
 SEC("syscall")
@@ -43,6 +44,14 @@ int nsima_test_decide(struct nsima_selftest_args *args)
 	__u32 flags = 0;
 	args->decision = nsima_decide(&key, &stamp, args->class_, &flags);
 	args->flags = flags;
+	return 0;
+}
+
+/* The kernel's decision of a first exec (trust.bpf.h), the file's hash fed from globals. */
+SEC("syscall")
+int nsima_test_trust(struct nsima_selftest_trust *args)
+{
+	args->trusted = nsima_trusted(NULL, args->ns_id);
 	return 0;
 }
 

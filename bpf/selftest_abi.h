@@ -39,6 +39,13 @@ struct nsima_selftest_stamp {
 	__u64 ino;                /* out */
 };
 
+/* nsima_test_trust: would a first exec of content selftest_file_sha256 (as bpf_ima_file_hash
+ * would give it, with return value selftest_hash_ret) be trusted in namespace ns_id? */
+struct nsima_selftest_trust {
+	__u32 ns_id;
+	__u32 trusted; /* out */
+};
+
 #define NSIMA_DECIDE_EMIT 0  /* never judged, or changed since: tell the daemon */
 #define NSIMA_DECIDE_QUIET 1 /* allowed, unchanged, nothing left to do: the hot path */
 #define NSIMA_DECIDE_DENY 2  /* denied and unchanged */

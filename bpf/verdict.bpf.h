@@ -48,8 +48,9 @@ static __always_inline int nsima_decide(const struct nsima_verdict_key *key,
 static __always_inline void nsima_count(__u32 idx)
 {
 	__u64 *c = bpf_map_lookup_elem(&stats, &idx);
+	/* atomic: the sleepable bprm_check program can be preempted on this CPU by another hook */
 	if (c)
-		*c += 1;
+		__sync_fetch_and_add(c, 1);
 }
 
 #endif

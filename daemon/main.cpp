@@ -49,6 +49,7 @@ int main(int argc, char** argv) {
   std::string pin_dir = nsima::capture::kDefaultPinDir;
   bool unload = false;
   uint32_t cgroup_cache_entries = NSIMA_CG_CACHE_ENTRIES;
+  uint32_t trusted_entries = NSIMA_TRUSTED_ENTRIES;
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")
       ->capture_default_str();
   app.add_option("--log-format", log_format, "text, or json (one object per line)")
@@ -108,6 +109,13 @@ int main(int argc, char** argv) {
   app.add_option("--cgroup-cache-entries", cgroup_cache_entries,
                  "testing only: size of the hooks' cgroup -> namespace cache")
       ->group("");
+  app.add_option("--trusted-digests", trusted_entries,
+                 "size of the kernel's trusted map: (namespace, sha256) pairs whose first exec "
+                 "in an enforcing namespace is allowed in the kernel; digests that do not fit "
+                 "are not trusted by the kernel (their first exec is denied until appraised), "
+                 "counted in `nsimactl status` (kernel_trust.not_in_map)")
+      ->check(CLI::Range(1u, 1u << 24))
+      ->capture_default_str();
   app.add_option("--consumer-delay-ms", consumer_delay_ms,
                  "testing only: sleep after each ring-buffer poll (forces drops)")
       ->group("");
@@ -220,6 +228,7 @@ int main(int argc, char** argv) {
   lopts.self_tgid = static_cast<uint32_t>(getpid());
   lopts.pin_dir = pin_dir;
   lopts.cgroup_cache_entries = cgroup_cache_entries;
+  lopts.trusted_entries = trusted_entries;
   auto prog = nsima::capture::BpfProgram::load_and_attach(lopts);
   if (!prog) return fatal(prog.error());
   log->info("BPF hooks: {}", nsima::capture::to_string((*prog)->kind()));

@@ -129,6 +129,11 @@ class DigestStore {
   DigestLookup lookup(std::span<const measure::Digest> digests) const;
 
   size_t listed_count() const { return listed_.size(); }
+  // fn(const Digest&, uint8_t flags: kListed | kSigned) for every listed digest.
+  template <class Fn>
+  void for_each_listed(Fn&& fn) const {
+    listed_.for_each(std::forward<Fn>(fn));
+  }
   size_t signed_count() const;
   size_t revoked_count() const { return revoked_.size(); }
   std::vector<measure::Digest> revoked() const;

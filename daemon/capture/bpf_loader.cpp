@@ -121,8 +121,9 @@ nsima_tag tag_of(const LoaderOptions& o) {
   size_t size = 0;
   const void* elf = nsima_bpf::elf_bytes(&size);
   char sizes[128];
-  int n = std::snprintf(sizes, sizeof sizes, "\nringbuf=%u verdicts=%u cg_cache=%u\n",
-                        o.ringbuf_bytes, o.verdict_entries, o.cgroup_cache_entries);
+  int n = std::snprintf(sizes, sizeof sizes, "\nringbuf=%u verdicts=%u cg_cache=%u trusted=%u\n",
+                        o.ringbuf_bytes, o.verdict_entries, o.cgroup_cache_entries,
+                        o.trusted_entries);
   nsima_tag t{};
   unsigned int len = 0;
   EVP_MD_CTX* ctx = EVP_MD_CTX_new();
@@ -316,6 +317,8 @@ Result<std::unique_ptr<BpfProgram>> BpfProgram::load_and_attach(const LoaderOpti
     return make_error(EINVAL, "the cgroup cache needs at least one entry", "cg_cache");
   if (int err = bpf_map__set_max_entries(skel->maps.cg_cache, opts.cgroup_cache_entries))
     return make_error(-err, "cgroup cache size refused", "bpf_map__set_max_entries(cg_cache)");
+  if (int err = bpf_map__set_max_entries(skel->maps.trusted, opts.trusted_entries))
+    return make_error(-err, "trusted map size refused", "bpf_map__set_max_entries(trusted)");
 
   bool had_pins = false;
   // An existing pin directory is locked and checked before anything is loaded; a missing one
@@ -373,7 +376,7 @@ Result<std::unique_ptr<BpfProgram>> BpfProgram::load_and_attach(const LoaderOpti
                       std::string("attaching the LSM programs failed: ") + strerror(-err) +
                           " (is 'bpf' in /sys/kernel/security/lsm?)",
                       "nsima_bpf__attach");
-  log->info("attached lsm/file_open, lsm/mmap_file, lsm/bprm_check_security");
+  log->info("attached lsm/file_open, lsm/mmap_file, lsm.s/bprm_check_security");
   if (opts.pin_dir.empty()) {
     prog->kind_ = LoadKind::kUnpinned;
     return prog;
@@ -463,6 +466,7 @@ MapFds BpfProgram::map_fds() const {
   f.ns_drops = map_fd("ns_drops");
   f.self_opens = map_fd("self_opens");
   f.ctl = map_fd("ctl");
+  f.trusted = map_fd("trusted");
   return f;
 }
 

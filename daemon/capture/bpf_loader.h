@@ -32,6 +32,7 @@ struct LoaderOptions {
   uint32_t ringbuf_bytes = 8u << 20;  // power of two, multiple of the page size
   uint32_t verdict_entries = 262144;
   uint32_t cgroup_cache_entries = NSIMA_CG_CACHE_ENTRIES;  // cg_cache LRU size
+  uint32_t trusted_entries = NSIMA_TRUSTED_ENTRIES;        // trusted map size
   // nsimad's pid: written with its start time into the ctl map before the hooks are attached
   // (or, when resuming, before anything else), so its own opens are never events. 0: none.
   uint32_t self_tgid = 0;

@@ -13,6 +13,7 @@
 
 #include <climits>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -299,6 +300,10 @@ Result<Stats> BpfMaps::stats() const {
       s.unresolved = sum;
     } else if (i == NSIMA_STAT_DROP_NO_NS) {
       s.drop_no_ns = sum;
+    } else if (i == NSIMA_STAT_TRUSTED) {
+      s.trusted = sum;
+    } else if (i == NSIMA_STAT_TRUST_NOHASH) {
+      s.trust_nohash = sum;
     }
   }
   return s;
@@ -328,6 +333,55 @@ Result<void> BpfMaps::remove_ns_drops(uint32_t ns_id) {
   if (bpf_map_delete_elem(fds_.ns_drops, &ns_id) && errno != ENOENT)
     return map_error("delete", "ns_drops", errno);
   return {};
+}
+
+namespace {
+nsima_trust_key trust_key(uint32_t ns_id, const Sha256& sha256) {
+  nsima_trust_key k{};
+  k.ns_id = ns_id;
+  std::memcpy(k.sha256, sha256.data(), sizeof k.sha256);
+  return k;
+}
+}  // namespace
+
+Result<bool> BpfMaps::trust(uint32_t ns_id, const Sha256& sha256) {
+  if (fds_.trusted < 0) return make_error(EBADF, "no trusted map", "map trusted");
+  const nsima_trust_key k = trust_key(ns_id, sha256);
+  const uint32_t v = NSIMA_TRUST_LISTED;
+  if (bpf_map_update_elem(fds_.trusted, &k, &v, BPF_ANY)) {
+    if (errno == E2BIG) return false;  // full
+    return map_error("update", "trusted", errno);
+  }
+  return true;
+}
+
+Result<void> BpfMaps::untrust(uint32_t ns_id, const Sha256& sha256) {
+  if (fds_.trusted < 0) return make_error(EBADF, "no trusted map", "map trusted");
+  const nsima_trust_key k = trust_key(ns_id, sha256);
+  if (bpf_map_delete_elem(fds_.trusted, &k) && errno != ENOENT)
+    return map_error("delete", "trusted", errno);
+  return {};
+}
+
+bool BpfMaps::trusted(uint32_t ns_id, const Sha256& sha256) const {
+  if (fds_.trusted < 0) return false;
+  const nsima_trust_key k = trust_key(ns_id, sha256);
+  uint32_t v = 0;
+  return bpf_map_lookup_elem(fds_.trusted, &k, &v) == 0 && (v & NSIMA_TRUST_LISTED);
+}
+
+Result<std::vector<nsima_trust_key>> BpfMaps::trusted_keys() const {
+  if (fds_.trusted < 0) return make_error(EBADF, "no trusted map", "map trusted");
+  std::vector<nsima_trust_key> out;
+  nsima_trust_key key{}, next{};
+  nsima_trust_key* prev = nullptr;
+  while (bpf_map_get_next_key(fds_.trusted, prev, &next) == 0) {
+    out.push_back(next);
+    key = next;
+    prev = &key;
+  }
+  if (errno != ENOENT) return map_error("get_next_key", "trusted", errno);
+  return out;
 }
 
 std::optional<nsima_self_open> BpfMaps::self_open(uint32_t tid) const {

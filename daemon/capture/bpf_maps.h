@@ -8,6 +8,7 @@
 
 #include <sys/types.h>
 
+#include <array>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -29,7 +30,10 @@ struct MapFds {
   int self_opens = -1;
   int cg_cache = -1;  // the hooks' LRU cache of ancestor walks
   int ctl = -1;       // struct nsima_ctl (mmapable array)
+  int trusted = -1;   // (namespace, sha256) whose first exec the kernel allows
 };
+
+using Sha256 = std::array<uint8_t, 32>;
 
 // Counters summed over CPUs, per hook (index NSIMA_HOOK_*), and the resolution/loss counters.
 struct Stats {
@@ -40,6 +44,8 @@ struct Stats {
   uint64_t cg_uncached = 0;  // NSIMA_STAT_CG_UNCACHED: resolved without caching (harmless)
   uint64_t unresolved = 0;   // NSIMA_STAT_UNRESOLVED: accesses of unknown namespace (violation)
   uint64_t drop_no_ns = 0;   // NSIMA_STAT_DROP_NO_NS: drops no namespace counter recorded
+  uint64_t trusted = 0;      // NSIMA_STAT_TRUSTED: first execs allowed by the trusted map
+  uint64_t trust_nohash = 0; // NSIMA_STAT_TRUST_NOHASH: first execs the kernel could not hash
   uint64_t total_emitted() const;
   uint64_t total_dropped() const;
   uint64_t total_denied() const;
@@ -111,6 +117,15 @@ class BpfMaps {
   Result<std::map<uint32_t, uint64_t>> ns_drops() const;
   Result<void> init_ns_drops(uint32_t ns_id);    // so the hooks only need a lookup + atomic add
   Result<void> remove_ns_drops(uint32_t ns_id);  // a deleted namespace's counter
+
+  // The trusted map (first execs decided in the kernel). trust() returns false, changing
+  // nothing, when the map is full (E2BIG): that digest is then simply not trusted by the
+  // kernel (its first exec takes the first-access rule). untrust() of an absent pair is fine.
+  Result<bool> trust(uint32_t ns_id, const Sha256& sha256);
+  Result<void> untrust(uint32_t ns_id, const Sha256& sha256);
+  bool trusted(uint32_t ns_id, const Sha256& sha256) const;
+  // Every pair in the map (a restarted nsimad clears what it did not write).
+  Result<std::vector<nsima_trust_key>> trusted_keys() const;
 
   // Stamp of the file the calling thread opened last (nsimad's own opens are not events).
   std::optional<nsima_self_open> self_open(uint32_t tid) const;

@@ -134,7 +134,9 @@ void do_status(DaemonContext& ctx, Connection& conn) {
                   {"quiet", s->total_quiet()},
                   {"cgroup_uncached", s->cg_uncached},
                   {"unresolved", s->unresolved},
-                  {"dropped_unattributed", s->drop_no_ns}};
+                  {"dropped_unattributed", s->drop_no_ns},
+                  {"trusted", s->trusted},
+                  {"trust_unhashed", s->trust_nohash}};
     json per_hook = json::object();
     const char* names[] = {"", "file_open", "mmap_file", "bprm_check"};
     for (int h = 1; h < NSIMA_HOOK_MAX; ++h)
@@ -159,6 +161,9 @@ void do_status(DaemonContext& ctx, Connection& conn) {
                      {"pre_appraised", c.pre_appraised},
                      {"audit_lines", c.audit_lines},
                      {"audit_errors", c.audit_errors}};
+  out["kernel_trust"] = {{"entries", c.trust_entries},
+                         {"not_in_map", c.trust_not_in_map},
+                         {"full_events", c.trust_full_events}};
   out["pipeline"] = {{"processed", c.processed},
                      {"unknown_namespace", c.unknown_namespace},
                      {"map_errors", c.map_errors},

@@ -86,6 +86,26 @@ uint32_t appraise_classes(const policy::Policy& p) {
   return out;
 }
 
+ExecListTrust exec_list_trust(const policy::Policy& p) {
+  ExecListTrust out = ExecListTrust::kNoRule;
+  for (const policy::Rule& r : p.rules()) {
+    if (r.action != policy::Action::kAppraise) continue;
+    const bool exec_ok = r.mask == 0 || (r.mask_inclusive ? (r.mask & NSIMA_MAY_EXEC) != 0
+                                                          : r.mask == NSIMA_MAY_EXEC);
+    const bool exec_func = r.func == policy::Func::kNone || r.func == policy::Func::kBprmCheck ||
+                           r.func == policy::Func::kCredsCheck;
+    if (!exec_func || !exec_ok) continue;
+    ExecListTrust t = ExecListTrust::kListed;
+    if (r.verity_required ||
+        (r.appraise_algos && !(r.appraise_algos & (1u << NSIMA_HASH_ALGO_SHA256))))
+      t = ExecListTrust::kNever;
+    else if (r.digsig_required)
+      t = ExecListTrust::kSigned;
+    out = std::max(out, t);
+  }
+  return out;
+}
+
 bool template_has_sig(measure::TemplateKind k) {
   return k == measure::TemplateKind::kImaSig || k == measure::TemplateKind::kImaSigV2;
 }

@@ -119,4 +119,15 @@ bool template_has_sig(measure::TemplateKind k);
 // unappraised, so it must never happen.
 uint32_t appraise_classes(const policy::Policy& p);
 
+// What the exec (BPRM_CHECK / CREDS_CHECK) appraise rules of a policy accept from a digest list,
+// for the kernel's decision of a first exec (bpf/trust.bpf.h). Conservative: every appraise rule
+// that can match an exec counts, whatever its other conditions, and the strictest wins.
+enum class ExecListTrust : uint8_t {
+  kNoRule,  // no appraise rule can match an exec
+  kListed,  // a listed digest passes (hash rules)
+  kSigned,  // only a digest from a signed manifest passes (appraise_type=imasig)
+  kNever,   // no list passes (digest_type=verity, or appraise_algos= without sha256)
+};
+ExecListTrust exec_list_trust(const policy::Policy& p);
+
 }  // namespace nsima::ns

@@ -328,6 +328,8 @@ Result<void> Pipeline::init() {
     if (auto r = maps_->init_ns_drops(kHostNsId); !r) return r;
     if (!reg_.rt(&host).policy->empty())
       if (auto r = reg_.register_bpf(&host); !r) return r;
+    // The kernel's trusted digests, once every namespace (and so every chain) is restored.
+    if (auto r = reg_.refresh_trust(&host); !r) return r;
   }
   return {};
 }
@@ -709,6 +711,10 @@ PipelineCounters Pipeline::counters() {
     c.measured = rec_ ? rec_->counters().measured : 0;
     c.violations = rec_ ? rec_->counters().violations : 0;
     c.map_errors += verdicts_.errors();
+    const auto t = reg_.trust_counters();
+    c.trust_entries = t.entries;
+    c.trust_not_in_map = t.not_in_map;
+    c.trust_full_events = t.full_events;
     return c;
   });
 }

@@ -95,6 +95,10 @@ struct PipelineOptions {
 
 struct PipelineCounters {
   uint64_t processed = 0;
+  // the kernel's trusted map (ns/kernel_trust.h)
+  uint64_t trust_entries = 0;
+  uint64_t trust_not_in_map = 0;
+  uint64_t trust_full_events = 0;
   uint64_t unknown_namespace = 0;  // events of a namespace deleted meanwhile (judged by its parent)
   uint64_t map_errors = 0;
   uint64_t measured = 0;    // entries added (all lists)

@@ -315,6 +315,8 @@ Result<Pipeline::DigestsLoaded> Pipeline::digests_load(const std::string& name_o
     out.added = added->added + added->upgraded;
     out.already = added->already;
     appraisal_changed(*ns, /*relaxed=*/true);
+    // The kernel decides first execs of these contents from now on (bpf/trust.bpf.h).
+    if (auto t = reg_.refresh_trust(*ns); !t) return tl::unexpected(t.error());
     logger("appraise")->info("namespace {}: {} digests from {} ({}), {} new", (*ns)->name,
                              m->entries.size(), origin, out.is_signed ? "signed" : "unsigned",
                              out.added);
@@ -331,6 +333,9 @@ Result<size_t> Pipeline::digests_revoke(const std::string& name_or_id,
     if (!ns) return tl::unexpected(ns.error());
     NsRuntime& r = reg_.rt(*ns);
     if (auto v = r.digests->revoke(*d); !v) return tl::unexpected(v.error());
+    // Out of the kernel's trusted map first: no first exec of this content is allowed there
+    // once this returns, in this namespace or below.
+    if (auto t = reg_.refresh_trust(*ns); !t) return tl::unexpected(t.error());
     // Effective at once: every version already judged with this content, below and here, in a
     // namespace whose chain enforces appraisal, is denied now.
     size_t denied = 0;

@@ -196,6 +196,7 @@ Result<std::string> Pipeline::remove_namespace(const std::string& name_or_id,
         counters_.map_errors++;  // bumps the epoch
     }
     if (auto f = verdicts_.forget(id); !f) counters_.map_errors++;
+    if (auto t = reg_.drop_trust(id); !t) counters_.map_errors++;
     for (Namespace* x : rm->moved)
       if (auto a = verdicts_.apply(reg_.chain_ids(x)); !a) counters_.map_errors++;
     accessor_->drop_queue(id);

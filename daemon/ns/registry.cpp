@@ -36,10 +36,13 @@ size_t cgroup_level(const std::string& dir, const std::string& root) {
 }  // namespace
 
 Registry::Registry(RegistryOptions o, capture::BpfMaps* maps)
-    : opts_(std::move(o)), maps_(maps), tree_(opts_.cgroup_root, 0) {}
+    : opts_(std::move(o)), maps_(maps), trust_(maps), tree_(opts_.cgroup_root, 0) {}
 
 Result<void> Registry::init(uint64_t host_cgroup_id) {
   tree_.host().cgroup_id = host_cgroup_id;
+  // A resumed trusted map holds what the previous nsimad wrote: nothing of it is trusted until
+  // this nsimad has computed each restored namespace's set (refresh_trust after restoring).
+  if (auto c = trust_.clear_all(); !c) return tl::unexpected(c.error());
   std::ifstream in(next_id_path(opts_.state_dir));
   if (in) {
     uint64_t v = 0;
@@ -232,6 +235,53 @@ Result<void> Registry::refresh_bpf(Namespace* n) {
   for (Namespace* x : subtree(n)) {
     if (!has_rt(x) || (x->is_host() && rt(x).policy->empty())) continue;  // host: bound once it has a policy
     if (auto r = register_bpf(x); !r) return r;
+  }
+  return refresh_trust(n);
+}
+
+std::vector<capture::Sha256> Registry::kernel_trusted(Namespace* n) {
+  std::vector<capture::Sha256> out;
+  if (!(first_access_flags(n) & NSIMA_CG_FIRST_DENY_CLASS(NSIMA_CLASS_BPRM))) return out;
+  struct Need {
+    const appraise::DigestStore* store;
+    bool signed_only;
+  };
+  std::vector<Need> needs;
+  std::vector<const appraise::DigestStore*> stores;  // every store of the chain (revocations)
+  for (Namespace* x : chain(n)) {
+    if (!has_rt(x)) continue;
+    NsRuntime& r = rt(x);
+    if (r.digests) stores.push_back(r.digests.get());
+    if (r.appraise != AppraiseMode::kEnforce || !r.policy) continue;
+    const ExecListTrust t = exec_list_trust(*r.policy);
+    if (t == ExecListTrust::kNoRule) continue;
+    if (t == ExecListTrust::kNever || !r.digests) return {};
+    needs.push_back({r.digests.get(), t == ExecListTrust::kSigned});
+  }
+  if (needs.empty()) return out;
+  auto passes = [](const Need& need, const appraise::DigestLookup& l) {
+    return l.listed && !l.revoked && (!need.signed_only || l.signed_listed);
+  };
+  needs.front().store->for_each_listed([&](const measure::Digest& d, uint8_t flags) {
+    if (d.algo() != measure::HashAlgo::kSha256) return;
+    if (!(flags & appraise::DigestStore::kListed)) return;
+    if (needs.front().signed_only && !(flags & appraise::DigestStore::kSigned)) return;
+    for (size_t i = 1; i < needs.size(); ++i)
+      if (!passes(needs[i], needs[i].store->lookup(d))) return;
+    for (const appraise::DigestStore* s : stores)
+      if (s->lookup(d).revoked) return;
+    capture::Sha256 sha;
+    std::copy_n(d.data(), sha.size(), sha.begin());
+    out.push_back(sha);
+  });
+  return out;
+}
+
+Result<void> Registry::refresh_trust(Namespace* n) {
+  if (!maps_) return {};
+  for (Namespace* x : subtree(n)) {
+    if (!has_rt(x)) continue;
+    if (auto r = trust_.set(x->id, kernel_trusted(x)); !r) return r;
   }
   return {};
 }

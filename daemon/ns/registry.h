@@ -28,6 +28,7 @@
 #include "measure/measurement_list.h"
 #include "ns/extender.h"
 #include "ns/judge.h"
+#include "ns/kernel_trust.h"
 #include "appraise/digest_list.h"
 #include "appraise/keyring.h"
 #include "ns/audit_log.h"
@@ -148,6 +149,18 @@ class Registry {
   uint32_t first_access_flags(Namespace* n);
   Result<void> unregister_bpf(Namespace* n);
 
+  // The sha256 digests whose first exec the kernel may allow in `n` (bpf/trust.bpf.h): empty
+  // unless some enforcing namespace of n's chain appraises execs (then the hooks deny a first
+  // exec); else those listed in every such namespace's store as its exec rules require
+  // (exec_list_trust: a signed manifest for imasig, nothing for verity), revoked in no store of
+  // the chain. A child never relaxes an ancestor: the set only shrinks down the tree.
+  std::vector<capture::Sha256> kernel_trusted(Namespace* n);
+  // Writes kernel_trusted() of `n` and of every namespace below it into the trusted map.
+  Result<void> refresh_trust(Namespace* n);
+  // A deleted namespace's pairs.
+  Result<void> drop_trust(uint32_t ns_id) { return trust_.drop(ns_id); }
+  KernelTrust::Counters trust_counters() const { return trust_.counters(); }
+
   Result<void> save(const NsRuntime& r) const;
 
   size_t size() const { return rt_.size(); }
@@ -159,6 +172,7 @@ class Registry {
 
   RegistryOptions opts_;
   capture::BpfMaps* maps_;
+  KernelTrust trust_;
   NamespaceTree tree_;
   std::map<uint32_t, std::unique_ptr<NsRuntime>> rt_;
   uint32_t next_id_ = kHostNsId + 1;

@@ -41,6 +41,8 @@
 #define NSIMA_EV_FIRST_DENY 0x40    /* denied by the namespace's first-access rule (enforce) */
 #define NSIMA_EV_WRITERS 0x80       /* read open while the file is open for write elsewhere */
 #define NSIMA_EV_READERS 0x100      /* write open while the file is open for read elsewhere */
+#define NSIMA_EV_TRUSTED 0x200      /* a first exec the namespace's rule would deny, allowed in
+				       the kernel: the file's sha256 is in the trusted map */
 
 /* Verdicts (struct nsima_verdict.verdict). */
 #define NSIMA_VERDICT_ALLOW 1
@@ -79,7 +81,11 @@
 #define NSIMA_STAT_UNRESOLVED 17  /* the ancestor walk could not run (no root cgroup id): the
 				     access was treated as in no namespace; a host violation */
 #define NSIMA_STAT_DROP_NO_NS 18  /* a drop (also in DROPPED) that ns_drops could not record */
-#define NSIMA_STAT_MAX 20
+#define NSIMA_STAT_TRUSTED 19     /* first execs allowed in the kernel by the trusted map */
+#define NSIMA_STAT_TRUST_NOHASH 20 /* first execs the kernel could not hash with sha256
+				      (bpf_ima_file_hash failed or gave another algorithm): the
+				      first-access rule applied */
+#define NSIMA_STAT_MAX 24
 
 #define NSIMA_COMM_LEN 16
 #define NSIMA_FSNAME_LEN 16
@@ -91,6 +97,12 @@
 /* Registered cgroups and per-namespace drop counters (cgroups, ns_drops map sizes). */
 #define NSIMA_MAX_NAMESPACES 4096
 #define NSIMA_CG_CACHE_ENTRIES 65536 /* default size of the cg_cache LRU (nsimad may change it) */
+/* Default size of the trusted map ((namespace, sha256) pairs; nsimad --trusted-digests). */
+#define NSIMA_TRUSTED_ENTRIES 65536
+/* enum hash_algo (include/uapi/linux/hash_info.h): what bpf_ima_file_hash returns */
+#define NSIMA_HASH_ALGO_SHA256 4
+/* trusted map value */
+#define NSIMA_TRUST_LISTED 1
 
 /* Credentials as IMA's uid/euid/gid/egid conditions read them. */
 struct nsima_cred {
@@ -210,6 +222,16 @@ struct nsima_ctl {
 			     a dead nsimad, reused by another process, is not exempt */
 };
 
+/*
+ * trusted map key: a sha256 whose first exec in namespace ns_id the kernel may allow without
+ * waiting for nsimad. nsimad writes a pair only if the digest passes the exec appraise rules of
+ * every enforcing namespace of ns_id's chain by digest list, and is revoked in none of them.
+ */
+struct nsima_trust_key {
+	__u32 ns_id;
+	__u8 sha256[32];
+};
+
 /* tag map value (ARRAY, one entry): identity of the pinned object (sha256 of the BPF object
  * bytes and of the map sizes nsimad chose), so a restarted nsimad knows it may resume. */
 struct nsima_tag {
@@ -238,6 +260,7 @@ static_assert(sizeof(struct nsima_cg_cache) == 16);
 static_assert(sizeof(struct nsima_ctl) == 24);
 static_assert(sizeof(struct nsima_tag) == 32);
 static_assert(sizeof(struct nsima_self_open) == 56);
+static_assert(sizeof(struct nsima_trust_key) == 36);
 #else
 _Static_assert(sizeof(struct nsima_cred) == 32, "nsima_cred");
 _Static_assert(sizeof(struct nsima_stamp) == 32, "nsima_stamp");
@@ -247,6 +270,7 @@ _Static_assert(sizeof(struct nsima_verdict_key) == 24, "nsima_verdict_key");
 _Static_assert(sizeof(struct nsima_verdict) == 48, "nsima_verdict");
 _Static_assert(sizeof(struct nsima_cg_cache) == 16, "nsima_cg_cache");
 _Static_assert(sizeof(struct nsima_ctl) == 24, "nsima_ctl");
+_Static_assert(sizeof(struct nsima_trust_key) == 36, "nsima_trust_key");
 #endif
 
 #endif /* NSIMA_BPF_ABI_H */

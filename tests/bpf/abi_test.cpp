@@ -110,6 +110,8 @@ TEST_F(AbiTest, MapKeysAndValues) {
                 {FIELD(nsima_self_open, dev), FIELD(nsima_self_open, ino),
                  FIELD(nsima_self_open, generation), FIELD(nsima_self_open, pad),
                  FIELD(nsima_self_open, stamp)});
+  expect_layout("nsima_trust_key", sizeof(nsima_trust_key),
+                {FIELD(nsima_trust_key, ns_id), FIELD(nsima_trust_key, sha256)});
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <memory>
@@ -19,6 +20,7 @@
 
 #include "capture/bpf_maps.h"
 #include "nsima_selftest.skel.h"
+#include "ns/kernel_trust.h"
 #include "selftest_abi.h"
 
 namespace nsima::capture {
@@ -49,6 +51,7 @@ class SelftestProg : public ::testing::Test {
     fds.ns_drops = bpf_map__fd(skel_->maps.ns_drops);
     fds.self_opens = bpf_map__fd(skel_->maps.self_opens);
     fds.ctl = bpf_map__fd(skel_->maps.ctl);
+    fds.trusted = bpf_map__fd(skel_->maps.trusted);
     maps_ = std::make_unique<BpfMaps>(fds);
   }
 
@@ -453,6 +456,98 @@ TEST_F(SelftestProg, StampMatchesStatxOnThisKernel) {
   EXPECT_EQ(st.stamp.ctime_sec, sx.stx_ctime.tv_sec);
   EXPECT_EQ(st.stamp.ctime_nsec, sx.stx_ctime.tv_nsec);
   EXPECT_EQ(st.stamp.size, sx.stx_size);
+}
+
+// ---------------------------------------------------------------------------------------------
+// A first exec decided in the kernel (bpf/trust.bpf.h): the file's sha256 (bpf_ima_file_hash in
+// the hook, fed through globals here) looked up in the trusted map with the namespace's id.
+
+Sha256 sha_of(uint8_t fill) {
+  Sha256 d;
+  d.fill(fill);
+  d[0] = 0x5a;
+  return d;
+}
+
+class TrustProg : public SelftestProg {
+ protected:
+  // Would a first exec of content `d`, hashed with result `hash_ret`, be trusted in `ns`?
+  bool trusted(uint32_t ns, const Sha256& d, long hash_ret = NSIMA_HASH_ALGO_SHA256) {
+    std::memcpy(skel_->bss->selftest_file_sha256, d.data(), d.size());
+    skel_->data->selftest_hash_ret = hash_ret;
+    nsima_selftest_trust t{ns, 99};
+    EXPECT_EQ(run(skel_->progs.nsima_test_trust, t), 0);
+    EXPECT_LE(t.trusted, 1u);
+    return t.trusted == 1;
+  }
+};
+
+TEST_F(TrustProg, OnlyAListedSha256OfTheSameNamespace) {
+  const Sha256 a = sha_of(1), b = sha_of(2);
+  EXPECT_FALSE(trusted(7, a)) << "an empty map trusts nothing";
+  ASSERT_TRUE(maps_->trust(7, a).value());
+  EXPECT_TRUE(trusted(7, a));
+  EXPECT_FALSE(trusted(8, a)) << "another namespace's trust is not this one's";
+  EXPECT_FALSE(trusted(7, b)) << "another content";
+  // the hash is not a sha256 (IMA cached the xattr's algorithm: sha1 = 2, sha512 = 6), or the
+  // kernel could not hash the file (-EOPNOTSUPP): never trusted, and counted
+  EXPECT_FALSE(trusted(7, a, 2));
+  EXPECT_FALSE(trusted(7, a, 6));
+  EXPECT_FALSE(trusted(7, a, -95));
+  auto st = maps_->stats();
+  ASSERT_TRUE(st) << st.error().to_string();
+  EXPECT_EQ(st->trust_nohash, 3u);
+  ASSERT_TRUE(maps_->untrust(7, a));
+  EXPECT_FALSE(trusted(7, a)) << "untrusted (revoked) content";
+  EXPECT_TRUE(maps_->untrust(7, a)) << "removing an absent pair is not an error";
+}
+
+// A full map never trusts more: trust() reports the refusal, the pair is not there, and the
+// kernel answers "not trusted" for it (the first-access rule then denies until appraised).
+TEST_F(TrustProg, FullMapMeansNotTrusted) {
+  load([](nsima_selftest* s) { bpf_map__set_max_entries(s->maps.trusted, 4); });
+  for (uint8_t i = 1; i <= 4; ++i) ASSERT_TRUE(maps_->trust(7, sha_of(i)).value());
+  auto full = maps_->trust(7, sha_of(5));
+  ASSERT_TRUE(full) << full.error().to_string();
+  EXPECT_FALSE(*full) << "a full map refuses the pair (E2BIG), not an error";
+  EXPECT_FALSE(trusted(7, sha_of(5)));
+  for (uint8_t i = 1; i <= 4; ++i) EXPECT_TRUE(trusted(7, sha_of(i)));
+}
+
+// The daemon's writer: the map holds exactly the namespace's set after each set(), removals
+// first; what a full map refused is counted, and written once there is room.
+TEST_F(TrustProg, KernelTrustKeepsTheMapEqualToTheSet) {
+  load([](nsima_selftest* s) { bpf_map__set_max_entries(s->maps.trusted, 3); });
+  ns::KernelTrust kt(maps_.get());
+  ASSERT_TRUE(kt.set(7, {sha_of(1), sha_of(2)}));
+  ASSERT_TRUE(kt.set(9, {sha_of(1)}));
+  EXPECT_TRUE(trusted(7, sha_of(1)));
+  EXPECT_TRUE(trusted(7, sha_of(2)));
+  EXPECT_TRUE(trusted(9, sha_of(1)));
+  EXPECT_FALSE(trusted(9, sha_of(2)));
+  EXPECT_EQ(kt.counters().entries, 3u);
+  // revoked in 7: out of the map, the other namespace untouched
+  ASSERT_TRUE(kt.set(7, {sha_of(2)}));
+  EXPECT_FALSE(trusted(7, sha_of(1)));
+  EXPECT_TRUE(trusted(9, sha_of(1)));
+  // two more than fit: one is refused and counted, never trusted
+  ASSERT_TRUE(kt.set(7, {sha_of(2), sha_of(3), sha_of(4)}));
+  EXPECT_EQ(kt.counters().entries, 3u);
+  EXPECT_EQ(kt.counters().not_in_map, 1u);
+  EXPECT_EQ(kt.counters().full_events, 1u);
+  EXPECT_EQ(trusted(7, sha_of(3)) + trusted(7, sha_of(4)), 1);
+  // room again (namespace 9 deleted): the refused pair goes in at the next set
+  ASSERT_TRUE(kt.drop(9));
+  EXPECT_FALSE(trusted(9, sha_of(1)));
+  ASSERT_TRUE(kt.set(7, {sha_of(2), sha_of(3), sha_of(4)}));
+  EXPECT_TRUE(trusted(7, sha_of(3)));
+  EXPECT_TRUE(trusted(7, sha_of(4)));
+  EXPECT_EQ(kt.counters().not_in_map, 0u);
+  // a restarted nsimad removes every pair before computing its own
+  auto cleared = ns::KernelTrust(maps_.get()).clear_all();
+  ASSERT_TRUE(cleared) << cleared.error().to_string();
+  EXPECT_EQ(*cleared, 3u);
+  EXPECT_FALSE(trusted(7, sha_of(2)));
 }
 
 }  // namespace

@@ -180,5 +180,29 @@ TEST(Judge, AppraiseClassesCoverEveryAccessARuleCanMatch) {
   EXPECT_EQ(appraise_classes(pol("measure func=BPRM_CHECK\ndont_appraise fsmagic=0x9fa0\n")), 0u);
 }
 
+// What a digest list gives a first exec decided in the kernel: the strictest exec rule wins.
+TEST(Judge, ExecListTrustTakesTheStrictestExecRule) {
+  EXPECT_EQ(exec_list_trust(pol("appraise func=BPRM_CHECK\n")), ExecListTrust::kListed);
+  EXPECT_EQ(exec_list_trust(pol("appraise\n")), ExecListTrust::kListed);
+  EXPECT_EQ(exec_list_trust(pol("appraise func=CREDS_CHECK appraise_type=imasig\n")),
+            ExecListTrust::kSigned);
+  EXPECT_EQ(exec_list_trust(pol("appraise func=BPRM_CHECK fowner=0\n"
+                                "appraise func=BPRM_CHECK appraise_type=imasig\n")),
+            ExecListTrust::kSigned);
+  EXPECT_EQ(exec_list_trust(pol("appraise func=BPRM_CHECK digest_type=verity "
+                                "appraise_type=sigv3\nappraise func=BPRM_CHECK\n")),
+            ExecListTrust::kNever);
+  EXPECT_EQ(exec_list_trust(pol("appraise func=BPRM_CHECK appraise_algos=sha512\n")),
+            ExecListTrust::kNever);
+  EXPECT_EQ(exec_list_trust(pol("appraise func=BPRM_CHECK appraise_algos=sha256,sha512\n")),
+            ExecListTrust::kListed);
+  // rules that cannot match an exec do not count
+  EXPECT_EQ(exec_list_trust(pol("appraise func=FILE_CHECK appraise_type=imasig\n"
+                                "appraise func=MMAP_CHECK digest_type=verity appraise_type=sigv3\n"
+                                "appraise func=BPRM_CHECK\n")),
+            ExecListTrust::kListed);
+  EXPECT_EQ(exec_list_trust(pol("measure func=BPRM_CHECK\n")), ExecListTrust::kNoRule);
+}
+
 }  // namespace
 }  // namespace nsima::ns

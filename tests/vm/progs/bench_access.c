@@ -4,6 +4,7 @@
 //   open FILE N       open+close of FILE
 //   mmap FILE N       mmap(PROT_READ|PROT_EXEC, MAP_PRIVATE)+munmap of FILE (fd kept open)
 //   exec PROG N       fork+execve+wait of PROG
+//   execeach DIR N    fork+execve+wait of DIR/f0 .. DIR/f<N-1>, each once (first execs)
 //   read DIR N        open+read to EOF+close of DIR/f0 .. DIR/f<N-1>, each once
 //   mkfiles DIR N KIB creates DIR/f0 .. DIR/f<N-1> of KIB KiB each, with content unique to the
 //                     file (so no two share a digest); prints nothing
@@ -47,7 +48,7 @@ static int mkfiles(const char* dir, long n, long kib) {
 
 int main(int argc, char** argv) {
   if (argc < 4) {
-    fprintf(stderr, "usage: bench_access open|mmap FILE N | exec PROG N | read DIR N | "
+    fprintf(stderr, "usage: bench_access open|mmap FILE N | exec PROG N | execeach DIR N | read DIR N | "
                     "mkfiles DIR N KIB\n");
     return 2;
   }
@@ -81,6 +82,22 @@ int main(int argc, char** argv) {
       waitpid(pid, &st, 0);
       if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
         fprintf(stderr, "%s failed\n", argv[2]);
+        return 1;
+      }
+    }
+  } else if (strcmp(argv[1], "execeach") == 0) {
+    char path[4096];
+    for (long i = 0; i < n; ++i) {
+      snprintf(path, sizeof path, "%s/f%ld", argv[2], i);
+      pid_t pid = fork();
+      if (pid == 0) {
+        execl(path, path, (char*)NULL);
+        _exit(127);
+      }
+      int st;
+      waitpid(pid, &st, 0);
+      if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        fprintf(stderr, "%s failed (status %d)\n", path, st);
         return 1;
       }
     }
