@@ -40,6 +40,7 @@ Result<void> save_ns_config(const std::string& state_dir, const NsConfig& cfg) {
                    {"cgroup", cfg.cgroup},
                    {"vtpm", cfg.vtpm},
                    {"appraise", cfg.appraise},
+                   {"model_mode", cfg.model_mode},
                    {"policy_origin", cfg.policy_origin},
                    {"policy_text", cfg.policy_text},
                    {"boot_id", cfg.boot_id},
@@ -71,6 +72,7 @@ std::vector<NsConfig> load_ns_configs(const std::string& state_dir) {
       c.cgroup = j.value("cgroup", "");
       c.vtpm = j.value("vtpm", false);
       c.appraise = j.value("appraise", "enforce");
+      c.model_mode = j.value("model_mode", "");
       c.policy_origin = j.value("policy_origin", "");
       c.policy_text = j.value("policy_text", "");
       c.boot_id = j.value("boot_id", "");
@@ -92,6 +94,13 @@ std::vector<NsConfig> load_ns_configs(const std::string& state_dir) {
     if (bad) {
       logger("ns")->error("{}: \"{}\" is not an unsigned integer in range; namespace not restored",
                           f.string(), bad);
+      continue;
+    }
+    if (!c.model_mode.empty() && c.model_mode != "learn" && c.model_mode != "seal" &&
+        c.model_mode != "enforce") {
+      logger("ns")->error("{}: \"model_mode\" must be learn, seal or enforce, got \"{}\"; "
+                          "namespace not restored",
+                          f.string(), c.model_mode);
       continue;
     }
     if (c.name.empty() || c.id == 0 || c.name != d.path().filename().string()) {

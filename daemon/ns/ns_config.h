@@ -23,6 +23,9 @@ struct NsConfig {
   // host only: hook counters already recorded as host violations (they persist with the pins)
   uint64_t unresolved_seen = 0, unattributed_drops_seen = 0;
   std::string appraise = "enforce";  // ima_appraise= of this namespace: enforce | log | off
+  // Workload model (daemon/model/): "" = not modeled, else learn | seal | enforce. Its points
+  // are kept in <ns dir>/model (a model file, docs/model-encoding.md) next to ns.json.
+  std::string model_mode{};
 };
 
 std::string ns_dir(const std::string& state_dir, const std::string& name);

@@ -56,7 +56,10 @@ Pipeline::Pipeline(PipelineOptions opts, capture::BpfMaps* maps)
       reg_(RegistryOptions{opts_.cgroup_root, opts_.state_dir, opts_.host_pcr}, maps),
       verdicts_(maps, opts_.state_dir) {}
 
-Pipeline::~Pipeline() { stop(); }
+Pipeline::~Pipeline() {
+  stop();
+  model_hooks_.reset();  // its notifier thread takes mu_: it ends before the members go
+}
 
 // ---------------------------------------------------------------------------------------------
 // the pipeline thread
@@ -128,6 +131,8 @@ void Pipeline::stop() {
   wake_.notify_all();
   thread_.join();
   thread_id_ = {};
+  model_pump(true);  // what the model hooks wrote before the end (no thread runs tasks now)
+  model_tick();      // and learned points not saved yet
   if (accessor_) accessor_->drain();
   for (Namespace* n : reg_.all()) {
     NsRuntime& r = reg_.rt(n);
@@ -140,6 +145,7 @@ void Pipeline::stop() {
 void Pipeline::tick() {
   last_tick_ = Clock::now();
   check_drops();
+  model_tick();
   for (Namespace* n : reg_.all()) {
     NsRuntime& r = reg_.rt(n);
     if (r.list) (void)r.list->sync_if_due();
@@ -361,6 +367,8 @@ Result<void> Pipeline::open_runtime(Namespace* n, NsRuntime& r, bool restored) {
   // in every list that continues from before.
   if (continued && !opts_.capture_gap.empty() && !r.disabled)
     rec_->violation(n, "nsima:capture-gap:" + opts_.capture_gap);
+  if (restored && !cfg.model_mode.empty())
+    if (auto m = model_restore(n, r); !m) return m;
   return {};
 }
 
@@ -424,7 +432,10 @@ bool Pipeline::process(Event& ev) {
     notify_watchers(chain, ev, "denied: appraisal failed earlier");
     return false;
   }
-  if (!j.read_needed()) {
+  // A modeled namespace needs every file's digest, and every access as an event.
+  const bool model_read = live && model_wants(ns, ev);
+  if (model_read) model_adjust(j);
+  if (!j.read_needed() && !model_read) {
     if (live) write_verdict(ev, chain, j.quiet);
     notify_watchers(chain, ev);
     return false;
@@ -447,6 +458,10 @@ bool Pipeline::process(Event& ev) {
     Namespace* tn = reg_.find(t.ns_id);
     ids.push_back(t.ns_id);
     ids.push_back(reg_.owner_of(tn)->id);
+  }
+  if (model_read) {
+    ids.push_back(ns->id);  // the model's barrier waits for the read too
+    model_expect(ev);
   }
   std::sort(ids.begin(), ids.end());
   ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
@@ -476,6 +491,7 @@ bool Pipeline::process(Event& ev) {
 }
 
 void Pipeline::accessed(const Event& ev, const Judgement& j, const access::AccessResult& r) {
+  if (model_feed_.count(ev.seq)) model_file_done(ev, r);
   Namespace* ns = reg_.find(ev.ns_id);
   bool live = ns != nullptr;
   if (!ns && !j.targets.empty()) ns = reg_.find(j.targets.back().ns_id);
