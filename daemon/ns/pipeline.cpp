@@ -404,6 +404,7 @@ std::vector<ChainLink> Pipeline::links(const std::vector<Namespace*>& chain, con
 
 bool Pipeline::process(Event& ev) {
   counters_.processed++;
+  model_seen_ktime_ = std::max(model_seen_ktime_, ev.ktime_ns);  // orders the model's streams
   Namespace* ns = reg_.find(ev.ns_id);
   bool live = ns != nullptr;
   if (!ns) {

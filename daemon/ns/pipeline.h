@@ -374,6 +374,7 @@ class Pipeline {
   std::deque<model::ModelEvent> model_exits_;  // exits, applied late (lineage cleanup)
   std::map<uint64_t, ModelFeed> model_feed_;   // seq -> file event
   uint64_t model_bad_records_ = 0;
+  uint64_t model_seen_ktime_ = 0;  // newest file event processed (any namespace)
   std::function<void(uint64_t)> done_hook_;
 
   // mailbox: tasks first (answers, control), then events

@@ -35,7 +35,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr uint64_t kSettleNs = 20'000'000;       // 20 ms
+// A kernel event no file event has passed yet waits this long for the file events stamped
+// before it (ring buffer and pipeline queue lag; measured > 20 ms under TCG).
+constexpr uint64_t kSettleNs = 500'000'000;  // 500 ms
 constexpr uint64_t kExitDelayNs = 5'000'000'000;  // 5 s
 constexpr const char* kModelFile = "model";
 
@@ -211,8 +213,11 @@ void Pipeline::model_pump(bool all) {
   }
   const uint64_t now = boot_ns();
   for (;;) {
-    // kernel events stamped before the oldest file event still to apply (or settled)
-    uint64_t limit = all ? UINT64_MAX : now > kSettleNs ? now - kSettleNs : 0;
+    // Kernel events stamped before every file event still to apply: the file events stamped
+    // before them are in the feed once a later file event was processed (ring order), or
+    // after kSettleNs.
+    uint64_t limit = all ? UINT64_MAX
+                         : std::max(model_seen_ktime_, now > kSettleNs ? now - kSettleNs : 0);
     if (!model_feed_.empty()) limit = std::min(limit, model_feed_.begin()->second.ev.ktime_ns);
     while (!model_kq_.empty() && model_kq_.front().ktime_ns <= limit) {
       model::ModelEvent e = std::move(model_kq_.front());
@@ -223,8 +228,11 @@ void Pipeline::model_pump(bool all) {
     auto node = model_feed_.extract(model_feed_.begin());
     model_apply_file(node.mapped().ev, node.mapped().digest);
   }
+  const uint64_t exit_limit =
+      model_feed_.empty() ? UINT64_MAX : model_feed_.begin()->second.ev.ktime_ns;
   while (!model_exits_.empty() &&
-         (all || model_exits_.front().ktime_ns + kExitDelayNs <= now)) {
+         (all || (model_exits_.front().ktime_ns + kExitDelayNs <= now &&
+                  model_exits_.front().ktime_ns <= exit_limit))) {
     model::ModelEvent e = std::move(model_exits_.front());
     model_exits_.pop_front();
     model_apply_kernel(e);
