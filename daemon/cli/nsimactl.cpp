@@ -324,9 +324,20 @@ int main(int argc, char** argv) {
   ns_create->add_option("--model-mode", ns_model_mode,
                         "model the workload: learn, seal or enforce (seal/enforce need --model)")
       ->check(CLI::IsMember({"learn", "seal", "enforce"}));
+  std::string ns_agent, ns_agent_fail = "closed";
+  ns_create->add_option("--model-agent", ns_agent,
+                        "an external modeling agent's socket decides instead of nsimad's model");
+  ns_create->add_option("--model-agent-fail", ns_agent_fail,
+                        "when the agent gives no verdict: closed (untrusted) or open (allowed)")
+      ->check(CLI::IsMember({"closed", "open"}))
+      ->capture_default_str();
   ns_create->callback([&] {
     json req{{ctl::kFieldCmd, ctl::kCmdNsCreate}, {ctl::kFieldCgroup, absolute(ns_cgroup)},
              {"vtpm", ns_vtpm}, {ctl::kFieldAppraise, ns_appraise}};
+    if (!ns_agent.empty()) {
+      req[ctl::kFieldModelAgent] = absolute(ns_agent);
+      req[ctl::kFieldModelAgentFail] = ns_agent_fail;
+    }
     if (!ns_model.empty() && ns_model_mode.empty()) ns_model_mode = "seal";
     if (!ns_model_mode.empty()) req[ctl::kFieldModelMode] = ns_model_mode;
     if (!ns_model.empty()) {

@@ -72,6 +72,14 @@ json model_json(const ns::Pipeline::ModelInfo& m) {
          {"forensics_dropped", m.forensics_dropped},
          {"extends", m.extends},
          {"kernel", m.kernel}};
+  if (!m.agent.empty()) {
+    j["agent"] = m.agent;
+    j["agent_fail"] = m.agent_fail;
+    j["agent_connected"] = m.agent_connected;
+    j["agent_verdicts"] = m.agent_verdicts;
+    j["agent_failures"] = m.agent_failures;
+    j["agent_error"] = m.agent_error;
+  }
   if (m.pcr >= 0) {
     j["pcr"] = m.pcr;
     j["pcr_sha256"] = m.pcr_sha256;
@@ -247,6 +255,8 @@ void do_ns_create(DaemonContext& ctx, const json& req, Connection& conn) {
   o.model_mode = opt_str(req, kFieldModelMode, "");
   o.model_text = opt_str(req, kFieldModelText, "");
   o.model_origin = opt_str(req, kFieldModelName, "model");
+  o.model_agent = opt_str(req, kFieldModelAgent, "");
+  o.model_agent_fail = opt_str(req, kFieldModelAgentFail, "closed");
   auto id = ctx.pipeline->create_namespace(str(req, kFieldCgroup), o);
   if (!id) return (void)conn.send(fail(id.error()));
   auto info = ctx.pipeline->namespace_info(std::to_string(*id));

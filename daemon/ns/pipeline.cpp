@@ -58,6 +58,7 @@ Pipeline::Pipeline(PipelineOptions opts, capture::BpfMaps* maps)
 
 Pipeline::~Pipeline() {
   stop();
+  for (Namespace* n : reg_.all()) reg_.rt(n).agent.reset();  // their threads take mu_
   model_hooks_.reset();  // its notifier thread takes mu_: it ends before the members go
 }
 

@@ -159,6 +159,8 @@ class Pipeline {
     // A workload model from the start: mode (learn | seal | enforce, "" = not modeled) and a
     // model file's text (may be empty for learn); checked against the namespace's keys.
     std::string model_mode, model_text, model_origin;
+    // An external agent decides instead (socket; fail: closed | open, default closed).
+    std::string model_agent, model_agent_fail;
   };
   Result<uint32_t> create_namespace(const std::string& cgroup_path, const CreateOptions& o);
   // The namespace bound to `cgroup_path` (the host namespace for the root cgroup), created
@@ -256,6 +258,9 @@ class Pipeline {
     bool kernel = false;  // the model hooks run (false: no BPF, file events only)
     int pcr = -1;         // after an extend: kModelPcr and its sha256 value read back
     std::string pcr_sha256;
+    std::string agent, agent_fail, agent_error;  // external agent: socket, fail mode, last error
+    bool agent_connected = false;
+    uint64_t agent_verdicts = 0, agent_failures = 0;
   };
   // learn starts modeling a namespace (empty model) or keeps learning; seal/enforce need a model
   // (learned or loaded). Sealing is one-way.
@@ -344,7 +349,10 @@ class Pipeline {
   void model_apply_kernel(const model::ModelEvent& ev);
   void model_apply_file(const Event& ev, const model::Digest& digest);
   void model_decided(Namespace* n, const model::ProcKey& p, const model::Decision& d);
+  void model_agent_link(Namespace* n, NsRuntime& r);
   void model_tick();
+  void model_agent_verdict(uint32_t ns_id, const model::ProcKey& p,
+                           const model::agent::Verdict& v);
   void model_drop(Namespace* n);
   ModelInfo model_info(Namespace* n, NsRuntime& r);
 

@@ -141,8 +141,46 @@ Result<void> Pipeline::model_setup(Namespace* n, NsRuntime& r, const std::string
     if (auto v = verdicts_.invalidate(n->id); !v) counters_.map_errors++;
   }
   r.cfg.model_mode = mode_name;
+  model_agent_link(n, r);
   if (auto p = model_publish(n, r); !p) return p;
   return model_persist(n, r);
+}
+
+void Pipeline::model_agent_link(Namespace* n, NsRuntime& r) {
+  if (r.cfg.model_agent.empty() || !r.modeler) return;
+  if (r.agent) return r.agent->set_mode(r.modeler->model().mode());
+  AgentLinkOptions ao;
+  ao.socket = r.cfg.model_agent;
+  ao.fail = r.cfg.model_agent_fail == "open" ? model::agent::FailMode::kOpen
+                                             : model::agent::FailMode::kClosed;
+  ao.ns_id = n->id;
+  ao.mode = r.modeler->model().mode();
+  const uint32_t id = n->id;
+  // On the link's thread: the verdict becomes a task (dropped once the pipeline stopped).
+  r.agent = std::make_unique<AgentLink>(
+      ao, [this, id](const model::ProcKey& p, const model::agent::Verdict& v) {
+        std::lock_guard l(mu_);
+        if (!running_.load()) return;
+        tasks_.push_back([this, id, p, v] { model_agent_verdict(id, p, v); });
+        wake_.notify_one();
+      });
+}
+
+void Pipeline::model_agent_verdict(uint32_t ns_id, const model::ProcKey& p,
+                                   const model::agent::Verdict& v) {
+  Namespace* n = reg_.find(ns_id);
+  if (!n) return;
+  NsRuntime& r = reg_.rt(n);
+  if (!r.modeler || !v.untrusted || r.modeler->model().mode() != model::Mode::kEnforce) return;
+  nsima_proc_key k{p.tgid, 0, p.start};
+  if (model_hooks_ && model_hooks_->is_untrusted(k)) return;
+  r.model_untrusted++;
+  static std::atomic<uint64_t> logged{0};
+  if (logged.fetch_add(1) < 50)
+    logger("ns")->warn("namespace {}: process {} is untrusted (agent: {})", n->name, p.tgid,
+                       v.reason.empty() ? "unknown coefficient" : v.reason);
+  if (model_hooks_)
+    if (auto u = model_hooks_->untrust(k, n->id); !u) r.model_mark_errors++;
 }
 
 Result<void> Pipeline::model_restore(Namespace* n, NsRuntime& r) {
@@ -245,6 +283,24 @@ void Pipeline::model_apply_kernel(const model::ModelEvent& ev) {
   NsRuntime& r = reg_.rt(n);
   if (!r.modeler) return;
   model::Modeler& m = *r.modeler;
+  if (r.agent) {  // lineage and events, in the order they are applied here
+    if (ev.hook == NSIMA_MHOOK_FORK) {
+      r.agent->submit(model::agent::Fork{0, ev.proc, ev.target});
+    } else if (ev.hook == NSIMA_MHOOK_EXIT) {
+      r.agent->submit(model::agent::Exit{0, ev.proc});
+    } else if (auto t = model::model_event_type(ev.hook)) {
+      if (auto c = model::model_cell(ev, m.task_id_of(ev.target))) {
+        model::agent::Event ae;
+        ae.type = *t;
+        ae.proc = ev.proc;
+        ae.coe = ev.coe;
+        ae.cell = *c;
+        if (model::agent::has_task_target(*t)) ae.target = ev.target;
+        ae.description = ev.comm;
+        r.agent->submit(std::move(ae));
+      }
+    }
+  }
   if (ev.hook == NSIMA_MHOOK_FORK) {
     m.fork(ev.proc, ev.target);
     // Marked here after the fork: the kernel copied nothing; the child must not escape.
@@ -284,17 +340,32 @@ void Pipeline::model_apply_file(const Event& ev, const model::Digest& digest) {
   fc.path = ev.path;
   fc.digest = digest;
   Result<model::Decision> d = model::Decision{};
+  model::agent::Event ae;
+  ae.proc = pk;
+  ae.description = ev.path;
   switch (ev.hook) {
     case Hook::kBprmCheck:
-      d = m.exec(pk, coe_of(ev.new_cred), fc, ev.path);
+      ae.type = model::EventType::kBprmCommittedCreds;
+      ae.coe = coe_of(ev.new_cred);
+      ae.cell = fc;
+      d = m.exec(pk, ae.coe, fc, ev.path);
       break;
     case Hook::kFileOpen:
-      d = m.event(pk, model::EventType::kFileOpen, coe_of(ev.cred), fc, ev.path);
+      ae.type = model::EventType::kFileOpen;
+      ae.coe = coe_of(ev.cred);
+      ae.cell = fc;
+      d = m.event(pk, ae.type, ae.coe, ae.cell, ev.path);
       break;
     case Hook::kMmapFile:
-      d = m.event(pk, model::EventType::kMmapFile, coe_of(ev.cred),
-                  model::MmapCell{fc, ev.prot, ev.mmap_flags}, ev.path);
+      ae.type = model::EventType::kMmapFile;
+      ae.coe = coe_of(ev.cred);
+      ae.cell = model::MmapCell{fc, ev.prot, ev.mmap_flags};
+      d = m.event(pk, ae.type, ae.coe, ae.cell, ev.path);
       break;
+  }
+  if (r.agent) {
+    if (d) ae.coefficient = d->coefficient;
+    r.agent->submit(std::move(ae));
   }
   if (d) model_decided(n, pk, *d);
 }
@@ -302,7 +373,7 @@ void Pipeline::model_apply_file(const Event& ev, const model::Digest& digest) {
 void Pipeline::model_decided(Namespace* n, const model::ProcKey& p, const model::Decision& d) {
   NsRuntime& r = reg_.rt(n);
   if (d.first && r.modeler->model().mode() == model::Mode::kLearn) r.model_dirty = true;
-  if (!d.newly_untrusted) return;
+  if (!d.newly_untrusted || r.agent) return;  // with an agent, its verdicts decide
   r.model_untrusted++;
   static std::atomic<uint64_t> logged{0};
   if (logged.fetch_add(1) < 50)
@@ -344,6 +415,15 @@ Pipeline::ModelInfo Pipeline::model_info(Namespace* n, NsRuntime& r) {
   i.forensics_dropped = r.modeler->forensics_dropped();
   i.extends = r.model_extends;
   i.kernel = model_hooks_ != nullptr;
+  if (r.agent) {
+    auto st = r.agent->stats();
+    i.agent = r.cfg.model_agent;
+    i.agent_fail = r.cfg.model_agent_fail;
+    i.agent_error = st.last_error;
+    i.agent_connected = st.connected;
+    i.agent_verdicts = st.verdicts;
+    i.agent_failures = st.failures;
+  }
   (void)n;
   return i;
 }

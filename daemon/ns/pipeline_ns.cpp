@@ -120,6 +120,11 @@ Result<uint32_t> Pipeline::create_namespace(const std::string& cgroup_path,
       if (!ring) return undo(ring.error());
       rt.keys = std::make_shared<appraise::Keyring>(std::move(*ring));
     }
+    rt.cfg.model_agent = o.model_agent;
+    rt.cfg.model_agent_fail = o.model_agent.empty() ? "" : o.model_agent_fail.empty() ? "closed"
+                                                                                    : o.model_agent_fail;
+    if (!o.model_agent.empty() && o.model_mode.empty())
+      return undo(Error{EINVAL, "a model agent needs a model mode (learn, seal or enforce)", name});
     if (!o.model_mode.empty())
       if (auto m = model_setup(n, rt, o.model_mode, o.model_text, o.model_origin, true); !m)
         return undo(m.error());

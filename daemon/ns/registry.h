@@ -33,6 +33,7 @@
 #include "ns/audit_log.h"
 #include "ns/namespace_tree.h"
 #include "model/model.h"
+#include "ns/agent_link.h"
 #include "ns/ns_config.h"
 #include "ns/verdict_writer.h"
 #include "policy/policy.h"
@@ -72,6 +73,7 @@ struct NsRuntime {
   uint64_t model_extends = 0;
   uint64_t model_untrusted = 0;  // processes this namespace marked untrusted
   uint64_t model_mark_errors = 0;
+  std::unique_ptr<AgentLink> agent;  // cfg.model_agent: the agent decides untrust
 };
 
 struct RegistryOptions {

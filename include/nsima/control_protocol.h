@@ -73,7 +73,9 @@
 //   model_state ns*, extend (bool: into PCR 11 of the namespace's vTPM) -> "model" MODEL
 //   model_forensics ns*          -> "forensics" [{"seq", "tgid", "event", "coefficient",
 //                                   "description", "untrusted"}], "dropped"
-//   ns_create also takes model_mode and model_text (+ model_name): modeled from the start.
+//   ns_create also takes model_mode and model_text (+ model_name): modeled from the start, and
+//              model_agent (socket of an external agent, docs/model-agent-protocol.md) with
+//              model_agent_fail (closed default | open): what a missing verdict means.
 //   MODEL = {"mode", "state", "measurement", "base", "aggregate", "known", "forensic",
 //            "tracked", "untrusted", "mark_errors", "forensics_dropped", "extends", "kernel",
 //            ["pcr", "pcr_sha256"]: after an extend}
@@ -156,6 +158,8 @@ inline constexpr const char* kFieldMode = "mode";
 inline constexpr const char* kFieldModelText = "model_text";  // a model file's text
 inline constexpr const char* kFieldModelName = "model_name";  // its name, for messages
 inline constexpr const char* kFieldModelMode = "model_mode";  // ns_create: learn | seal | enforce
+inline constexpr const char* kFieldModelAgent = "model_agent";  // ns_create: agent socket
+inline constexpr const char* kFieldModelAgentFail = "model_agent_fail";  // closed | open
 inline constexpr const char* kFieldExtend = "extend";         // model_state: into PCR 11 of the vTPM
 
 // Answer fields

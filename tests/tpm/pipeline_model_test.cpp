@@ -6,7 +6,12 @@
 // forensics; the offline state of the saved file equals the live state; the state extended
 // into the namespace's vTPM is in PCR 11 and in its quote; mode and model survive a restart.
 #include <openssl/sha.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 
+#include <thread>
+
+#include "model/agent/agent.h"
 #include "model/model_file.h"
 #include "pipeline_fixture.h"
 
@@ -156,6 +161,78 @@ TEST_F(PipelineModelTest, ModeAndModelSurviveARestart) {
   auto ns = p_->namespace_info(std::to_string(id));
   ASSERT_TRUE(ns);
   EXPECT_EQ(ns->model, "enforce");
+}
+
+// Polls the model state until `pred` holds (agent verdicts arrive asynchronously).
+template <class P>
+bool eventually(Pipeline& p, uint32_t id, P pred) {
+  for (int i = 0; i < 200; ++i) {
+    auto s = p.model_state(std::to_string(id), false);
+    if (s && pred(*s)) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
+TEST_F(PipelineModelTest, AgentDecidesAndTheNamespaceFailsClosedWhenItDies) {
+  start();
+  const uint32_t tgid = static_cast<uint32_t>(getpid());
+  uint32_t learn = create("al", "learn", "", false);
+  ASSERT_NE(learn, 0u);
+  workload(learn, tgid);
+  auto text = p_->model_save(std::to_string(learn));
+  ASSERT_TRUE(text);
+  auto saved = model::parse_model(*text, "saved.model");
+  ASSERT_TRUE(saved);
+  auto m = model::model_from_file(*saved, model::Mode::kEnforce);
+  ASSERT_TRUE(m);
+  model::agent::ModelAgent agent{model::Modeler(std::move(*m))};
+  // the reference agent's logic behind a listening socket, one connection
+  std::string path = dir_ + "/agent.sock";
+  int lfd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(lfd, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+  ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << strerror(errno);
+  ASSERT_EQ(::listen(lfd, 2), 0);
+  std::atomic<int> conn{-1};
+  std::thread server([&] {
+    int c = ::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
+    conn = c;
+    if (c >= 0) (void)model::agent::serve_agent(c, agent, ::getuid());
+  });
+  Pipeline::CreateOptions o;
+  o.model_mode = "enforce";
+  o.model_text = *text;
+  o.model_agent = path;
+  o.model_agent_fail = "closed";
+  auto id = p_->create_namespace(cgroup("agent"), o);
+  ASSERT_TRUE(id) << id.error().to_string();
+  workload(*id, tgid);
+  EXPECT_TRUE(eventually(*p_, *id, [](auto& s) { return s.agent_verdicts >= 3; }))
+      << "the agent judged the workload";
+  auto known = p_->model_state(std::to_string(*id), false);
+  ASSERT_TRUE(known);
+  EXPECT_EQ(known->untrusted, 0u);
+  EXPECT_EQ(known->agent_failures, 0u);
+  EXPECT_TRUE(known->agent_connected);
+  // a new file: the agent's verdict makes the process untrusted
+  std::string c = file("c2", "never read while learning\n");
+  submit(ev(Hook::kFileOpen, c, *id, tgid, 7));
+  EXPECT_TRUE(eventually(*p_, *id, [](auto& s) { return s.untrusted == 1; }))
+      << "the agent's untrusted verdict";
+  // the agent dies: the next (known) event fails closed, the namespace stays responsive
+  ::shutdown(conn.load(), SHUT_RDWR);
+  server.join();
+  ::close(lfd);
+  ::unlink(path.c_str());
+  submit(ev(Hook::kFileOpen, a_, *id, tgid, 11));
+  EXPECT_TRUE(eventually(*p_, *id, [](auto& s) { return s.agent_failures >= 1 && s.untrusted == 2; }))
+      << "fail-closed after the agent died";
+  auto after = p_->model_state(std::to_string(*id), false);
+  ASSERT_TRUE(after);
+  EXPECT_FALSE(after->agent_error.empty());
 }
 
 TEST_F(PipelineModelTest, BadRequestsAreRefusedNamingThePlace) {
