@@ -202,6 +202,18 @@ TEST_F(PipelineModelTest, AgentDecidesAndTheNamespaceFailsClosedWhenItDies) {
     conn = c;
     if (c >= 0) (void)model::agent::serve_agent(c, agent, ::getuid());
   });
+  // Whatever ends the test body (an ASSERT too): the agent stops, its thread is joined.
+  struct Stop {
+    std::atomic<int>& conn;
+    int lfd;
+    std::thread& server;
+    ~Stop() {
+      ::shutdown(conn.load() >= 0 ? conn.load() : lfd, SHUT_RDWR);
+      if (server.joinable()) server.join();
+      if (conn.load() >= 0) ::close(conn.load());
+      ::close(lfd);
+    }
+  } stop_agent{conn, lfd, server};
   Pipeline::CreateOptions o;
   o.model_mode = "enforce";
   o.model_text = *text;
@@ -225,7 +237,6 @@ TEST_F(PipelineModelTest, AgentDecidesAndTheNamespaceFailsClosedWhenItDies) {
   // the agent dies: the next (known) event fails closed, the namespace stays responsive
   ::shutdown(conn.load(), SHUT_RDWR);
   server.join();
-  ::close(lfd);
   ::unlink(path.c_str());
   submit(ev(Hook::kFileOpen, a_, *id, tgid, 11));
   EXPECT_TRUE(eventually(*p_, *id, [](auto& s) { return s.agent_failures >= 1 && s.untrusted == 2; }))
