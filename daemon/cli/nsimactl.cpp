@@ -23,6 +23,7 @@
 #include "common/hex.h"
 #include "control/base64.h"
 #include "control/connection.h"
+#include "model/model_file.h"
 #include "policy/commands.h"
 #include "policy/policy.h"
 #include "nsima/control_protocol.h"
@@ -82,6 +83,23 @@ std::optional<std::string> read_file(const std::string& path) {
     return std::nullopt;
   }
   return std::move(*text);
+}
+
+// A model file's text (the daemon parses it and names FILE:LINE on errors).
+std::optional<std::string> read_model(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    std::fprintf(stderr, "nsimactl: cannot open model file: %s: %s\n", path.c_str(),
+                 std::strerror(errno));
+    return std::nullopt;
+  }
+  std::ostringstream buf;
+  buf << in.rdbuf();
+  if (in.bad()) {
+    std::fprintf(stderr, "nsimactl: cannot read model file: %s\n", path.c_str());
+    return std::nullopt;
+  }
+  return buf.str();
 }
 
 // Prints what nsimad streams (control_protocol.h, "The log stream": a namespace's list by entry
@@ -293,7 +311,7 @@ int main(int argc, char** argv) {
   auto* ns_pol = ns_create->add_option("--policy", ns_policy, "policy file (kernel IMA grammar)");
   ns_create->add_option("--builtin", ns_builtin, "builtin policy name")->excludes(ns_pol);
   ns_create->add_flag("--vtpm", ns_vtpm, "give the namespace its own vTPM (swtpm, PCR 10)");
-  std::string ns_appraise = "enforce", ns_keys, ns_rootfs, ns_container;
+  std::string ns_appraise = "enforce", ns_keys, ns_rootfs, ns_container, ns_model, ns_model_mode;
   ns_create->add_option("--appraise", ns_appraise,
                         "what failed appraisals do (kernel ima_appraise=): enforce, log or off")
       ->check(CLI::IsMember({"enforce", "log", "off"}))
@@ -302,12 +320,35 @@ int main(int argc, char** argv) {
   ns_create->add_option("--rootfs", ns_rootfs,
                         "the container's root directory: its files are appraised before the "
                         "namespace is bound, so their first use needs no event");
+  ns_create->add_option("--model", ns_model, "model file (docs/model-encoding.md)");
+  ns_create->add_option("--model-mode", ns_model_mode,
+                        "model the workload: learn, seal or enforce (seal/enforce need --model)")
+      ->check(CLI::IsMember({"learn", "seal", "enforce"}));
+  std::string ns_agent, ns_agent_fail = "closed";
+  ns_create->add_option("--model-agent", ns_agent,
+                        "an external modeling agent's socket decides instead of nsimad's model");
+  ns_create->add_option("--model-agent-fail", ns_agent_fail,
+                        "when the agent gives no verdict: closed (untrusted) or open (allowed)")
+      ->check(CLI::IsMember({"closed", "open"}))
+      ->capture_default_str();
   ns_create->add_option("--container", ns_container,
                         "the OCI container id the namespace is for (shown by ns list, archived)");
   ns_create->callback([&] {
     json req{{ctl::kFieldCmd, ctl::kCmdNsCreate}, {ctl::kFieldCgroup, absolute(ns_cgroup)},
              {"vtpm", ns_vtpm}, {ctl::kFieldAppraise, ns_appraise}};
     if (!ns_container.empty()) req[ctl::kFieldContainer] = ns_container;
+    if (!ns_agent.empty()) {
+      req[ctl::kFieldModelAgent] = absolute(ns_agent);
+      req[ctl::kFieldModelAgentFail] = ns_agent_fail;
+    }
+    if (!ns_model.empty() && ns_model_mode.empty()) ns_model_mode = "seal";
+    if (!ns_model_mode.empty()) req[ctl::kFieldModelMode] = ns_model_mode;
+    if (!ns_model.empty()) {
+      auto text = read_model(ns_model);
+      if (!text) return void(rc = 1);
+      req[ctl::kFieldModelText] = *text;
+      req[ctl::kFieldModelName] = absolute(ns_model);
+    }
     if (!ns_keys.empty()) {
       auto files = files_in(ns_keys);
       auto certs = files ? certs_json(*files) : std::nullopt;
@@ -624,6 +665,138 @@ int main(int argc, char** argv) {
                        {ctl::kFieldNs, au_ns},
                        {ctl::kFieldFollow, au_follow}},
                       "audit");
+  });
+
+  // model: workload models (daemon/model/README.md)
+  std::string m_ns, m_file, m_mode = "seal", m_offline, m_aggregate, m_sign;
+  bool m_extend = false, m_json = false;
+  auto* mdl = app.add_subcommand("model", "workload security models (TSEM-style)");
+  mdl->require_subcommand(1);
+  // "key value" lines of a MODEL answer, or its JSON
+  auto print_model = [&](const json& m) {
+    if (m_json) return void(std::cout << m.dump() << "\n");
+    for (auto& [k, v] : m.items())
+      std::cout << k << " " << (v.is_string() ? v.get<std::string>() : v.dump()) << "\n";
+  };
+  for (const char* mode : {"learn", "seal", "enforce"}) {
+    auto* sub = mdl->add_subcommand(
+        mode, std::string(mode) == "learn"
+                  ? "model a namespace: every new coefficient joins its model"
+                  : std::string(mode) == "seal"
+                        ? "seal the model: unknown coefficients become forensics"
+                        : "seal and enforce: a process with an unknown coefficient is untrusted "
+                          "and refused in the kernel");
+    sub->add_option("--ns", m_ns, "namespace id")->required();
+    sub->add_flag("--json", m_json, "JSON output");
+    sub->callback([&, mode] {
+      auto r = request(socket, {{ctl::kFieldCmd, ctl::kCmdModelMode},
+                                {ctl::kFieldNs, m_ns},
+                                {ctl::kFieldMode, mode}});
+      if (!r) return void(rc = 1);
+      print_model((*r)["model"]);
+    });
+  }
+  auto* m_save = mdl->add_subcommand("save", "write a namespace's model file");
+  m_save->add_option("--ns", m_ns, "namespace id")->required();
+  m_save->add_option("FILE", m_file, "model file to write")->required();
+  m_save->add_option("--sign", m_sign, "sign with this private key (PEM; openssl dgst -sign)");
+  m_save->callback([&] {
+    auto r = request(socket, {{ctl::kFieldCmd, ctl::kCmdModelSave}, {ctl::kFieldNs, m_ns}});
+    if (!r) return void(rc = 1);
+    std::string text = r->value(ctl::kFieldModelText, "");
+    if (!m_sign.empty()) {
+      auto s = nsima::model::sign_model(text, m_sign);
+      if (!s) {
+        std::fprintf(stderr, "nsimactl: %s\n", s.error().to_string().c_str());
+        return void(rc = 1);
+      }
+      text = std::move(*s);
+    }
+    if (auto w = nsima::model::write_model_file(m_file, text); !w) {
+      std::fprintf(stderr, "nsimactl: %s\n", w.error().to_string().c_str());
+      return void(rc = 1);
+    }
+  });
+  auto* m_load = mdl->add_subcommand("load", "seal a namespace with a model file");
+  m_load->add_option("--ns", m_ns, "namespace id")->required();
+  m_load->add_option("FILE", m_file, "model file")->required();
+  m_load->add_option("--mode", m_mode, "seal or enforce")
+      ->check(CLI::IsMember({"seal", "enforce"}))
+      ->capture_default_str();
+  m_load->add_flag("--json", m_json, "JSON output");
+  m_load->callback([&] {
+    auto text = read_model(m_file);
+    if (!text) return void(rc = 1);
+    auto r = request(socket, {{ctl::kFieldCmd, ctl::kCmdModelLoad},
+                              {ctl::kFieldNs, m_ns},
+                              {ctl::kFieldModelText, *text},
+                              {ctl::kFieldModelName, absolute(m_file)},
+                              {ctl::kFieldMode, m_mode}});
+    if (!r) return void(rc = 1);
+    print_model((*r)["model"]);
+  });
+  auto* m_state = mdl->add_subcommand(
+      "state", "a namespace's model state and measurement, or a model file's (--offline)");
+  auto* m_state_ns = m_state->add_option("--ns", m_ns, "namespace id");
+  m_state->add_option("--offline", m_offline, "model file: computed here, no daemon")
+      ->excludes(m_state_ns);
+  m_state->add_option("--aggregate", m_aggregate, "with --offline: this aggregate (hex)");
+  m_state->add_flag("--extend", m_extend, "extend the state into PCR 11 of the namespace's vTPM");
+  m_state->add_flag("--json", m_json, "JSON output");
+  m_state->callback([&] {
+    if (!m_offline.empty()) {
+      auto text = read_model(m_offline);
+      if (!text) return void(rc = 1);
+      auto f = nsima::model::parse_model(*text, m_offline);
+      if (!f) {
+        std::fprintf(stderr, "nsimactl: %s\n", f.error().to_string().c_str());
+        return void(rc = 1);
+      }
+      std::optional<nsima::model::Digest> agg;
+      if (!m_aggregate.empty()) {
+        auto b = nsima::from_hex(m_aggregate);
+        if (!b || b->size() != nsima::model::kDigestSize) {
+          std::fprintf(stderr, "nsimactl: --aggregate must be 64 hex digits\n");
+          return void(rc = 2);
+        }
+        agg.emplace();
+        std::copy(b->begin(), b->end(), agg->begin());
+      }
+      auto v = nsima::model::offline_values(*f, agg);
+      print_model({{"state", nsima::to_hex(v.state)},
+                   {"measurement", nsima::to_hex(v.measurement)},
+                   {"known", v.points}});
+      return;
+    }
+    if (m_ns.empty()) {
+      std::fprintf(stderr, "nsimactl: model state needs --ns ID or --offline FILE\n");
+      return void(rc = 2);
+    }
+    auto r = request(socket, {{ctl::kFieldCmd, ctl::kCmdModelState},
+                              {ctl::kFieldNs, m_ns},
+                              {ctl::kFieldExtend, m_extend}});
+    if (!r) return void(rc = 1);
+    print_model((*r)["model"]);
+  });
+  auto* m_for = mdl->add_subcommand("forensics", "unknown coefficients seen while sealed");
+  m_for->add_option("--ns", m_ns, "namespace id")->required();
+  m_for->add_flag("--json", m_json, "JSON lines");
+  m_for->callback([&] {
+    auto r = request(socket, {{ctl::kFieldCmd, ctl::kCmdModelForensics}, {ctl::kFieldNs, m_ns}});
+    if (!r) return void(rc = 1);
+    for (auto& f : (*r)["forensics"]) {
+      if (m_json) {
+        std::cout << f.dump() << "\n";
+        continue;
+      }
+      std::cout << f.value("seq", 0) << "\t" << f.value("tgid", 0) << "\t"
+                << f.value("event", "") << "\t" << f.value("coefficient", "") << "\t"
+                << (f.value("untrusted", false) ? "untrusted" : "-") << "\t"
+                << f.value("description", "") << "\n";
+    }
+    if (r->value("dropped", 0) > 0)
+      std::fprintf(stderr, "nsimactl: %llu forensic records did not fit\n",
+                   static_cast<unsigned long long>(r->value("dropped", 0)));
   });
 
   CLI11_PARSE(app, argc, argv);

@@ -56,6 +56,36 @@ json ns_json(const ns::Pipeline::NsInfo& n) {
   j["digests"] = {{"listed", n.digests_listed}, {"revoked", n.digests_revoked}};
   j["audit_log"] = n.audit_path;
   j["container"] = n.container;
+  j["model"] = n.model;
+  return j;
+}
+
+json model_json(const ns::Pipeline::ModelInfo& m) {
+  json j{{"mode", m.mode},
+         {"state", m.state},
+         {"measurement", m.measurement},
+         {"base", m.base},
+         {"aggregate", m.aggregate},
+         {"known", m.known},
+         {"forensic", m.forensic},
+         {"tracked", m.tracked},
+         {"untrusted", m.untrusted},
+         {"mark_errors", m.mark_errors},
+         {"forensics_dropped", m.forensics_dropped},
+         {"extends", m.extends},
+         {"kernel", m.kernel}};
+  if (!m.agent.empty()) {
+    j["agent"] = m.agent;
+    j["agent_fail"] = m.agent_fail;
+    j["agent_connected"] = m.agent_connected;
+    j["agent_verdicts"] = m.agent_verdicts;
+    j["agent_failures"] = m.agent_failures;
+    j["agent_error"] = m.agent_error;
+  }
+  if (m.pcr >= 0) {
+    j["pcr"] = m.pcr;
+    j["pcr_sha256"] = m.pcr_sha256;
+  }
   return j;
 }
 
@@ -230,6 +260,11 @@ void do_ns_create(DaemonContext& ctx, const json& req, Connection& conn) {
   }
   o.rootfs = opt_str(req, kFieldRootfs, "");
   o.container = opt_str(req, kFieldContainer, "");
+  o.model_mode = opt_str(req, kFieldModelMode, "");
+  o.model_text = opt_str(req, kFieldModelText, "");
+  o.model_origin = opt_str(req, kFieldModelName, "model");
+  o.model_agent = opt_str(req, kFieldModelAgent, "");
+  o.model_agent_fail = opt_str(req, kFieldModelAgentFail, "closed");
   auto id = ctx.pipeline->create_namespace(str(req, kFieldCgroup), o);
   if (!id) return (void)conn.send(fail(id.error()));
   auto info = ctx.pipeline->namespace_info(std::to_string(*id));
@@ -392,6 +427,40 @@ void do_appraise(DaemonContext& ctx, const json& req, Connection& conn) {
              {"not_covered", r->skipped}, {"bytes", r->bytes}, {"problems", r->problems}});
 }
 
+void do_model_mode(DaemonContext& ctx, const json& req, Connection& conn) {
+  auto r = ctx.pipeline->model_set_mode(str(req, kFieldNs), str(req, kFieldMode));
+  if (!r) return (void)conn.send(fail(r.error()));
+  conn.send({{kFieldOk, true}, {"model", model_json(*r)}});
+}
+
+void do_model_load(DaemonContext& ctx, const json& req, Connection& conn) {
+  auto r = ctx.pipeline->model_load(str(req, kFieldNs), str(req, kFieldModelText),
+                                    opt_str(req, kFieldModelName, "model"),
+                                    opt_str(req, kFieldMode, "seal"));
+  if (!r) return (void)conn.send(fail(r.error()));
+  conn.send({{kFieldOk, true}, {"model", model_json(*r)}});
+}
+
+void do_model_save(DaemonContext& ctx, const json& req, Connection& conn) {
+  auto r = ctx.pipeline->model_save(str(req, kFieldNs));
+  if (!r) return (void)conn.send(fail(r.error()));
+  conn.send({{kFieldOk, true}, {kFieldModelText, *r}});
+}
+
+void do_model_state(DaemonContext& ctx, const json& req, Connection& conn) {
+  auto r = ctx.pipeline->model_state(str(req, kFieldNs), opt_bool(req, kFieldExtend, false));
+  if (!r) return (void)conn.send(fail(r.error()));
+  conn.send({{kFieldOk, true}, {"model", model_json(*r)}});
+}
+
+void do_model_forensics(DaemonContext& ctx, const json& req, Connection& conn) {
+  auto r = ctx.pipeline->model_forensics(str(req, kFieldNs));
+  if (!r) return (void)conn.send(fail(r.error()));
+  json out = *r;
+  out[kFieldOk] = true;
+  conn.send(out);
+}
+
 // Streams the audit log: whole lines from byte offset "from", then (follow) new ones.
 void do_audit(DaemonContext& ctx, const json& req, Connection& conn) {
   const std::string& id = str(req, kFieldNs);
@@ -451,6 +520,11 @@ void handle_request(DaemonContext& ctx, const json& req, Connection& conn) {
   if (cmd == kCmdAppraiseMode) return do_appraise_mode(ctx, req, conn);
   if (cmd == kCmdAppraise) return do_appraise(ctx, req, conn);
   if (cmd == kCmdAudit) return do_audit(ctx, req, conn);
+  if (cmd == kCmdModelMode) return do_model_mode(ctx, req, conn);
+  if (cmd == kCmdModelLoad) return do_model_load(ctx, req, conn);
+  if (cmd == kCmdModelSave) return do_model_save(ctx, req, conn);
+  if (cmd == kCmdModelState) return do_model_state(ctx, req, conn);
+  if (cmd == kCmdModelForensics) return do_model_forensics(ctx, req, conn);
   // validate_request() knows every command: a schema entry without a handler.
   conn.send(fail("command \"" + cmd + "\" has no handler"));
 }

@@ -116,7 +116,10 @@ const std::vector<CommandSpec>& command_specs() {
                string(kFieldBuiltin), field(kFieldVtpm, FieldType::kBool, false),
                field(kFieldAppraise, FieldType::kString, false, {"enforce", "log", "off"}),
                field(kFieldCerts, FieldType::kStrings, false), string(kFieldKeys),
-               string(kFieldRootfs), string(kFieldContainer)},
+               string(kFieldRootfs), string(kFieldContainer),
+               field(kFieldModelMode, FieldType::kString, false, {"learn", "seal", "enforce"}),
+               string(kFieldModelText), string(kFieldModelName), string(kFieldModelAgent),
+               field(kFieldModelAgentFail, FieldType::kString, false, {"closed", "open"})},
               {kFieldPolicyText, kFieldBuiltin}),
       command(kCmdNsList),
       command(kCmdNsDelete, {required_string(kFieldNs)}),
@@ -147,6 +150,17 @@ const std::vector<CommandSpec>& command_specs() {
       command(kCmdAudit,
               {required_string(kFieldNs), field(kFieldFollow, FieldType::kBool, false),
                field(kFieldFrom, FieldType::kUint, false)}),
+      command(kCmdModelMode,
+              {required_string(kFieldNs),
+               field(kFieldMode, FieldType::kString, true, {"learn", "seal", "enforce"})}),
+      command(kCmdModelLoad,
+              {required_string(kFieldNs), required_string(kFieldModelText),
+               string(kFieldModelName),
+               field(kFieldMode, FieldType::kString, false, {"seal", "enforce"})}),
+      command(kCmdModelSave, {required_string(kFieldNs)}),
+      command(kCmdModelState,
+              {required_string(kFieldNs), field(kFieldExtend, FieldType::kBool, false)}),
+      command(kCmdModelForensics, {required_string(kFieldNs)}),
   };
   return kSpecs;
 }
@@ -211,6 +225,14 @@ Result<void> validate_request(const json& req) {
       return tl::unexpected(bad("missing field " + names, spec->exclusive[0]));
     }
   }
+  if (req.contains(kFieldModelText) && req.value(kFieldCmd, "") == kCmdNsCreate &&
+      !req.contains(kFieldModelMode))
+    return tl::unexpected(bad("field \"model_text\" needs \"model_mode\" (learn, seal or "
+                              "enforce)",
+                              kFieldModelText));
+  if (req.contains(kFieldModelName) && !req.contains(kFieldModelText))
+    return tl::unexpected(bad("field \"model_name\" names a \"model_text\", which is missing",
+                              kFieldModelName));
   if (req.contains(kFieldPolicyName) && !req.contains(kFieldPolicyText))
     return tl::unexpected(bad("field \"policy_name\" names a \"policy_text\", which is missing",
                               kFieldPolicyName));

@@ -42,6 +42,9 @@ Result<void> save_ns_config(const std::string& state_dir, const NsConfig& cfg) {
                    {"vtpm", cfg.vtpm},
                    {"appraise", cfg.appraise},
                    {"container", cfg.container},
+                   {"model_mode", cfg.model_mode},
+                   {"model_agent", cfg.model_agent},
+                   {"model_agent_fail", cfg.model_agent_fail},
                    {"policy_origin", cfg.policy_origin},
                    {"policy_text", cfg.policy_text},
                    {"boot_id", cfg.boot_id},
@@ -74,6 +77,9 @@ std::vector<NsConfig> load_ns_configs(const std::string& state_dir) {
       c.vtpm = j.value("vtpm", false);
       c.appraise = j.value("appraise", "enforce");
       c.container = j.value("container", "");
+      c.model_mode = j.value("model_mode", "");
+      c.model_agent = j.value("model_agent", "");
+      c.model_agent_fail = j.value("model_agent_fail", "");
       c.policy_origin = j.value("policy_origin", "");
       c.policy_text = j.value("policy_text", "");
       c.boot_id = j.value("boot_id", "");
@@ -100,6 +106,20 @@ std::vector<NsConfig> load_ns_configs(const std::string& state_dir) {
     if (!c.container.empty() && !is_container_id(c.container)) {
       logger("ns")->error("{}: \"container\" is not an OCI container id; namespace not restored",
                           f.string());
+      continue;
+    }
+    if (!c.model_mode.empty() && c.model_mode != "learn" && c.model_mode != "seal" &&
+        c.model_mode != "enforce") {
+      logger("ns")->error("{}: \"model_mode\" must be learn, seal or enforce, got \"{}\"; "
+                          "namespace not restored",
+                          f.string(), c.model_mode);
+      continue;
+    }
+    if (!c.model_agent_fail.empty() && c.model_agent_fail != "closed" &&
+        c.model_agent_fail != "open") {
+      logger("ns")->error("{}: \"model_agent_fail\" must be closed or open, got \"{}\"; "
+                          "namespace not restored",
+                          f.string(), c.model_agent_fail);
       continue;
     }
     if (c.name.empty() || c.id == 0 || c.name != d.path().filename().string()) {

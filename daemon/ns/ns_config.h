@@ -24,6 +24,13 @@ struct NsConfig {
   uint64_t unresolved_seen = 0, unattributed_drops_seen = 0;
   std::string appraise = "enforce";  // ima_appraise= of this namespace: enforce | log | off
   std::string container = "";  // the OCI container id it was made for ("": none; common/container_id.h)
+  // Workload model (daemon/model/): "" = not modeled, else learn | seal | enforce. Its points
+  // are kept in <ns dir>/model (a model file, docs/model-encoding.md) next to ns.json.
+  std::string model_mode{};
+  // An external modeling agent (docs/model-agent-protocol.md) that decides instead of nsimad's
+  // model: its socket ("" = none) and what a missing verdict means: closed | open.
+  std::string model_agent{};
+  std::string model_agent_fail{};
 };
 
 std::string ns_dir(const std::string& state_dir, const std::string& name);

@@ -56,7 +56,11 @@ Pipeline::Pipeline(PipelineOptions opts, capture::BpfMaps* maps)
       reg_(RegistryOptions{opts_.cgroup_root, opts_.state_dir, opts_.host_pcr}, maps),
       verdicts_(maps, opts_.state_dir) {}
 
-Pipeline::~Pipeline() { stop(); }
+Pipeline::~Pipeline() {
+  stop();
+  for (Namespace* n : reg_.all()) reg_.rt(n).agent.reset();  // their threads take mu_
+  model_hooks_.reset();  // its notifier thread takes mu_: it ends before the members go
+}
 
 // ---------------------------------------------------------------------------------------------
 // the pipeline thread
@@ -143,6 +147,8 @@ void Pipeline::stop() {
   wake_.notify_all();
   thread_.join();
   thread_id_ = {};
+  model_pump(true);  // what the model hooks wrote before the end (no thread runs tasks now)
+  model_tick();      // and learned points not saved yet
   if (accessor_) accessor_->drain();
   for (Namespace* n : reg_.all()) {
     NsRuntime& r = reg_.rt(n);
@@ -157,6 +163,7 @@ void Pipeline::tick() {
   check_drops();
   const bool retry = last_tick_ - last_resume_try_ >= std::chrono::seconds(1);
   if (retry) last_resume_try_ = last_tick_;
+  model_tick();
   for (Namespace* n : reg_.all()) {
     NsRuntime& r = reg_.rt(n);
     if (r.list) (void)r.list->sync_if_due();
@@ -432,6 +439,8 @@ Result<void> Pipeline::open_runtime(Namespace* n, NsRuntime& r, bool restored) {
   // in every list that continues from before.
   if (continued && !opts_.capture_gap.empty() && !r.disabled)
     rec_->violation(n, "nsima:capture-gap:" + opts_.capture_gap);
+  if (restored && !cfg.model_mode.empty())
+    if (auto m = model_restore(n, r); !m) return m;
   return {};
 }
 
@@ -467,6 +476,7 @@ std::vector<ChainLink> Pipeline::links(const std::vector<Namespace*>& chain, con
 
 bool Pipeline::process(Event& ev) {
   counters_.processed++;
+  model_seen_ktime_ = std::max(model_seen_ktime_, ev.ktime_ns);  // orders the model's streams
   Namespace* ns = reg_.find(ev.ns_id);
   bool live = ns != nullptr;
   if (!ns) {
@@ -495,7 +505,10 @@ bool Pipeline::process(Event& ev) {
     notify_watchers(chain, ev, "denied: appraisal failed earlier");
     return false;
   }
-  if (!j.read_needed()) {
+  // A modeled namespace needs every file's digest, and every access as an event.
+  const bool model_read = live && model_wants(ns, ev);
+  if (model_read) model_adjust(j);
+  if (!j.read_needed() && !model_read) {
     if (live) write_verdict(ev, chain, j.quiet);
     notify_watchers(chain, ev);
     return false;
@@ -518,6 +531,10 @@ bool Pipeline::process(Event& ev) {
     Namespace* tn = reg_.find(t.ns_id);
     ids.push_back(t.ns_id);
     ids.push_back(reg_.owner_of(tn)->id);
+  }
+  if (model_read) {
+    ids.push_back(ns->id);  // the model's barrier waits for the read too
+    model_expect(ev);
   }
   std::sort(ids.begin(), ids.end());
   ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
@@ -547,6 +564,7 @@ bool Pipeline::process(Event& ev) {
 }
 
 void Pipeline::accessed(const Event& ev, const Judgement& j, const access::AccessResult& r) {
+  if (model_feed_.count(ev.seq)) model_file_done(ev, r);
   Namespace* ns = reg_.find(ev.ns_id);
   bool live = ns != nullptr;
   if (!ns && !j.targets.empty()) ns = reg_.find(j.targets.back().ns_id);

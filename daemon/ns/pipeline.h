@@ -36,10 +36,13 @@
 
 #include "access/file_accessor.h"
 #include "capture/bpf_maps.h"
+#include "capture/model_hooks.h"
 #include "common/bounded_queue.h"
 #include "common/event.h"
 #include "common/result.h"
 #include "measure/digest_cache.h"
+#include "model/event_decode.h"
+#include "model/model.h"
 #include "ns/judge.h"
 #include "ns/recorder.h"
 #include "ns/registry.h"
@@ -158,6 +161,7 @@ class Pipeline {
     std::string container;  // OCI container id ("": none)
     std::string suspended;  // why it is suspended (no space), "" = not
     uint64_t lost = 0;      // entries not recorded while suspended
+    std::string model;  // model mode, "" = not modeled
   };
   struct CreateOptions {
     bool vtpm = false;
@@ -166,6 +170,11 @@ class Pipeline {
     std::vector<std::vector<uint8_t>> certs;  // x509 certificates (DER or PEM) for its keys
     std::string rootfs;  // pre-appraised before the namespace is bound (nsimad's view)
     std::string container;  // the OCI container id it is made for (shown by ns list, archived)
+    // A workload model from the start: mode (learn | seal | enforce, "" = not modeled) and a
+    // model file's text (may be empty for learn); checked against the namespace's keys.
+    std::string model_mode, model_text, model_origin;
+    // An external agent decides instead (socket; fail: closed | open, default closed).
+    std::string model_agent, model_agent_fail;
   };
   Result<uint32_t> create_namespace(const std::string& cgroup_path, const CreateOptions& o);
   // The namespace bound to `cgroup_path` (the host namespace for the root cgroup), created
@@ -255,6 +264,36 @@ class Pipeline {
   // event (classes no namespace measures are silenced; measured ones still send one event).
   Result<PreAppraisal> pre_appraise(const std::string& name_or_id, const std::string& dir);
 
+  // ---- workload models (ns/pipeline_model.cpp, daemon/model/README.md) ----
+  // The PCR of a namespace's own vTPM that `model_state(..., extend)` extends the state into.
+  static constexpr int kModelPcr = 11;
+  struct ModelInfo {
+    std::string mode;  // learn | seal | enforce
+    std::string state, measurement, base, aggregate;  // hex
+    size_t known = 0, forensic = 0, tracked = 0;
+    uint64_t untrusted = 0, mark_errors = 0, forensics_dropped = 0, extends = 0;
+    bool kernel = false;  // the model hooks run (false: no BPF, file events only)
+    int pcr = -1;         // after an extend: kModelPcr and its sha256 value read back
+    std::string pcr_sha256;
+    std::string agent, agent_fail, agent_error;  // external agent: socket, fail mode, last error
+    bool agent_connected = false;
+    uint64_t agent_verdicts = 0, agent_failures = 0;
+  };
+  // learn starts modeling a namespace (empty model) or keeps learning; seal/enforce need a model
+  // (learned or loaded). Sealing is one-way.
+  Result<ModelInfo> model_set_mode(const std::string& name_or_id, const std::string& mode);
+  // Replaces the namespace's model with a model file's points (signature checked against its
+  // keys) in `mode` (seal | enforce); running processes keep their TASK_IDs.
+  Result<ModelInfo> model_load(const std::string& name_or_id, const std::string& text,
+                               const std::string& origin, const std::string& mode);
+  // After the barrier: the model file text of the known points (model_file.h).
+  Result<std::string> model_save(const std::string& name_or_id);
+  // After the barrier: measurement and state; with `extend`, the state is extended into
+  // kModelPcr of the namespace's own vTPM (quotes of the namespace then cover it).
+  Result<ModelInfo> model_state(const std::string& name_or_id, bool extend);
+  // After the barrier: unknown coefficients seen while sealed, oldest first.
+  Result<nlohmann::json> model_forensics(const std::string& name_or_id);
+
   std::shared_ptr<Watcher> watch(uint32_t ns_id);
   void unwatch(const std::shared_ptr<Watcher>& w);
 
@@ -317,6 +356,33 @@ class Pipeline {
   Result<Namespace*> find_ns(const std::string& name_or_id);
   NsInfo info(Namespace* n);
 
+  // workload models (pipeline_model.cpp); all but ensure_model_hooks on the pipeline thread
+  struct ModelFeed {  // a file event of a modeled namespace, waiting for its digest
+    Event ev;
+    bool ready = false;
+    model::Digest digest{};
+  };
+  Result<void> ensure_model_hooks();  // loads the model hooks (control or init thread)
+  Result<void> model_setup(Namespace* n, NsRuntime& r, const std::string& mode,
+                           const std::string& text, const std::string& origin, bool check_keys);
+  Result<void> model_restore(Namespace* n, NsRuntime& r);
+  Result<void> model_publish(Namespace* n, NsRuntime& r);  // model_ns flags
+  Result<void> model_persist(Namespace* n, NsRuntime& r);  // <dir>/model + ns.json
+  bool model_wants(Namespace* n, const Event& ev);
+  void model_adjust(Judgement& j);  // a read with sha256, no quiet verdict
+  void model_expect(const Event& ev) { model_feed_[ev.seq] = ModelFeed{ev}; }
+  void model_file_done(const Event& ev, const access::AccessResult& r);
+  void model_pump(bool all);  // consume mevents, apply file and kernel events in time order
+  void model_apply_kernel(const model::ModelEvent& ev);
+  void model_apply_file(const Event& ev, const model::Digest& digest);
+  void model_decided(Namespace* n, const model::ProcKey& p, const model::Decision& d);
+  void model_agent_link(Namespace* n, NsRuntime& r);
+  void model_tick();
+  void model_agent_verdict(uint32_t ns_id, const model::ProcKey& p,
+                           const model::agent::Verdict& v);
+  void model_drop(Namespace* n);
+  ModelInfo model_info(Namespace* n, NsRuntime& r);
+
   // barrier helpers
   void pending_add(uint64_t seq, const std::vector<uint32_t>& ids);
   void pending_done(uint64_t seq, const std::vector<uint32_t>& ids);
@@ -336,6 +402,14 @@ class Pipeline {
   std::unique_ptr<access::RootCache> roots_;
   std::unique_ptr<access::FileAccessor> accessor_;
   IntakeSync intake_sync_;
+  std::unique_ptr<capture::ModelHooks> model_hooks_;  // set on the pipeline thread, kept
+  std::mutex model_load_mu_;                          // one load at a time
+  // --- owned by the pipeline thread: model events not yet applied ---
+  std::deque<model::ModelEvent> model_kq_;     // kernel events, ring-buffer order
+  std::deque<model::ModelEvent> model_exits_;  // exits, applied late (lineage cleanup)
+  std::map<uint64_t, ModelFeed> model_feed_;   // seq -> file event
+  uint64_t model_bad_records_ = 0;
+  uint64_t model_seen_ktime_ = 0;  // newest file event processed (any namespace)
   std::function<void(uint64_t)> done_hook_;
 
   // mailbox: tasks first (answers, control), then events

@@ -192,8 +192,16 @@ Result<tpm::Quote> Pipeline::quote(const std::string& name_or_id,
                                    const std::vector<uint8_t>& nonce) {
   auto snap = attest_snapshot(name_or_id);
   if (!snap) return tl::unexpected(snap.error());
+  // A modeled namespace with its own vTPM: the quote covers the model PCR (its state extends).
+  bool model_pcr = call([&] {
+    Namespace* n = reg_.find(name_or_id);
+    return n && reg_.rt(n).modeler && reg_.rt(n).cfg.vtpm;
+  });
   std::vector<tpm::PcrSelection> sel;
-  for (auto b : snap->owner_list->config().banks) sel.push_back({*bank_of(b), {snap->pcr}});
+  for (auto b : snap->owner_list->config().banks) {
+    sel.push_back({*bank_of(b), {snap->pcr}});
+    if (model_pcr && *bank_of(b) == tpm::Bank::kSha256) sel.back().pcrs.push_back(kModelPcr);
+  }
   return snap->tpm->quote(sel, nonce);
 }
 

@@ -93,6 +93,12 @@ Result<uint32_t> Pipeline::create_namespace(const std::string& cgroup_path,
     }
     own = std::move(*t);
   }
+  // The model hooks, loaded here (slow) before the namespace's first event can be modeled.
+  if (!o.model_mode.empty())
+    if (auto h = ensure_model_hooks(); !h) {
+      if (o.vtpm) (void)vtpms_->destroy(name);
+      return tl::unexpected(h.error());
+    }
   // 3. into the tree, list, BPF, verdicts
   auto r = call([&]() -> Result<uint32_t> {
     NsConfig cfg{name, *id, *dir, o.vtpm, o.policy_origin, o.policy_text, ""};
@@ -122,6 +128,14 @@ Result<uint32_t> Pipeline::create_namespace(const std::string& cgroup_path,
       if (!ring) return undo(ring.error());
       rt.keys = std::make_shared<appraise::Keyring>(std::move(*ring));
     }
+    rt.cfg.model_agent = o.model_agent;
+    rt.cfg.model_agent_fail = o.model_agent.empty() ? "" : o.model_agent_fail.empty() ? "closed"
+                                                                                    : o.model_agent_fail;
+    if (!o.model_agent.empty() && o.model_mode.empty())
+      return undo(Error{EINVAL, "a model agent needs a model mode (learn, seal or enforce)", name});
+    if (!o.model_mode.empty())
+      if (auto m = model_setup(n, rt, o.model_mode, o.model_text, o.model_origin, true); !m)
+        return undo(m.error());
     // With a rootfs, bound once it is pre-appraised (below).
     if (o.rootfs.empty())
       if (auto s = reg_.refresh_bpf(n); !s) return undo(s.error());
@@ -189,6 +203,7 @@ Result<std::string> Pipeline::remove_namespace(const std::string& name_or_id,
                         name_or_id);
     uint32_t id = (*n)->id;
     Namespace copy = **n;  // cgroup id, for unregistering after removal
+    model_drop(*n);
     auto rm = reg_.remove(*n);
     if (!rm) return tl::unexpected(rm.error());
     if (maps_) {
@@ -352,6 +367,7 @@ Pipeline::NsInfo Pipeline::info(Namespace* n) {
   i.container = r.cfg.container;
   i.suspended = r.suspended ? r.suspended_reason : "";
   i.lost = r.lost;
+  i.model = r.modeler ? std::string(model::mode_name(r.modeler->model().mode())) : "";
   return i;
 }
 

@@ -33,6 +33,8 @@
 #include "appraise/keyring.h"
 #include "ns/audit_log.h"
 #include "ns/namespace_tree.h"
+#include "model/model.h"
+#include "ns/agent_link.h"
 #include "ns/ns_config.h"
 #include "ns/verdict_writer.h"
 #include "policy/policy.h"
@@ -73,6 +75,14 @@ struct NsRuntime {
   std::string suspended_reason;
   uint64_t lost = 0;
   uint64_t drops_seen = 0;  // lost events already recorded
+  // Workload model (cfg.model_mode not empty; ns/pipeline_model.cpp): the modeler, whether its
+  // points changed since <dir>/model was written, and the model PCR's extends so far.
+  std::unique_ptr<model::Modeler> modeler;
+  bool model_dirty = false;
+  uint64_t model_extends = 0;
+  uint64_t model_untrusted = 0;  // processes this namespace marked untrusted
+  uint64_t model_mark_errors = 0;
+  std::unique_ptr<AgentLink> agent;  // cfg.model_agent: the agent decides untrust
 };
 
 struct RegistryOptions {

@@ -67,6 +67,18 @@
 //                                   tpm2_quote's -m, -s, -o files), "ak_pub_pem" (PEM text),
 //                                   "nonce" (hex). nsimactl writes them as tpm2_checkquote's
 //                                   files (tpm::write_quote_files); nsimad writes no file.
+//   model_mode ns*, mode* (learn | seal | enforce)          -> "model" MODEL
+//   model_load ns*, model_text*, model_name, mode (seal default | enforce) -> "model" MODEL
+//   model_save ns*               -> "model_text" (docs/model-encoding.md; nsimactl writes it)
+//   model_state ns*, extend (bool: into PCR 11 of the namespace's vTPM) -> "model" MODEL
+//   model_forensics ns*          -> "forensics" [{"seq", "tgid", "event", "coefficient",
+//                                   "description", "untrusted"}], "dropped"
+//   ns_create also takes model_mode and model_text (+ model_name): modeled from the start, and
+//              model_agent (socket of an external agent, docs/model-agent-protocol.md) with
+//              model_agent_fail (closed default | open): what a missing verdict means.
+//   MODEL = {"mode", "state", "measurement", "base", "aggregate", "known", "forensic",
+//            "tracked", "untrusted", "mark_errors", "forensics_dropped", "extends", "kernel",
+//            ["pcr", "pcr_sha256"]: after an extend}
 //   NS = {"id", "ns_id", "cgroup", "cgroup_id", "parent", "vtpm", "owner", "pcr", "tpm",
 //         "policy", "policy_rules", "entries", "violations", "list", ["disabled": why]}
 //
@@ -111,6 +123,12 @@ inline constexpr const char* kCmdDigestsRevoke = "digests_revoke";  // ns, diges
 inline constexpr const char* kCmdAppraiseMode = "appraise_mode";    // ns, mode
 inline constexpr const char* kCmdAppraise = "appraise";  // ns, root: pre-appraise a directory
 inline constexpr const char* kCmdAudit = "audit";        // ns[, follow, from]: streamed
+// workload models (daemon/model/, ns/pipeline_model.cpp)
+inline constexpr const char* kCmdModelMode = "model_mode";    // ns, mode: learn | seal | enforce
+inline constexpr const char* kCmdModelLoad = "model_load";    // ns, model_text[, model_name, mode]
+inline constexpr const char* kCmdModelSave = "model_save";    // ns -> "model" (file text)
+inline constexpr const char* kCmdModelState = "model_state";  // ns[, extend] -> MODEL
+inline constexpr const char* kCmdModelForensics = "model_forensics";  // ns -> "forensics" [...]
 
 // Request fields
 inline constexpr const char* kFieldCmd = "cmd";
@@ -138,6 +156,12 @@ inline constexpr const char* kFieldName = "name";
 inline constexpr const char* kFieldSig = "sig";            // base64 of FILE.sig
 inline constexpr const char* kFieldDigest = "digest";      // sha256 hex
 inline constexpr const char* kFieldMode = "mode";
+inline constexpr const char* kFieldModelText = "model_text";  // a model file's text
+inline constexpr const char* kFieldModelName = "model_name";  // its name, for messages
+inline constexpr const char* kFieldModelMode = "model_mode";  // ns_create: learn | seal | enforce
+inline constexpr const char* kFieldModelAgent = "model_agent";  // ns_create: agent socket
+inline constexpr const char* kFieldModelAgentFail = "model_agent_fail";  // closed | open
+inline constexpr const char* kFieldExtend = "extend";         // model_state: into PCR 11 of the vTPM
 
 // Answer fields
 inline constexpr const char* kFieldOk = "ok";

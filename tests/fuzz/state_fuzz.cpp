@@ -49,7 +49,9 @@ bool same(const NsConfig& a, const NsConfig& b) {
          a.policy_origin == b.policy_origin && a.policy_text == b.policy_text &&
          a.boot_id == b.boot_id && a.drops_seen == b.drops_seen &&
          a.unresolved_seen == b.unresolved_seen &&
-         a.unattributed_drops_seen == b.unattributed_drops_seen;
+         a.unattributed_drops_seen == b.unattributed_drops_seen &&
+         a.container == b.container && a.model_mode == b.model_mode &&
+         a.model_agent == b.model_agent && a.model_agent_fail == b.model_agent_fail;
 }
 
 void ns_configs(std::string_view text) {

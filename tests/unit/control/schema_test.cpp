@@ -56,12 +56,14 @@ TEST(ControlSchema, EveryCommandHasASchemaAndItsMinimalRequestPasses) {
   for (const char* cmd : {kCmdStatus, kCmdWatch, kCmdVerdict, kCmdNsCreate, kCmdNsList,
                           kCmdNsDelete, kCmdPolicyLoad, kCmdPolicyShow, kCmdLog, kCmdPcr,
                           kCmdQuote, kCmdKeysAdd, kCmdKeysList, kCmdKeysRemove, kCmdDigestsLoad,
-                          kCmdDigestsRevoke, kCmdAppraiseMode, kCmdAppraise, kCmdAudit}) {
+                          kCmdDigestsRevoke, kCmdAppraiseMode, kCmdAppraise, kCmdAudit,
+                          kCmdModelMode, kCmdModelLoad, kCmdModelSave, kCmdModelState,
+                          kCmdModelForensics}) {
     const CommandSpec* spec = find_command(cmd);
     ASSERT_NE(spec, nullptr) << cmd;
     EXPECT_EQ(error_of(valid_request(*spec)), "(accepted)") << cmd;
   }
-  EXPECT_EQ(command_specs().size(), 19u);
+  EXPECT_EQ(command_specs().size(), 24u);
 }
 
 TEST(ControlSchema, WrongTypeNamesTheFieldAndWhatItGot) {
@@ -152,7 +154,19 @@ TEST(ControlSchema, RequestAsAWhole) {
   EXPECT_EQ(error_of({{"cmd", "frobnicate"}}),
             "unknown command \"frobnicate\" (commands: status, watch, verdict, ns_create, "
             "ns_list, ns_delete, policy_load, policy_show, log, pcr, quote, keys_add, keys_list, "
-            "keys_remove, digests_load, digests_revoke, appraise_mode, appraise, audit)");
+            "keys_remove, digests_load, digests_revoke, appraise_mode, appraise, audit, "
+            "model_mode, model_load, model_save, model_state, model_forensics)");
+}
+
+TEST(ControlSchema, ModelRequests) {
+  EXPECT_EQ(error_of({{"cmd", "model_mode"}, {"ns", "2"}, {"mode", "forget"}}),
+            "field \"mode\" must be \"learn\", \"seal\" or \"enforce\", got \"forget\"");
+  EXPECT_EQ(error_of({{"cmd", "model_load"}, {"ns", "2"}, {"model_text", "x"}, {"mode", "learn"}}),
+            "field \"mode\" must be \"seal\" or \"enforce\", got \"learn\"");
+  EXPECT_EQ(error_of({{"cmd", "ns_create"}, {"cgroup", "/c"}, {"model_text", "x"}}),
+            "field \"model_text\" needs \"model_mode\" (learn, seal or enforce)");
+  EXPECT_EQ(error_of({{"cmd", "model_state"}, {"ns", "2"}, {"extend", "yes"}}),
+            "field \"extend\" must be a boolean, got string");
 }
 
 // One request through handle_request() with no pipeline: a bad request must be answered before

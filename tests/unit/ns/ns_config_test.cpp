@@ -69,5 +69,20 @@ TEST_F(NsConfigTest, FieldOfAnotherTypeSkipsThatNamespaceOnly) {
   EXPECT_EQ(all[0].name, "3");
 }
 
+TEST_F(NsConfigTest, ModelSettingsRoundTripAndBadValuesSkipTheNamespace) {
+  NsConfig c{"3", 3, "/sys/fs/cgroup/c", true, "", "", "b"};
+  c.model_mode = "enforce";
+  c.model_agent = "/run/agent.sock";
+  c.model_agent_fail = "open";
+  ASSERT_TRUE(save_ns_config(dir_, c));
+  write("4", R"({"name": "4", "id": 4, "model_mode": "learning"})");
+  write("5", R"({"name": "5", "id": 5, "model_mode": "seal", "model_agent_fail": "maybe"})");
+  auto all = load_ns_configs(dir_);
+  ASSERT_EQ(all.size(), 1u);
+  EXPECT_EQ(all[0].model_mode, "enforce");
+  EXPECT_EQ(all[0].model_agent, "/run/agent.sock");
+  EXPECT_EQ(all[0].model_agent_fail, "open");
+}
+
 }  // namespace
 }  // namespace nsima::ns

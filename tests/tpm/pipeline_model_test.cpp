@@ -1,0 +1,278 @@
+// SPDX-License-Identifier: Apache-2.0
+// Workload models in the pipeline (ns/pipeline_model.cpp), without BPF, against a real swtpm:
+// file events of a modeled namespace are read for their digest and become coefficients; a
+// learned model saved and loaded into an enforcing namespace knows the same workload, and an
+// unknown file, a modified executable or a new one make the process untrusted and appear in
+// forensics; the offline state of the saved file equals the live state; the state extended
+// into the namespace's vTPM is in PCR 11 and in its quote; mode and model survive a restart.
+#include <openssl/sha.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <thread>
+
+#include "model/agent/agent.h"
+#include "model/model_file.h"
+#include "pipeline_fixture.h"
+
+namespace nsima::ns {
+namespace {
+
+using pipetest::PipelineTest;
+namespace fs = std::filesystem;
+
+class PipelineModelTest : public PipelineTest {
+ protected:
+  // An event of process `tgid` (start time `start`) as the hooks report it.
+  Event ev(Hook hook, const std::string& path, uint32_t ns_id, uint32_t tgid, uint64_t start) {
+    Event e = read_event(path, ns_id);
+    e.hook = hook;
+    e.tgid = tgid;  // the file is still read through this test's root (RootCache by pid)
+    e.start_boottime_ns = start;
+    if (hook == Hook::kBprmCheck) {
+      e.mask = NSIMA_MAY_EXEC;
+      e.new_cred = e.cred;
+      e.f_flags = 0x20;  // __FMODE_EXEC
+    }
+    return e;
+  }
+  // The workload: exec `bin`, read a and b.
+  void workload(uint32_t ns_id, uint32_t tgid) {
+    submit(ev(Hook::kBprmCheck, bin_, ns_id, tgid, 7));
+    submit(ev(Hook::kFileOpen, a_, ns_id, tgid, 7));
+    submit(ev(Hook::kFileOpen, b_, ns_id, tgid, 7));
+  }
+  uint32_t create(const std::string& name, const std::string& mode, const std::string& text,
+                  bool vtpm = true) {
+    Pipeline::CreateOptions o;
+    o.vtpm = vtpm;
+    o.model_mode = mode;
+    o.model_text = text;
+    o.model_origin = "test.model";
+    auto id = p_->create_namespace(cgroup(name), o);
+    EXPECT_TRUE(id) << id.error().to_string();
+    return id ? *id : 0;
+  }
+  Pipeline::ModelInfo state(uint32_t id, bool extend = false) {
+    auto s = p_->model_state(std::to_string(id), extend);
+    EXPECT_TRUE(s) << s.error().to_string();
+    return s ? *s : Pipeline::ModelInfo{};
+  }
+  void SetUp() override {
+    PipelineTest::SetUp();
+    if (HasFatalFailure()) return;
+    // The pipeline reads files through the root of the event's pid: make every pid ours.
+    bin_ = file("bin", "#!/bin/sh\necho I am a binary\n");
+    a_ = file("a", "alpha\n");
+    b_ = file("b", "beta\n");
+  }
+  std::string bin_, a_, b_;
+};
+
+TEST_F(PipelineModelTest, LearnedModelEnforcedKnowsTheWorkloadAndCatchesDeviations) {
+  start();
+  const uint32_t tgid = static_cast<uint32_t>(getpid());
+  uint32_t learn = create("learn", "learn", "");
+  ASSERT_NE(learn, 0u);
+  workload(learn, tgid);
+  auto learned = state(learn);
+  EXPECT_EQ(learned.mode, "learn");
+  EXPECT_EQ(learned.known, 3u) << "exec + two opens";
+  EXPECT_EQ(learned.forensic, 0u);
+  workload(learn, tgid);  // a repeat adds nothing
+  EXPECT_EQ(state(learn).state, learned.state);
+  auto text = p_->model_save(std::to_string(learn));
+  ASSERT_TRUE(text) << text.error().to_string();
+
+  // offline: the saved file's state is the live state
+  auto saved = model::parse_model(*text, "saved.model");
+  ASSERT_TRUE(saved) << saved.error().to_string();
+  EXPECT_EQ(to_hex(model::offline_values(*saved).state), learned.state);
+
+  // enforce with the saved model: the same workload is known, state unchanged
+  uint32_t enf = create("enforce", "enforce", *text);
+  ASSERT_NE(enf, 0u);
+  workload(enf, tgid);
+  auto same = state(enf);
+  EXPECT_EQ(same.mode, "enforce");
+  EXPECT_EQ(same.forensic, 0u);
+  EXPECT_EQ(same.untrusted, 0u);
+  EXPECT_EQ(same.state, learned.state);
+
+  // a known binary reading a new file: untrusted, in forensics
+  std::string c = file("c", "never read while learning\n");
+  submit(ev(Hook::kFileOpen, c, enf, tgid, 7));
+  auto after_c = state(enf);
+  EXPECT_EQ(after_c.forensic, 1u);
+  EXPECT_EQ(after_c.untrusted, 1u);
+  EXPECT_NE(after_c.state, learned.state);
+
+  // a known binary with one byte changed, run by another process: its exec is unknown
+  std::ofstream(bin_, std::ios::app) << "x";
+  submit(ev(Hook::kBprmCheck, bin_, enf, tgid, 8));
+  // a new binary, by a third process
+  std::string nb = file("newbin", "#!/bin/sh\necho new\n");
+  submit(ev(Hook::kBprmCheck, nb, enf, tgid, 9));
+  auto after = state(enf);
+  EXPECT_EQ(after.untrusted, 3u);
+  EXPECT_EQ(after.forensic, 3u);
+  auto f = p_->model_forensics(std::to_string(enf));
+  ASSERT_TRUE(f) << f.error().to_string();
+  std::string dump = f->dump();
+  EXPECT_NE(dump.find(c), std::string::npos) << dump;
+  EXPECT_NE(dump.find(nb), std::string::npos) << dump;
+  EXPECT_NE(dump.find("bprm_committed_creds"), std::string::npos) << dump;
+
+  // the state into PCR 11 of the namespace's vTPM: H(zeros || state), and the quote has it
+  auto ext = state(enf, true);
+  ASSERT_EQ(ext.pcr, Pipeline::kModelPcr);
+  std::vector<uint8_t> buf(32, 0);
+  auto sb = from_hex(ext.state);
+  ASSERT_TRUE(sb);
+  buf.insert(buf.end(), sb->begin(), sb->end());
+  unsigned char md[32];
+  SHA256(buf.data(), buf.size(), md);
+  EXPECT_EQ(ext.pcr_sha256, to_hex(md, 32));
+  auto q = p_->quote(std::to_string(enf), {1, 2, 3, 4});
+  ASSERT_TRUE(q) << q.error().to_string();
+  ASSERT_TRUE(q->values.count(tpm::Bank::kSha256));
+  ASSERT_TRUE(q->values[tpm::Bank::kSha256].count(Pipeline::kModelPcr));
+  EXPECT_EQ(to_hex(q->values[tpm::Bank::kSha256][Pipeline::kModelPcr]), ext.pcr_sha256);
+}
+
+TEST_F(PipelineModelTest, ModeAndModelSurviveARestart) {
+  start();
+  const uint32_t tgid = static_cast<uint32_t>(getpid());
+  uint32_t id = create("r", "learn", "", false);
+  ASSERT_NE(id, 0u);
+  workload(id, tgid);
+  auto before = state(id);
+  restart();
+  auto learned = state(id);
+  EXPECT_EQ(learned.mode, "learn");
+  EXPECT_EQ(learned.state, before.state);
+  EXPECT_EQ(learned.known, 3u);
+  auto m = p_->model_set_mode(std::to_string(id), "enforce");
+  ASSERT_TRUE(m) << m.error().to_string();
+  restart();
+  auto enforcing = state(id);
+  EXPECT_EQ(enforcing.mode, "enforce");
+  EXPECT_EQ(enforcing.state, before.state);
+  auto ns = p_->namespace_info(std::to_string(id));
+  ASSERT_TRUE(ns);
+  EXPECT_EQ(ns->model, "enforce");
+}
+
+// Polls the model state until `pred` holds (agent verdicts arrive asynchronously).
+template <class P>
+bool eventually(Pipeline& p, uint32_t id, P pred) {
+  for (int i = 0; i < 200; ++i) {
+    auto s = p.model_state(std::to_string(id), false);
+    if (s && pred(*s)) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return false;
+}
+
+TEST_F(PipelineModelTest, AgentDecidesAndTheNamespaceFailsClosedWhenItDies) {
+  start();
+  const uint32_t tgid = static_cast<uint32_t>(getpid());
+  uint32_t learn = create("al", "learn", "", false);
+  ASSERT_NE(learn, 0u);
+  workload(learn, tgid);
+  auto text = p_->model_save(std::to_string(learn));
+  ASSERT_TRUE(text);
+  auto saved = model::parse_model(*text, "saved.model");
+  ASSERT_TRUE(saved);
+  auto m = model::model_from_file(*saved, model::Mode::kEnforce);
+  ASSERT_TRUE(m);
+  model::agent::ModelAgent agent{model::Modeler(std::move(*m))};
+  // the reference agent's logic behind a listening socket, one connection
+  std::string path = dir_ + "/agent.sock";
+  int lfd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(lfd, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+  ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << strerror(errno);
+  ASSERT_EQ(::listen(lfd, 2), 0);
+  std::atomic<int> conn{-1};
+  std::thread server([&] {
+    int c = ::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
+    conn = c;
+    if (c >= 0) (void)model::agent::serve_agent(c, agent, ::getuid());
+  });
+  // Whatever ends the test body (an ASSERT too): the agent stops, its thread is joined.
+  struct Stop {
+    std::atomic<int>& conn;
+    int lfd;
+    std::thread& server;
+    ~Stop() {
+      ::shutdown(conn.load() >= 0 ? conn.load() : lfd, SHUT_RDWR);
+      if (server.joinable()) server.join();
+      if (conn.load() >= 0) ::close(conn.load());
+      ::close(lfd);
+    }
+  } stop_agent{conn, lfd, server};
+  Pipeline::CreateOptions o;
+  o.model_mode = "enforce";
+  o.model_text = *text;
+  o.model_agent = path;
+  o.model_agent_fail = "closed";
+  auto id = p_->create_namespace(cgroup("agent"), o);
+  ASSERT_TRUE(id) << id.error().to_string();
+  workload(*id, tgid);
+  EXPECT_TRUE(eventually(*p_, *id, [](auto& s) { return s.agent_verdicts >= 3; }))
+      << "the agent judged the workload";
+  auto known = p_->model_state(std::to_string(*id), false);
+  ASSERT_TRUE(known);
+  EXPECT_EQ(known->untrusted, 0u);
+  EXPECT_EQ(known->agent_failures, 0u);
+  EXPECT_TRUE(known->agent_connected);
+  // a new file: the agent's verdict makes the process untrusted
+  std::string c = file("c2", "never read while learning\n");
+  submit(ev(Hook::kFileOpen, c, *id, tgid, 7));
+  EXPECT_TRUE(eventually(*p_, *id, [](auto& s) { return s.untrusted == 1; }))
+      << "the agent's untrusted verdict";
+  // the agent dies: the next (known) event fails closed, the namespace stays responsive
+  ::shutdown(conn.load(), SHUT_RDWR);
+  server.join();
+  ::unlink(path.c_str());
+  submit(ev(Hook::kFileOpen, a_, *id, tgid, 11));
+  EXPECT_TRUE(eventually(*p_, *id, [](auto& s) { return s.agent_failures >= 1 && s.untrusted == 2; }))
+      << "fail-closed after the agent died";
+  auto after = p_->model_state(std::to_string(*id), false);
+  ASSERT_TRUE(after);
+  EXPECT_FALSE(after->agent_error.empty());
+}
+
+TEST_F(PipelineModelTest, BadRequestsAreRefusedNamingThePlace) {
+  start();
+  uint32_t plain = create("plain", "", "", false);
+  ASSERT_NE(plain, 0u);
+  auto seal = p_->model_set_mode(std::to_string(plain), "seal");
+  ASSERT_FALSE(seal);
+  EXPECT_NE(seal.error().message.find("learn first"), std::string::npos) << seal.error().message;
+  auto bad = p_->model_load(std::to_string(plain), "nsima-model 1\ndigest md5\n", "bad.model",
+                            "enforce");
+  ASSERT_FALSE(bad);
+  EXPECT_NE(bad.error().to_string().find("bad.model:2"), std::string::npos)
+      << bad.error().to_string();
+  auto learn = p_->model_set_mode(std::to_string(plain), "learn");
+  ASSERT_TRUE(learn) << learn.error().to_string();
+  ASSERT_TRUE(p_->model_set_mode(std::to_string(plain), "seal"));
+  auto back = p_->model_set_mode(std::to_string(plain), "learn");
+  ASSERT_FALSE(back);
+  EXPECT_EQ(back.error().code, EPERM);
+  auto ext = p_->model_state(std::to_string(plain), true);
+  ASSERT_FALSE(ext);
+  EXPECT_NE(ext.error().message.find("vTPM"), std::string::npos) << ext.error().message;
+  Pipeline::CreateOptions o;
+  o.model_mode = "enforce";  // without a model file
+  auto c = p_->create_namespace(cgroup("nomodel"), o);
+  ASSERT_FALSE(c);
+  EXPECT_NE(c.error().message.find("needs a model"), std::string::npos) << c.error().message;
+}
+
+}  // namespace
+}  // namespace nsima::ns
