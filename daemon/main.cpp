@@ -21,6 +21,7 @@
 #include "ns/pipeline.h"
 #include "policy/policy.h"
 #include "service/heartbeat.h"
+#include "service/instance_lock.h"
 #include "tpm/pcr_policy.h"
 
 namespace {
@@ -34,6 +35,8 @@ int fatal(const nsima::Error& e) {
 
 int main(int argc, char** argv) {
   CLI::App app{"nsimad: userspace IMA for containers (BPF-LSM capture, per-namespace policy)"};
+  app.set_version_flag("--version", std::string("nsimad ") + NSIMA_VERSION);
+  app.footer("Exit codes: 0 stopped cleanly, 1 could not start or failed, 2 usage error.");
   std::string log_level = "info", log_format = "text";
   std::string socket_path = nsima::control::kDefaultSocket;
   std::string cgroup_root = "/sys/fs/cgroup";
@@ -110,7 +113,11 @@ int main(int argc, char** argv) {
                                     "settings file (TOML; flags given here override it; a missing "
                                     "default file means every default)")
                          ->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;  // --help/--version: 0; usage errors: 2 (not CLI11's 105+)
+  }
   // /etc/nsima/nsimad.conf: each setting applies unless its flag was given.
   auto cfg = nsima::config::load(config_path, config_opt->count() > 0);
   if (!cfg) return fatal(cfg.error());
@@ -145,6 +152,12 @@ int main(int argc, char** argv) {
     return 2;
   }
   auto log = nsima::logger("nsimad");
+  // One nsimad per run directory, checked before BPF is touched (--unload too: it must not pull
+  // the hooks from under a running nsimad).
+  auto instance = nsima::service::InstanceLock::acquire(run_dir);
+  if (!instance && unload && instance.error().code == EBUSY)
+    return fatal({EBUSY, instance.error().message + ": stop it first", ""});
+  if (!instance) return fatal(instance.error());
   if (unload) {
     auto r = nsima::capture::unload_pinned(pin_dir);
     if (!r) return fatal(r.error());

@@ -1,6 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // nsimactl: the command line of nsima. Daemon commands go over nsimad's control socket (root
 // only); `policy check|explain|show` work offline. No daemon logic lives here.
+//
+// Exit codes (also in --help and docs/control-protocol.md): 0 success; 1 the operation failed
+// (nsimad's error, or nsimad unreachable, is printed on stderr); 2 usage error (unknown option,
+// missing argument, bad value). Results and success messages go to stdout, errors to stderr;
+// --json on a reading command prints JSON (one object per line) instead of text.
 #include <limits.h>
 #include <signal.h>
 #include <fcntl.h>
@@ -14,6 +19,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <span>
 #include <sstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -21,6 +28,7 @@
 
 #include "appraise/digest_list.h"
 #include "common/hex.h"
+#include "measure/list_format.h"
 #include "control/base64.h"
 #include "control/connection.h"
 #include "policy/commands.h"
@@ -34,6 +42,22 @@ using nlohmann::json;
 namespace ctl = nsima::control;
 
 std::atomic<bool> g_interrupted{false};
+
+constexpr int kExitFailed = 1;
+constexpr int kExitUsage = 2;
+constexpr const char* kExitCodes =
+    "Exit codes: 0 success, 1 the operation failed (nsimad's error on stderr), 2 usage error.";
+
+// --json of every reading command (each subcommand's flag sets it).
+bool g_json = false;
+void add_json_flag(CLI::App* sub, const char* what = "JSON output, one object per line") {
+  sub->add_flag("--json", g_json, what);
+}
+// An answer without its "ok", as one JSON line.
+void print_answer_json(json r) {
+  r.erase(ctl::kFieldOk);
+  std::cout << r.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
+}
 
 void on_signal(int) { g_interrupted = true; }
 
@@ -53,11 +77,16 @@ std::optional<json> request(const std::string& socket, const json& req,
     std::fprintf(stderr, "nsimactl: %s\n", conn.error().to_string().c_str());
     return std::nullopt;
   }
-  if (!conn->send(req)) {
-    std::fprintf(stderr, "nsimactl: sending to nsimad failed: %s\n", conn->error().c_str());
+  const bool sent = conn->send(req);
+  const std::string send_error = sent ? "" : conn->error();
+  // nsimad may have refused the request before reading it all (too long): its answer is still
+  // in the socket, and says more than the broken pipe.
+  auto line = conn->read_line(ctl::kMaxRequestBytes,
+                              sent ? std::chrono::seconds(120) : std::chrono::seconds(5));
+  if (!line && !sent) {
+    std::fprintf(stderr, "nsimactl: sending to nsimad failed: %s\n", send_error.c_str());
     return std::nullopt;
   }
-  auto line = conn->read_line(ctl::kMaxRequestBytes, std::chrono::seconds(120));
   if (!line) {
     std::fprintf(stderr, "nsimactl: no answer from nsimad: %s\n", conn->error().c_str());
     return std::nullopt;
@@ -87,7 +116,16 @@ std::optional<std::string> read_file(const std::string& path) {
 // Prints what nsimad streams (control_protocol.h, "The log stream": a namespace's list by entry
 // index, its audit log by byte offset): nothing is read from nsimad's files, so this works from
 // any mount namespace.
-int print_stream(const std::string& socket, const json& req, const char* what) {
+// `sink` takes each chunk's bytes (whole entries or lines); false stops with an error.
+using Sink = std::function<bool(const std::string& bytes)>;
+bool write_raw(const std::string& bytes) {
+  std::fwrite(bytes.data(), 1, bytes.size(), stdout);
+  std::fflush(stdout);
+  return true;
+}
+
+int print_stream(const std::string& socket, const json& req, const char* what,
+                 const Sink& sink = write_raw) {
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
   std::optional<ctl::Connection> conn;
@@ -122,20 +160,127 @@ int print_stream(const std::string& socket, const json& req, const char* what) {
                    static_cast<unsigned long long>(next), line->c_str());
       return 1;
     }
-    std::fwrite(bytes->data(), 1, bytes->size(), stdout);
-    std::fflush(stdout);
+    if (!sink(*bytes)) return 1;
     next = msg.value(ctl::kFieldNext, next);
   }
   return 0;
 }
 
-int print_log(const std::string& socket, const std::string& ns, bool ascii, bool follow) {
-  return print_stream(socket,
-                      {{ctl::kFieldCmd, ctl::kCmdLog},
-                       {ctl::kFieldNs, ns},
-                       {ctl::kFieldFormat, ascii ? ctl::kFormatAscii : ctl::kFormatBinary},
-                       {ctl::kFieldFollow, follow}},
-                      "list");
+// One list entry as a JSON object: the ascii list's columns ("digest" and "path" as it prints
+// them, "sig" hex when the template has one), its index and whether it is a violation.
+json record_json(const nsima::measure::Record& r, uint64_t index) {
+  json j{{"index", index},
+         {"pcr", r.pcr},
+         {"template_hash", nsima::to_hex(r.digest.data(), r.digest.size())},
+         {"template", r.template_name}};
+  if (r.violation()) j["violation"] = true;
+  const auto& d = r.data;
+  if (r.template_name == "ima") {  // d[20] || u32 len || name
+    if (d.size() >= 24) {
+      j["digest"] = nsima::to_hex(d.data(), 20);
+      uint32_t n = 0;
+      std::memcpy(&n, d.data() + 20, 4);
+      if (24 + size_t{n} <= d.size())
+        j["path"] = std::string(reinterpret_cast<const char*>(d.data()) + 24, n);
+    }
+    return j;
+  }
+  // Every other template: fields of u32 length || bytes. d-ng is "algo:\0digest", n-ng a
+  // NUL-terminated path.
+  std::vector<std::string_view> fields;
+  for (size_t off = 0; off + 4 <= d.size();) {
+    uint32_t n = 0;
+    std::memcpy(&n, d.data() + off, 4);
+    off += 4;
+    if (off + n > d.size()) break;
+    fields.emplace_back(reinterpret_cast<const char*>(d.data()) + off, n);
+    off += n;
+  }
+  auto hex = [](std::string_view v) {
+    return nsima::to_hex(reinterpret_cast<const uint8_t*>(v.data()), v.size());
+  };
+  if (!fields.empty()) {
+    auto f = fields[0];
+    auto colon = f.find(':');
+    if (colon != std::string_view::npos && colon + 1 < f.size() && f[colon + 1] == '\0')
+      j["digest"] = std::string(f.substr(0, colon + 1)) + hex(f.substr(colon + 2));
+    else
+      j["digest"] = hex(f);
+  }
+  if (fields.size() > 1) {
+    auto f = fields[1];
+    if (!f.empty() && f.back() == '\0') f.remove_suffix(1);
+    j["path"] = std::string(f);
+  }
+  if (fields.size() > 2) j["sig"] = hex(fields[2]);
+  return j;
+}
+
+int print_log(const std::string& socket, const std::string& ns, bool ascii, bool follow,
+              bool as_json) {
+  json req{{ctl::kFieldCmd, ctl::kCmdLog},
+           {ctl::kFieldNs, ns},
+           {ctl::kFieldFormat, ascii && !as_json ? ctl::kFormatAscii : ctl::kFormatBinary},
+           {ctl::kFieldFollow, follow}};
+  if (!as_json) return print_stream(socket, req, "list");
+  // --json: the binary stream decoded here, one entry per line (chunks hold whole entries).
+  uint64_t index = 0;
+  return print_stream(socket, req, "list", [&](const std::string& bytes) {
+    std::span<const uint8_t> buf(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+    while (!buf.empty()) {
+      nsima::measure::Record rec;
+      auto n = nsima::measure::parse_record(buf, 0, rec);
+      if (!n) {
+        std::fprintf(stderr, "nsimactl: entry %llu of the list: %s\n",
+                     static_cast<unsigned long long>(index), n.error().to_string().c_str());
+        return false;
+      }
+      std::cout << record_json(rec, index++).dump(-1, ' ', false, json::error_handler_t::replace)
+                << "\n";
+      buf = buf.subspan(*n);
+    }
+    std::cout.flush();
+    return true;
+  });
+}
+
+// The namespace table of `ns list` and `status`.
+void print_namespaces(const json& list) {
+  std::cout << "ID\tPARENT\tOWNER\tPCR\tENTRIES\tPOLICY\tCGROUP\n";
+  for (auto& n : list)
+    std::cout << n.value("id", "") << "\t" << n.value("parent", "") << "\t"
+              << n.value("owner", "") << "\t" << n.value("pcr", -1) << "\t"
+              << n.value("entries", 0) << "\t"
+              << (n.value("policy", "").empty() ? "-" : n.value("policy", "")) << "\t"
+              << n.value("cgroup", "") << (n.contains("disabled") ? "\tDISABLED" : "") << "\n";
+}
+
+// `status` as text: the counters a person looks at first, then the namespaces (--json has all).
+void print_status(const json& r) {
+  auto n = [&](const char* obj, const char* key) -> uint64_t {
+    auto it = r.find(obj);
+    return it != r.end() && it->is_object() ? it->value(key, uint64_t{0}) : 0;
+  };
+  const json list = r.value("namespaces", json::array());
+  std::cout << "nsimad: " << list.size() << " namespaces\n";
+  if (r.contains("bpf"))
+    std::cout << "capture: " << n("bpf", "emitted") << " events, " << n("bpf", "dropped")
+              << " dropped, " << n("bpf", "denied") << " denied, " << n("consumer", "decoded")
+              << " decoded, " << n("consumer", "errors") << " decode errors\n";
+  else
+    std::cout << "capture: no BPF programs (nothing is captured)\n";
+  std::cout << "pipeline: " << n("pipeline", "processed") << " processed, "
+            << n("pipeline", "measured") << " measured, " << n("pipeline", "violations")
+            << " violations, " << n("pipeline", "unreadable") << " unreadable, "
+            << n("pipeline", "extends") << " extends (" << n("pipeline", "extends_failed")
+            << " failed)\n";
+  std::cout << "access: " << n("access", "files_read") << " files read, "
+            << n("access", "cache_hits") << " cache hits, " << n("access", "timeouts")
+            << " timeouts, " << n("access", "rejected") << " rejected, "
+            << n("access", "stuck_workers") << " stuck workers\n";
+  std::cout << "appraise: " << n("appraise", "appraised") << " appraised, "
+            << n("appraise", "failed") << " failed, " << n("appraise", "denied") << " denied\n\n";
+  print_namespaces(list);
 }
 
 // A file's bytes, or an error naming it.
@@ -201,7 +346,14 @@ int print_manifest(const nsima::Result<nsima::appraise::GeneratedManifest>& m) {
     std::fprintf(stderr, "nsimactl: %s\n", m.error().to_string().c_str());
     return 1;
   }
-  std::cout << nsima::appraise::format_manifest(m->manifest);
+  if (g_json) {
+    for (auto& e : m->manifest.entries)
+      std::cout << json{{"digest", e.digest.to_string()}, {"path", e.path}}.dump(
+                       -1, ' ', false, json::error_handler_t::replace)
+                << "\n";
+  } else {
+    std::cout << nsima::appraise::format_manifest(m->manifest);
+  }
   for (auto& p : m->problems)
     std::fprintf(stderr, "nsimactl: %s: %s\n", p.where.c_str(), p.what.c_str());
   return m->ok() ? 0 : 1;
@@ -228,17 +380,20 @@ int stream(ctl::Connection& conn) {
 int main(int argc, char** argv) {
   CLI::App app{"nsimactl: control nsimad (userspace IMA for containers)"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("nsimactl ") + NSIMA_VERSION);
+  app.footer(kExitCodes);
   std::string socket = ctl::kDefaultSocket;
   app.add_option("--socket", socket, "nsimad control socket")->capture_default_str();
   int rc = 0;
 
   // status
   auto* status = app.add_subcommand("status", "counters and namespaces");
+  add_json_flag(status, "the whole answer as one JSON object");
   status->callback([&] {
     auto r = request(socket, {{ctl::kFieldCmd, ctl::kCmdStatus}});
     if (!r) return void(rc = 1);
-    r->erase(ctl::kFieldOk);
-    std::cout << r->dump(2) << "\n";
+    if (g_json) return print_answer_json(*r);
+    print_status(*r);
   });
 
   // watch
@@ -252,7 +407,9 @@ int main(int argc, char** argv) {
                               {ctl::kFieldCgroup, absolute(watch_cgroup)}},
                      &conn);
     if (!r) return void(rc = 1);
-    std::fprintf(stderr, "nsimactl: watching namespace %s\n", r->value("ns", json()).dump().c_str());
+    // stdout carries only the events (JSON lines).
+    std::fprintf(stderr, "watching namespace %s: one JSON line per event on stdout\n",
+                 r->value("ns", json()).dump().c_str());
     rc = stream(*conn);
   });
 
@@ -279,7 +436,9 @@ int main(int argc, char** argv) {
                {ctl::kFieldVerdict, verdict}};
       if (!v_root.empty()) req[ctl::kFieldRoot] = absolute(v_root);
       auto r = request(socket, req);
-      if (!r) rc = 1;
+      if (!r) return void(rc = 1);
+      std::cout << (std::string(verdict) == "deny" ? "denied " : "allowed ") << v_file
+                << " in the namespace of " << absolute(v_cgroup) << " and below\n";
     });
   }
 
@@ -302,6 +461,7 @@ int main(int argc, char** argv) {
   ns_create->add_option("--rootfs", ns_rootfs,
                         "the container's root directory: its files are appraised before the "
                         "namespace is bound, so their first use needs no event");
+  add_json_flag(ns_create, "the new namespace as one JSON object (as ns list --json)");
   ns_create->callback([&] {
     json req{{ctl::kFieldCmd, ctl::kCmdNsCreate}, {ctl::kFieldCgroup, absolute(ns_cgroup)},
              {"vtpm", ns_vtpm}, {ctl::kFieldAppraise, ns_appraise}};
@@ -321,6 +481,7 @@ int main(int argc, char** argv) {
     }
     auto r = request(socket, req);
     if (!r) return void(rc = 1);
+    if (g_json) return void(std::cout << (*r)["namespace"].dump() << "\n");
     std::cout << (*r)["namespace"].value("id", "") << "\n";
   });
   auto* ns_list = ns->add_subcommand("list", "list namespaces");
@@ -328,25 +489,15 @@ int main(int argc, char** argv) {
   ns_list->callback([&] {
     auto r = request(socket, {{ctl::kFieldCmd, ctl::kCmdNsList}});
     if (!r) return void(rc = 1);
-    if (!ns_json)
-      std::cout << "ID\tPARENT\tOWNER\tPCR\tENTRIES\tPOLICY\tCGROUP\n";
-    for (auto& n : (*r)["namespaces"]) {
-      if (ns_json) {
-        std::cout << n.dump() << "\n";
-        continue;
-      }
-      std::cout << n.value("id", "") << "\t" << n.value("parent", "") << "\t"
-                << n.value("owner", "") << "\t" << n.value("pcr", -1) << "\t"
-                << n.value("entries", 0) << "\t"
-                << (n.value("policy", "").empty() ? "-" : n.value("policy", "")) << "\t"
-                << n.value("cgroup", "") << (n.contains("disabled") ? "\tDISABLED" : "") << "\n";
-    }
+    if (!ns_json) return print_namespaces((*r)["namespaces"]);
+    for (auto& n : (*r)["namespaces"]) std::cout << n.dump() << "\n";
   });
   auto* ns_delete = ns->add_subcommand("delete", "delete a namespace");
   ns_delete->add_option("ID", ns_id, "namespace id")->required();
   ns_delete->callback([&] {
     auto r = request(socket, {{ctl::kFieldCmd, ctl::kCmdNsDelete}, {ctl::kFieldNs, ns_id}});
-    if (!r) rc = 1;
+    if (!r) return void(rc = 1);
+    std::cout << "namespace " << ns_id << " deleted (its list is archived)\n";
   });
 
   // policy check | explain | show | load
@@ -370,6 +521,7 @@ int main(int argc, char** argv) {
   auto* p_show = pol->add_subcommand("show", "print a builtin policy, or a namespace's policy");
   auto* p_show_b = p_show->add_option("--builtin", p_builtin, "builtin policy name");
   p_show->add_option("--ns", p_ns, "namespace id")->excludes(p_show_b);
+  add_json_flag(p_show, "a namespace's policy as one JSON object {\"policy\": text}");
   p_show->callback([&] {
     if (!p_builtin.empty()) {
       rc = nsima::policy::cmd_show_builtin(p_builtin, std::cout, std::cerr);
@@ -382,6 +534,7 @@ int main(int argc, char** argv) {
     }
     auto r = request(socket, {{ctl::kFieldCmd, ctl::kCmdPolicyShow}, {ctl::kFieldNs, p_ns}});
     if (!r) return void(rc = 1);
+    if (g_json) return print_answer_json(*r);
     std::cout << r->value("policy", "");
   });
   auto* p_load = pol->add_subcommand("load", "replace a namespace's policy (whole or not at all)");
@@ -404,8 +557,7 @@ int main(int argc, char** argv) {
     }
     auto r = request(socket, req);
     if (!r) return void(rc = 1);
-    std::fprintf(stderr, "nsimactl: %d rules loaded into namespace %s\n", r->value("rules", 0),
-                 p_ns.c_str());
+    std::cout << r->value("rules", 0) << " rules loaded into namespace " << p_ns << "\n";
   });
 
   // log
@@ -417,15 +569,19 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"ascii", "binary"}))
       ->capture_default_str();
   log_cmd->add_flag("--follow,-f", l_follow, "keep printing new entries");
-  log_cmd->callback([&] { rc = print_log(socket, l_ns, l_format == "ascii", l_follow); });
+  add_json_flag(log_cmd, "one JSON object per entry (index, pcr, template_hash, template, digest, "
+                         "path, sig, violation)");
+  log_cmd->callback([&] { rc = print_log(socket, l_ns, l_format == "ascii", l_follow, g_json); });
 
   // pcr
   std::string c_ns;
   auto* pcr_cmd = app.add_subcommand("pcr", "the PCR a namespace's list is extended into");
   pcr_cmd->add_option("--ns", c_ns, "namespace id")->required();
+  add_json_flag(pcr_cmd, "the answer as one JSON object (tpm, pcr, values, expected)");
   pcr_cmd->callback([&] {
     auto r = request(socket, {{ctl::kFieldCmd, ctl::kCmdPcr}, {ctl::kFieldNs, c_ns}});
     if (!r) return void(rc = 1);
+    if (g_json) return print_answer_json(*r);
     int pcr = r->value("pcr", -1);
     std::cout << "# " << r->value("tpm", "") << "\n";
     for (auto& [bank, hex] : (*r)["values"].items()) {
@@ -445,6 +601,7 @@ int main(int argc, char** argv) {
   quote_cmd->add_option("--nonce", q_nonce, "qualifying data, hex (up to 64 bytes)")->required();
   quote_cmd->add_option("--out", q_out, "directory for quote.msg quote.sig quote.pcrs ak.pub.pem")
       ->required();
+  add_json_flag(quote_cmd, "the files written and the check command as one JSON object");
   quote_cmd->callback([&] {
     auto r = request(socket, {{ctl::kFieldCmd, ctl::kCmdQuote},
                               {ctl::kFieldNs, q_ns},
@@ -473,9 +630,23 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "nsimactl: %s\n", w.error().to_string().c_str());
       return void(rc = 1);
     }
-    std::cout << "tpm2_checkquote -u " << q_out << "/ak.pub.pem -m " << q_out << "/quote.msg -s "
-              << q_out << "/quote.sig -f " << q_out << "/quote.pcrs -g sha256 -q " << q_nonce
-              << "\n";
+    std::string check = "tpm2_checkquote -u " + q_out + "/ak.pub.pem -m " + q_out +
+                        "/quote.msg -s " + q_out + "/quote.sig -f " + q_out +
+                        "/quote.pcrs -g sha256 -q " + q_nonce;
+    if (g_json) {
+      std::cout << json{{"dir", q_out},
+                        {"files",
+                         {{"msg", q_out + "/quote.msg"},
+                          {"sig", q_out + "/quote.sig"},
+                          {"pcrs", q_out + "/quote.pcrs"},
+                          {"ak_pub_pem", q_out + "/ak.pub.pem"}}},
+                        {"nonce", r->value(ctl::kFieldNonce, "")},
+                        {"checkquote", check}}
+                       .dump()
+                << "\n";
+      return;
+    }
+    std::cout << check << "\n";
   });
 
   // keys add | list | remove
@@ -494,8 +665,9 @@ int main(int argc, char** argv) {
                               {ctl::kFieldNs, k_ns},
                               {ctl::kFieldCerts, *certs}});
     if (!r) return void(rc = 1);
-    print_keys((*r)["keys"], false);
+    print_keys((*r)["keys"], k_json);
   });
+  k_add->add_flag("--json", k_json, "one JSON object per key");
   auto* k_list = keys->add_subcommand("list", "list a namespace's keys");
   k_list->add_option("--ns", k_ns, "namespace id")->required();
   k_list->add_flag("--json", k_json, "one JSON object per key");
@@ -512,8 +684,9 @@ int main(int argc, char** argv) {
                               {ctl::kFieldNs, k_ns},
                               {ctl::kFieldKeyid, k_id}});
     if (!r) return void(rc = 1);
-    print_keys((*r)["removed"], false);
+    print_keys((*r)["removed"], k_json);
   });
+  k_rm->add_flag("--json", k_json, "one JSON object per removed key");
 
   // digests load | revoke | from-rootfs | from-dpkg | from-rpm
   auto* dg = app.add_subcommand("digests", "digest lists: trust by content, without security.ima");
@@ -526,6 +699,7 @@ int main(int argc, char** argv) {
   d_load->add_option("FILE", d_file, "manifest in sha256sum format")->required();
   d_load->add_option("--sig", d_sig, "detached signature (default FILE.sig when it exists)");
   d_load->add_flag("--unsigned", d_unsigned, "do not look for FILE.sig");
+  add_json_flag(d_load, "the answer as one JSON object (added, already, signed, signer)");
   d_load->callback([&] {
     auto text = read_bytes(d_file);
     if (!text) return void(rc = 1);
@@ -544,6 +718,7 @@ int main(int argc, char** argv) {
     }
     auto r = request(socket, req);
     if (!r) return void(rc = 1);
+    if (g_json) return print_answer_json(*r);
     std::cout << r->value("added", 0) << " digests added, " << r->value("already", 0)
               << " already listed"
               << (r->value("signed", false) ? ", signed by key " + r->value("signer", "") : ", unsigned")
@@ -552,24 +727,29 @@ int main(int argc, char** argv) {
   auto* d_rev = dg->add_subcommand("revoke", "deny a sha256 digest here and in every descendant");
   d_rev->add_option("--ns", d_ns, "namespace id")->required();
   d_rev->add_option("SHA256", d_digest, "64 hex digits")->required();
+  add_json_flag(d_rev, "the answer as one JSON object (denied_now)");
   d_rev->callback([&] {
     auto r = request(socket, {{ctl::kFieldCmd, ctl::kCmdDigestsRevoke},
                               {ctl::kFieldNs, d_ns},
                               {ctl::kFieldDigest, d_digest}});
     if (!r) return void(rc = 1);
+    if (g_json) return print_answer_json(*r);
     std::cout << "revoked; " << r->value("denied_now", 0) << " file(s) already allowed are denied\n";
   });
   auto* d_rootfs = dg->add_subcommand("from-rootfs", "print the manifest of a container rootfs");
   d_rootfs->add_option("DIR", d_file, "root directory")->required();
+  add_json_flag(d_rootfs, "one JSON object per file (digest, path)");
   d_rootfs->callback([&] { rc = print_manifest(nsima::appraise::manifest_from_rootfs(d_file)); });
   auto* d_dpkg = dg->add_subcommand(
       "from-dpkg", "print the sha256 manifest of installed Debian packages (md5sums checked)");
   d_dpkg->add_option("--root", d_root, "root directory")->capture_default_str();
+  add_json_flag(d_dpkg, "one JSON object per file (digest, path)");
   d_dpkg->callback([&] { rc = print_manifest(nsima::appraise::manifest_from_dpkg(d_root)); });
   auto* d_rpm = dg->add_subcommand(
       "from-rpm", "print the manifest of rpm packages (header signatures checked)");
   d_rpm->add_option("PKG", d_pkgs, "package files")->required();
   d_rpm->add_option("--dbpath", d_dbpath, "rpm database holding the trusted keys")->required();
+  add_json_flag(d_rpm, "one JSON object per file (digest, path)");
   d_rpm->callback([&] {
     std::vector<std::filesystem::path> pkgs(d_pkgs.begin(), d_pkgs.end());
     nsima::appraise::RpmOptions o;
@@ -594,7 +774,8 @@ int main(int argc, char** argv) {
       auto r = request(socket, {{ctl::kFieldCmd, ctl::kCmdAppraiseMode},
                                 {ctl::kFieldNs, a_ns},
                                 {ctl::kFieldMode, a_mode}});
-      if (!r) rc = 1;
+      if (!r) return void(rc = 1);
+      std::cout << "namespace " << a_ns << ": appraisal mode " << a_mode << "\n";
       return;
     }
     auto r = request(socket, {{ctl::kFieldCmd, ctl::kCmdAppraise},
@@ -613,6 +794,7 @@ int main(int argc, char** argv) {
   auto* au = app.add_subcommand("audit", "a namespace's audit log (JSON lines)");
   au->add_option("--ns", au_ns, "namespace id")->required();
   au->add_flag("--follow,-f", au_follow, "keep printing new lines");
+  add_json_flag(au, "JSON lines (the audit log is JSON lines already: the same output)");
   au->callback([&] {
     rc = print_stream(socket,
                       {{ctl::kFieldCmd, ctl::kCmdAudit},
@@ -621,6 +803,11 @@ int main(int argc, char** argv) {
                       "audit");
   });
 
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help and --version exit 0; every usage error exits 2 (CLI11's own codes are 105+).
+    return app.exit(e) == 0 ? 0 : kExitUsage;
+  }
   return rc;
 }
