@@ -185,7 +185,8 @@ void do_status(DaemonContext& ctx, Connection& conn) {
 }
 
 void do_watch(DaemonContext& ctx, const json& req, Connection& conn) {
-  auto id = ctx.pipeline->ensure_namespace(str(req, kFieldCgroup));
+  // Watching reads only: a cgroup without a namespace is an error, not a new namespace.
+  auto id = ctx.pipeline->ensure_namespace(str(req, kFieldCgroup), /*create=*/false);
   if (!id) return (void)conn.send(fail(id.error()));
   auto w = ctx.pipeline->watch(*id);
   if (!conn.send({{kFieldOk, true}, {kFieldNs, *id}})) return ctx.pipeline->unwatch(w);

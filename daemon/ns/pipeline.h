@@ -154,9 +154,9 @@ class Pipeline {
     std::string rootfs;  // pre-appraised before the namespace is bound (nsimad's view)
   };
   Result<uint32_t> create_namespace(const std::string& cgroup_path, const CreateOptions& o);
-  // The namespace bound to `cgroup_path` (the host namespace for the root cgroup), created
-  // (without policy) if needed, and registered with the BPF side.
-  Result<uint32_t> ensure_namespace(const std::string& cgroup_path);
+  // The namespace bound to `cgroup_path` (the host namespace for the root cgroup), registered
+  // with the BPF side; created (without policy) if needed when `create`, else ENOENT.
+  Result<uint32_t> ensure_namespace(const std::string& cgroup_path, bool create = true);
   Result<void> delete_namespace(const std::string& name_or_id);
   std::vector<NsInfo> list_namespaces();
   std::optional<NsInfo> namespace_info(const std::string& name_or_id);

@@ -147,7 +147,7 @@ Result<uint32_t> Pipeline::create_namespace(const std::string& cgroup_path,
   return r;
 }
 
-Result<uint32_t> Pipeline::ensure_namespace(const std::string& cgroup_path) {
+Result<uint32_t> Pipeline::ensure_namespace(const std::string& cgroup_path, bool create) {
   auto dir = canonical_dir(cgroup_path);
   if (!dir) return tl::unexpected(dir.error());
   auto known = call([&]() -> Result<uint32_t> {
@@ -160,6 +160,11 @@ Result<uint32_t> Pipeline::ensure_namespace(const std::string& cgroup_path) {
     return 0u;
   });
   if (!known || *known) return known;
+  if (!create)
+    return make_error(ENOENT,
+                      "no namespace is bound to this cgroup (nsimactl ns create --cgroup " + *dir +
+                          " makes one)",
+                      *dir);
   return create_namespace(*dir, {});
 }
 

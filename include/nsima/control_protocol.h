@@ -35,14 +35,16 @@
 //                                   rejected, workers, stuck_workers, queues {ns: {queued,
 //                                   running, done, timeouts, rejected}}},
 //                                   "namespaces" [NS]  ("bpf*" and "consumer" only with BPF)
-//   watch      cgroup*           -> "ns" (number). STREAM: then one line per event of that
+//   watch      cgroup*           -> "ns" (number; the cgroup's namespace must exist: watch never
+//                                   creates one, see ns_create). STREAM: then one line per event of that
 //                                   namespace and its descendants (common/event.cpp
 //                                   event_to_json(), plus "nsima": "measured in ..." when
 //                                   measured), until the client closes or nsimad stops.
 //   verdict    cgroup*, path*, verdict* ("allow"|"deny"), root (directory in nsimad's view)
 //                                -> nothing else. path is as the namespace's processes see it:
 //                                   resolved in the root of a live process of the cgroup (or in
-//                                   root when given; "/" for the host namespace). deny: every
+//                                   root when given; "/" for the host namespace; the cgroup's
+//                                   namespace must exist: a verdict never creates one). deny: every
 //                                   version of the inode, in the namespace and all below it,
 //                                   persisted; allow lifts the namespace's own deny.
 //   ns_create  cgroup*, policy_text | builtin, policy_name (file name for messages; needs

@@ -376,6 +376,26 @@ TEST_F(CliTest, SuccessOnStdoutFailureOnStderrWithExit1) {
   EXPECT_NE(down.err.find("nsimad is not running"), std::string::npos) << show(down);
 }
 
+// watch and deny/allow read or change a namespace's state; on a cgroup that has none they fail
+// and leave none behind (they used to create one).
+TEST_F(CliTest, WatchAndDenyOnAnUnregisteredCgroupCreateNoNamespace) {
+  fs::create_directories(cg_ + "/w");
+  const std::string want = "no namespace is bound to this cgroup (nsimactl ns create --cgroup " +
+                           cg_ + "/w makes one)";
+  Proc w = ctl({"watch", "--cgroup", cg_ + "/w"});
+  EXPECT_EQ(w.rc, 1) << show(w);
+  EXPECT_NE(w.err.find(want), std::string::npos) << show(w);
+  for (const char* verdict : {"deny", "allow"}) {
+    Proc d = ctl({verdict, "--cgroup", cg_ + "/w", "--root", "/", "/etc/hostname"});
+    EXPECT_EQ(d.rc, 1) << show(d);
+    EXPECT_NE(d.err.find(want), std::string::npos) << show(d);
+  }
+  Proc ns = ctl({"ns", "list", "--json"});
+  EXPECT_EQ(json_lines(ns.out).size(), 1u) << "only host: " << ns.out;
+  EXPECT_FALSE(fs::exists(dir_ + "/state/ns/1")) << "no namespace state was written";
+  ::rmdir((cg_ + "/w").c_str());
+}
+
 // A request nsimad refuses before reading it whole (longer than kMaxRequestBytes): nsimactl
 // prints nsimad's answer, not "sending to nsimad failed: Broken pipe".
 TEST_F(CliTest, ARefusedHugeRequestPrintsTheDaemonsError) {
