@@ -5,6 +5,8 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include <grp.h>
+
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <memory>
@@ -108,6 +110,10 @@ int main(int argc, char** argv) {
   app.add_option("--consumer-delay-ms", consumer_delay_ms,
                  "testing only: sleep after each ring-buffer poll (forces drops)")
       ->group("");
+  std::string read_group;
+  app.add_option("--read-group", read_group,
+                 "members of this group may use the control socket's reading commands (status, "
+                 "ns list, log, pcr, quote, audit, keys list, watch); '' = root only");
   std::string config_path = nsima::config::kDefaultPath;
   auto* config_opt = app.add_option("--config", config_path,
                                     "settings file (TOML; flags given here override it; a missing "
@@ -142,6 +148,18 @@ int main(int argc, char** argv) {
   from_file("--hash-threads", hash_threads, cfg->hash_threads);
   from_file("--hash-timeout-ms", hash_timeout_ms, cfg->hash_timeout_ms);
   from_file("--barrier-timeout-ms", barrier_timeout_ms, cfg->barrier_timeout_ms);
+  from_file("--read-group", read_group, cfg->read_group);
+  nsima::control::ServerOptions sopts;
+  sopts.server_name = std::string("nsimad ") + NSIMA_VERSION;
+  sopts.max_connections = static_cast<size_t>(cfg->max_connections);
+  sopts.line_timeout = std::chrono::milliseconds(cfg->line_timeout_ms);
+  sopts.idle_timeout = std::chrono::milliseconds(cfg->idle_timeout_ms);
+  if (!read_group.empty()) {
+    const group* g = ::getgrnam(read_group.c_str());
+    if (!g) return fatal({ENOENT, "no group named '" + read_group + "'", "read_group"});
+    sopts.read_gids = {g->gr_gid};
+    sopts.read_group = read_group;
+  }
 
   if (!nsima::set_log_level(log_level)) {
     std::fprintf(stderr, "nsimad: unknown --log-level '%s'\n", log_level.c_str());
@@ -259,7 +277,8 @@ int main(int argc, char** argv) {
   server = std::make_unique<nsima::control::Server>(
       socket_path, [&](const nlohmann::json& req, nsima::control::Connection& conn) {
         nsima::control::handle_request(ctx, req, conn);
-      });
+      },
+      sopts);
   if (auto r = server->start(); !r) return fatal(r.error());
 
   sd_notify(0, "READY=1");

@@ -77,6 +77,23 @@ std::optional<json> request(const std::string& socket, const json& req,
     std::fprintf(stderr, "nsimactl: %s\n", conn.error().to_string().c_str());
     return std::nullopt;
   }
+  // The versioned hello (docs/control-protocol.md): a daemon of another protocol version, or one
+  // that refuses this user, says so before the request is sent.
+  // A failed send (refused at connect) leaves nsimad's reason waiting in the socket.
+  (void)conn->send({{ctl::kFieldCmd, ctl::kCmdHello},
+                    {ctl::kFieldVersion, ctl::kProtocolVersion},
+                    {ctl::kFieldClient, std::string("nsimactl ") + NSIMA_VERSION}});
+  {
+    auto hello = conn->read_line(ctl::kMaxRequestBytes, std::chrono::seconds(30));
+    auto h = hello ? json::parse(*hello, nullptr, false) : json();
+    if (!hello || !h.is_object() || !h.value(ctl::kFieldOk, false)) {
+      std::fprintf(stderr, "nsimactl: %s\n",
+                   !hello ? ("no answer from nsimad: " + conn->error()).c_str()
+                   : h.is_object() ? h.value(ctl::kFieldError, "hello refused").c_str()
+                                   : ("malformed answer from nsimad: " + *hello).c_str());
+      return std::nullopt;
+    }
+  }
   const bool sent = conn->send(req);
   const std::string send_error = sent ? "" : conn->error();
   // nsimad may have refused the request before reading it all (too long): its answer is still

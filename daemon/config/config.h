@@ -34,6 +34,10 @@ struct Settings {
   std::string cgroup_root = "/sys/fs/cgroup";
   // [control]
   std::string socket = "/run/nsima/nsimad.sock";
+  std::string read_group;                // members may use the reading commands ("": nobody)
+  int64_t max_connections = 128;
+  int64_t line_timeout_ms = 5000;
+  int64_t idle_timeout_ms = 60000;
   // [host]
   std::string host_tcti = "auto";
   int64_t host_pcr = 23;

@@ -105,6 +105,8 @@ Result<void> check_field(const FieldSpec& f, const json& v) {
 const std::vector<CommandSpec>& command_specs() {
   // Keep in step with include/nsima/control_protocol.h.
   static const std::vector<CommandSpec> kSpecs = {
+      command(kCmdHello,
+              {field(kFieldVersion, FieldType::kUint, true), string(kFieldClient)}),
       command(kCmdStatus),
       command(kCmdWatch, {required_string(kFieldCgroup)}),
       command(kCmdVerdict,

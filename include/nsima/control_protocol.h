@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 // nsimactl / OCI hook <-> nsimad control protocol, as nsimad speaks it (daemon/control).
 //
-// Transport: an AF_UNIX stream socket (kDefaultSocket, mode 0600 in a 0700 directory; nsimad
-// checks SO_PEERCRED and answers non-root peers {"ok":false,"error":"permission denied: ..."}
-// before closing). Both directions carry JSON lines: one JSON object, UTF-8, terminated by "\n".
+// Transport, versions (hello), access and limits: docs/control-protocol.md. In short: an AF_UNIX
+// stream socket (kDefaultSocket); root may use every command, members of [control] read_group
+// the reading commands (control/access.cpp), others are answered "permission denied: ..." and
+// closed. Both directions carry JSON lines: one JSON object, UTF-8, terminated by "\n".
 // A connection may carry several requests one after the other; each is answered before the next
 // is read. Requests longer than kMaxRequestBytes are refused and the connection is closed.
 //
@@ -92,7 +93,13 @@ namespace nsima::control {
 
 inline constexpr const char* kDefaultSocket = "/run/nsima/nsimad.sock";
 
+// The protocol version (docs/control-protocol.md, "Versions"): a client says which it speaks in
+// {"cmd": "hello", "version": N}; nsimad refuses another and closes the connection.
+inline constexpr unsigned kProtocolVersion = 1;
+
 // Commands
+inline constexpr const char* kCmdHello = "hello";  // version*, client -> version, server, access,
+                                                    // commands (answered by control/server.cpp)
 inline constexpr const char* kCmdStatus = "status";
 inline constexpr const char* kCmdWatch = "watch";
 inline constexpr const char* kCmdVerdict = "verdict";
@@ -116,6 +123,8 @@ inline constexpr const char* kCmdAudit = "audit";        // ns[, follow, from]: 
 
 // Request fields
 inline constexpr const char* kFieldCmd = "cmd";
+inline constexpr const char* kFieldVersion = "version";  // hello
+inline constexpr const char* kFieldClient = "client";    // hello: the client's name, for logs
 inline constexpr const char* kFieldCgroup = "cgroup";
 inline constexpr const char* kFieldNs = "ns";
 inline constexpr const char* kFieldPath = "path";
