@@ -263,11 +263,12 @@ int print_log(const std::string& socket, const std::string& ns, bool ascii, bool
 
 // The namespace table of `ns list` and `status`.
 void print_namespaces(const json& list) {
-  std::cout << "ID\tPARENT\tOWNER\tPCR\tENTRIES\tPOLICY\tCGROUP\n";
+  std::cout << "ID\tPARENT\tOWNER\tPCR\tENTRIES\tTEMPLATE\tHASH\tPOLICY\tCGROUP\n";
   for (auto& n : list)
     std::cout << n.value("id", "") << "\t" << n.value("parent", "") << "\t"
               << n.value("owner", "") << "\t" << n.value("pcr", -1) << "\t"
-              << n.value("entries", 0) << "\t"
+              << n.value("entries", 0) << "\t" << n.value("template", "-") << "\t"
+              << n.value("hash", "-") << "\t"
               << (n.value("policy", "").empty() ? "-" : n.value("policy", "")) << "\t"
               << n.value("cgroup", "") << (n.contains("disabled") ? "\tDISABLED" : "") << "\n";
 }
@@ -479,6 +480,14 @@ int main(int argc, char** argv) {
                         "the container's root directory: its files are appraised before the "
                         "namespace is bound, so their first use needs no event");
   add_json_flag(ns_create, "the new namespace as one JSON object (as ns list --json)");
+  std::string ns_template, ns_hash;
+  ns_create->add_option("--template", ns_template,
+                        "template of its list (kernel ima_template=); default nsimad's --template")
+      ->check(CLI::IsMember({"ima-ng", "ima-sig", "ima"}));
+  ns_create->add_option("--hash", ns_hash,
+                        "file hash of its list (kernel ima_hash=); default nsimad's --hash "
+                        "(sha1 with --template ima)")
+      ->check(CLI::IsMember({"sha1", "sha256", "sha384", "sha512"}));
   ns_create->callback([&] {
     json req{{ctl::kFieldCmd, ctl::kCmdNsCreate}, {ctl::kFieldCgroup, absolute(ns_cgroup)},
              {"vtpm", ns_vtpm}, {ctl::kFieldAppraise, ns_appraise}};
@@ -489,6 +498,8 @@ int main(int argc, char** argv) {
       req[ctl::kFieldCerts] = *certs;
     }
     if (!ns_rootfs.empty()) req[ctl::kFieldRootfs] = absolute(ns_rootfs);
+    if (!ns_template.empty()) req[ctl::kFieldTemplate] = ns_template;
+    if (!ns_hash.empty()) req[ctl::kFieldHash] = ns_hash;
     if (!ns_builtin.empty()) req["builtin"] = ns_builtin;
     if (!ns_policy.empty()) {
       auto text = read_file(ns_policy);

@@ -51,6 +51,8 @@ json ns_json(const ns::Pipeline::NsInfo& n) {
          {"violations", n.violations},     {"list", n.list_path}};
   if (n.disabled) j["disabled"] = n.disabled_reason;
   j["appraise"] = n.appraise;
+  j["template"] = n.template_name;
+  j["hash"] = n.hash;
   j["keys"] = n.keys;
   j["digests"] = {{"listed", n.digests_listed}, {"revoked", n.digests_revoked}};
   j["audit_log"] = n.audit_path;
@@ -223,6 +225,8 @@ void do_ns_create(DaemonContext& ctx, const json& req, Connection& conn) {
     for (auto& c : *more) o.certs.push_back(std::move(c));
   }
   o.rootfs = opt_str(req, kFieldRootfs, "");
+  o.template_name = opt_str(req, kFieldTemplate, "");
+  o.hash = opt_str(req, kFieldHash, "");
   auto id = ctx.pipeline->create_namespace(str(req, kFieldCgroup), o);
   if (!id) return (void)conn.send(fail(id.error()));
   auto info = ctx.pipeline->namespace_info(std::to_string(*id));

@@ -40,6 +40,8 @@ Result<void> save_ns_config(const std::string& state_dir, const NsConfig& cfg) {
                    {"cgroup", cfg.cgroup},
                    {"vtpm", cfg.vtpm},
                    {"appraise", cfg.appraise},
+                   {"template", cfg.template_name},
+                   {"hash", cfg.hash},
                    {"policy_origin", cfg.policy_origin},
                    {"policy_text", cfg.policy_text},
                    {"boot_id", cfg.boot_id},
@@ -71,6 +73,8 @@ std::vector<NsConfig> load_ns_configs(const std::string& state_dir) {
       c.cgroup = j.value("cgroup", "");
       c.vtpm = j.value("vtpm", false);
       c.appraise = j.value("appraise", "enforce");
+      c.template_name = j.value("template", "");
+      c.hash = j.value("hash", "");
       c.policy_origin = j.value("policy_origin", "");
       c.policy_text = j.value("policy_text", "");
       c.boot_id = j.value("boot_id", "");

@@ -23,6 +23,9 @@ struct NsConfig {
   // host only: hook counters already recorded as host violations (they persist with the pins)
   uint64_t unresolved_seen = 0, unattributed_drops_seen = 0;
   std::string appraise = "enforce";  // ima_appraise= of this namespace: enforce | log | off
+  // ima_template= and ima_hash= of this namespace's list, fixed at creation ("": nsimad's
+  // --template / --hash, for namespaces made before these were kept).
+  std::string template_name{}, hash{};
 };
 
 std::string ns_dir(const std::string& state_dir, const std::string& name);

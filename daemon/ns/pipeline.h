@@ -143,6 +143,7 @@ class Pipeline {
     bool disabled = false;
     std::string disabled_reason;
     std::string appraise;  // enforce | log | off
+    std::string template_name, hash;  // of its list: ima-ng|ima-sig|ima, sha1|sha256|...
     size_t keys = 0, digests_listed = 0, digests_revoked = 0;
     std::string audit_path;
   };
@@ -152,6 +153,8 @@ class Pipeline {
     std::string appraise = "enforce";        // enforce | log | off
     std::vector<std::vector<uint8_t>> certs;  // x509 certificates (DER or PEM) for its keys
     std::string rootfs;  // pre-appraised before the namespace is bound (nsimad's view)
+    // Its list's template and file hash (kernel ima_template= / ima_hash=); "" = nsimad's.
+    std::string template_name, hash;
   };
   Result<uint32_t> create_namespace(const std::string& cgroup_path, const CreateOptions& o);
   // The namespace bound to `cgroup_path` (the host namespace for the root cgroup), registered

@@ -49,7 +49,9 @@
 //                                   version of the inode, in the namespace and all below it,
 //                                   persisted; allow lifts the namespace's own deny.
 //   ns_create  cgroup*, policy_text | builtin, policy_name (file name for messages; needs
-//              policy_text), vtpm (bool, default false)      -> "namespace" NS
+//              policy_text), vtpm (bool, default false), template ("ima-ng" | "ima-sig" |
+//              "ima"), hash ("sha1" | "sha256" | "sha384" | "sha512"; both default to nsimad's
+//              --template/--hash, kept in ns.json)              -> "namespace" NS
 //   ns_list                      -> "namespaces" [NS]
 //   ns_delete  ns*               -> nothing else (the list is archived)
 //   policy_load ns*, policy_text | builtin (one required), policy_name -> "rules" (count)
@@ -71,7 +73,8 @@
 //                                   "nonce" (hex). nsimactl writes them as tpm2_checkquote's
 //                                   files (tpm::write_quote_files); nsimad writes no file.
 //   NS = {"id", "ns_id", "cgroup", "cgroup_id", "parent", "vtpm", "owner", "pcr", "tpm",
-//         "policy", "policy_rules", "entries", "violations", "list", ["disabled": why]}
+//         "policy", "policy_rules", "entries", "violations", "list", "template", "hash",
+//         ["disabled": why]}
 //
 // The log stream: after its answer line, nsimad sends the list's entries from "from" on, as
 // kernel IMA's ascii_runtime_measurements (sha1 template-hash column) or
@@ -142,6 +145,8 @@ inline constexpr const char* kFieldAppraise = "appraise";  // ns_create: enforce
 inline constexpr const char* kFieldCerts = "certs";        // base64 DER/PEM certificates
 inline constexpr const char* kFieldKeys = "keys";          // ns_create: a directory nsimad reads
 inline constexpr const char* kFieldRootfs = "rootfs";      // ns_create: pre-appraised first
+inline constexpr const char* kFieldTemplate = "template";  // ns_create: ima-ng | ima-sig | ima
+inline constexpr const char* kFieldHash = "hash";          // ns_create: sha1|sha256|sha384|sha512
 inline constexpr const char* kFieldKeyid = "keyid";
 inline constexpr const char* kFieldManifest = "manifest";  // sha256sum text
 inline constexpr const char* kFieldName = "name";

@@ -396,6 +396,27 @@ TEST_F(CliTest, WatchAndDenyOnAnUnregisteredCgroupCreateNoNamespace) {
   ::rmdir((cg_ + "/w").c_str());
 }
 
+// ns create --template/--hash reach nsimad, ns list shows them; a value outside the kernel's set
+// is a usage error.
+TEST_F(CliTest, NsCreateTemplateAndHashShownByNsList) {
+  fs::create_directories(cg_ + "/t");
+  Proc c = ctl({"ns", "create", "--cgroup", cg_ + "/t", "--template", "ima-sig", "--hash",
+                "sha384"});
+  ASSERT_EQ(c.rc, 0) << show(c);
+  std::string id = c.out.substr(0, c.out.find('\n'));
+  Proc l = ctl({"ns", "list"});
+  EXPECT_EQ(l.rc, 0) << show(l);
+  EXPECT_NE(l.out.find("ID\tPARENT\tOWNER\tPCR\tENTRIES\tTEMPLATE\tHASH\tPOLICY\tCGROUP\n"),
+            std::string::npos)
+      << l.out;
+  EXPECT_NE(l.out.find("\tima-sig\tsha384\t"), std::string::npos) << l.out;
+  Proc bad = ctl({"ns", "create", "--cgroup", cg_ + "/t", "--hash", "md5"});
+  EXPECT_EQ(bad.rc, 2) << show(bad);
+  EXPECT_NE(bad.err.find("--hash"), std::string::npos) << show(bad);
+  EXPECT_TRUE(ctl({"ns", "delete", id}).rc == 0);
+  ::rmdir((cg_ + "/t").c_str());
+}
+
 // A request nsimad refuses before reading it whole (longer than kMaxRequestBytes): nsimactl
 // prints nsimad's answer, not "sending to nsimad failed: Broken pipe".
 TEST_F(CliTest, ARefusedHugeRequestPrintsTheDaemonsError) {
