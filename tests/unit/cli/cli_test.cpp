@@ -25,6 +25,10 @@
 #include <gtest/gtest.h>
 #include <openssl/sha.h>
 
+#include <map>
+#include <regex>
+#include <set>
+
 #include "common/hex.h"
 #include "control/handlers.h"
 #include "control/server.h"
@@ -415,6 +419,48 @@ TEST_F(CliTest, NsCreateTemplateAndHashShownByNsList) {
   EXPECT_NE(bad.err.find("--hash"), std::string::npos) << show(bad);
   EXPECT_TRUE(ctl({"ns", "delete", id}).rc == 0);
   ::rmdir((cg_ + "/t").c_str());
+}
+
+// `nsimactl metrics`: the Prometheus text format (0.0.4): every sample's family has HELP and
+// TYPE before it, names and labels are well formed, counters end in _total, values are numbers,
+// and they are nsimad's (a measured file, the host namespace's entries).
+TEST_F(CliTest, MetricsAreThePrometheusTextFormat) {
+  measure_file("m.txt", "metrics");
+  Proc m = ctl({"metrics"});
+  ASSERT_EQ(m.rc, 0) << show(m);
+  const std::regex help(R"(^# HELP ([a-zA-Z_:][a-zA-Z0-9_:]*) \S.*$)");
+  const std::regex type(R"(^# TYPE ([a-zA-Z_:][a-zA-Z0-9_:]*) (counter|gauge)$)");
+  const std::regex sample(
+      R"(^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[a-zA-Z_][a-zA-Z0-9_]*="[^"\\]*"(,[a-zA-Z_][a-zA-Z0-9_]*="[^"\\]*")*\})? (-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?)$)");
+  std::map<std::string, std::string> types;
+  std::set<std::string> helped;
+  std::map<std::string, std::string> values;
+  std::istringstream in(m.out);
+  size_t samples = 0;
+  for (std::string line; std::getline(in, line);) {
+    std::smatch g;
+    if (std::regex_match(line, g, help)) {
+      EXPECT_TRUE(helped.insert(g[1]).second) << "HELP twice: " << line;
+    } else if (std::regex_match(line, g, type)) {
+      EXPECT_TRUE(helped.count(g[1])) << "TYPE before HELP: " << line;
+      EXPECT_TRUE(types.emplace(g[1], g[2]).second) << "TYPE twice: " << line;
+      if (g[2] == "counter") {
+        EXPECT_TRUE(std::string(g[1]).ends_with("_total")) << line;
+      }
+    } else if (std::regex_match(line, g, sample)) {
+      EXPECT_TRUE(types.count(g[1])) << "sample without TYPE: " << line;
+      values[std::string(g[1]) + std::string(g[2])] = g[4];
+      ++samples;
+    } else {
+      ADD_FAILURE() << "not Prometheus text: " << line;
+    }
+  }
+  EXPECT_GT(samples, 20u) << m.out;
+  EXPECT_EQ(values["nsima_namespaces"], "1") << m.out;
+  EXPECT_EQ(values["nsima_ns_entries{ns=\"host\"}"], "2") << m.out;  // boot_aggregate + the file
+  EXPECT_EQ(values["nsima_pipeline_measured_total"], "1") << m.out;
+  EXPECT_EQ(values["nsima_ns_disabled{ns=\"host\"}"], "0") << m.out;
+  EXPECT_EQ(types["nsima_access_queue_depth"], types.count("nsima_access_queue_depth") ? "gauge" : "");
 }
 
 // A request nsimad refuses before reading it whole (longer than kMaxRequestBytes): nsimactl
