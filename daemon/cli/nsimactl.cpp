@@ -369,6 +369,80 @@ std::string metrics_text(const json& r) {
   return m.text();
 }
 
+// `pcr --evmctl DIR`: what `evmctl ima_measurement --pcrs` reads, pcrs-<bank>.txt (PCR-00 to
+// PCR-23, "PCR-NN: hex", no gaps), read from the namespace's TPM, then the namespace's binary
+// list beside them (after the PCRs, so it holds every entry they cover: evmctl stops at the
+// first entry where its replay matches).
+int write_evmctl_files(const std::string& socket, const std::string& ns, const std::string& dir) {
+  auto r = request(socket,
+                   {{ctl::kFieldCmd, ctl::kCmdPcr}, {ctl::kFieldNs, ns}, {ctl::kFieldAll, true}});
+  if (!r) return kExitFailed;
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) {
+    std::fprintf(stderr, "nsimactl: %s: %s\n", dir.c_str(), ec.message().c_str());
+    return kExitFailed;
+  }
+  auto all = r->find(ctl::kFieldAll);
+  if (all == r->end() || !all->is_object() || all->empty()) {
+    std::fprintf(stderr, "nsimactl: nsimad's answer has no PCR values (\"all\")\n");
+    return kExitFailed;
+  }
+  json files = json::object();
+  for (auto& [bank, vals] : all->items()) {
+    if (!vals.is_array() || vals.size() != 24) {
+      std::fprintf(stderr, "nsimactl: nsimad sent %s PCRs other than 0-23\n", bank.c_str());
+      return kExitFailed;
+    }
+    std::string path = dir + "/pcrs-" + bank + ".txt";
+    std::ofstream out(path, std::ios::trunc);
+    for (size_t i = 0; i < vals.size(); ++i) {
+      char idx[24];
+      std::snprintf(idx, sizeof idx, "%02zu", i);
+      out << "PCR-" << idx << ": " << vals[i].get<std::string>() << "\n";
+    }
+    out.close();
+    if (!out) {
+      std::fprintf(stderr, "nsimactl: %s: cannot write: %s\n", path.c_str(), std::strerror(errno));
+      return kExitFailed;
+    }
+    files[bank] = path;
+  }
+  const std::string list = dir + "/binary_runtime_measurements";
+  std::ofstream lf(list, std::ios::binary | std::ios::trunc);
+  int lrc = print_stream(socket,
+                         {{ctl::kFieldCmd, ctl::kCmdLog},
+                          {ctl::kFieldNs, ns},
+                          {ctl::kFieldFormat, ctl::kFormatBinary}},
+                         "list", [&](const std::string& bytes) {
+                           lf.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+                           return static_cast<bool>(lf);
+                         });
+  lf.close();
+  if (lrc != 0) return lrc;
+  if (!lf) {
+    std::fprintf(stderr, "nsimactl: %s: cannot write: %s\n", list.c_str(), std::strerror(errno));
+    return kExitFailed;
+  }
+  std::string cmd = "evmctl ima_measurement --ignore-violations";
+  for (const char* b : {"sha256", "sha1"})
+    if (files.contains(b)) cmd += std::string(" --pcrs ") + b + "," + files[b].get<std::string>();
+  cmd += " " + list;
+  if (g_json) {
+    std::cout << json{{"dir", dir}, {"pcr", r->value("pcr", -1)}, {"tpm", r->value("tpm", "")},
+                      {"pcr_files", files}, {"list", list}, {"evmctl", cmd}}
+                     .dump()
+              << "\n";
+    return 0;
+  }
+  for (auto& [bank, path] : files.items())
+    std::cout << "wrote " << path.get<std::string>() << "\n";
+  std::cout << "wrote " << list << "\n"
+            << "check: " << cmd << "\n"
+            << "(evmctl exits 0 even when nothing matches: look for \"Matched per TPM bank\")\n";
+  return 0;
+}
+
 // The namespace table of `ns list` and `status`.
 void print_namespaces(const json& list) {
   std::cout << "ID\tPARENT\tOWNER\tPCR\tENTRIES\tTEMPLATE\tHASH\tPOLICY\tCGROUP\n";
@@ -722,7 +796,12 @@ int main(int argc, char** argv) {
   auto* pcr_cmd = app.add_subcommand("pcr", "the PCR a namespace's list is extended into");
   pcr_cmd->add_option("--ns", c_ns, "namespace id")->required();
   add_json_flag(pcr_cmd, "the answer as one JSON object (tpm, pcr, values, expected)");
+  std::string c_evmctl;
+  pcr_cmd->add_option("--evmctl", c_evmctl,
+                      "write DIR/pcrs-<bank>.txt (every PCR of the namespace's TPM, as `evmctl "
+                      "ima_measurement --pcrs` reads them) and DIR/binary_runtime_measurements");
   pcr_cmd->callback([&] {
+    if (!c_evmctl.empty()) return void(rc = write_evmctl_files(socket, c_ns, c_evmctl));
     auto r = request(socket, {{ctl::kFieldCmd, ctl::kCmdPcr}, {ctl::kFieldNs, c_ns}});
     if (!r) return void(rc = 1);
     if (g_json) return print_answer_json(*r);

@@ -303,10 +303,13 @@ void do_log(DaemonContext& ctx, const json& req, Connection& conn) {
 }
 
 void do_pcr(DaemonContext& ctx, const json& req, Connection& conn) {
-  auto r = ctx.pipeline->pcr_report(str(req, kFieldNs));
+  const bool all = opt_bool(req, kFieldAll, false);
+  auto r = ctx.pipeline->pcr_report(str(req, kFieldNs), all);
   if (!r) return (void)conn.send(fail(r.error()));
-  conn.send({{kFieldOk, true}, {"tpm", r->tpm}, {"pcr", r->pcr}, {"values", r->values},
-             {"expected", r->expected}});
+  json out{{kFieldOk, true}, {"tpm", r->tpm}, {"pcr", r->pcr}, {"values", r->values},
+           {"expected", r->expected}};
+  if (all) out[kFieldAll] = r->all;
+  conn.send(out);
 }
 
 // The quote travels in the answer; nsimactl writes the files (in its own mount namespace).

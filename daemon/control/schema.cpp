@@ -135,7 +135,7 @@ const std::vector<CommandSpec>& command_specs() {
                field(kFieldFormat, FieldType::kString, false, {kFormatAscii, kFormatBinary}),
                field(kFieldFollow, FieldType::kBool, false),
                field(kFieldFrom, FieldType::kUint, false)}),
-      command(kCmdPcr, {required_string(kFieldNs)}),
+      command(kCmdPcr, {required_string(kFieldNs), field(kFieldAll, FieldType::kBool, false)}),
       command(kCmdQuote, {required_string(kFieldNs), required_string(kFieldNonce)}),
       command(kCmdKeysAdd,
               {required_string(kFieldNs), field(kFieldCerts, FieldType::kStrings, true)}),

@@ -196,8 +196,11 @@ class Pipeline {
     int pcr = -1;
     std::map<std::string, std::string> values;    // bank -> hex, read from the TPM
     std::map<std::string, std::string> expected;  // bank -> hex, replay of the owning list
+    std::map<std::string, std::vector<std::string>> all;  // with `all`: bank -> PCR 0..23 hex
   };
-  Result<PcrReport> pcr_report(const std::string& name_or_id);
+  // `all`: every PCR (0-23) of each bank too, read after the namespace's PCR, as evmctl's --pcrs
+  // files need them.
+  Result<PcrReport> pcr_report(const std::string& name_or_id, bool all = false);
   Result<tpm::Quote> quote(const std::string& name_or_id, const std::vector<uint8_t>& nonce);
 
   // Operator verdicts. `file` is a path as the namespace's processes see it: resolved inside the

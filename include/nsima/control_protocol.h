@@ -64,9 +64,10 @@
 //   pcr, quote and log first pass the attestation barrier (daemon/README.md): every access that
 //   completed before the request is in the list and extended, or the request fails (ETIMEDOUT)
 //   naming what is still pending.
-//   pcr        ns*               -> "tpm" (description), "pcr" (number), "values" {bank: hex
+//   pcr        ns*, all (bool)   -> "tpm" (description), "pcr" (number), "values" {bank: hex
 //                                   read from the TPM}, "expected" {bank: hex, the replay of
-//                                   the list that owns the PCR}
+//                                   the list that owns the PCR}; with all: "all" {bank: [24
+//                                   hex, PCR 0-23]} (nsimactl pcr --evmctl)
 //   quote      ns*, nonce* (hex, 1-64 bytes)
 //                                -> "quote_msg", "quote_sig", "quote_pcrs" (base64 of
 //                                   tpm2_quote's -m, -s, -o files), "ak_pub_pem" (PEM text),
@@ -140,6 +141,7 @@ inline constexpr const char* kFieldFormat = "format";
 inline constexpr const char* kFieldFollow = "follow";
 inline constexpr const char* kFieldFrom = "from";
 inline constexpr const char* kFieldNonce = "nonce";
+inline constexpr const char* kFieldAll = "all";  // pcr: every PCR 0-23 of each bank too
 inline constexpr const char* kFieldRoot = "root";
 inline constexpr const char* kFieldAppraise = "appraise";  // ns_create: enforce | log | off
 inline constexpr const char* kFieldCerts = "certs";        // base64 DER/PEM certificates
