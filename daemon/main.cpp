@@ -5,6 +5,8 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include <grp.h>
+
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <memory>
@@ -21,6 +23,7 @@
 #include "ns/pipeline.h"
 #include "policy/policy.h"
 #include "service/heartbeat.h"
+#include "service/instance_lock.h"
 #include "tpm/pcr_policy.h"
 
 namespace {
@@ -34,6 +37,8 @@ int fatal(const nsima::Error& e) {
 
 int main(int argc, char** argv) {
   CLI::App app{"nsimad: userspace IMA for containers (BPF-LSM capture, per-namespace policy)"};
+  app.set_version_flag("--version", std::string("nsimad ") + NSIMA_VERSION);
+  app.footer("Exit codes: 0 stopped cleanly, 1 could not start or failed, 2 usage error.");
   std::string log_level = "info", log_format = "text";
   std::string socket_path = nsima::control::kDefaultSocket;
   std::string cgroup_root = "/sys/fs/cgroup";
@@ -119,12 +124,20 @@ int main(int argc, char** argv) {
   app.add_option("--consumer-delay-ms", consumer_delay_ms,
                  "testing only: sleep after each ring-buffer poll (forces drops)")
       ->group("");
+  std::string read_group;
+  app.add_option("--read-group", read_group,
+                 "members of this group may use the control socket's reading commands (status, "
+                 "ns list, log, pcr, quote, audit, keys list, watch); '' = root only");
   std::string config_path = nsima::config::kDefaultPath;
   auto* config_opt = app.add_option("--config", config_path,
                                     "settings file (TOML; flags given here override it; a missing "
                                     "default file means every default)")
                          ->capture_default_str();
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;  // --help/--version: 0; usage errors: 2 (not CLI11's 105+)
+  }
   // /etc/nsima/nsimad.conf: each setting applies unless its flag was given.
   auto cfg = nsima::config::load(config_path, config_opt->count() > 0);
   if (!cfg) return fatal(cfg.error());
@@ -150,6 +163,18 @@ int main(int argc, char** argv) {
   from_file("--hash-threads", hash_threads, cfg->hash_threads);
   from_file("--hash-timeout-ms", hash_timeout_ms, cfg->hash_timeout_ms);
   from_file("--barrier-timeout-ms", barrier_timeout_ms, cfg->barrier_timeout_ms);
+  from_file("--read-group", read_group, cfg->read_group);
+  nsima::control::ServerOptions sopts;
+  sopts.server_name = std::string("nsimad ") + NSIMA_VERSION;
+  sopts.max_connections = static_cast<size_t>(cfg->max_connections);
+  sopts.line_timeout = std::chrono::milliseconds(cfg->line_timeout_ms);
+  sopts.idle_timeout = std::chrono::milliseconds(cfg->idle_timeout_ms);
+  if (!read_group.empty()) {
+    const group* g = ::getgrnam(read_group.c_str());
+    if (!g) return fatal({ENOENT, "no group named '" + read_group + "'", "read_group"});
+    sopts.read_gids = {g->gr_gid};
+    sopts.read_group = read_group;
+  }
 
   if (!nsima::set_log_level(log_level)) {
     std::fprintf(stderr, "nsimad: unknown --log-level '%s'\n", log_level.c_str());
@@ -160,6 +185,15 @@ int main(int argc, char** argv) {
     return 2;
   }
   auto log = nsima::logger("nsimad");
+  // One nsimad per run directory, checked before BPF is touched (--unload too: it must not pull
+  // the hooks from under a running nsimad).
+  // Not root: say so first (the instance lock in the run directory would fail less clearly).
+  if (geteuid() != 0)
+    if (auto r = nsima::capture::probe_bpf_lsm(); !r) return fatal(r.error());
+  auto instance = nsima::service::InstanceLock::acquire(run_dir);
+  if (!instance && unload && instance.error().code == EBUSY)
+    return fatal({EBUSY, instance.error().message + ": stop it first", ""});
+  if (!instance) return fatal(instance.error());
   if (unload) {
     auto r = nsima::capture::unload_pinned(pin_dir);
     if (!r) return fatal(r.error());
@@ -264,7 +298,8 @@ int main(int argc, char** argv) {
   server = std::make_unique<nsima::control::Server>(
       socket_path, [&](const nlohmann::json& req, nsima::control::Connection& conn) {
         nsima::control::handle_request(ctx, req, conn);
-      });
+      },
+      sopts);
   if (auto r = server->start(); !r) return fatal(r.error());
 
   sd_notify(0, "READY=1");

@@ -1,6 +1,11 @@
 // SPDX-License-Identifier: Apache-2.0
 // nsimactl: the command line of nsima. Daemon commands go over nsimad's control socket (root
 // only); `policy check|explain|show` work offline. No daemon logic lives here.
+//
+// Exit codes (also in --help and docs/control-protocol.md): 0 success; 1 the operation failed
+// (nsimad's error, or nsimad unreachable, is printed on stderr); 2 usage error (unknown option,
+// missing argument, bad value). Results and success messages go to stdout, errors to stderr;
+// --json on a reading command prints JSON (one object per line) instead of text.
 #include <limits.h>
 #include <signal.h>
 #include <fcntl.h>
@@ -14,6 +19,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <span>
 #include <sstream>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -21,6 +28,7 @@
 
 #include "appraise/digest_list.h"
 #include "common/hex.h"
+#include "measure/list_format.h"
 #include "control/base64.h"
 #include "control/connection.h"
 #include "model/model_file.h"
@@ -35,6 +43,22 @@ using nlohmann::json;
 namespace ctl = nsima::control;
 
 std::atomic<bool> g_interrupted{false};
+
+constexpr int kExitFailed = 1;
+constexpr int kExitUsage = 2;
+constexpr const char* kExitCodes =
+    "Exit codes: 0 success, 1 the operation failed (nsimad's error on stderr), 2 usage error.";
+
+// --json of every reading command (each subcommand's flag sets it).
+bool g_json = false;
+void add_json_flag(CLI::App* sub, const char* what = "JSON output, one object per line") {
+  sub->add_flag("--json", g_json, what);
+}
+// An answer without its "ok", as one JSON line.
+void print_answer_json(json r) {
+  r.erase(ctl::kFieldOk);
+  std::cout << r.dump(-1, ' ', false, json::error_handler_t::replace) << "\n";
+}
 
 void on_signal(int) { g_interrupted = true; }
 
@@ -54,11 +78,33 @@ std::optional<json> request(const std::string& socket, const json& req,
     std::fprintf(stderr, "nsimactl: %s\n", conn.error().to_string().c_str());
     return std::nullopt;
   }
-  if (!conn->send(req)) {
-    std::fprintf(stderr, "nsimactl: sending to nsimad failed: %s\n", conn->error().c_str());
+  // The versioned hello (docs/control-protocol.md): a daemon of another protocol version, or one
+  // that refuses this user, says so before the request is sent.
+  // A failed send (refused at connect) leaves nsimad's reason waiting in the socket.
+  (void)conn->send({{ctl::kFieldCmd, ctl::kCmdHello},
+                    {ctl::kFieldVersion, ctl::kProtocolVersion},
+                    {ctl::kFieldClient, std::string("nsimactl ") + NSIMA_VERSION}});
+  {
+    auto hello = conn->read_line(ctl::kMaxRequestBytes, std::chrono::seconds(30));
+    auto h = hello ? json::parse(*hello, nullptr, false) : json();
+    if (!hello || !h.is_object() || !h.value(ctl::kFieldOk, false)) {
+      std::fprintf(stderr, "nsimactl: %s\n",
+                   !hello ? ("no answer from nsimad: " + conn->error()).c_str()
+                   : h.is_object() ? h.value(ctl::kFieldError, "hello refused").c_str()
+                                   : ("malformed answer from nsimad: " + *hello).c_str());
+      return std::nullopt;
+    }
+  }
+  const bool sent = conn->send(req);
+  const std::string send_error = sent ? "" : conn->error();
+  // nsimad may have refused the request before reading it all (too long): its answer is still
+  // in the socket, and says more than the broken pipe.
+  auto line = conn->read_line(ctl::kMaxRequestBytes,
+                              sent ? std::chrono::seconds(120) : std::chrono::seconds(5));
+  if (!line && !sent) {
+    std::fprintf(stderr, "nsimactl: sending to nsimad failed: %s\n", send_error.c_str());
     return std::nullopt;
   }
-  auto line = conn->read_line(ctl::kMaxRequestBytes, std::chrono::seconds(120));
   if (!line) {
     std::fprintf(stderr, "nsimactl: no answer from nsimad: %s\n", conn->error().c_str());
     return std::nullopt;
@@ -105,7 +151,16 @@ std::optional<std::string> read_model(const std::string& path) {
 // Prints what nsimad streams (control_protocol.h, "The log stream": a namespace's list by entry
 // index, its audit log by byte offset): nothing is read from nsimad's files, so this works from
 // any mount namespace.
-int print_stream(const std::string& socket, const json& req, const char* what) {
+// `sink` takes each chunk's bytes (whole entries or lines); false stops with an error.
+using Sink = std::function<bool(const std::string& bytes)>;
+bool write_raw(const std::string& bytes) {
+  std::fwrite(bytes.data(), 1, bytes.size(), stdout);
+  std::fflush(stdout);
+  return true;
+}
+
+int print_stream(const std::string& socket, const json& req, const char* what,
+                 const Sink& sink = write_raw) {
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
   std::optional<ctl::Connection> conn;
@@ -140,20 +195,313 @@ int print_stream(const std::string& socket, const json& req, const char* what) {
                    static_cast<unsigned long long>(next), line->c_str());
       return 1;
     }
-    std::fwrite(bytes->data(), 1, bytes->size(), stdout);
-    std::fflush(stdout);
+    if (!sink(*bytes)) return 1;
     next = msg.value(ctl::kFieldNext, next);
   }
   return 0;
 }
 
-int print_log(const std::string& socket, const std::string& ns, bool ascii, bool follow) {
-  return print_stream(socket,
-                      {{ctl::kFieldCmd, ctl::kCmdLog},
-                       {ctl::kFieldNs, ns},
-                       {ctl::kFieldFormat, ascii ? ctl::kFormatAscii : ctl::kFormatBinary},
-                       {ctl::kFieldFollow, follow}},
-                      "list");
+// One list entry as a JSON object: the ascii list's columns ("digest" and "path" as it prints
+// them, "sig" hex when the template has one), its index and whether it is a violation.
+json record_json(const nsima::measure::Record& r, uint64_t index) {
+  json j{{"index", index},
+         {"pcr", r.pcr},
+         {"template_hash", nsima::to_hex(r.digest.data(), r.digest.size())},
+         {"template", r.template_name}};
+  if (r.violation()) j["violation"] = true;
+  const auto& d = r.data;
+  if (r.template_name == "ima") {  // d[20] || u32 len || name
+    if (d.size() >= 24) {
+      j["digest"] = nsima::to_hex(d.data(), 20);
+      uint32_t n = 0;
+      std::memcpy(&n, d.data() + 20, 4);
+      if (24 + size_t{n} <= d.size())
+        j["path"] = std::string(reinterpret_cast<const char*>(d.data()) + 24, n);
+    }
+    return j;
+  }
+  // Every other template: fields of u32 length || bytes. d-ng is "algo:\0digest", n-ng a
+  // NUL-terminated path.
+  std::vector<std::string_view> fields;
+  for (size_t off = 0; off + 4 <= d.size();) {
+    uint32_t n = 0;
+    std::memcpy(&n, d.data() + off, 4);
+    off += 4;
+    if (off + n > d.size()) break;
+    fields.emplace_back(reinterpret_cast<const char*>(d.data()) + off, n);
+    off += n;
+  }
+  auto hex = [](std::string_view v) {
+    return nsima::to_hex(reinterpret_cast<const uint8_t*>(v.data()), v.size());
+  };
+  if (!fields.empty()) {
+    auto f = fields[0];
+    auto colon = f.find(':');
+    if (colon != std::string_view::npos && colon + 1 < f.size() && f[colon + 1] == '\0')
+      j["digest"] = std::string(f.substr(0, colon + 1)) + hex(f.substr(colon + 2));
+    else
+      j["digest"] = hex(f);
+  }
+  if (fields.size() > 1) {
+    auto f = fields[1];
+    if (!f.empty() && f.back() == '\0') f.remove_suffix(1);
+    j["path"] = std::string(f);
+  }
+  if (fields.size() > 2) j["sig"] = hex(fields[2]);
+  return j;
+}
+
+int print_log(const std::string& socket, const std::string& ns, bool ascii, bool follow,
+              bool as_json) {
+  json req{{ctl::kFieldCmd, ctl::kCmdLog},
+           {ctl::kFieldNs, ns},
+           {ctl::kFieldFormat, ascii && !as_json ? ctl::kFormatAscii : ctl::kFormatBinary},
+           {ctl::kFieldFollow, follow}};
+  if (!as_json) return print_stream(socket, req, "list");
+  // --json: the binary stream decoded here, one entry per line (chunks hold whole entries).
+  uint64_t index = 0;
+  return print_stream(socket, req, "list", [&](const std::string& bytes) {
+    std::span<const uint8_t> buf(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+    while (!buf.empty()) {
+      nsima::measure::Record rec;
+      auto n = nsima::measure::parse_record(buf, 0, rec);
+      if (!n) {
+        std::fprintf(stderr, "nsimactl: entry %llu of the list: %s\n",
+                     static_cast<unsigned long long>(index), n.error().to_string().c_str());
+        return false;
+      }
+      std::cout << record_json(rec, index++).dump(-1, ' ', false, json::error_handler_t::replace)
+                << "\n";
+      buf = buf.subspan(*n);
+    }
+    std::cout.flush();
+    return true;
+  });
+}
+
+// `metrics`: nsimad's status answer in the Prometheus text exposition format (version 0.0.4):
+// every family has HELP and TYPE, counters end in _total, per-hook / per-namespace / per-queue
+// values are labelled.
+class Metrics {
+ public:
+  // A family: its samples follow until the next family.
+  void family(const std::string& name, const char* type, const char* help) {
+    out_ << "# HELP " << name << " " << help << "\n# TYPE " << name << " " << type << "\n";
+  }
+  void sample(const std::string& name, const json& v,
+              const std::vector<std::pair<std::string, std::string>>& labels = {}) {
+    out_ << name;
+    if (!labels.empty()) {
+      out_ << "{";
+      for (size_t i = 0; i < labels.size(); ++i)
+        out_ << (i ? "," : "") << labels[i].first << "=\"" << escape(labels[i].second) << "\"";
+      out_ << "}";
+    }
+    out_ << " " << (v.is_number() ? v.dump() : v.is_boolean() ? (v.get<bool>() ? "1" : "0") : "0")
+         << "\n";
+  }
+  std::string text() const { return out_.str(); }
+
+ private:
+  static std::string escape(const std::string& s) {
+    std::string o;
+    for (char c : s) {
+      if (c == '\\' || c == '"') o += '\\';
+      if (c == '\n') {
+        o += "\\n";
+        continue;
+      }
+      o += c;
+    }
+    return o;
+  }
+  std::ostringstream out_;
+};
+
+std::string metrics_text(const json& r) {
+  Metrics m;
+  auto obj = [&](const char* k) { return r.contains(k) && r[k].is_object() ? r[k] : json::object(); };
+  // One family per counter of an object: nsima_<prefix>_<key>[_total].
+  auto counters = [&](const char* key, const std::string& prefix, const char* help_of,
+                      std::initializer_list<std::pair<const char*, bool>> fields) {
+    json o = obj(key);
+    for (auto& [f, counter] : fields) {
+      if (!o.contains(f)) continue;
+      std::string name = "nsima_" + prefix + "_" + f + (counter ? "_total" : "");
+      m.family(name, counter ? "counter" : "gauge",
+               (std::string(help_of) + ": " + f + " (nsimactl status --json, \"" + key + "\")")
+                   .c_str());
+      m.sample(name, o[f]);
+    }
+  };
+  if (r.contains("bpf_per_hook")) {
+    for (const char* f : {"emitted", "dropped", "denied", "quiet"}) {
+      std::string name = std::string("nsima_bpf_") + f + "_total";
+      m.family(name, "counter",
+               (std::string("BPF hook events ") + f + ", per hook (ring buffer records)").c_str());
+      for (auto& [hook, v] : r["bpf_per_hook"].items()) m.sample(name, v.value(f, json(0)), {{"hook", hook}});
+    }
+  }
+  counters("bpf", "bpf", "BPF side", {{"cgroup_uncached", true}, {"unresolved", true},
+                                       {"dropped_unattributed", true}});
+  counters("consumer", "consumer", "ring-buffer consumer", {{"decoded", true}, {"errors", true}});
+  counters("pipeline", "pipeline", "pipeline",
+           {{"processed", true}, {"unknown_namespace", true}, {"map_errors", true},
+            {"measured", true}, {"violations", true}, {"hash_jobs", true}, {"unreadable", true},
+            {"extends", true}, {"extends_failed", true}, {"overrides", false}});
+  counters("access", "access", "file reads",
+           {{"submitted", true}, {"cache_hits", true}, {"coalesced", true}, {"files_read", true},
+            {"bytes_read", true}, {"timeouts", true}, {"rejected", true}, {"workers", false},
+            {"stuck_workers", false}});
+  counters("appraise", "appraise", "appraisal",
+           {{"appraised", true}, {"failed", true}, {"denied", true}, {"pre_appraised", true},
+            {"audit_lines", true}, {"audit_errors", true}});
+  json queues = obj("access").value("queues", json::object());
+  if (!queues.empty()) {
+    m.family("nsima_access_queue_depth", "gauge", "file reads queued, per namespace queue");
+    for (auto& [q, v] : queues.items()) m.sample("nsima_access_queue_depth", v.value("queued", json(0)), {{"queue", q}});
+    m.family("nsima_access_queue_running", "gauge", "file reads running, per namespace queue");
+    for (auto& [q, v] : queues.items()) m.sample("nsima_access_queue_running", v.value("running", json(0)), {{"queue", q}});
+  }
+  if (r.contains("ns_drops") && r["ns_drops"].is_object()) {
+    m.family("nsima_ns_dropped_total", "counter", "events lost (ring buffer full), per namespace");
+    for (auto& [ns, v] : r["ns_drops"].items()) m.sample("nsima_ns_dropped_total", v, {{"ns", ns}});
+  }
+  json nss = r.value("namespaces", json::array());
+  m.family("nsima_namespaces", "gauge", "namespaces nsimad measures (host included)");
+  m.sample("nsima_namespaces", json(nss.size()));
+  struct PerNs {
+    const char* name;
+    const char* field;
+    const char* type;
+    const char* help;
+  };
+  for (const PerNs& f : {PerNs{"nsima_ns_entries", "entries", "gauge", "entries in the namespace's measurement list"},
+                         PerNs{"nsima_ns_violations", "violations", "gauge", "violation entries in the namespace's list"},
+                         PerNs{"nsima_ns_keys", "keys", "gauge", "appraisal keys of the namespace"}}) {
+    m.family(f.name, f.type, f.help);
+    for (auto& n : nss) m.sample(f.name, n.value(f.field, json(0)), {{"ns", n.value("id", "")}});
+  }
+  m.family("nsima_ns_disabled", "gauge", "1 when the namespace stopped measuring (its list is incomplete)");
+  for (auto& n : nss) m.sample("nsima_ns_disabled", json(n.contains("disabled")), {{"ns", n.value("id", "")}});
+  return m.text();
+}
+
+// `pcr --evmctl DIR`: what `evmctl ima_measurement --pcrs` reads, pcrs-<bank>.txt (PCR-00 to
+// PCR-23, "PCR-NN: hex", no gaps), read from the namespace's TPM, then the namespace's binary
+// list beside them (after the PCRs, so it holds every entry they cover: evmctl stops at the
+// first entry where its replay matches).
+int write_evmctl_files(const std::string& socket, const std::string& ns, const std::string& dir) {
+  auto r = request(socket,
+                   {{ctl::kFieldCmd, ctl::kCmdPcr}, {ctl::kFieldNs, ns}, {ctl::kFieldAll, true}});
+  if (!r) return kExitFailed;
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) {
+    std::fprintf(stderr, "nsimactl: %s: %s\n", dir.c_str(), ec.message().c_str());
+    return kExitFailed;
+  }
+  auto all = r->find(ctl::kFieldAll);
+  if (all == r->end() || !all->is_object() || all->empty()) {
+    std::fprintf(stderr, "nsimactl: nsimad's answer has no PCR values (\"all\")\n");
+    return kExitFailed;
+  }
+  json files = json::object();
+  for (auto& [bank, vals] : all->items()) {
+    if (!vals.is_array() || vals.size() != 24) {
+      std::fprintf(stderr, "nsimactl: nsimad sent %s PCRs other than 0-23\n", bank.c_str());
+      return kExitFailed;
+    }
+    std::string path = dir + "/pcrs-" + bank + ".txt";
+    std::ofstream out(path, std::ios::trunc);
+    for (size_t i = 0; i < vals.size(); ++i) {
+      char idx[24];
+      std::snprintf(idx, sizeof idx, "%02zu", i);
+      out << "PCR-" << idx << ": " << vals[i].get<std::string>() << "\n";
+    }
+    out.close();
+    if (!out) {
+      std::fprintf(stderr, "nsimactl: %s: cannot write: %s\n", path.c_str(), std::strerror(errno));
+      return kExitFailed;
+    }
+    files[bank] = path;
+  }
+  const std::string list = dir + "/binary_runtime_measurements";
+  std::ofstream lf(list, std::ios::binary | std::ios::trunc);
+  int lrc = print_stream(socket,
+                         {{ctl::kFieldCmd, ctl::kCmdLog},
+                          {ctl::kFieldNs, ns},
+                          {ctl::kFieldFormat, ctl::kFormatBinary}},
+                         "list", [&](const std::string& bytes) {
+                           lf.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+                           return static_cast<bool>(lf);
+                         });
+  lf.close();
+  if (lrc != 0) return lrc;
+  if (!lf) {
+    std::fprintf(stderr, "nsimactl: %s: cannot write: %s\n", list.c_str(), std::strerror(errno));
+    return kExitFailed;
+  }
+  std::string cmd = "evmctl ima_measurement --ignore-violations";
+  for (const char* b : {"sha256", "sha1"})
+    if (files.contains(b)) cmd += std::string(" --pcrs ") + b + "," + files[b].get<std::string>();
+  cmd += " " + list;
+  if (g_json) {
+    std::cout << json{{"dir", dir}, {"pcr", r->value("pcr", -1)}, {"tpm", r->value("tpm", "")},
+                      {"pcr_files", files}, {"list", list}, {"evmctl", cmd}}
+                     .dump()
+              << "\n";
+    return 0;
+  }
+  for (auto& [bank, path] : files.items())
+    std::cout << "wrote " << path.get<std::string>() << "\n";
+  std::cout << "wrote " << list << "\n"
+            << "check: " << cmd << "\n"
+            << "(evmctl exits 0 even when nothing matches: look for \"Matched per TPM bank\")\n";
+  return 0;
+}
+
+// The namespace table of `ns list` and `status`.
+void print_namespaces(const json& list) {
+  std::cout << "ID\tPARENT\tOWNER\tPCR\tENTRIES\tTEMPLATE\tHASH\tPOLICY\tCGROUP\tCONTAINER\n";
+  for (auto& n : list)
+    std::cout << n.value("id", "") << "\t" << n.value("parent", "") << "\t"
+              << n.value("owner", "") << "\t" << n.value("pcr", -1) << "\t"
+              << n.value("entries", 0) << "\t" << n.value("template", "-") << "\t"
+              << n.value("hash", "-") << "\t"
+              << (n.value("policy", "").empty() ? "-" : n.value("policy", "")) << "\t"
+              << n.value("cgroup", "") << "\t"
+              << (n.value("container", "").empty() ? "-" : n.value("container", ""))
+              << (n.contains("disabled") ? "\tDISABLED" : "")
+              << (n.contains("suspended") ? "\tSUSPENDED" : "") << "\n";
+}
+
+// `status` as text: the counters a person looks at first, then the namespaces (--json has all).
+void print_status(const json& r) {
+  auto n = [&](const char* obj, const char* key) -> uint64_t {
+    auto it = r.find(obj);
+    return it != r.end() && it->is_object() ? it->value(key, uint64_t{0}) : 0;
+  };
+  const json list = r.value("namespaces", json::array());
+  std::cout << "nsimad: " << list.size() << " namespaces\n";
+  if (r.contains("bpf"))
+    std::cout << "capture: " << n("bpf", "emitted") << " events, " << n("bpf", "dropped")
+              << " dropped, " << n("bpf", "denied") << " denied, " << n("consumer", "decoded")
+              << " decoded, " << n("consumer", "errors") << " decode errors\n";
+  else
+    std::cout << "capture: no BPF programs (nothing is captured)\n";
+  std::cout << "pipeline: " << n("pipeline", "processed") << " processed, "
+            << n("pipeline", "measured") << " measured, " << n("pipeline", "violations")
+            << " violations, " << n("pipeline", "unreadable") << " unreadable, "
+            << n("pipeline", "extends") << " extends (" << n("pipeline", "extends_failed")
+            << " failed)\n";
+  std::cout << "access: " << n("access", "files_read") << " files read, "
+            << n("access", "cache_hits") << " cache hits, " << n("access", "timeouts")
+            << " timeouts, " << n("access", "rejected") << " rejected, "
+            << n("access", "stuck_workers") << " stuck workers\n";
+  std::cout << "appraise: " << n("appraise", "appraised") << " appraised, "
+            << n("appraise", "failed") << " failed, " << n("appraise", "denied") << " denied\n\n";
+  print_namespaces(list);
 }
 
 // A file's bytes, or an error naming it.
@@ -219,7 +567,14 @@ int print_manifest(const nsima::Result<nsima::appraise::GeneratedManifest>& m) {
     std::fprintf(stderr, "nsimactl: %s\n", m.error().to_string().c_str());
     return 1;
   }
-  std::cout << nsima::appraise::format_manifest(m->manifest);
+  if (g_json) {
+    for (auto& e : m->manifest.entries)
+      std::cout << json{{"digest", e.digest.to_string()}, {"path", e.path}}.dump(
+                       -1, ' ', false, json::error_handler_t::replace)
+                << "\n";
+  } else {
+    std::cout << nsima::appraise::format_manifest(m->manifest);
+  }
   for (auto& p : m->problems)
     std::fprintf(stderr, "nsimactl: %s: %s\n", p.where.c_str(), p.what.c_str());
   return m->ok() ? 0 : 1;
@@ -246,17 +601,28 @@ int stream(ctl::Connection& conn) {
 int main(int argc, char** argv) {
   CLI::App app{"nsimactl: control nsimad (userspace IMA for containers)"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", std::string("nsimactl ") + NSIMA_VERSION);
+  app.footer(kExitCodes);
   std::string socket = ctl::kDefaultSocket;
   app.add_option("--socket", socket, "nsimad control socket")->capture_default_str();
   int rc = 0;
 
   // status
   auto* status = app.add_subcommand("status", "counters and namespaces");
+  add_json_flag(status, "the whole answer as one JSON object");
   status->callback([&] {
     auto r = request(socket, {{ctl::kFieldCmd, ctl::kCmdStatus}});
     if (!r) return void(rc = 1);
-    r->erase(ctl::kFieldOk);
-    std::cout << r->dump(2) << "\n";
+    if (g_json) return print_answer_json(*r);
+    print_status(*r);
+  });
+
+  // metrics
+  auto* metrics = app.add_subcommand("metrics", "counters in the Prometheus text format");
+  metrics->callback([&] {
+    auto r = request(socket, {{ctl::kFieldCmd, ctl::kCmdStatus}});
+    if (!r) return void(rc = 1);
+    std::cout << metrics_text(*r);
   });
 
   // watch
@@ -270,7 +636,9 @@ int main(int argc, char** argv) {
                               {ctl::kFieldCgroup, absolute(watch_cgroup)}},
                      &conn);
     if (!r) return void(rc = 1);
-    std::fprintf(stderr, "nsimactl: watching namespace %s\n", r->value("ns", json()).dump().c_str());
+    // stdout carries only the events (JSON lines).
+    std::fprintf(stderr, "watching namespace %s: one JSON line per event on stdout\n",
+                 r->value("ns", json()).dump().c_str());
     rc = stream(*conn);
   });
 
@@ -297,7 +665,9 @@ int main(int argc, char** argv) {
                {ctl::kFieldVerdict, verdict}};
       if (!v_root.empty()) req[ctl::kFieldRoot] = absolute(v_root);
       auto r = request(socket, req);
-      if (!r) rc = 1;
+      if (!r) return void(rc = 1);
+      std::cout << (std::string(verdict) == "deny" ? "denied " : "allowed ") << v_file
+                << " in the namespace of " << absolute(v_cgroup) << " and below\n";
     });
   }
 
@@ -333,6 +703,15 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   ns_create->add_option("--container", ns_container,
                         "the OCI container id the namespace is for (shown by ns list, archived)");
+  add_json_flag(ns_create, "the new namespace as one JSON object (as ns list --json)");
+  std::string ns_template, ns_hash;
+  ns_create->add_option("--template", ns_template,
+                        "template of its list (kernel ima_template=); default nsimad's --template")
+      ->check(CLI::IsMember({"ima-ng", "ima-sig", "ima"}));
+  ns_create->add_option("--hash", ns_hash,
+                        "file hash of its list (kernel ima_hash=); default nsimad's --hash "
+                        "(sha1 with --template ima)")
+      ->check(CLI::IsMember({"sha1", "sha256", "sha384", "sha512"}));
   ns_create->callback([&] {
     json req{{ctl::kFieldCmd, ctl::kCmdNsCreate}, {ctl::kFieldCgroup, absolute(ns_cgroup)},
              {"vtpm", ns_vtpm}, {ctl::kFieldAppraise, ns_appraise}};
@@ -356,6 +735,8 @@ int main(int argc, char** argv) {
       req[ctl::kFieldCerts] = *certs;
     }
     if (!ns_rootfs.empty()) req[ctl::kFieldRootfs] = absolute(ns_rootfs);
+    if (!ns_template.empty()) req[ctl::kFieldTemplate] = ns_template;
+    if (!ns_hash.empty()) req[ctl::kFieldHash] = ns_hash;
     if (!ns_builtin.empty()) req["builtin"] = ns_builtin;
     if (!ns_policy.empty()) {
       auto text = read_file(ns_policy);
@@ -365,6 +746,7 @@ int main(int argc, char** argv) {
     }
     auto r = request(socket, req);
     if (!r) return void(rc = 1);
+    if (g_json) return void(std::cout << (*r)["namespace"].dump() << "\n");
     std::cout << (*r)["namespace"].value("id", "") << "\n";
   });
   auto* ns_list = ns->add_subcommand("list", "list namespaces");
@@ -372,27 +754,15 @@ int main(int argc, char** argv) {
   ns_list->callback([&] {
     auto r = request(socket, {{ctl::kFieldCmd, ctl::kCmdNsList}});
     if (!r) return void(rc = 1);
-    if (!ns_json)
-      std::cout << "ID\tPARENT\tOWNER\tPCR\tENTRIES\tPOLICY\tCGROUP\tCONTAINER\n";
-    for (auto& n : (*r)["namespaces"]) {
-      if (ns_json) {
-        std::cout << n.dump() << "\n";
-        continue;
-      }
-      std::cout << n.value("id", "") << "\t" << n.value("parent", "") << "\t"
-                << n.value("owner", "") << "\t" << n.value("pcr", -1) << "\t"
-                << n.value("entries", 0) << "\t"
-                << (n.value("policy", "").empty() ? "-" : n.value("policy", "")) << "\t"
-                << n.value("cgroup", "") << "\t"
-                << (n.value("container", "").empty() ? "-" : n.value("container", ""))
-                << (n.contains("disabled") ? "\tDISABLED" : "") << "\n";
-    }
+    if (!ns_json) return print_namespaces((*r)["namespaces"]);
+    for (auto& n : (*r)["namespaces"]) std::cout << n.dump() << "\n";
   });
   auto* ns_delete = ns->add_subcommand("delete", "delete a namespace");
   ns_delete->add_option("ID", ns_id, "namespace id")->required();
   ns_delete->callback([&] {
     auto r = request(socket, {{ctl::kFieldCmd, ctl::kCmdNsDelete}, {ctl::kFieldNs, ns_id}});
-    if (!r) rc = 1;
+    if (!r) return void(rc = 1);
+    std::cout << "namespace " << ns_id << " deleted (its list is archived)\n";
   });
 
   // policy check | explain | show | load
@@ -416,6 +786,7 @@ int main(int argc, char** argv) {
   auto* p_show = pol->add_subcommand("show", "print a builtin policy, or a namespace's policy");
   auto* p_show_b = p_show->add_option("--builtin", p_builtin, "builtin policy name");
   p_show->add_option("--ns", p_ns, "namespace id")->excludes(p_show_b);
+  add_json_flag(p_show, "a namespace's policy as one JSON object {\"policy\": text}");
   p_show->callback([&] {
     if (!p_builtin.empty()) {
       rc = nsima::policy::cmd_show_builtin(p_builtin, std::cout, std::cerr);
@@ -428,6 +799,7 @@ int main(int argc, char** argv) {
     }
     auto r = request(socket, {{ctl::kFieldCmd, ctl::kCmdPolicyShow}, {ctl::kFieldNs, p_ns}});
     if (!r) return void(rc = 1);
+    if (g_json) return print_answer_json(*r);
     std::cout << r->value("policy", "");
   });
   auto* p_load = pol->add_subcommand("load", "replace a namespace's policy (whole or not at all)");
@@ -450,8 +822,7 @@ int main(int argc, char** argv) {
     }
     auto r = request(socket, req);
     if (!r) return void(rc = 1);
-    std::fprintf(stderr, "nsimactl: %d rules loaded into namespace %s\n", r->value("rules", 0),
-                 p_ns.c_str());
+    std::cout << r->value("rules", 0) << " rules loaded into namespace " << p_ns << "\n";
   });
 
   // log
@@ -463,15 +834,24 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"ascii", "binary"}))
       ->capture_default_str();
   log_cmd->add_flag("--follow,-f", l_follow, "keep printing new entries");
-  log_cmd->callback([&] { rc = print_log(socket, l_ns, l_format == "ascii", l_follow); });
+  add_json_flag(log_cmd, "one JSON object per entry (index, pcr, template_hash, template, digest, "
+                         "path, sig, violation)");
+  log_cmd->callback([&] { rc = print_log(socket, l_ns, l_format == "ascii", l_follow, g_json); });
 
   // pcr
   std::string c_ns;
   auto* pcr_cmd = app.add_subcommand("pcr", "the PCR a namespace's list is extended into");
   pcr_cmd->add_option("--ns", c_ns, "namespace id")->required();
+  add_json_flag(pcr_cmd, "the answer as one JSON object (tpm, pcr, values, expected)");
+  std::string c_evmctl;
+  pcr_cmd->add_option("--evmctl", c_evmctl,
+                      "write DIR/pcrs-<bank>.txt (every PCR of the namespace's TPM, as `evmctl "
+                      "ima_measurement --pcrs` reads them) and DIR/binary_runtime_measurements");
   pcr_cmd->callback([&] {
+    if (!c_evmctl.empty()) return void(rc = write_evmctl_files(socket, c_ns, c_evmctl));
     auto r = request(socket, {{ctl::kFieldCmd, ctl::kCmdPcr}, {ctl::kFieldNs, c_ns}});
     if (!r) return void(rc = 1);
+    if (g_json) return print_answer_json(*r);
     int pcr = r->value("pcr", -1);
     std::cout << "# " << r->value("tpm", "") << "\n";
     for (auto& [bank, hex] : (*r)["values"].items()) {
@@ -491,6 +871,7 @@ int main(int argc, char** argv) {
   quote_cmd->add_option("--nonce", q_nonce, "qualifying data, hex (up to 64 bytes)")->required();
   quote_cmd->add_option("--out", q_out, "directory for quote.msg quote.sig quote.pcrs ak.pub.pem")
       ->required();
+  add_json_flag(quote_cmd, "the files written and the check command as one JSON object");
   quote_cmd->callback([&] {
     auto r = request(socket, {{ctl::kFieldCmd, ctl::kCmdQuote},
                               {ctl::kFieldNs, q_ns},
@@ -519,9 +900,23 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "nsimactl: %s\n", w.error().to_string().c_str());
       return void(rc = 1);
     }
-    std::cout << "tpm2_checkquote -u " << q_out << "/ak.pub.pem -m " << q_out << "/quote.msg -s "
-              << q_out << "/quote.sig -f " << q_out << "/quote.pcrs -g sha256 -q " << q_nonce
-              << "\n";
+    std::string check = "tpm2_checkquote -u " + q_out + "/ak.pub.pem -m " + q_out +
+                        "/quote.msg -s " + q_out + "/quote.sig -f " + q_out +
+                        "/quote.pcrs -g sha256 -q " + q_nonce;
+    if (g_json) {
+      std::cout << json{{"dir", q_out},
+                        {"files",
+                         {{"msg", q_out + "/quote.msg"},
+                          {"sig", q_out + "/quote.sig"},
+                          {"pcrs", q_out + "/quote.pcrs"},
+                          {"ak_pub_pem", q_out + "/ak.pub.pem"}}},
+                        {"nonce", r->value(ctl::kFieldNonce, "")},
+                        {"checkquote", check}}
+                       .dump()
+                << "\n";
+      return;
+    }
+    std::cout << check << "\n";
   });
 
   // keys add | list | remove
@@ -540,8 +935,9 @@ int main(int argc, char** argv) {
                               {ctl::kFieldNs, k_ns},
                               {ctl::kFieldCerts, *certs}});
     if (!r) return void(rc = 1);
-    print_keys((*r)["keys"], false);
+    print_keys((*r)["keys"], k_json);
   });
+  k_add->add_flag("--json", k_json, "one JSON object per key");
   auto* k_list = keys->add_subcommand("list", "list a namespace's keys");
   k_list->add_option("--ns", k_ns, "namespace id")->required();
   k_list->add_flag("--json", k_json, "one JSON object per key");
@@ -558,8 +954,9 @@ int main(int argc, char** argv) {
                               {ctl::kFieldNs, k_ns},
                               {ctl::kFieldKeyid, k_id}});
     if (!r) return void(rc = 1);
-    print_keys((*r)["removed"], false);
+    print_keys((*r)["removed"], k_json);
   });
+  k_rm->add_flag("--json", k_json, "one JSON object per removed key");
 
   // digests load | revoke | from-rootfs | from-dpkg | from-rpm
   auto* dg = app.add_subcommand("digests", "digest lists: trust by content, without security.ima");
@@ -572,6 +969,7 @@ int main(int argc, char** argv) {
   d_load->add_option("FILE", d_file, "manifest in sha256sum format")->required();
   d_load->add_option("--sig", d_sig, "detached signature (default FILE.sig when it exists)");
   d_load->add_flag("--unsigned", d_unsigned, "do not look for FILE.sig");
+  add_json_flag(d_load, "the answer as one JSON object (added, already, signed, signer)");
   d_load->callback([&] {
     auto text = read_bytes(d_file);
     if (!text) return void(rc = 1);
@@ -590,6 +988,7 @@ int main(int argc, char** argv) {
     }
     auto r = request(socket, req);
     if (!r) return void(rc = 1);
+    if (g_json) return print_answer_json(*r);
     std::cout << r->value("added", 0) << " digests added, " << r->value("already", 0)
               << " already listed"
               << (r->value("signed", false) ? ", signed by key " + r->value("signer", "") : ", unsigned")
@@ -598,24 +997,29 @@ int main(int argc, char** argv) {
   auto* d_rev = dg->add_subcommand("revoke", "deny a sha256 digest here and in every descendant");
   d_rev->add_option("--ns", d_ns, "namespace id")->required();
   d_rev->add_option("SHA256", d_digest, "64 hex digits")->required();
+  add_json_flag(d_rev, "the answer as one JSON object (denied_now)");
   d_rev->callback([&] {
     auto r = request(socket, {{ctl::kFieldCmd, ctl::kCmdDigestsRevoke},
                               {ctl::kFieldNs, d_ns},
                               {ctl::kFieldDigest, d_digest}});
     if (!r) return void(rc = 1);
+    if (g_json) return print_answer_json(*r);
     std::cout << "revoked; " << r->value("denied_now", 0) << " file(s) already allowed are denied\n";
   });
   auto* d_rootfs = dg->add_subcommand("from-rootfs", "print the manifest of a container rootfs");
   d_rootfs->add_option("DIR", d_file, "root directory")->required();
+  add_json_flag(d_rootfs, "one JSON object per file (digest, path)");
   d_rootfs->callback([&] { rc = print_manifest(nsima::appraise::manifest_from_rootfs(d_file)); });
   auto* d_dpkg = dg->add_subcommand(
       "from-dpkg", "print the sha256 manifest of installed Debian packages (md5sums checked)");
   d_dpkg->add_option("--root", d_root, "root directory")->capture_default_str();
+  add_json_flag(d_dpkg, "one JSON object per file (digest, path)");
   d_dpkg->callback([&] { rc = print_manifest(nsima::appraise::manifest_from_dpkg(d_root)); });
   auto* d_rpm = dg->add_subcommand(
       "from-rpm", "print the manifest of rpm packages (header signatures checked)");
   d_rpm->add_option("PKG", d_pkgs, "package files")->required();
   d_rpm->add_option("--dbpath", d_dbpath, "rpm database holding the trusted keys")->required();
+  add_json_flag(d_rpm, "one JSON object per file (digest, path)");
   d_rpm->callback([&] {
     std::vector<std::filesystem::path> pkgs(d_pkgs.begin(), d_pkgs.end());
     nsima::appraise::RpmOptions o;
@@ -640,7 +1044,8 @@ int main(int argc, char** argv) {
       auto r = request(socket, {{ctl::kFieldCmd, ctl::kCmdAppraiseMode},
                                 {ctl::kFieldNs, a_ns},
                                 {ctl::kFieldMode, a_mode}});
-      if (!r) rc = 1;
+      if (!r) return void(rc = 1);
+      std::cout << "namespace " << a_ns << ": appraisal mode " << a_mode << "\n";
       return;
     }
     auto r = request(socket, {{ctl::kFieldCmd, ctl::kCmdAppraise},
@@ -659,6 +1064,7 @@ int main(int argc, char** argv) {
   auto* au = app.add_subcommand("audit", "a namespace's audit log (JSON lines)");
   au->add_option("--ns", au_ns, "namespace id")->required();
   au->add_flag("--follow,-f", au_follow, "keep printing new lines");
+  add_json_flag(au, "JSON lines (the audit log is JSON lines already: the same output)");
   au->callback([&] {
     rc = print_stream(socket,
                       {{ctl::kFieldCmd, ctl::kCmdAudit},
@@ -799,6 +1205,11 @@ int main(int argc, char** argv) {
                    static_cast<unsigned long long>(r->value("dropped", 0)));
   });
 
-  CLI11_PARSE(app, argc, argv);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    // --help and --version exit 0; every usage error exits 2 (CLI11's own codes are 105+).
+    return app.exit(e) == 0 ? 0 : kExitUsage;
+  }
   return rc;
 }

@@ -35,6 +35,10 @@ struct Settings {
   int64_t cgroup_gone_grace_ms = 5000;
   // [control]
   std::string socket = "/run/nsima/nsimad.sock";
+  std::string read_group;                // members may use the reading commands ("": nobody)
+  int64_t max_connections = 128;
+  int64_t line_timeout_ms = 5000;
+  int64_t idle_timeout_ms = 60000;
   // [host]
   std::string host_tcti = "auto";
   int64_t host_pcr = 23;

@@ -52,6 +52,8 @@ json ns_json(const ns::Pipeline::NsInfo& n) {
   if (n.disabled) j["disabled"] = n.disabled_reason;
   if (!n.suspended.empty()) j["suspended"] = {{"reason", n.suspended}, {"lost", n.lost}};
   j["appraise"] = n.appraise;
+  j["template"] = n.template_name;
+  j["hash"] = n.hash;
   j["keys"] = n.keys;
   j["digests"] = {{"listed", n.digests_listed}, {"revoked", n.digests_revoked}};
   j["audit_log"] = n.audit_path;
@@ -222,7 +224,8 @@ void do_status(DaemonContext& ctx, Connection& conn) {
 }
 
 void do_watch(DaemonContext& ctx, const json& req, Connection& conn) {
-  auto id = ctx.pipeline->ensure_namespace(str(req, kFieldCgroup));
+  // Watching reads only: a cgroup without a namespace is an error, not a new namespace.
+  auto id = ctx.pipeline->ensure_namespace(str(req, kFieldCgroup), /*create=*/false);
   if (!id) return (void)conn.send(fail(id.error()));
   auto w = ctx.pipeline->watch(*id);
   if (!conn.send({{kFieldOk, true}, {kFieldNs, *id}})) return ctx.pipeline->unwatch(w);
@@ -265,6 +268,8 @@ void do_ns_create(DaemonContext& ctx, const json& req, Connection& conn) {
   o.model_origin = opt_str(req, kFieldModelName, "model");
   o.model_agent = opt_str(req, kFieldModelAgent, "");
   o.model_agent_fail = opt_str(req, kFieldModelAgentFail, "closed");
+  o.template_name = opt_str(req, kFieldTemplate, "");
+  o.hash = opt_str(req, kFieldHash, "");
   auto id = ctx.pipeline->create_namespace(str(req, kFieldCgroup), o);
   if (!id) return (void)conn.send(fail(id.error()));
   auto info = ctx.pipeline->namespace_info(std::to_string(*id));
@@ -341,10 +346,13 @@ void do_log(DaemonContext& ctx, const json& req, Connection& conn) {
 }
 
 void do_pcr(DaemonContext& ctx, const json& req, Connection& conn) {
-  auto r = ctx.pipeline->pcr_report(str(req, kFieldNs));
+  const bool all = opt_bool(req, kFieldAll, false);
+  auto r = ctx.pipeline->pcr_report(str(req, kFieldNs), all);
   if (!r) return (void)conn.send(fail(r.error()));
-  conn.send({{kFieldOk, true}, {"tpm", r->tpm}, {"pcr", r->pcr}, {"values", r->values},
-             {"expected", r->expected}});
+  json out{{kFieldOk, true}, {"tpm", r->tpm}, {"pcr", r->pcr}, {"values", r->values},
+           {"expected", r->expected}};
+  if (all) out[kFieldAll] = r->all;
+  conn.send(out);
 }
 
 // The quote travels in the answer; nsimactl writes the files (in its own mount namespace).

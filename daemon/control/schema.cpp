@@ -105,6 +105,8 @@ Result<void> check_field(const FieldSpec& f, const json& v) {
 const std::vector<CommandSpec>& command_specs() {
   // Keep in step with include/nsima/control_protocol.h.
   static const std::vector<CommandSpec> kSpecs = {
+      command(kCmdHello,
+              {field(kFieldVersion, FieldType::kUint, true), string(kFieldClient)}),
       command(kCmdStatus),
       command(kCmdWatch, {required_string(kFieldCgroup)}),
       command(kCmdVerdict,
@@ -119,7 +121,10 @@ const std::vector<CommandSpec>& command_specs() {
                string(kFieldRootfs), string(kFieldContainer),
                field(kFieldModelMode, FieldType::kString, false, {"learn", "seal", "enforce"}),
                string(kFieldModelText), string(kFieldModelName), string(kFieldModelAgent),
-               field(kFieldModelAgentFail, FieldType::kString, false, {"closed", "open"})},
+               field(kFieldModelAgentFail, FieldType::kString, false, {"closed", "open"}),
+               field(kFieldTemplate, FieldType::kString, false, {"ima-ng", "ima-sig", "ima"}),
+               field(kFieldHash, FieldType::kString, false,
+                     {"sha1", "sha256", "sha384", "sha512"})},
               {kFieldPolicyText, kFieldBuiltin}),
       command(kCmdNsList),
       command(kCmdNsDelete, {required_string(kFieldNs)}),
@@ -133,7 +138,7 @@ const std::vector<CommandSpec>& command_specs() {
                field(kFieldFormat, FieldType::kString, false, {kFormatAscii, kFormatBinary}),
                field(kFieldFollow, FieldType::kBool, false),
                field(kFieldFrom, FieldType::kUint, false)}),
-      command(kCmdPcr, {required_string(kFieldNs)}),
+      command(kCmdPcr, {required_string(kFieldNs), field(kFieldAll, FieldType::kBool, false)}),
       command(kCmdQuote, {required_string(kFieldNs), required_string(kFieldNonce)}),
       command(kCmdKeysAdd,
               {required_string(kFieldNs), field(kFieldCerts, FieldType::kStrings, true)}),

@@ -7,17 +7,46 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 
 #include "common/log.h"
+#include "control/schema.h"
 #include "nsima/control_protocol.h"
 
 namespace nsima::control {
 
-Server::Server(std::string socket_path, Handler handler)
-    : path_(std::move(socket_path)), handler_(std::move(handler)) {}
+namespace {
+
+int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// One line to a peer we are about to close, without blocking on a full socket.
+void tell(int fd, const nlohmann::json& j) {
+  std::string line = j.dump() + "\n";
+  (void)::send(fd, line.data(), line.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+nlohmann::json fail(const std::string& msg) { return {{kFieldOk, false}, {kFieldError, msg}}; }
+
+std::string list_text(const std::vector<std::string_view>& v) {
+  std::string out;
+  for (auto s : v) out += (out.empty() ? "" : ", ") + std::string(s);
+  return out;
+}
+
+}  // namespace
+
+Server::Server(std::string socket_path, Handler handler, ServerOptions options)
+    : path_(std::move(socket_path)),
+      handler_(std::move(handler)),
+      opts_(std::move(options)),
+      budget_(std::max(opts_.max_buffered_bytes, kMaxRequestBytes + 1)) {}
 
 Server::~Server() { stop(); }
 
@@ -27,7 +56,10 @@ Result<void> Server::start() {
   std::filesystem::create_directories(dir, ec);
   if (ec) return make_error(ec.value(), "cannot create the socket directory: " + ec.message(),
                             dir.string());
-  ::chmod(dir.c_str(), 0700);
+  // Read-only group members must reach the socket: the directory and socket are theirs to
+  // traverse and connect to; SO_PEERCRED decides what they may do.
+  bool group = !opts_.read_gids.empty();
+  ::chmod(dir.c_str(), group ? 0711 : 0700);
   ::unlink(path_.c_str());
 
   listen_fd_.reset(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -41,10 +73,19 @@ Result<void> Server::start() {
   int rc = ::bind(listen_fd_.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr);
   ::umask(old);
   if (rc != 0) return make_error(errno, std::string("bind failed: ") + strerror(errno), path_);
-  if (::listen(listen_fd_.get(), 64) != 0)
+  if (group) {
+    if (::chown(path_.c_str(), 0, opts_.read_gids.front()) != 0 ||
+        ::chmod(path_.c_str(), 0660) != 0)
+      return make_error(errno, std::string("cannot give the socket to group ") +
+                                   opts_.read_group + ": " + strerror(errno),
+                        path_);
+  }
+  if (::listen(listen_fd_.get(), 128) != 0)
     return make_error(errno, std::string("listen failed: ") + strerror(errno), path_);
   accept_thread_ = std::thread([this] { accept_loop(); });
-  logger("control")->info("listening on {}", path_);
+  logger("control")->info("listening on {} (at most {} connections{})", path_,
+                          opts_.max_connections,
+                          group ? ", group " + opts_.read_group + " may read" : "");
   return {};
 }
 
@@ -61,6 +102,48 @@ void Server::stop() {
   ::unlink(path_.c_str());
 }
 
+Server::Stats Server::stats() {
+  Stats s;
+  s.accepted = accepted_;
+  s.refused_peer = refused_peer_;
+  s.refused_full = refused_full_;
+  s.evicted = evicted_;
+  s.line_timeouts = line_timeouts_;
+  s.idle_timeouts = idle_timeouts_;
+  s.budget_refusals = budget_refusals_;
+  s.buffered_bytes = budget_.used.load();
+  std::lock_guard lock(mu_);
+  for (auto& c : clients_) s.connections += c.state->done.load() ? 0 : 1;
+  return s;
+}
+
+Result<Access> Server::check_peer(int fd, std::string* who) {
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0)
+    return make_error(errno, "permission denied: the peer's credentials are unknown");
+  *who = "uid " + std::to_string(cred.uid) + " pid " + std::to_string(cred.pid);
+  if (cred.uid == 0) return Access::kFull;
+  if (!opts_.read_gids.empty()) {
+    std::vector<gid_t> groups(64);
+    socklen_t glen = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &glen) != 0 &&
+        errno == ERANGE) {
+      groups.resize(glen / sizeof(gid_t));
+      ::getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &glen);
+    }
+    groups.resize(glen / sizeof(gid_t));
+    groups.push_back(cred.gid);
+    for (gid_t g : groups)
+      if (std::find(opts_.read_gids.begin(), opts_.read_gids.end(), g) != opts_.read_gids.end())
+        return Access::kRead;
+    return make_error(EACCES, "permission denied: nsimad accepts root, and members of group " +
+                                  opts_.read_group + " for reading commands");
+  }
+  return make_error(EACCES, "permission denied: nsimad accepts root only (no read-only group "
+                            "is configured: [control] read_group)");
+}
+
 void Server::accept_loop() {
   auto log = logger("control");
   while (!stop_.load()) {
@@ -68,29 +151,70 @@ void Server::accept_loop() {
     int r = ::poll(&p, 1, 200);
     if (r <= 0) continue;
     UniqueFd fd(::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
-    if (!fd) continue;
-    ucred cred{};
-    socklen_t len = sizeof cred;
-    Connection conn(std::move(fd));
-    if (::getsockopt(conn.fd(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 || cred.uid != 0) {
-      conn.send({{kFieldOk, false}, {kFieldError, "permission denied: nsimad accepts root only"}});
-      log->warn("refused control connection from uid {} pid {}", cred.uid, cred.pid);
+    if (!fd) {
+      // Out of descriptors (EMFILE/ENFILE): the pending connection stays; never spin on it.
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      continue;
+    }
+    std::string who;
+    auto access = check_peer(fd.get(), &who);
+    if (!access) {
+      tell(fd.get(), fail(access.error().message));
+      ++refused_peer_;
+      log->warn("refused control connection from {}", who);
       continue;
     }
     std::lock_guard lock(mu_);
     reap_locked();
-    auto done = std::make_shared<std::atomic<bool>>(false);
-    std::thread t([this, done, c = std::move(conn)]() mutable {
-      serve(std::move(c));
-      done->store(true);
+    if (clients_.size() >= opts_.max_connections && !make_room_locked()) {
+      tell(fd.get(), fail("too many connections: nsimad serves at most " +
+                          std::to_string(opts_.max_connections) +
+                          " at once and every one is busy; try again"));
+      ++refused_full_;
+      continue;
+    }
+    ++accepted_;
+    auto st = std::make_shared<ClientState>();
+    st->fd = fd.get();
+    st->waiting_since_ms = now_ms();
+    Connection conn(std::move(fd));
+    conn.set_budget(&budget_);
+    conn.set_line_timeout(opts_.line_timeout);
+    std::thread t([this, st, a = *access, c = std::move(conn)]() mutable {
+      serve(c, *st, a);
+      {
+        std::lock_guard l(st->mu);
+        st->closed = true;  // c's fd closes when this lambda ends: no shutdown() after this
+      }
+      st->done.store(true);
     });
-    clients_.push_back(Client{std::move(t), done});
+    clients_.push_back(Client{std::move(t), st});
   }
+}
+
+bool Server::make_room_locked() {
+  ClientState* oldest = nullptr;
+  for (auto& c : clients_) {
+    auto& s = *c.state;
+    if (s.done || s.busy) continue;
+    if (!oldest || s.waiting_since_ms < oldest->waiting_since_ms) oldest = &s;
+  }
+  if (!oldest) return false;
+  std::lock_guard l(oldest->mu);
+  if (oldest->closed) return true;  // ending anyway: its slot frees now
+  tell(oldest->fd, fail("closed: nsimad needed this connection's slot (" +
+                        std::to_string(opts_.max_connections) +
+                        " connections at most) and this one had no whole request"));
+  ::shutdown(oldest->fd, SHUT_RDWR);
+  oldest->busy = true;  // never picked twice; its thread ends on the shutdown
+  ++evicted_;
+  return true;
 }
 
 void Server::reap_locked() {
   for (auto it = clients_.begin(); it != clients_.end();) {
-    if (it->done->load()) {
+    if (it->state->done.load()) {
       it->thread.join();
       it = clients_.erase(it);
     } else {
@@ -99,29 +223,73 @@ void Server::reap_locked() {
   }
 }
 
-void Server::serve(Connection conn) {
+void Server::serve(Connection& conn, ClientState& st, Access access) {
+  auto log = logger("control");
+  int64_t idle_since = now_ms();
   while (!stop_.load()) {
-    auto line = conn.read_line(kMaxRequestBytes, std::chrono::milliseconds(500));
+    auto line = conn.read_line(kMaxRequestBytes, std::chrono::milliseconds(200));
     if (!line) {
-      if (conn.error() == "timed out") continue;
-      if (conn.error() != "connection closed")
-        conn.send({{kFieldOk, false}, {kFieldError, conn.error()}});
+      const std::string& err = conn.error();
+      if (err == kErrTimedOut) {
+        if (conn.buffered() == 0 && now_ms() - idle_since > opts_.idle_timeout.count()) {
+          ++idle_timeouts_;
+          conn.send(fail("closed: no request within " +
+                         std::to_string(opts_.idle_timeout.count()) + " ms"));
+          return;
+        }
+        continue;
+      }
+      if (err == kErrClosed) return;
+      if (err.starts_with("request line not completed")) ++line_timeouts_;
+      if (err.starts_with("nsimad's request buffers are full")) ++budget_refusals_;
+      conn.send(fail(err));
       return;
     }
     if (line->empty()) continue;
+    st.busy = true;
     auto req = nlohmann::json::parse(*line, nullptr, /*allow_exceptions=*/false);
     if (req.is_discarded()) {
-      conn.send({{kFieldOk, false},
-                 {kFieldError, "bad request: not JSON (expected a JSON object with a \"cmd\" "
-                               "string)"}});
-      continue;
+      conn.send(fail("bad request: not JSON (expected a JSON object with a \"cmd\" string)"));
+    } else {
+      const auto* cmd = req.is_object() && req.contains(kFieldCmd) && req[kFieldCmd].is_string()
+                            ? &req[kFieldCmd].get_ref<const std::string&>()
+                            : nullptr;
+      if (cmd && *cmd == kCmdHello) {
+        // The versioned hello (docs/control-protocol.md): an unknown version ends the
+        // connection, so nothing is misread under another version's rules.
+        if (auto ok = validate_request(req); !ok) {
+          conn.send(fail(ok.error().message));
+        } else if (req[kFieldVersion].get<uint64_t>() != kProtocolVersion) {
+          conn.send(fail("protocol version " + req[kFieldVersion].dump() +
+                         " is not supported: nsimad speaks version " +
+                         std::to_string(kProtocolVersion)));
+          return;
+        } else {
+          nlohmann::json allowed = nlohmann::json::array();
+          for (const auto& c : command_specs())
+            if (access == Access::kFull || is_read_command(c.name))
+              allowed.push_back(std::string(c.name));
+          conn.send({{kFieldOk, true},
+                     {kFieldVersion, kProtocolVersion},
+                     {"server", opts_.server_name},
+                     {"access", access_name(access)},
+                     {"commands", allowed}});
+        }
+      } else if (cmd && access == Access::kRead && find_command(*cmd) &&
+                 !is_read_command(*cmd)) {
+        conn.send(fail("permission denied: \"" + *cmd + "\" is for root; group " +
+                       opts_.read_group + " may use " + list_text(read_commands())));
+      } else {
+        // The handler checks the request against its command's schema (control/schema.h).
+        try {
+          handler_(req, conn);
+        } catch (const std::exception& e) {
+          conn.send(fail(std::string("internal error: ") + e.what()));
+        }
+      }
     }
-    // The handler checks the request against its command's schema (control/schema.h).
-    try {
-      handler_(req, conn);
-    } catch (const std::exception& e) {
-      conn.send({{kFieldOk, false}, {kFieldError, std::string("internal error: ") + e.what()}});
-    }
+    st.waiting_since_ms = idle_since = now_ms();
+    st.busy = false;
   }
 }
 

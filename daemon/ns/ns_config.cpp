@@ -45,6 +45,8 @@ Result<void> save_ns_config(const std::string& state_dir, const NsConfig& cfg) {
                    {"model_mode", cfg.model_mode},
                    {"model_agent", cfg.model_agent},
                    {"model_agent_fail", cfg.model_agent_fail},
+                   {"template", cfg.template_name},
+                   {"hash", cfg.hash},
                    {"policy_origin", cfg.policy_origin},
                    {"policy_text", cfg.policy_text},
                    {"boot_id", cfg.boot_id},
@@ -80,6 +82,8 @@ std::vector<NsConfig> load_ns_configs(const std::string& state_dir) {
       c.model_mode = j.value("model_mode", "");
       c.model_agent = j.value("model_agent", "");
       c.model_agent_fail = j.value("model_agent_fail", "");
+      c.template_name = j.value("template", "");
+      c.hash = j.value("hash", "");
       c.policy_origin = j.value("policy_origin", "");
       c.policy_text = j.value("policy_text", "");
       c.boot_id = j.value("boot_id", "");

@@ -31,6 +31,9 @@ struct NsConfig {
   // model: its socket ("" = none) and what a missing verdict means: closed | open.
   std::string model_agent{};
   std::string model_agent_fail{};
+  // ima_template= and ima_hash= of this namespace's list, fixed at creation ("": nsimad's
+  // --template / --hash, for namespaces made before these were kept).
+  std::string template_name{}, hash{};
 };
 
 std::string ns_dir(const std::string& state_dir, const std::string& name);

@@ -156,6 +156,7 @@ class Pipeline {
     bool disabled = false;
     std::string disabled_reason;
     std::string appraise;  // enforce | log | off
+    std::string template_name, hash;  // of its list: ima-ng|ima-sig|ima, sha1|sha256|...
     size_t keys = 0, digests_listed = 0, digests_revoked = 0;
     std::string audit_path;
     std::string container;  // OCI container id ("": none)
@@ -175,11 +176,13 @@ class Pipeline {
     std::string model_mode, model_text, model_origin;
     // An external agent decides instead (socket; fail: closed | open, default closed).
     std::string model_agent, model_agent_fail;
+    // Its list's template and file hash (kernel ima_template= / ima_hash=); "" = nsimad's.
+    std::string template_name, hash;
   };
   Result<uint32_t> create_namespace(const std::string& cgroup_path, const CreateOptions& o);
-  // The namespace bound to `cgroup_path` (the host namespace for the root cgroup), created
-  // (without policy) if needed, and registered with the BPF side.
-  Result<uint32_t> ensure_namespace(const std::string& cgroup_path);
+  // The namespace bound to `cgroup_path` (the host namespace for the root cgroup), registered
+  // with the BPF side; created (without policy) if needed when `create`, else ENOENT.
+  Result<uint32_t> ensure_namespace(const std::string& cgroup_path, bool create = true);
   Result<void> delete_namespace(const std::string& name_or_id);
   // Ends every namespace whose cgroup has been gone for cgroup_gone_grace (the cgroup_check
   // thread calls it; tests may too). Returns the names ended.
@@ -219,8 +222,11 @@ class Pipeline {
     int pcr = -1;
     std::map<std::string, std::string> values;    // bank -> hex, read from the TPM
     std::map<std::string, std::string> expected;  // bank -> hex, replay of the owning list
+    std::map<std::string, std::vector<std::string>> all;  // with `all`: bank -> PCR 0..23 hex
   };
-  Result<PcrReport> pcr_report(const std::string& name_or_id);
+  // `all`: every PCR (0-23) of each bank too, read after the namespace's PCR, as evmctl's --pcrs
+  // files need them.
+  Result<PcrReport> pcr_report(const std::string& name_or_id, bool all = false);
   Result<tpm::Quote> quote(const std::string& name_or_id, const std::vector<uint8_t>& nonce);
 
   // Operator verdicts. `file` is a path as the namespace's processes see it: resolved inside the

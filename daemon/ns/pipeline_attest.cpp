@@ -163,7 +163,7 @@ Result<std::string> Pipeline::render_list(const std::string& name_or_id, bool as
   return out;
 }
 
-Result<Pipeline::PcrReport> Pipeline::pcr_report(const std::string& name_or_id) {
+Result<Pipeline::PcrReport> Pipeline::pcr_report(const std::string& name_or_id, bool all) {
   auto snap = attest_snapshot(name_or_id);
   if (!snap) return tl::unexpected(snap.error());
   PcrReport rep;
@@ -184,6 +184,15 @@ Result<Pipeline::PcrReport> Pipeline::pcr_report(const std::string& name_or_id) 
         n = **p;
     auto e = snap->owner_list->replay(static_cast<uint32_t>(rep.pcr), b, n);
     if (e) rep.expected[name] = e->hex();
+  }
+  if (!all) return rep;
+  std::vector<int> idx;
+  for (int i = 0; i < 24; ++i) idx.push_back(i);
+  for (auto b : snap->owner_list->config().banks) {
+    auto vals = snap->tpm->read_pcrs(*bank_of(b), idx);
+    if (!vals) return tl::unexpected(vals.error());
+    auto& out = rep.all[std::string(measure::hash_algo_name(b))];
+    for (int i : idx) out.push_back(to_hex((*vals)[i]));
   }
   return rep;
 }

@@ -67,6 +67,25 @@ Result<uint32_t> Pipeline::create_namespace(const std::string& cgroup_path,
     if (!p) return tl::unexpected(p.error());
     pol = std::make_shared<policy::Policy>(std::move(*p));
   }
+  // Its list's template and hash, kept in ns.json as given or defaulted now: a restart with other
+  // --template/--hash flags continues this list as it was started.
+  const std::string tmpl_name = o.template_name.empty()
+                                    ? std::string(measure::template_name(opts_.default_template))
+                                    : o.template_name;
+  // The kernel's 'ima' template holds a sha1 digest only.
+  const std::string hash_name =
+      !o.hash.empty()           ? o.hash
+      : tmpl_name == "ima"      ? std::string("sha1")
+                                : std::string(measure::hash_algo_name(opts_.hash_algo));
+  if (!measure::template_kind(tmpl_name))
+    return make_error(EINVAL, "template must be ima-ng, ima-sig or ima", tmpl_name);
+  if (!measure::hash_algo_from_name(hash_name))
+    return make_error(EINVAL, "unknown hash algorithm", hash_name);
+  if (tmpl_name == "ima" && hash_name != "sha1")
+    return make_error(EINVAL,
+                      "the 'ima' template records sha1 digests only (as the kernel): use hash "
+                      "sha1 or another template",
+                      "hash " + hash_name);
   // 1. an id, checked and reserved on the pipeline thread
   auto id = call([&]() -> Result<uint32_t> {
     if (*dir == reg_.cgroup_root()) return make_error(EEXIST, "is the host namespace", *dir);
@@ -106,6 +125,8 @@ Result<uint32_t> Pipeline::create_namespace(const std::string& cgroup_path,
     cfg.container = o.container;
     if (!parse_appraise_mode(cfg.appraise))
       return make_error(EINVAL, "appraise mode must be enforce, log or off", cfg.appraise);
+    cfg.template_name = tmpl_name;
+    cfg.hash = hash_name;
     auto ins = reg_.insert(*dir, *cgid, cfg, pol);
     if (!ins) return tl::unexpected(ins.error());
     Namespace* n = ins->ns;
@@ -169,7 +190,7 @@ Result<uint32_t> Pipeline::create_namespace(const std::string& cgroup_path,
   return r;
 }
 
-Result<uint32_t> Pipeline::ensure_namespace(const std::string& cgroup_path) {
+Result<uint32_t> Pipeline::ensure_namespace(const std::string& cgroup_path, bool create) {
   auto dir = canonical_dir(cgroup_path);
   if (!dir) return tl::unexpected(dir.error());
   auto known = call([&]() -> Result<uint32_t> {
@@ -182,6 +203,11 @@ Result<uint32_t> Pipeline::ensure_namespace(const std::string& cgroup_path) {
     return 0u;
   });
   if (!known || *known) return known;
+  if (!create)
+    return make_error(ENOENT,
+                      "no namespace is bound to this cgroup (nsimactl ns create --cgroup " + *dir +
+                          " makes one)",
+                      *dir);
   return create_namespace(*dir, {});
 }
 
@@ -360,6 +386,10 @@ Pipeline::NsInfo Pipeline::info(Namespace* n) {
   i.disabled = r.disabled;
   i.disabled_reason = r.disabled_reason;
   i.appraise = std::string(appraise_mode_name(r.appraise));
+  if (r.list) {
+    i.template_name = std::string(measure::template_name(r.list->config().default_template));
+    i.hash = std::string(measure::hash_algo_name(r.list->config().hash_algo));
+  }
   i.keys = r.keys ? r.keys->size() : 0;
   i.digests_listed = r.digests ? r.digests->listed_count() : 0;
   i.digests_revoked = r.digests ? r.digests->revoked_count() : 0;

@@ -80,9 +80,10 @@ Result<UniqueFd> open_regular_in(int root_fd, const std::string& path) {
 
 Result<void> Pipeline::set_file_verdict(const std::string& cgroup_path, const std::string& file,
                                         bool allow, const std::string& root) {
-  if (!maps_) return make_error(ENOTSUP, "no BPF programs loaded", file);
-  auto ns_id = ensure_namespace(cgroup_path);
+  // An operator verdict never creates a namespace as a side effect.
+  auto ns_id = ensure_namespace(cgroup_path, /*create=*/false);
   if (!ns_id) return tl::unexpected(ns_id.error());
+  if (!maps_) return make_error(ENOTSUP, "no BPF programs loaded", file);
   auto where = call([&]() -> std::pair<std::string, bool> {
     Namespace* n = reg_.find(*ns_id);
     return {n ? n->cgroup_path : "", n && n->is_host()};

@@ -43,6 +43,18 @@ Result<void> Recorder::open_list(Namespace* n, NsRuntime& r) {
   measure::ListConfig lc;
   lc.hash_algo = opts_.hash_algo;
   lc.default_template = opts_.default_template;
+  // The namespace's own ima_hash= / ima_template= (ns create --hash/--template), checked there.
+  if (!r.cfg.hash.empty()) {
+    auto a = measure::hash_algo_from_name(r.cfg.hash);
+    if (!a) return make_error(EINVAL, "unknown hash algorithm \"" + r.cfg.hash + "\"", r.cfg.name);
+    lc.hash_algo = *a;
+  }
+  if (!r.cfg.template_name.empty()) {
+    auto t = measure::template_kind(r.cfg.template_name);
+    if (!t)
+      return make_error(EINVAL, "unknown template \"" + r.cfg.template_name + "\"", r.cfg.name);
+    lc.default_template = *t;
+  }
   lc.default_pcr = reg_.default_pcr_of(n);
   Namespace* owner = reg_.owner_of(n);
   NsRuntime& o = owner == n ? r : reg_.rt(owner);

@@ -3,6 +3,7 @@
 // commands.h and are meant to stay stable (scripts grep them).
 #include "policy/commands.h"
 
+#include <cctype>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -236,10 +237,47 @@ bool read_creds(const json& j, const std::string& prefix, Creds* c, std::string*
   return true;
 }
 
+// The fields an event may carry: those explain reads, then the rest of a `nsimactl watch` line
+// (common/event.cpp event_to_json(), plus its "nsima" note), which say nothing a rule can match.
+// Any other field is refused: a misspelt "Uid" must not silently mean root.
+constexpr std::string_view kEventFieldsRead[] = {
+    "func", "hook", "path", "mask", "prot", "reqprot", "uid", "euid", "suid", "gid", "egid",
+    "sgid", "new_uid", "new_euid", "new_suid", "new_gid", "new_egid", "new_sgid", "cap_effective",
+    "cap_setuid", "cap_setgid", "fowner", "fgroup", "fsmagic", "fsname", "fsuuid"};
+constexpr std::string_view kEventFieldsIgnored[] = {
+    "pid", "tgid", "comm", "cgroup_id", "ns_id", "mnt_ns", "user_ns", "pid_ns", "dev", "ino",
+    "generation", "mode", "ctime_sec", "ctime_nsec", "i_version", "size", "f_flags", "f_mode",
+    "mmap_flags", "writers", "readers", "root_dev", "root_ino", "start_boottime", "flags",
+    "path_truncated", "deleted", "denied", "nsima"};
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// "" when every field is known, else the sentence naming the first unknown one.
+std::string unknown_event_field(const json& j) {
+  for (const auto& [key, value] : j.items()) {
+    bool known = false;
+    for (auto f : kEventFieldsRead) known |= f == key;
+    for (auto f : kEventFieldsIgnored) known |= f == key;
+    if (known) continue;
+    std::string msg = "unknown field '" + key + "' in the event";
+    for (auto f : kEventFieldsRead)
+      if (lower(f) == lower(key)) return msg + " (did you mean '" + std::string(f) + "'?)";
+    std::string names;
+    for (auto f : kEventFieldsRead) names += (names.empty() ? "" : ", ") + std::string(f);
+    return msg + " (fields: " + names + ")";
+  }
+  return "";
+}
+
 Result<std::vector<Access>> accesses_from_json(const std::string& text, std::string* path) {
   json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded() || !j.is_object())
     return make_error(EINVAL, "event is not a JSON object", "event");
+  if (auto why = unknown_event_field(j); !why.empty()) return make_error(EINVAL, why, "event");
   std::string error;
   auto fail = [&]() { return make_error(EINVAL, error, "event"); };
 

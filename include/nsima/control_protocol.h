@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
 // nsimactl / OCI hook <-> nsimad control protocol, as nsimad speaks it (daemon/control).
 //
-// Transport: an AF_UNIX stream socket (kDefaultSocket, mode 0600 in a 0700 directory; nsimad
-// checks SO_PEERCRED and answers non-root peers {"ok":false,"error":"permission denied: ..."}
-// before closing). Both directions carry JSON lines: one JSON object, UTF-8, terminated by "\n".
+// Transport, versions (hello), access and limits: docs/control-protocol.md. In short: an AF_UNIX
+// stream socket (kDefaultSocket); root may use every command, members of [control] read_group
+// the reading commands (control/access.cpp), others are answered "permission denied: ..." and
+// closed. Both directions carry JSON lines: one JSON object, UTF-8, terminated by "\n".
 // A connection may carry several requests one after the other; each is answered before the next
 // is read. Requests longer than kMaxRequestBytes are refused and the connection is closed.
 //
@@ -35,18 +36,22 @@
 //                                   rejected, workers, stuck_workers, queues {ns: {queued,
 //                                   running, done, timeouts, rejected}}},
 //                                   "namespaces" [NS]  ("bpf*" and "consumer" only with BPF)
-//   watch      cgroup*           -> "ns" (number). STREAM: then one line per event of that
+//   watch      cgroup*           -> "ns" (number; the cgroup's namespace must exist: watch never
+//                                   creates one, see ns_create). STREAM: then one line per event of that
 //                                   namespace and its descendants (common/event.cpp
 //                                   event_to_json(), plus "nsima": "measured in ..." when
 //                                   measured), until the client closes or nsimad stops.
 //   verdict    cgroup*, path*, verdict* ("allow"|"deny"), root (directory in nsimad's view)
 //                                -> nothing else. path is as the namespace's processes see it:
 //                                   resolved in the root of a live process of the cgroup (or in
-//                                   root when given; "/" for the host namespace). deny: every
+//                                   root when given; "/" for the host namespace; the cgroup's
+//                                   namespace must exist: a verdict never creates one). deny: every
 //                                   version of the inode, in the namespace and all below it,
 //                                   persisted; allow lifts the namespace's own deny.
 //   ns_create  cgroup*, policy_text | builtin, policy_name (file name for messages; needs
-//              policy_text), vtpm (bool, default false)      -> "namespace" NS
+//              policy_text), vtpm (bool, default false), template ("ima-ng" | "ima-sig" |
+//              "ima"), hash ("sha1" | "sha256" | "sha384" | "sha512"; both default to nsimad's
+//              --template/--hash, kept in ns.json)              -> "namespace" NS
 //   ns_list                      -> "namespaces" [NS]
 //   ns_delete  ns*               -> nothing else (the list is archived)
 //   policy_load ns*, policy_text | builtin (one required), policy_name -> "rules" (count)
@@ -59,9 +64,10 @@
 //   pcr, quote and log first pass the attestation barrier (daemon/README.md): every access that
 //   completed before the request is in the list and extended, or the request fails (ETIMEDOUT)
 //   naming what is still pending.
-//   pcr        ns*               -> "tpm" (description), "pcr" (number), "values" {bank: hex
+//   pcr        ns*, all (bool)   -> "tpm" (description), "pcr" (number), "values" {bank: hex
 //                                   read from the TPM}, "expected" {bank: hex, the replay of
-//                                   the list that owns the PCR}
+//                                   the list that owns the PCR}; with all: "all" {bank: [24
+//                                   hex, PCR 0-23]} (nsimactl pcr --evmctl)
 //   quote      ns*, nonce* (hex, 1-64 bytes)
 //                                -> "quote_msg", "quote_sig", "quote_pcrs" (base64 of
 //                                   tpm2_quote's -m, -s, -o files), "ak_pub_pem" (PEM text),
@@ -80,7 +86,8 @@
 //            "tracked", "untrusted", "mark_errors", "forensics_dropped", "extends", "kernel",
 //            ["pcr", "pcr_sha256"]: after an extend}
 //   NS = {"id", "ns_id", "cgroup", "cgroup_id", "parent", "vtpm", "owner", "pcr", "tpm",
-//         "policy", "policy_rules", "entries", "violations", "list", ["disabled": why]}
+//         "policy", "policy_rules", "entries", "violations", "list", "template", "hash",
+//         ["disabled": why]}
 //
 // The log stream: after its answer line, nsimad sends the list's entries from "from" on, as
 // kernel IMA's ascii_runtime_measurements (sha1 template-hash column) or
@@ -102,7 +109,13 @@ namespace nsima::control {
 
 inline constexpr const char* kDefaultSocket = "/run/nsima/nsimad.sock";
 
+// The protocol version (docs/control-protocol.md, "Versions"): a client says which it speaks in
+// {"cmd": "hello", "version": N}; nsimad refuses another and closes the connection.
+inline constexpr unsigned kProtocolVersion = 1;
+
 // Commands
+inline constexpr const char* kCmdHello = "hello";  // version*, client -> version, server, access,
+                                                    // commands (answered by control/server.cpp)
 inline constexpr const char* kCmdStatus = "status";
 inline constexpr const char* kCmdWatch = "watch";
 inline constexpr const char* kCmdVerdict = "verdict";
@@ -132,6 +145,8 @@ inline constexpr const char* kCmdModelForensics = "model_forensics";  // ns -> "
 
 // Request fields
 inline constexpr const char* kFieldCmd = "cmd";
+inline constexpr const char* kFieldVersion = "version";  // hello
+inline constexpr const char* kFieldClient = "client";    // hello: the client's name, for logs
 inline constexpr const char* kFieldCgroup = "cgroup";
 inline constexpr const char* kFieldNs = "ns";
 inline constexpr const char* kFieldPath = "path";
@@ -144,12 +159,15 @@ inline constexpr const char* kFieldFormat = "format";
 inline constexpr const char* kFieldFollow = "follow";
 inline constexpr const char* kFieldFrom = "from";
 inline constexpr const char* kFieldNonce = "nonce";
+inline constexpr const char* kFieldAll = "all";  // pcr: every PCR 0-23 of each bank too
 inline constexpr const char* kFieldRoot = "root";
 inline constexpr const char* kFieldAppraise = "appraise";  // ns_create: enforce | log | off
 inline constexpr const char* kFieldCerts = "certs";        // base64 DER/PEM certificates
 inline constexpr const char* kFieldKeys = "keys";          // ns_create: a directory nsimad reads
 inline constexpr const char* kFieldRootfs = "rootfs";      // ns_create: pre-appraised first
 inline constexpr const char* kFieldContainer = "container";  // ns_create: OCI container id
+inline constexpr const char* kFieldTemplate = "template";  // ns_create: ima-ng | ima-sig | ima
+inline constexpr const char* kFieldHash = "hash";          // ns_create: sha1|sha256|sha384|sha512
 inline constexpr const char* kFieldKeyid = "keyid";
 inline constexpr const char* kFieldManifest = "manifest";  // sha256sum text
 inline constexpr const char* kFieldName = "name";

@@ -53,7 +53,7 @@ json valid_request(const CommandSpec& spec) {
 }
 
 TEST(ControlSchema, EveryCommandHasASchemaAndItsMinimalRequestPasses) {
-  for (const char* cmd : {kCmdStatus, kCmdWatch, kCmdVerdict, kCmdNsCreate, kCmdNsList,
+  for (const char* cmd : {kCmdHello, kCmdStatus, kCmdWatch, kCmdVerdict, kCmdNsCreate, kCmdNsList,
                           kCmdNsDelete, kCmdPolicyLoad, kCmdPolicyShow, kCmdLog, kCmdPcr,
                           kCmdQuote, kCmdKeysAdd, kCmdKeysList, kCmdKeysRemove, kCmdDigestsLoad,
                           kCmdDigestsRevoke, kCmdAppraiseMode, kCmdAppraise, kCmdAudit,
@@ -63,7 +63,7 @@ TEST(ControlSchema, EveryCommandHasASchemaAndItsMinimalRequestPasses) {
     ASSERT_NE(spec, nullptr) << cmd;
     EXPECT_EQ(error_of(valid_request(*spec)), "(accepted)") << cmd;
   }
-  EXPECT_EQ(command_specs().size(), 24u);
+  EXPECT_EQ(command_specs().size(), 25u);
 }
 
 TEST(ControlSchema, WrongTypeNamesTheFieldAndWhatItGot) {
@@ -152,7 +152,7 @@ TEST(ControlSchema, RequestAsAWhole) {
   EXPECT_EQ(error_of({{"ns", "2"}}), "bad request: missing field \"cmd\" (a string)");
   EXPECT_EQ(error_of({{"cmd", 3}}), "field \"cmd\" must be a string, got number 3");
   EXPECT_EQ(error_of({{"cmd", "frobnicate"}}),
-            "unknown command \"frobnicate\" (commands: status, watch, verdict, ns_create, "
+            "unknown command \"frobnicate\" (commands: hello, status, watch, verdict, ns_create, "
             "ns_list, ns_delete, policy_load, policy_show, log, pcr, quote, keys_add, keys_list, "
             "keys_remove, digests_load, digests_revoke, appraise_mode, appraise, audit, "
             "model_mode, model_load, model_save, model_state, model_forensics)");

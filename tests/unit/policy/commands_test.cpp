@@ -233,6 +233,21 @@ TEST(CmdExplain, JsonOutput) {
   EXPECT_EQ(j["accesses"][1]["rules"]["measure"], nullptr);
 }
 
+// Every field of a watch line is known (the unknown-field check must not refuse them): an mmap
+// event, flagged denied and deleted, with the "nsima" note watch adds.
+TEST(CmdExplain, EveryWatchLineFieldIsKnown) {
+  Event ev;
+  ev.hook = Hook::kMmapFile;
+  ev.prot = 5;
+  ev.reqprot = 5;
+  ev.flags = NSIMA_EV_DENIED | NSIMA_EV_DELETED | NSIMA_EV_PATH_TRUNCATED;
+  ev.path = "/lib/x.so";
+  auto line = nlohmann::json::parse(event_to_json(ev));
+  line["nsima"] = "measured in 1";
+  CmdResult r = explain("builtin:tcb", line.dump());
+  EXPECT_EQ(r.rc, 0) << r.err;
+}
+
 TEST(CmdExplain, Errors) {
   EXPECT_EQ(explain("builtin:tcb", "not json").rc, 2);
   EXPECT_EQ(explain("builtin:tcb", "[1]").rc, 2);
@@ -243,6 +258,17 @@ TEST(CmdExplain, Errors) {
   EXPECT_EQ(explain("builtin:tcb", R"({"func":"FILE_CHECK","uid":-1})").rc, 2);
   EXPECT_EQ(explain("builtin:tcb", R"({"func":"FILE_CHECK","mask":"MAY_FLY"})").rc, 2);
   EXPECT_EQ(explain("builtin:tcb", R"({"func":"FILE_CHECK","fsuuid":"xyz"})").rc, 2);
+  // An unknown field is refused by name, never read as a default ("Uid" is not uid=0).
+  CmdResult typo = explain("builtin:tcb", R"({"func":"FILE_CHECK","Uid":1000})");
+  EXPECT_EQ(typo.rc, 2);
+  EXPECT_NE(typo.err.find("unknown field 'Uid' in the event (did you mean 'uid'?)"),
+            std::string::npos)
+      << typo.err;
+  CmdResult other = explain("builtin:tcb", R"({"func":"FILE_CHECK","colour":"red"})");
+  EXPECT_EQ(other.rc, 2);
+  EXPECT_NE(other.err.find("unknown field 'colour' in the event (fields: func, hook, path,"),
+            std::string::npos)
+      << other.err;
   CmdResult bad = explain("/nonexistent.policy", R"({"func":"FILE_CHECK"})");
   EXPECT_EQ(bad.rc, 1);
   EXPECT_NE(bad.err.find("/nonexistent.policy"), std::string::npos);

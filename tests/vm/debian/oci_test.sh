@@ -139,7 +139,7 @@ kcg=$(sed -n 's/.*"cgroup":"\([^"]*\)".*/\1/p' /run/nsima/oci/nsima-kill.json)
 kns=$(sed -n 's/.*"ns":"\([0-9]*\)".*/\1/p' /run/nsima/oci/nsima-kill.json)
 [[ -n $kcg && -n $kns && -d $kcg ]] || fail "no cgroup/namespace in /run/nsima/oci/nsima-kill.json: $(cat /run/nsima/oci/nsima-kill.json)"
 row=$(t 30 nsimactl ns list | awk -F'\t' -v n="$kns" '$1 == n')
-assert_eq "nsima-kill" "$(cut -f8 <<<"$row")" "ns list shows the container id of namespace $kns"
+assert_eq "nsima-kill" "$(cut -f10 <<<"$row")" "ns list shows the container id of namespace $kns"
 rpid=""
 for p in /proc/[0-9]*; do
 	[[ $(tr '\0' ' ' <"$p/cmdline" 2>/dev/null) == "runc run --bundle /tmp/b-kill nsima-kill "* ]] && rpid=${p#/proc/}

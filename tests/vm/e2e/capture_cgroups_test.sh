@@ -26,8 +26,9 @@ while [ $i -lt $N ]; do
 	i=$((i + 1))
 done
 
-# watch_ns CGROUP LOG: registers CGROUP (nsimactl watch), prints the namespace id
+# watch_ns CGROUP LOG: makes CGROUP a namespace and watches it, prints the namespace id
 watch_ns() {
+	nsimactl ns create --cgroup "$1" >/dev/null
 	nsimactl watch --cgroup "$1" >"$2" 2>"$2.err" &
 	nsima_wait_for "$2.err" "watching namespace"
 	sed -n 's/.*watching namespace "*\([0-9]*\)"*.*/\1/p' "$2.err"

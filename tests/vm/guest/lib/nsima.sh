@@ -78,7 +78,7 @@ nsima_json_field() {
 
 # nsima_status_field PATH...: a number from `nsimactl status` (e.g. nsima_status_field bpf dropped).
 nsima_status() {
-	nsimactl status | tr -d ' \n'
+	nsimactl status --json | tr -d ' \n'
 }
 nsima_stat() { # KEY: counter from the "bpf" object of nsimactl status (emitted, dropped, ...)
 	nsima_status | sed -n "s/.*\"bpf\":{[^}]*\"$1\":\([0-9]*\).*/\1/p"
