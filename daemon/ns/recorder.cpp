@@ -167,6 +167,11 @@ Result<void> Recorder::restart_list(Namespace* n, NsRuntime& r, const std::strin
 
 bool Recorder::append(Namespace* n, const AppendFn& fn) {
   NsRuntime& r = reg_.rt(n);
+  if (r.disabled) return false;
+  if (r.suspended) {  // try_resume clears it for its own append
+    r.lost++;
+    return false;
+  }
   if (!r.list) return false;
   Namespace* owner = reg_.owner_of(n);
   NsRuntime* o = owner == n ? nullptr : &reg_.rt(owner);
@@ -264,22 +269,10 @@ void Recorder::queue_extend(Namespace* owner, NsRuntime& owner_rt,
 }
 
 bool Recorder::entry(Namespace* n, const measure::Entry& e) {
-  NsRuntime& r = reg_.rt(n);
-  if (r.disabled) return false;
-  if (r.suspended) {
-    r.lost++;
-    return false;
-  }
   return append(n, [&](measure::MeasurementList& l) { return l.append(e); });
 }
 
 bool Recorder::violation(Namespace* n, const std::string& name) {
-  NsRuntime& r = reg_.rt(n);
-  if (r.disabled) return false;
-  if (r.suspended) {
-    r.lost++;
-    return false;
-  }
   return append(n, [&](measure::MeasurementList& l) { return l.append_violation(name); });
 }
 
