@@ -19,6 +19,23 @@ nsima_check_eq() { # ACTUAL EXPECTED WHAT
 	[ "$1" = "$2" ] || nsima_fail "$3: expected '$2', got '$1'"
 }
 
+# nsima_check_same_entry PATH KERNEL_LIST NSIMA_LIST: PATH is in both ascii lists exactly once,
+# the entries byte-identical but for the PCR column (kernel IMA's 10, nsima's host 23).
+nsima_check_same_entry() {
+	k=$(grep -c " $1\$" "$2" || true) # grep -c exits 1 on no match; the count is checked
+	n=$(grep -c " $1\$" "$3" || true)
+	nsima_check_eq "$k" 1 "kernel IMA entries for $1"
+	nsima_check_eq "$n" 1 "nsima entries for $1"
+	kl=$(grep " $1\$" "$2")
+	nl=$(grep " $1\$" "$3")
+	echo "kernel: $kl"
+	echo "nsima:  $nl"
+	nsima_check_eq "$(echo "$nl" | cut -d' ' -f2-)" "$(echo "$kl" | cut -d' ' -f2-)" \
+		"template digest, template, file digest and path of $1"
+	nsima_check_eq "$(echo "$kl" | cut -d' ' -f1)" 10 "kernel IMA's PCR"
+	nsima_check_eq "$(echo "$nl" | cut -d' ' -f1)" 23 "nsima's host PCR"
+}
+
 nsima_check_contains() { # HAYSTACK NEEDLE WHAT
 	case "$1" in *"$2"*) ;; *) nsima_fail "$3: '$2' not in '$1'" ;; esac
 }
