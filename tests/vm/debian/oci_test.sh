@@ -166,4 +166,36 @@ out=$(t 120 runc run --bundle /tmp/b-runc nsima-bad </dev/null 2>&1) || rc=$?
 assert_contains "$out" "nsima-oci-hook createRuntime: $hook_said" "runc's error relays the hook's sentence"
 t 30 runc delete -f nsima-bad 2>/dev/null || true
 assert_eq "$before" "$(ns_count)" "no namespace left by the failed runc start"
+# ---- malformed OCI state on stdin, as a runtime could pass it: one sentence, a non-zero exit,
+# no namespace half made (the installed hook, the real /proc and cgroup2 of this guest)
+hook_refuses() { # WHAT SENTENCE-PART STATE
+	local rc=0 out
+	out=$(printf '%s' "$3" | t 30 /usr/bin/nsima-oci-hook createRuntime 2>&1) || rc=$?
+	[[ $rc != 0 ]] || fail "the hook accepted $1: $out"
+	[[ $(wc -l <<<"$out") == 1 ]] || fail "the hook said more than one line for $1: $out"
+	assert_contains "$out" "nsima-oci-hook createRuntime: $2" "the hook's sentence for $1"
+	assert_eq "$before" "$(ns_count)" "no namespace left by $1"
+	log "$1: $out"
+}
+state() { printf '{"ociVersion":"1.0.2","id":"%s","status":"creating","pid":%s,"bundle":"/tmp/b-runc","annotations":{}}' "$1" "$2"; }
+sleep 120 &
+live=$!
+mkdir -p /sys/fs/cgroup/nsima-bad-$$
+echo $live >/sys/fs/cgroup/nsima-bad-$$/cgroup.procs
+hook_refuses "truncated JSON" "the OCI state on stdin is not valid JSON" "$(state bad-trunc $live | head -c 40)"
+hook_refuses "a state without pid" 'the OCI state has no "pid" (createRuntime needs the container'"'"'s host pid)' \
+	'{"ociVersion":"1.0.2","id":"bad-nopid","status":"creating","bundle":"/tmp/b-runc"}'
+sh -c 'exit 0' &
+gone=$!
+wait $gone
+hook_refuses "a pid that is gone" "process $gone named by the OCI state is gone" "$(state bad-gone $gone)"
+# a cgroup v1 host: a named v1 hierarchy mounted makes every /proc/PID/cgroup list it (hybrid)
+mkdir -p /tmp/cgv1
+mount -t cgroup -o none,name=nsimav1 nsimav1 /tmp/cgv1
+hook_refuses "a cgroup v1 host" "this host uses cgroup v1 (/proc/$live/cgroup lists v1 hierarchies)" "$(state bad-v1 $live)"
+umount /tmp/cgv1
+hook_refuses "a container id with a slash" 'the OCI state'"'"'s container id "../x"' "$(state ../x $live)"
+kill $live
+wait $live || : # killed on purpose
+rmdir /sys/fs/cgroup/nsima-bad-$$
 log "ok"
