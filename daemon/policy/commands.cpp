@@ -28,11 +28,7 @@ Result<std::string> read_source(const std::string& file) {
     if (text.empty()) return make_error(ENOENT, "unknown builtin policy", file);
     return std::string(text);
   }
-  std::ifstream in(file, std::ios::binary);
-  if (!in) return make_error(ENOENT, "cannot open policy file", file);
-  std::ostringstream buf;
-  buf << in.rdbuf();
-  return buf.str();
+  return read_policy_text(file);
 }
 
 std::string mask_string(uint32_t mask) {

@@ -7,9 +7,11 @@
 // says EINVAL, every failure is reported with the token that caused it.
 #include "policy/parser.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include "nsima/bpf_abi.h"
 
@@ -155,6 +157,84 @@ std::string known_templates() {
   return out;
 }
 
+// A token or value as an error message shows it: bytes outside printable ASCII escaped (\r,
+// \t, \xNN), cut after 120 characters, so binary input or a megabyte token never reaches a
+// terminal raw.
+std::string shown(std::string_view s) {
+  constexpr size_t kMax = 120;
+  std::string out;
+  size_t i = 0;
+  for (; i < s.size() && out.size() < kMax; ++i) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c == '\r') {
+      out += "\\r";
+    } else if (c == '\t') {
+      out += "\\t";
+    } else if (c == '\\') {
+      out += "\\\\";
+    } else if (c < 0x20 || c >= 0x7f) {
+      static constexpr char kHex[] = "0123456789abcdef";
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  if (i < s.size()) out += "... (" + std::to_string(s.size()) + " bytes)";
+  return out;
+}
+
+// Levenshtein distance, case-insensitive; stops counting above `limit`.
+size_t edit_distance(std::string_view a, std::string_view b, size_t limit) {
+  if (a.size() > b.size() + limit || b.size() > a.size() + limit) return limit + 1;
+  auto low = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c; };
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diag = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diag + (low(a[i - 1]) == low(b[j - 1]) ? 0 : 1)});
+      diag = up;
+    }
+  }
+  return row[b.size()];
+}
+
+// The candidate nearest to `s` (a typo: at most 1 edit for short words, 2 for longer ones),
+// or "" when none is near enough to suggest.
+template <typename Names>
+std::string nearest(std::string_view s, const Names& names) {
+  const size_t limit = s.size() <= 4 ? 1 : 2;
+  std::string best;
+  size_t best_d = limit + 1;
+  for (std::string_view n : names) {
+    size_t d = edit_distance(s, n, limit);
+    if (d < best_d) best_d = d, best = std::string(n);
+  }
+  return best;
+}
+
+std::string did_you_mean(const std::string& near) {
+  return near.empty() ? "" : " (did you mean '" + near + "'?)";
+}
+
+constexpr std::string_view kActionNames[] = {"measure", "dont_measure", "appraise", "dont_appraise",
+                                             "audit",   "hash",         "dont_hash", "permit_directio"};
+constexpr std::string_view kKeyNames[] = {
+    "func",      "mask",      "fsmagic",   "fsname",        "fsuuid",   "keyrings",
+    "label",     "obj_user",  "obj_role",  "obj_type",      "subj_user", "subj_role",
+    "subj_type", "digest_type", "appraise_type", "pcr",     "template", "appraise_flag",
+    "appraise_algos", "uid", "euid", "gid", "egid", "fowner", "fgroup"};
+constexpr std::string_view kFuncNamesShown[] = {
+    "FILE_CHECK",   "MMAP_CHECK",    "MMAP_CHECK_REQPROT", "BPRM_CHECK",
+    "CREDS_CHECK",  "MODULE_CHECK",  "FIRMWARE_CHECK",     "KEXEC_KERNEL_CHECK",
+    "KEXEC_INITRAMFS_CHECK", "KEXEC_CMDLINE", "POLICY_CHECK", "KEY_CHECK",
+    "CRITICAL_DATA", "SETXATTR_CHECK", "PATH_CHECK", "FILE_MMAP"};
+constexpr std::string_view kMaskNames[] = {"MAY_EXEC", "MAY_WRITE", "MAY_READ", "MAY_APPEND"};
+
 // State of one rule while its tokens are read.
 class RuleParser {
  public:
@@ -176,7 +256,10 @@ class RuleParser {
   tl::unexpected<Error> fail(size_t col, std::string_view tok, const std::string& why) {
     std::string where =
         std::string(filename_) + ":" + std::to_string(line_no_) + ":" + std::to_string(col);
-    return make_error(EINVAL, "'" + std::string(tok) + "': " + why, std::move(where));
+    std::string msg = "'" + shown(tok) + "': " + why;
+    if (tok.find('\r') != std::string_view::npos && why.find("CRLF") == std::string::npos)
+      msg += " (a carriage return is part of it: CRLF line endings?)";
+    return make_error(EINVAL, std::move(msg), std::move(where));
   }
 
   void set_flag(uint32_t flag, size_t col) {
@@ -287,7 +370,9 @@ class RuleParser {
     if (op != std::string_view::npos && op + 1 < s.size() && s[op] != '=' &&
         key_known(s.substr(0, op)))
       return "unknown token: " + std::string(s.substr(0, op)) + "= takes only the = operator";
-    return "unknown token";
+    if (op == std::string_view::npos) return "unknown token" + did_you_mean(nearest(s, kActionNames));
+    std::string key = nearest(s.substr(0, op), kKeyNames);
+    return "unknown token" + did_you_mean(key.empty() ? "" : key + shown(s.substr(op)));
   }
 
   std::string set_action(Action a, const Token& t) {
@@ -303,7 +388,9 @@ class RuleParser {
   std::string func(std::string_view value, size_t col) {
     if (rule_.func != Func::kNone) return "duplicate func= condition";
     auto f = func_from_name(value);
-    if (!f) return "unknown func '" + std::string(value) + "' (known: " + known_funcs() + ")";
+    const std::string near_func = f ? "" : nearest(value, kFuncNamesShown);
+    if (!f) return "unknown func '" + shown(value) + "'" +
+             (near_func.empty() ? " (known: " + known_funcs() + ")" : did_you_mean(near_func));
     rule_.func = *f;
     set_flag(kFlagFunc, col);
     return "";
@@ -323,8 +410,10 @@ class RuleParser {
     else if (name == "MAY_APPEND")
       bit = NSIMA_MAY_APPEND;
     else
-      return "unknown mask '" + std::string(value) +
-             "' (MAY_EXEC, MAY_WRITE, MAY_READ or MAY_APPEND, optionally prefixed by ^)";
+      return "unknown mask '" + shown(value) + "'" +
+             (nearest(name, kMaskNames).empty()
+                  ? " (MAY_EXEC, MAY_WRITE, MAY_READ or MAY_APPEND, optionally prefixed by ^)"
+                  : did_you_mean((inclusive ? "^" : "") + nearest(name, kMaskNames)));
     rule_.mask = bit;
     rule_.mask_inclusive = inclusive;
     set_flag(inclusive ? kFlagInmask : kFlagMask, col);
@@ -414,7 +503,7 @@ class RuleParser {
   std::string digest_type(std::string_view value, size_t col) {
     if (flags_ & kFlagDigsig)
       return "digest_type= must come before appraise_type= in the rule (kernel token order)";
-    if (value != "verity") return "unknown digest_type '" + std::string(value) + "' (only verity)";
+    if (value != "verity") return "unknown digest_type '" + shown(value) + "' (only verity)";
     rule_.verity_required = true;
     set_flag(kFlagVerity, col);
     return "";
@@ -433,7 +522,7 @@ class RuleParser {
       set_flag(kFlagDigsig | kFlagModsig | kFlagBlacklist, col);
       rule_.modsig_allowed = true;
     } else {
-      return "unknown appraise_type '" + std::string(value) + "' (imasig, imasig|modsig, sigv3)";
+      return "unknown appraise_type '" + shown(value) + "' (imasig, imasig|modsig, sigv3)";
     }
     rule_.digsig_required = true;
     rule_.check_blacklist = true;
@@ -449,9 +538,9 @@ class RuleParser {
       std::string_view name =
           value.substr(start, comma == std::string_view::npos ? comma : comma - start);
       auto id = hash_algo_from_name(name);
-      if (!id) return "unknown hash algorithm '" + std::string(name) + "' in appraise_algos";
+      if (!id) return "unknown hash algorithm '" + shown(name) + "' in appraise_algos";
       if (!hash_algo_available(*id))
-        return "hash algorithm '" + std::string(name) +
+        return "hash algorithm '" + shown(name) +
                "' is not available in the kernel crypto API";
       bits |= 1u << *id;
       if (comma == std::string_view::npos) break;
@@ -478,7 +567,7 @@ class RuleParser {
       return "template= is only valid after the measure action";
     const TemplateDesc* t = find_template(value);
     if (!t) {
-      std::string why = "unknown template '" + std::string(value) + "'";
+      std::string why = "unknown template '" + shown(value) + "'";
       if (value == "ima-sigv3")
         why += " (no kernel defines ima-sigv3; ima-sigv2 carries verity signatures)";
       return why + " (known: " + known_templates() + ", or their format strings; nsima produces " +
@@ -648,7 +737,16 @@ Result<Rule> parse_rule(std::string_view line, std::string_view filename, size_t
   return RuleParser(line, filename, line_no).run();
 }
 
+static std::optional<Error> too_large(std::string_view text, std::string_view filename) {
+  if (text.size() <= kMaxPolicyBytes) return std::nullopt;
+  return Error{EFBIG,
+               "policy is " + std::to_string(text.size()) + " bytes, more than the " +
+                   std::to_string(kMaxPolicyBytes) + " bytes nsima loads",
+               std::string(filename)};
+}
+
 Result<std::vector<Rule>> parse_rules(std::string_view text, std::string_view filename) {
+  if (auto e = too_large(text, filename)) return tl::unexpected(std::move(*e));
   std::vector<Rule> rules;
   std::optional<Error> error;
   for_each_rule_line(text, [&](std::string_view line, size_t line_no) {
@@ -669,6 +767,7 @@ Result<std::vector<Rule>> parse_rules(std::string_view text, std::string_view fi
 
 std::vector<Error> check_rules(std::string_view text, std::string_view filename) {
   std::vector<Error> errors;
+  if (auto e = too_large(text, filename)) return {std::move(*e)};
   size_t count = 0;
   for_each_rule_line(text, [&](std::string_view line, size_t line_no) {
     ++count;

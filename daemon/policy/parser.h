@@ -20,6 +20,10 @@ Result<Rule> parse_rule(std::string_view line, std::string_view filename, size_t
 // Parses a whole policy: one rule per line, blank lines and lines whose first non-blank character
 // is '#' skipped. The first error fails the whole text (a policy is applied whole or not at all).
 // A text without any rule is an error too: the kernel refuses to commit an empty batch.
+// The largest policy text nsima parses (nsimad's load, nsimactl's check and explain alike): far
+// above any real policy, and small enough to travel in one control request.
+inline constexpr size_t kMaxPolicyBytes = size_t{4} << 20;
+
 Result<std::vector<Rule>> parse_rules(std::string_view text, std::string_view filename);
 
 // Like parse_rules() but keeps going after an error and returns every error found, in order

@@ -5,6 +5,8 @@
 // candidate rules and never allocates.
 #include "policy/policy.h"
 
+#include <sys/stat.h>
+
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -469,6 +471,16 @@ Result<Policy> load_policy_file(const std::string& path) {
 }
 
 Result<std::string> read_policy_text(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0) {
+    if (S_ISDIR(st.st_mode))
+      return make_error(EISDIR, "cannot open policy file: it is a directory", path);
+    if (S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) > kMaxPolicyBytes)
+      return make_error(EFBIG,
+                        "policy is " + std::to_string(st.st_size) + " bytes, more than the " +
+                            std::to_string(kMaxPolicyBytes) + " bytes nsima loads",
+                        path);
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     int err = errno;

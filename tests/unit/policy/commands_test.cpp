@@ -115,12 +115,28 @@ TEST(CmdCheck, RefusesTemplatesNsimaCannotProduce) {
 }
 
 TEST(CmdCheck, MissingFileAndBuiltins) {
-  EXPECT_EQ(check("/nonexistent/x.policy").rc, 1);
+  CmdResult m = check("/nonexistent/x.policy");
+  EXPECT_EQ(m.rc, 1);
+  EXPECT_EQ(m.err, "/nonexistent/x.policy: cannot open policy file: No such file or directory\n");
+  CmdResult d = check("/tmp");
+  EXPECT_EQ(d.rc, 1);
+  EXPECT_EQ(d.err, "/tmp: cannot open policy file: it is a directory\n");
   CmdResult b = check("builtin:tcb");
   EXPECT_EQ(b.rc, 0);
   EXPECT_TRUE(has_line(b.out, "20 rules OK"));
   EXPECT_NE(b.out.find("builtin:tcb:39: note: func=MODULE_CHECK"), std::string::npos) << b.out;
   EXPECT_EQ(check("builtin:nope").rc, 1);
+}
+
+// check enforces load's size limit, and says so before reading the file.
+TEST(CmdCheck, APolicyOverLoadsLimitIsRefused) {
+  std::string big;
+  while (big.size() <= kMaxPolicyBytes) big += "measure func=BPRM_CHECK\n";
+  TempPolicy p(big);
+  CmdResult r = check(p.path());
+  EXPECT_EQ(r.rc, 1);
+  EXPECT_EQ(r.err, p.path() + ": policy is " + std::to_string(big.size()) +
+                       " bytes, more than the 4194304 bytes nsima loads\n");
 }
 
 TEST(CmdExplain, WatchLineBprmGivesTwoAccesses) {

@@ -375,8 +375,55 @@ TEST(ParserLines, TrailingCommentIsAnError) {
 
 TEST(ParserLines, CarriageReturnIsAnError) {
   // The kernel splits on spaces and tabs only: "FILE_CHECK\r" is not a func.
-  EXPECT_TRUE(rejected_at("measure\r\n", 1, 1, "measure\r", "carriage return"));
-  EXPECT_TRUE(rejected_at("dont_measure fsmagic=0x9fa0\n\r\n", 2, 1, "\r", "carriage return"));
+  // Messages show the carriage return escaped, never raw (it would move a terminal's cursor).
+  EXPECT_TRUE(rejected_at("measure\r\n", 1, 1, "measure\\r", "carriage return"));
+  EXPECT_TRUE(rejected_at("dont_measure fsmagic=0x9fa0\n\r\n", 2, 1, "\\r", "carriage return"));
+  // Inside a value: the value's own error, and the CRLF hint.
+  EXPECT_TRUE(rejected_at("measure func=BPRM_CHECK\r\n", 1, 9, "func=BPRM_CHECK\\r",
+                          "unknown func 'BPRM_CHECK\\r' (did you mean 'BPRM_CHECK'?) (a carriage "
+                          "return is part of it: CRLF line endings?)"));
+}
+
+TEST(ParserHints, NearestKeywordForATypo) {
+  EXPECT_TRUE(rejected_at("mesure func=BPRM_CHECK", 1, 1, "mesure", "unknown token (did you mean 'measure'?)"));
+  EXPECT_TRUE(rejected_at("dont_mesure", 1, 1, "dont_mesure", "(did you mean 'dont_measure'?)"));
+  EXPECT_TRUE(rejected_at("measure fnc=BPRM_CHECK", 1, 9, "fnc=BPRM_CHECK",
+                          "unknown token (did you mean 'func=BPRM_CHECK'?)"));
+  EXPECT_TRUE(rejected_at("measure func=BPRM_CHEK", 1, 9, "func=BPRM_CHEK",
+                          "unknown func 'BPRM_CHEK' (did you mean 'BPRM_CHECK'?)"));
+  EXPECT_TRUE(rejected_at("measure mask=^MAY_REED", 1, 9, "mask=^MAY_REED",
+                          "unknown mask '^MAY_REED' (did you mean '^MAY_READ'?)"));
+  // Nothing near: no guess, the known names instead.
+  EXPECT_TRUE(rejected_at("measure func=NOTHING_LIKE_IT", 1, 9, "func=NOTHING_LIKE_IT",
+                          "(known: FILE_CHECK"));
+  auto p = Policy::parse("zzz", "t.policy");
+  ASSERT_FALSE(p);
+  EXPECT_EQ(p.error().message, "'zzz': unknown token");
+}
+
+TEST(ParserHints, BinaryAndHugeTokensAreEscapedAndCut) {
+  std::string bin = "measure func=";
+  for (int i = 0; i < 3000; ++i) bin += "\x01\xff";
+  auto p = Policy::parse(bin, "t.policy");
+  ASSERT_FALSE(p);
+  const std::string& m = p.error().message;
+  EXPECT_EQ(m.rfind("'func=\\x01\\xff\\x01", 0), 0u) << m;
+  EXPECT_NE(m.find("... (6005 bytes)'"), std::string::npos) << m;
+  EXPECT_LT(m.size(), 700u) << m;
+  for (unsigned char c : m) EXPECT_TRUE(c >= 0x20 && c < 0x7f) << m;
+}
+
+TEST(ParserHints, APolicyOverTheLimitIsRefusedWhole) {
+  std::string big;
+  while (big.size() <= kMaxPolicyBytes) big += "measure func=BPRM_CHECK\n";
+  auto p = Policy::parse(big, "big.policy");
+  ASSERT_FALSE(p);
+  EXPECT_EQ(p.error().code, EFBIG);
+  EXPECT_EQ(p.error().to_string(), "big.policy: policy is " + std::to_string(big.size()) +
+                                       " bytes, more than the 4194304 bytes nsima loads");
+  auto errors = check_rules(big, "big.policy");
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].code, EFBIG);
 }
 
 TEST(ParserLines, EmptyPolicyIsAnError) {
