@@ -18,6 +18,8 @@
 #include "measure/hash_algo.h"
 #include "measure/template.h"
 #include "control/handlers.h"
+#include "control/metrics.h"
+#include "control/metrics_listener.h"
 #include "control/server.h"
 #include "nsima/control_protocol.h"
 #include "ns/pipeline.h"
@@ -124,7 +126,10 @@ int main(int argc, char** argv) {
   app.add_option("--consumer-delay-ms", consumer_delay_ms,
                  "testing only: sleep after each ring-buffer poll (forces drops)")
       ->group("");
-  std::string read_group;
+  std::string read_group, metrics_listen;
+  app.add_option("--metrics-listen", metrics_listen,
+                 "loopback HOST:PORT (e.g. 127.0.0.1:9464) serving GET /metrics for Prometheus "
+                 "(the text of `nsimactl metrics`); off unless given");
   app.add_option("--read-group", read_group,
                  "members of this group may use the control socket's reading commands (status, "
                  "ns list, log, pcr, quote, audit, keys list, watch); '' = root only");
@@ -164,6 +169,7 @@ int main(int argc, char** argv) {
   from_file("--hash-timeout-ms", hash_timeout_ms, cfg->hash_timeout_ms);
   from_file("--barrier-timeout-ms", barrier_timeout_ms, cfg->barrier_timeout_ms);
   from_file("--read-group", read_group, cfg->read_group);
+  from_file("--metrics-listen", metrics_listen, cfg->metrics_listen);
   nsima::control::ServerOptions sopts;
   sopts.server_name = std::string("nsimad ") + NSIMA_VERSION;
   sopts.max_connections = static_cast<size_t>(cfg->max_connections);
@@ -231,16 +237,25 @@ int main(int argc, char** argv) {
   popts.default_template = *tmpl;
   if (host_tcti == "auto")
     host_tcti = access("/dev/tpmrm0", R_OK | W_OK) == 0 ? "device:/dev/tpmrm0" : "none";
-  if (host_tcti != "none") {
+  // The PCR refusals hold with or without a TPM: a configuration that would be refused once a
+  // TPM is present is refused now, not on the day one is added.
+  auto ima = nsima::tpm::detect_kernel_ima();
+  if (auto r = ima ? nsima::tpm::check_host_pcr(host_pcr, *ima)
+                   : nsima::tpm::check_host_pcr(host_pcr, /*kernel_ima_pcr=*/-1);
+      !r)
+    return fatal({r.error().code, r.error().message, "--host-pcr"});
+  const bool no_tpm = host_tcti == "none";
+  if (!no_tpm) {
     popts.host_tcti = host_tcti;
     popts.host_pcr = host_pcr;
-    auto ima = nsima::tpm::detect_kernel_ima();
     if (ima) {
-      if (auto r = nsima::tpm::check_host_pcr(host_pcr, *ima); !r)
-        return fatal({r.error().code, r.error().message, "--host-pcr"});
       popts.kernel_ima_pcr = ima->pcr;
       if (ima->present) log->info("kernel IMA: {} -> host namespace uses PCR {}", ima->evidence, host_pcr);
     }
+  } else {
+    log->warn("NO TPM: the host namespace's list, and the lists of namespaces without a vTPM, are "
+              "not anchored to any PCR: nothing attests them (give --host-tcti, or provide "
+              "/dev/tpmrm0)");
   }
   // The host policy is checked before any BPF program is loaded, so a typo fails fast.
   std::string host_policy_text, host_policy_origin;
@@ -255,6 +270,15 @@ int main(int argc, char** argv) {
     if (auto p = nsima::policy::Policy::parse(*text, host_policy_file); !p) return fatal(p.error());
     host_policy_text = std::move(*text);
     host_policy_origin = host_policy_file;
+  }
+
+  // ns create's default container policy is checked now, not at the first ns create.
+  if (!cfg->container_policy.empty()) {
+    auto text = nsima::policy::read_policy_text(cfg->container_policy);
+    if (!text) return fatal({text.error().code, text.error().message, "[container] policy " + cfg->container_policy});
+    if (auto p = nsima::policy::Policy::parse(*text, cfg->container_policy); !p) return fatal(p.error());
+  } else if (!cfg->container_builtin.empty() && !nsima::policy::builtin_policy(cfg->container_builtin)) {
+    return fatal({EINVAL, "no builtin policy \"" + cfg->container_builtin + "\"", "[container] builtin"});
   }
 
   nsima::capture::LoaderOptions lopts;
@@ -293,6 +317,8 @@ int main(int argc, char** argv) {
   ctx.pipeline = &pipeline;
   ctx.maps = &maps;
   ctx.events = &events;
+  ctx.default_policy_file = cfg->container_policy;
+  ctx.default_builtin = cfg->container_builtin;
   std::unique_ptr<nsima::control::Server> server;
   ctx.stopping = [&] { return server && server->stopping(); };
   server = std::make_unique<nsima::control::Server>(
@@ -301,13 +327,24 @@ int main(int argc, char** argv) {
       },
       sopts);
   if (auto r = server->start(); !r) return fatal(r.error());
+  std::unique_ptr<nsima::control::MetricsListener> metrics;
+  if (!metrics_listen.empty()) {
+    auto m = nsima::control::MetricsListener::start(metrics_listen, [&ctx]() -> nsima::Result<std::string> {
+      auto st = nsima::control::status_answer(ctx);
+      if (!st) return tl::unexpected(st.error());
+      return nsima::control::metrics_text(*st);
+    });
+    if (!m) return fatal(m.error());
+    metrics = std::move(*m);
+    log->info("metrics: GET http://{}/metrics", metrics_listen);
+  }
 
   sd_notify(0, "READY=1");
   log->info("ready (pid {})", getpid());
   // STATUS= and the watchdog beat, each after a round trip through the pipeline thread.
-  auto heartbeat = std::make_unique<nsima::service::Heartbeat>([&pipeline] {
+  auto heartbeat = std::make_unique<nsima::service::Heartbeat>([&pipeline, no_tpm] {
     auto c = pipeline.counters();
-    return "measuring " + std::to_string(pipeline.list_namespaces().size()) + " namespaces: " +
+    return std::string(no_tpm ? "NO TPM (lists not anchored to any PCR): " : "") + "measuring " + std::to_string(pipeline.list_namespaces().size()) + " namespaces: " +
            std::to_string(c.processed) + " events, " + std::to_string(c.measured) +
            " entries, " + std::to_string(c.violations) + " violations";
   });
@@ -317,6 +354,7 @@ int main(int argc, char** argv) {
   log->info("signal {}: shutting down", sig);
   sd_notify(0, "STOPPING=1\nSTATUS=stopping");
   heartbeat.reset();
+  metrics.reset();
   server->stop();
   // Pinned hooks keep capturing after we exit; their records wait in the ring buffer for the
   // next nsimad. Unpinned ones end now, and what they wrote is consumed first.

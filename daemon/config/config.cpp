@@ -135,6 +135,10 @@ const std::vector<Key>& table() {
       {{"control", "idle_timeout_ms", "integer", "60000",
         "a connection without a request for this long is closed"},
        int_key(&Settings::idle_timeout_ms, 10, 86400000)},
+      {{"control", "metrics_listen", "string", "\"\"",
+        "loopback HOST:PORT (e.g. \"127.0.0.1:9464\") where GET /metrics serves what nsimactl "
+        "metrics prints, for Prometheus; \"\": off (--metrics-listen)"},
+       string_key(&Settings::metrics_listen, {}, false, true)},
       {{"host", "tcti", "string", "\"auto\"",
         "TPM of the host namespace: \"auto\" (/dev/tpmrm0 when present), \"none\", or a TCTI "
         "such as \"device:/dev/tpmrm0\" (--host-tcti)"},

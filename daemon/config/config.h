@@ -37,6 +37,7 @@ struct Settings {
   std::string socket = "/run/nsima/nsimad.sock";
   std::string read_group;                // members may use the reading commands ("": nobody)
   int64_t max_connections = 128;
+  std::string metrics_listen;            // loopback HOST:PORT of GET /metrics ("": off)
   int64_t line_timeout_ms = 5000;
   int64_t idle_timeout_ms = 60000;
   // [host]

@@ -150,16 +150,19 @@ std::optional<PolicySource> policy_source(const json& req, Connection& conn) {
     }
     return PolicySource{std::string(text), "builtin:" + name};
   }
-  if (req.contains(kFieldPolicyText))
+  if (req.contains(kFieldPolicyText) && !str(req, kFieldPolicyText).empty())
     return PolicySource{str(req, kFieldPolicyText), opt_str(req, kFieldPolicyName, "policy")};
+  // "policy_text": "" (ns_create only: the schema refuses it elsewhere): no policy
   return PolicySource{};
 }
 
-void do_status(DaemonContext& ctx, Connection& conn) {
+}  // namespace
+
+Result<json> status_answer(DaemonContext& ctx) {
   json out{{kFieldOk, true}};
   if (ctx.maps) {
     auto s = ctx.maps->stats();
-    if (!s) return (void)conn.send(fail(s.error()));
+    if (!s) return tl::unexpected(s.error());
     out["bpf"] = {{"emitted", s->total_emitted()},
                   {"dropped", s->total_dropped()},
                   {"denied", s->total_denied()},
@@ -218,9 +221,25 @@ void do_status(DaemonContext& ctx, Connection& conn) {
                    {"rejected", a.rejected}, {"workers", a.workers},
                    {"stuck_workers", a.stuck_workers}, {"queues", queues}};
   json list = json::array();
-  for (auto& n : ctx.pipeline->list_namespaces()) list.push_back(ns_json(n));
+  std::string unanchored;  // namespaces whose extends reach no TPM (nsimad runs without one)
+  for (auto& n : ctx.pipeline->list_namespaces()) {
+    if (n.tpm.empty()) unanchored += (unanchored.empty() ? "" : ", ") + n.name;
+    list.push_back(ns_json(n));
+  }
   out["namespaces"] = list;
-  conn.send(out);
+  json warnings = json::array();
+  if (!unanchored.empty())
+    warnings.push_back("no TPM: lists not anchored to any PCR (namespaces " + unanchored +
+                       "); start nsimad with a host TPM (--host-tcti) or give them a vTPM");
+  out["warnings"] = warnings;
+  return out;
+}
+
+namespace {
+
+void do_status(DaemonContext& ctx, Connection& conn) {
+  auto out = status_answer(ctx);
+  conn.send(out ? *out : fail(out.error()));
 }
 
 void do_watch(DaemonContext& ctx, const json& req, Connection& conn) {
@@ -245,8 +264,30 @@ void do_verdict(DaemonContext& ctx, const json& req, Connection& conn) {
   conn.send({{kFieldOk, true}});
 }
 
+// ns_create without builtin or policy_text: the configured default container policy.
+std::optional<PolicySource> default_policy(const DaemonContext& ctx, Connection& conn) {
+  if (!ctx.default_policy_file.empty()) {
+    auto text = policy::read_policy_text(ctx.default_policy_file);
+    if (!text) {
+      conn.send(fail("the default container policy ([container] policy) cannot be used: " +
+                     text.error().to_string()));
+      return std::nullopt;
+    }
+    return PolicySource{std::move(*text), ctx.default_policy_file};
+  }
+  if (ctx.default_builtin.empty()) return PolicySource{};
+  auto text = policy::builtin_text(ctx.default_builtin);
+  if (text.empty()) {
+    conn.send(fail("the default container policy ([container] builtin) names no builtin policy: "
+                   "\"" + ctx.default_builtin + "\""));
+    return std::nullopt;
+  }
+  return PolicySource{std::string(text), "builtin:" + ctx.default_builtin};
+}
+
 void do_ns_create(DaemonContext& ctx, const json& req, Connection& conn) {
-  auto src = policy_source(req, conn);
+  const bool by_default = !req.contains(kFieldBuiltin) && !req.contains(kFieldPolicyText);
+  auto src = by_default ? default_policy(ctx, conn) : policy_source(req, conn);
   if (!src) return;
   ns::Pipeline::CreateOptions o;
   o.vtpm = opt_bool(req, kFieldVtpm, false);
@@ -273,7 +314,9 @@ void do_ns_create(DaemonContext& ctx, const json& req, Connection& conn) {
   auto id = ctx.pipeline->create_namespace(str(req, kFieldCgroup), o);
   if (!id) return (void)conn.send(fail(id.error()));
   auto info = ctx.pipeline->namespace_info(std::to_string(*id));
-  conn.send({{kFieldOk, true}, {"namespace", info ? ns_json(*info) : json()}});
+  json out{{kFieldOk, true}, {"namespace", info ? ns_json(*info) : json()}};
+  if (by_default && !src->origin.empty()) out["default_policy"] = src->origin;
+  conn.send(out);
 }
 
 void do_ns_list(DaemonContext& ctx, Connection& conn) {

@@ -20,8 +20,13 @@ struct DaemonContext {
   capture::BpfMaps* maps = nullptr;
   capture::EventSource* events = nullptr;
   std::function<bool()> stopping;  // true once nsimad shuts down (ends streams)
+  // The policy `ns_create` gives a namespace when the request names none ([container] policy,
+  // else [container] builtin); both empty: such a namespace has no policy.
+  std::string default_policy_file, default_builtin;
 };
 
 void handle_request(DaemonContext& ctx, const nlohmann::json& req, Connection& conn);
+// The `status` answer (counters, namespaces, warnings): also what the metrics listener renders.
+Result<nlohmann::json> status_answer(DaemonContext& ctx);
 
 }  // namespace nsima::control

@@ -15,6 +15,11 @@ FieldSpec field(std::string_view name, FieldType type, bool required,
 }
 FieldSpec required_string(std::string_view name) { return field(name, FieldType::kString, true); }
 FieldSpec string(std::string_view name) { return field(name, FieldType::kString, false); }
+FieldSpec string_or_empty(std::string_view name) {
+  FieldSpec f = string(name);
+  f.may_be_empty = true;
+  return f;
+}
 
 CommandSpec command(std::string_view name, std::vector<FieldSpec> fields = {},
                     std::vector<std::string_view> exclusive = {}, bool one_required = false) {
@@ -113,8 +118,10 @@ const std::vector<CommandSpec>& command_specs() {
               {required_string(kFieldCgroup), required_string(kFieldPath),
                field(kFieldVerdict, FieldType::kString, true, {"allow", "deny"}),
                string(kFieldRoot)}),
+      // ns_create: "policy_text": "" is a namespace without policy; neither it nor "builtin":
+      // nsimad's default container policy.
       command(kCmdNsCreate,
-              {required_string(kFieldCgroup), string(kFieldPolicyText), string(kFieldPolicyName),
+              {required_string(kFieldCgroup), string_or_empty(kFieldPolicyText), string(kFieldPolicyName),
                string(kFieldBuiltin), field(kFieldVtpm, FieldType::kBool, false),
                field(kFieldAppraise, FieldType::kString, false, {"enforce", "log", "off"}),
                field(kFieldCerts, FieldType::kStrings, false), string(kFieldKeys),

@@ -29,4 +29,10 @@ fi
 # not root: it says so before touching the kernel
 out=$(timeout 20 setpriv --reuid 65534 --regid 65534 --clear-groups "$NSIMAD" --socket /tmp/nsima-startup-nobody.sock 2>&1) && fail "nsimad started as nobody"
 echo "$out" | tail -n 1 | grep -q "must run as root" || fail "no 'must run as root': $out"
+# without a TPM, the PCR refusals still hold (before any BPF program is loaded)
+d=$(mktemp -d /tmp/nsima-startup-XXXXXX)
+out=$(unshare -m sh -c "mount -t securityfs none /sys/kernel/security && timeout 20 $NSIMAD --host-tcti none --host-pcr 0 --state-dir $d/state --run-dir $d/run --socket $d/s.sock" 2>&1) && { rm -rf "$d"; fail "nsimad started with --host-pcr 0"; }
+rm -rf "$d"
+echo "$out" | tail -n 1
+echo "$out" | tail -n 1 | grep -q "PCR 0 is used by" || fail "no PCR 0 refusal without a TPM: $out"
 echo "startup_errors_test: OK"

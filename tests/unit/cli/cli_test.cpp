@@ -311,6 +311,24 @@ TEST_F(CliTest, StatusTextByDefaultJsonWithFlag) {
   EXPECT_TRUE(lines[0]["pipeline"].contains("measured"));
 }
 
+// nsimad without a TPM says so in status (text and JSON), naming the namespaces it leaves
+// unanchored (start-up's warning and the PCR refusals: tests/bpf/startup_errors_test.sh).
+TEST_F(CliTest, StatusSaysLoudlyThatNoTpmAnchorsTheLists) {
+  Proc t = ctl({"status"});
+  EXPECT_EQ(t.rc, 0) << show(t);
+  EXPECT_NE(t.out.find("nsimad: 1 namespaces\nWARNING: no TPM: lists not anchored to any PCR "
+                       "(namespaces host); start nsimad with a host TPM (--host-tcti) or give "
+                       "them a vTPM\n"),
+            std::string::npos)
+      << show(t);
+  Proc j = ctl({"status", "--json"});
+  auto lines = json_lines(j.out);
+  ASSERT_EQ(lines.size(), 1u) << show(j);
+  ASSERT_TRUE(lines[0]["warnings"].is_array()) << show(j);
+  ASSERT_EQ(lines[0]["warnings"].size(), 1u) << show(j);
+  EXPECT_EQ(lines[0]["warnings"][0].get<std::string>().rfind("no TPM: lists not anchored", 0), 0u);
+}
+
 TEST_F(CliTest, LogJsonIsOneObjectPerEntryWithTheAsciiColumns) {
   std::string path = measure_file("a.txt", "abc");
   Proc ascii = ctl({"log", "--ns", "host"});
@@ -419,6 +437,48 @@ TEST_F(CliTest, NsCreateTemplateAndHashShownByNsList) {
   EXPECT_NE(bad.err.find("--hash"), std::string::npos) << show(bad);
   EXPECT_TRUE(ctl({"ns", "delete", id}).rc == 0);
   ::rmdir((cg_ + "/t").c_str());
+}
+
+// ns create without --policy/--builtin takes nsimad's default container policy and says which
+// (stdout stays the id); --no-policy makes a namespace without one; a default policy file that
+// cannot be read fails the create and leaves no namespace.
+TEST_F(CliTest, NsCreateWithoutPolicyTakesTheDefaultContainerPolicy) {
+  const std::string a = cg_ + "/dflt-a-" + std::to_string(::getpid());
+  const std::string b = cg_ + "/dflt-b-" + std::to_string(::getpid());
+  fs::create_directories(a);
+  fs::create_directories(b);
+  ctx_.default_builtin = "container-default";
+  Proc c = ctl({"ns", "create", "--cgroup", a});
+  ASSERT_EQ(c.rc, 0) << show(c);
+  std::string id = c.out.substr(0, c.out.find('\n'));
+  EXPECT_EQ(c.out, id + "\n") << show(c);
+  EXPECT_EQ(c.err, "namespace " + id + " takes nsimad's default container policy builtin:container-default\n")
+      << show(c);
+  std::string policy_a, policy_b;
+  Proc n = ctl({"ns", "create", "--cgroup", b, "--no-policy"});
+  ASSERT_EQ(n.rc, 0) << show(n);
+  EXPECT_EQ(n.err, "") << show(n);
+  std::string id_b = n.out.substr(0, n.out.find('\n'));
+  for (auto& j : json_lines(ctl({"ns", "list", "--json"}).out)) {
+    if (j.value("id", "") == id) policy_a = j.value("policy", "?") + "/" + std::to_string(j.value("policy_rules", 0));
+    if (j.value("id", "") == id_b) policy_b = j.value("policy", "?") + "/" + std::to_string(j.value("policy_rules", 0));
+  }
+  EXPECT_EQ(policy_a.rfind("builtin:container-default/", 0), 0u) << policy_a;
+  EXPECT_NE(policy_a, "builtin:container-default/0");
+  EXPECT_EQ(policy_b, "/0") << policy_b;
+  Proc both = ctl({"ns", "create", "--cgroup", b, "--no-policy", "--builtin", "tcb"});
+  EXPECT_EQ(both.rc, 2) << show(both);
+  EXPECT_TRUE(ctl({"ns", "delete", id}).rc == 0);
+  EXPECT_TRUE(ctl({"ns", "delete", id_b}).rc == 0);
+  ctx_.default_policy_file = dir_ + "/missing.policy";
+  Proc m = ctl({"ns", "create", "--cgroup", a});
+  EXPECT_EQ(m.rc, 1) << show(m);
+  EXPECT_EQ(m.err, "nsimactl: the default container policy ([container] policy) cannot be used: " +
+                       dir_ + "/missing.policy: cannot open policy file: No such file or directory\n")
+      << show(m);
+  EXPECT_EQ(json_lines(ctl({"ns", "list", "--json"}).out).size(), 1u) << "only host is left";
+  ::rmdir(a.c_str());
+  ::rmdir(b.c_str());
 }
 
 // `nsimactl metrics`: the Prometheus text format (0.0.4): every sample's family has HELP and

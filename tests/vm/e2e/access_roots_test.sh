@@ -44,7 +44,7 @@ PROBE=$(find / /tmp /run -xdev -name access_probe -type f 2>/dev/null | head -1)
 [ -x "$PROBE" ] || nsima_fail "access_probe not in the guest (vm-run-args --add)"
 
 nsima_start
-nsimactl ns create --cgroup $A >/dev/null # watch never creates a namespace
+nsimactl ns create --cgroup $A --no-policy >/dev/null # watch never creates a namespace
 mkfifo /tmp/ev.fifo
 "$PROBE" </tmp/ev.fifo >/tmp/probe.out 2>/tmp/probe.err &
 P=$!

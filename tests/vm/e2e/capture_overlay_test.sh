@@ -19,7 +19,7 @@ mount -t overlay overlay -o lowerdir=$O/lower,upperdir=$O/upper,workdir=$O/work 
 CG=/sys/fs/cgroup/ctr
 
 nsima_start
-nsimactl ns create --cgroup $CG >/dev/null  # watch never creates one
+nsimactl ns create --cgroup $CG --no-policy >/dev/null  # watch never creates one
 nsimactl watch --cgroup $CG >/tmp/w.log 2>/tmp/w.err &
 W=$!
 nsima_wait_for /tmp/w.err "watching namespace"

@@ -20,8 +20,8 @@ A=/sys/fs/cgroup/a B=/sys/fs/cgroup/b C=/sys/fs/cgroup/c
 
 nsima_start
 # watch never creates a namespace: make them first
-nsimactl ns create --cgroup $A >/dev/null
-nsimactl ns create --cgroup $C >/dev/null
+nsimactl ns create --cgroup $A --no-policy >/dev/null
+nsimactl ns create --cgroup $C --no-policy >/dev/null
 nsimactl watch --cgroup $A >/tmp/wa.log 2>/tmp/wa.err &
 WA=$!
 nsimactl watch --cgroup $C >/tmp/wc.log 2>/tmp/wc.err &

@@ -47,7 +47,7 @@ deviate() { # CGROUP SCRIPT WHAT: the shell itself must be refused (see model_da
 }
 
 nsima_start
-lns=$(nsimactl ns create --cgroup $L --model-mode learn)
+lns=$(nsimactl ns create --cgroup $L --no-policy --model-mode learn)
 workload $L
 nsimactl model save --ns "$lns" /tmp/w.model || nsima_fail "model save"
 
@@ -59,8 +59,8 @@ while [ ! -S /run/agent.sock ]; do
 	[ $i -lt 100 ] || nsima_fail "the agent did not listen within 10 s: $(cat /tmp/agent.log)"
 	sleep 0.1
 done
-ans=$(nsimactl ns create --cgroup $A --model /tmp/w.model --model-mode enforce --model-agent /run/agent.sock)
-pns=$(nsimactl ns create --cgroup $P --model /tmp/w.model --model-mode enforce)
+ans=$(nsimactl ns create --cgroup $A --no-policy --model /tmp/w.model --model-mode enforce --model-agent /run/agent.sock)
+pns=$(nsimactl ns create --cgroup $P --no-policy --model /tmp/w.model --model-mode enforce)
 
 workload $A
 a1=$(nsimactl model state --ns "$ans")

@@ -61,7 +61,7 @@ deviate() {
 }
 
 nsima_start
-lns=$(nsimactl ns create --cgroup $L --model-mode learn)
+lns=$(nsimactl ns create --cgroup $L --no-policy --model-mode learn)
 
 # ---- learn
 workload $L
@@ -89,7 +89,7 @@ off=$(nsimactl model state --offline /tmp/w.model)
 nsima_check_eq "$(field "$off" state)" "$(field "$s1" state)" "model state --offline of the saved file = the live state"
 
 # ---- enforce a loaded model in a new namespace with a vTPM
-ens=$(nsimactl ns create --cgroup $E --vtpm --model /tmp/w.model --model-mode enforce)
+ens=$(nsimactl ns create --cgroup $E --no-policy --vtpm --model /tmp/w.model --model-mode enforce)
 workload $E
 cg_exec $E $BB sh $W/work.sh >/tmp/c1.out 2>&1 &
 p1=$!
