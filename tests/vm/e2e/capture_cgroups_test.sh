@@ -106,7 +106,7 @@ done
 mkdir -p "$tooDeep"
 out=$(nsimactl ns create --cgroup "$tooDeep" --no-policy 2>&1) && nsima_fail "a namespace at cgroup level 32 was created: $out"
 nsima_check_contains "$out" "deep" "ns create at level 32"
-ok=$(nsimactl ns create --cgroup "${tooDeep%/d}") --no-policy
+ok=$(nsimactl ns create --cgroup "${tooDeep%/d}" --no-policy)
 [ -n "$ok" ] || nsima_fail "no namespace at level 31"
 
 nsima_stop
