@@ -90,6 +90,30 @@ int nsima_test_flood(struct nsima_selftest_flood *args)
 	return 0;
 }
 
+/* Userspace-built events through the hooks' submit path (syscall programs are sleepable, so
+ * bpf_copy_from_user may fault the array in). */
+SEC("syscall")
+int nsima_test_emit(struct nsima_selftest_emit *args)
+{
+	__u32 zero = 0;
+	__u32 n = args->n;
+	__u64 src = args->events;
+
+	args->submitted = 0;
+	for (__u32 i = 0; i < NSIMA_SELFTEST_EMIT_MAX; i++) {
+		if (i >= n)
+			break;
+		struct nsima_event *e = bpf_map_lookup_elem(&scratch, &zero);
+		if (!e)
+			return -1;
+		if (bpf_copy_from_user(e, sizeof(*e), (const void *)(src + (__u64)i * sizeof(*e))))
+			return -2;
+		nsima_submit(e);
+		args->submitted++;
+	}
+	return 0;
+}
+
 /* The stamp of the calling process's executable, read with the hooks' CO-RE code: run on a
  * kernel newer than the vendored 6.1 vmlinux.h, it proves the ctime flavors relocate. */
 SEC("syscall")

@@ -25,6 +25,17 @@ struct nsima_selftest_flood {
 	__u32 ns_id;     /* namespace the records are tagged with (0: 1) */
 };
 
+/* nsima_test_emit: submit n (<= NSIMA_SELFTEST_EMIT_MAX) events built by userspace, read from
+ * the user array at `events` (n struct nsima_event back to back), through nsima_submit: the
+ * ring buffer and the drop counters (per namespace) as the hooks use them
+ * (tests/bench/load_pipeline.cpp) */
+#define NSIMA_SELFTEST_EMIT_MAX 64
+struct nsima_selftest_emit {
+	__u64 events;    /* user pointer */
+	__u32 n;
+	__u32 submitted; /* out: offered to the ring buffer (emitted or dropped) */
+};
+
 /* nsima_test_self: would the hooks take process (tgid, start_ns) for nsimad? */
 struct nsima_selftest_self {
 	__u64 start_ns; /* group leader's start_boottime */

@@ -113,7 +113,12 @@ Server::Stats Server::stats() {
   s.budget_refusals = budget_refusals_;
   s.buffered_bytes = budget_.used.load();
   std::lock_guard lock(mu_);
-  for (auto& c : clients_) s.connections += c.state->done.load() ? 0 : 1;
+  s.threads = clients_.size();
+  for (auto& c : clients_) {
+    if (c.state->done.load()) continue;
+    ++s.connections;
+    if (c.state->access == Access::kRead) ++s.read_connections;
+  }
   return s;
 }
 
@@ -149,7 +154,12 @@ void Server::accept_loop() {
   while (!stop_.load()) {
     pollfd p{listen_fd_.get(), POLLIN, 0};
     int r = ::poll(&p, 1, 200);
-    if (r <= 0) continue;
+    if (r <= 0) {
+      // Quiet: join the threads of connections that ended (their fds are closed already).
+      std::lock_guard lock(mu_);
+      reap_locked();
+      continue;
+    }
     UniqueFd fd(::accept4(listen_fd_.get(), nullptr, nullptr, SOCK_CLOEXEC));
     if (!fd) {
       // Out of descriptors (EMFILE/ENFILE): the pending connection stays; never spin on it.
@@ -167,8 +177,23 @@ void Server::accept_loop() {
     }
     std::lock_guard lock(mu_);
     reap_locked();
-    if (clients_.size() >= opts_.max_connections && !make_room_locked()) {
-      tell(fd.get(), fail("too many connections: nsimad serves at most " +
+    // The read group stops below the cap (root_reserve slots are root's); root takes any slot.
+    const size_t group_cap =
+        opts_.max_connections - std::min(opts_.root_reserve, opts_.max_connections - 1);
+    size_t readers = 0;
+    for (auto& c : clients_) readers += c.state->access == Access::kRead ? 1 : 0;
+    bool room = true;
+    if (*access == Access::kRead && readers >= group_cap)
+      room = make_room_locked(/*read_only=*/true);
+    else if (clients_.size() >= opts_.max_connections)
+      room = make_room_locked(/*read_only=*/false);
+    if (!room) {
+      tell(fd.get(),
+           fail(*access == Access::kRead
+                    ? "too many connections: nsimad serves group " + opts_.read_group +
+                          " at most " + std::to_string(group_cap) +
+                          " at once and every one is busy; try again"
+                    : "too many connections: nsimad serves at most " +
                           std::to_string(opts_.max_connections) +
                           " at once and every one is busy; try again"));
       ++refused_full_;
@@ -178,6 +203,7 @@ void Server::accept_loop() {
     auto st = std::make_shared<ClientState>();
     st->fd = fd.get();
     st->waiting_since_ms = now_ms();
+    st->access = *access;
     Connection conn(std::move(fd));
     conn.set_budget(&budget_);
     conn.set_line_timeout(opts_.line_timeout);
@@ -193,11 +219,12 @@ void Server::accept_loop() {
   }
 }
 
-bool Server::make_room_locked() {
+bool Server::make_room_locked(bool read_only) {
   ClientState* oldest = nullptr;
   for (auto& c : clients_) {
     auto& s = *c.state;
     if (s.done || s.busy) continue;
+    if (read_only && s.access != Access::kRead) continue;
     if (!oldest || s.waiting_since_ms < oldest->waiting_since_ms) oldest = &s;
   }
   if (!oldest) return false;

@@ -37,6 +37,9 @@ struct ServerOptions {
   std::vector<gid_t> read_gids;
   std::string read_group;
   size_t max_connections = 128;
+  // Of those, slots only root may take: the read-only group's connections (streams: watch,
+  // log --follow) stop at max_connections - root_reserve, so they never lock root out.
+  size_t root_reserve = 8;
   std::chrono::milliseconds line_timeout{5000};   // a begun request line must end within this
   std::chrono::milliseconds idle_timeout{60000};  // a connection without a request is closed
   size_t max_buffered_bytes = size_t{64} << 20;   // >= kMaxRequestBytes
@@ -57,7 +60,8 @@ class Server {
   struct Stats {
     uint64_t accepted = 0, refused_peer = 0, refused_full = 0, evicted = 0, line_timeouts = 0,
              idle_timeouts = 0, budget_refusals = 0;
-    size_t connections = 0, buffered_bytes = 0;
+    size_t connections = 0, read_connections = 0, buffered_bytes = 0;
+    size_t threads = 0;  // connection threads not joined yet (ended ones are joined within 200 ms)
   };
   Stats stats();
 
@@ -69,6 +73,7 @@ class Server {
     std::atomic<bool> done{false};
     std::atomic<bool> busy{false};  // in the handler (a request, or a stream)
     std::atomic<int64_t> waiting_since_ms{0};  // steady clock; since the last request ended
+    Access access = Access::kFull;
   };
   struct Client {
     std::thread thread;
@@ -79,7 +84,9 @@ class Server {
   void serve(Connection& conn, ClientState& st, Access access);
   // Whether a peer may connect, and with which access; the refusal sentence otherwise.
   Result<Access> check_peer(int fd, std::string* who);
-  bool make_room_locked();  // at the cap: evicts the longest-waiting idle connection
+  // At a cap: evicts the longest-waiting idle connection (of the read group only, with
+  // `read_only`). False: every candidate is busy.
+  bool make_room_locked(bool read_only);
   void reap_locked();       // joins the threads of connections that ended
 
   std::string path_;

@@ -3,7 +3,8 @@
 # A stalled file never stops measurement: a container reads a FUSE file whose reads never
 # answer; nsimad records an nsima:unreadable:timeout violation for it in that container's list
 # after --hash-timeout-ms, while another container's files are measured at once meanwhile (its
-# `nsimactl log` right after its workload holds them), and nsimad keeps serving.
+# `nsimactl log` right after its workload holds them), and nsimad keeps serving. The same for a
+# 10 GiB sparse file (with nsimad's RSS bounded); a FIFO is no event at all.
 # vm-run-args: --module fuse --add @BUILD@/tests/unit/access/access_fuse_stall
 . /usr/share/nsima-test/nsima.sh
 set -eu
@@ -50,6 +51,39 @@ nsima_status | sed 's/.*"access"://' | grep -q '"timeouts":[1-9]' ||
 echo late >/data/b/late
 cg_exec $A /bin/cat /data/b/late >/dev/null
 nsimactl log --ns "$a" | grep -q " /data/b/late\$" || nsima_fail "the stalled namespace measures nothing any more"
+
+# A 10 GiB sparse file reaches the hash pool (a regular file: the hook reports its open): nsimad
+# gives up on it at the read deadline (nsima:unreadable:timeout in its namespace's list), its
+# memory stays bounded meanwhile, and the other namespace is served while it is being read.
+# A FIFO never reaches it: the hooks report regular files only, as kernel IMA measures them
+# (process_measurement: !S_ISREG), so its open is no event and no entry.
+truncate -s 10G /data/big
+cp "$(command -v open_flood)" /tmp/open_flood
+rss() { sed -n 's/^VmRSS:[^0-9]*\([0-9]*\).*/\1/p' /proc/"$NSIMAD_PID"/status; }
+rss0=$(rss)
+nsima_check_eq "$(/tmp/open_flood $A /data/big)" 0 "failed opens of the sparse file"
+sleep 1
+echo "healthy while hashing" >/data/b/during
+t0=$(date +%s)
+cg_exec $B /bin/cat /data/b/during >/dev/null
+nsimactl log --ns "$b" | grep -q " /data/b/during\$" || nsima_fail "the healthy namespace was not served while the sparse file was hashed"
+t1=$(date +%s)
+rss_during=$(rss)
+[ $((t1 - t0)) -lt 3 ] || nsima_fail "the healthy namespace waited $((t1 - t0)) s behind the sparse file"
+nsimactl log --ns "$a" >/tmp/a.list
+grep -q " nsima:unreadable:timeout:/data/big\$" /tmp/a.list ||
+	nsima_fail "no timeout violation for the 10 GiB sparse file: $(tail -n 3 /tmp/a.list)"
+rss1=$(rss)
+echo "10 GiB sparse file: RSS ${rss0} kB before, ${rss_during} kB while it was read, ${rss1} kB after"
+[ $((rss_during - rss0)) -lt 16384 ] && [ $((rss1 - rss0)) -lt 16384 ] ||
+	nsima_fail "nsimad grew by more than 16 MiB reading a sparse file (${rss0} -> ${rss_during} -> ${rss1} kB)"
+mkfifo /tmp/fifo
+emitted0=$(nsima_hook_stat file_open emitted)
+(echo through-the-fifo >/tmp/fifo) &
+nsima_check_eq "$(/tmp/open_flood $A /tmp/fifo)" 0 "failed opens of the FIFO"
+wait $! 2>/dev/null || true
+nsima_check_eq "$(nsima_hook_stat file_open emitted)" "$emitted0" "file_open events of a FIFO"
+nsimactl log --ns "$a" | grep -q "/tmp/fifo" && nsima_fail "the FIFO is in a list: $(nsimactl log --ns "$a" | grep /tmp/fifo)"
 
 kill $FUSE
 wait $READER 2>/dev/null || true
