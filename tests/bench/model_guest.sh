@@ -12,8 +12,8 @@ mkdir -p $D $P $M
 head -c 4096 /dev/zero >$D/file
 cp "$(command -v nop)" $D/nop
 BA=$(command -v bench_access)
-NOPEN=${NOPEN:-20000}
-NEXEC=${NEXEC:-300}
+NOPEN=${NOPEN:-5000}
+NEXEC=${NEXEC:-100}
 
 median() { sort -n | sed -n 3p; }
 measure() { # CGROUP open|exec

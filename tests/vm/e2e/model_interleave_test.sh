@@ -35,9 +35,11 @@ start() { # CGROUP P: process P waits for each go, reads its file, acknowledges
 		read x <$F/$2.go1; /data/w/k/busybox cat /data/w/i/${2}1 >/dev/null; echo >$F/$2.ack1
 		read x <$F/$2.go2; /data/w/k/busybox cat /data/w/i/${2}2 >/dev/null; echo >$F/$2.ack2" &)
 }
+# The FIFO opens run in a child shell under timeout: a stuck step fails the test, naming it,
+# and this shell only waits (a signal cannot interrupt an open of its own).
 step() { # P S: lets step S of process P run, waits until it is done
-	echo >$F/$1.go$2
-	read x <$F/$1.ack$2
+	timeout 30 sh -c "echo >$F/$1.go$2" || nsima_fail "run $run: process $1 did not take step $2"
+	timeout 30 sh -c "read x <$F/$1.ack$2" || nsima_fail "run $run: no acknowledgement of step $2 of $1"
 }
 
 nsima_start
