@@ -113,6 +113,17 @@ static __always_inline int nsima_access(struct file *file, struct inode *inode,
 	}
 
 	int ret = 0;
+	/* An enforcing workload model (issue 13) refuses, before it runs, an executable whose
+	 * content is not one its model ever executed: that exec's coefficient (TASK_ID) cannot be
+	 * known. Safe for the same reason as the trusted map (trust.bpf.h): the file cannot change
+	 * between this hash and the load. The event still goes to the daemon (forensics). */
+	if (sleepable && (cg_flags & NSIMA_CG_MODEL_EXEC) && a->may_deny &&
+	    !(nsima_trust_bits(file, cg.ns_id) & NSIMA_TRUST_MODEL)) {
+		flags |= NSIMA_EV_DENIED | NSIMA_EV_MODEL_UNKNOWN;
+		nsima_count(NSIMA_STAT_MODEL_EXEC_DENIED);
+		ret = -EACCES;
+		goto report;
+	}
 	switch (nsima_decide(&key, &now, a->class, &flags)) {
 	case NSIMA_DECIDE_QUIET:
 		if (flags & (NSIMA_EV_WRITERS | NSIMA_EV_READERS))
@@ -150,6 +161,7 @@ static __always_inline int nsima_access(struct file *file, struct inode *inode,
 		break;
 	}
 
+report:;
 	struct nsima_event *e;
 	if (sleepable) {
 		/* A whole record (path at its full size): exec events are few. */

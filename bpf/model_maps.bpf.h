@@ -10,6 +10,7 @@
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 
+#include "nsima/bpf_abi.h"
 #include "nsima/model_abi.h"
 
 /* namespace id -> struct nsima_model_ns. Written only by nsimad; no entry: not modeled. */
@@ -22,7 +23,8 @@ struct {
 
 /* Untrusted processes (struct nsima_proc_key -> namespace id that judged it). Written by
  * nsimad when a model says so, and by the fork hook for the children of untrusted parents
- * (untrust is inherited and permanent); the exit hook removes a process that is gone. */
+ * (untrust is inherited and permanent); the exit hook removes a process that is gone.
+ * Pinned (with the model hooks' links): the marks outlive an nsimad restart. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, NSIMA_MAX_UNTRUSTED);
@@ -35,6 +37,16 @@ struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1024 * 1024);
 } mevents SEC(".maps") __weak;
+
+/* Identity of the loaded model object (struct nsima_tag: sha256 of its bytes, the mevents
+ * size and the file hooks' tag), written by nsimad after load; no program reads it. Pinned
+ * with the model hooks, it tells a restarted nsimad whether it may resume them. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct nsima_tag);
+} model_tag SEC(".maps") __weak;
 
 /* Per-CPU counters, NSIMA_MSTAT_* + hook. */
 struct {

@@ -91,7 +91,8 @@ static __always_inline void nsima_resolve_ns(__u64 cgid, struct nsima_cgroup *ou
 			if (anc == cgid)
 				val.flags = a->flags | NSIMA_CG_REGISTERED;
 			else
-				val.flags |= a->flags & (NSIMA_CG_FIRST_DENY | NSIMA_CG_FIRST_DENY_MASK);
+				val.flags |= a->flags & (NSIMA_CG_FIRST_DENY | NSIMA_CG_FIRST_DENY_MASK |
+							 NSIMA_CG_MODEL_EXEC);
 			break;
 		}
 	}

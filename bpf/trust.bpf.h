@@ -36,8 +36,8 @@ static __always_inline long nsima_file_sha256(struct file *file, __u8 *out)
 }
 #endif
 
-/* 1 if the content of `file` is trusted in namespace ns_id, else 0. */
-static __always_inline int nsima_trusted(struct file *file, __u32 ns_id)
+/* The NSIMA_TRUST_* bits of the content of `file` in namespace ns_id (0: none, or no hash). */
+static __always_inline __u32 nsima_trust_bits(struct file *file, __u32 ns_id)
 {
 	struct nsima_trust_key key;
 	__builtin_memset(&key, 0, sizeof(key));
@@ -48,7 +48,13 @@ static __always_inline int nsima_trusted(struct file *file, __u32 ns_id)
 		return 0;
 	}
 	__u32 *v = bpf_map_lookup_elem(&trusted, &key);
-	return v && (*v & NSIMA_TRUST_LISTED);
+	return v ? *v : 0;
+}
+
+/* 1 if the content of `file` is trusted in namespace ns_id, else 0. */
+static __always_inline int nsima_trusted(struct file *file, __u32 ns_id)
+{
+	return (nsima_trust_bits(file, ns_id) & NSIMA_TRUST_LISTED) != 0;
 }
 
 #endif

@@ -292,6 +292,8 @@ int main(int argc, char** argv) {
   log->info("BPF hooks: {}", nsima::capture::to_string((*prog)->kind()));
   // Lists that continue from before record the gap when the previous hooks did not go on.
   popts.capture_gap = (*prog)->capture_gap();
+  // The model hooks pin beside the file hooks (their maps are the file hooks').
+  if ((*prog)->pinned()) popts.model_pins = {pin_dir, (*prog)->resumed(), (*prog)->tag()};
 
   nsima::capture::BpfMaps maps((*prog)->map_fds());
   nsima::ns::Pipeline pipeline(popts, &maps);

@@ -304,6 +304,8 @@ Result<Stats> BpfMaps::stats() const {
       s.trusted = sum;
     } else if (i == NSIMA_STAT_TRUST_NOHASH) {
       s.trust_nohash = sum;
+    } else if (i == NSIMA_STAT_MODEL_EXEC_DENIED) {
+      s.model_exec_denied = sum;
     }
   }
   return s;
@@ -344,10 +346,15 @@ nsima_trust_key trust_key(uint32_t ns_id, const Sha256& sha256) {
 }
 }  // namespace
 
-Result<bool> BpfMaps::trust(uint32_t ns_id, const Sha256& sha256) {
+Result<bool> BpfMaps::trust(uint32_t ns_id, const Sha256& sha256, uint32_t bit) {
   if (fds_.trusted < 0) return make_error(EBADF, "no trusted map", "map trusted");
   const nsima_trust_key k = trust_key(ns_id, sha256);
-  const uint32_t v = NSIMA_TRUST_LISTED;
+  // Two sets share a key (digest lists, a model's executables): add this one's bit. One
+  // writer (the pipeline thread), so read-modify-write is safe.
+  uint32_t v = 0;
+  if (bpf_map_lookup_elem(fds_.trusted, &k, &v) != 0) v = 0;
+  if (v & bit) return true;
+  v |= bit;
   if (bpf_map_update_elem(fds_.trusted, &k, &v, BPF_ANY)) {
     if (errno == E2BIG) return false;  // full
     return map_error("update", "trusted", errno);
@@ -355,11 +362,18 @@ Result<bool> BpfMaps::trust(uint32_t ns_id, const Sha256& sha256) {
   return true;
 }
 
-Result<void> BpfMaps::untrust(uint32_t ns_id, const Sha256& sha256) {
+Result<void> BpfMaps::untrust(uint32_t ns_id, const Sha256& sha256, uint32_t bit) {
   if (fds_.trusted < 0) return make_error(EBADF, "no trusted map", "map trusted");
   const nsima_trust_key k = trust_key(ns_id, sha256);
-  if (bpf_map_delete_elem(fds_.trusted, &k) && errno != ENOENT)
-    return map_error("delete", "trusted", errno);
+  uint32_t v = 0;
+  if (bpf_map_lookup_elem(fds_.trusted, &k, &v) != 0) return {};
+  v &= ~bit;
+  if (v == 0) {
+    if (bpf_map_delete_elem(fds_.trusted, &k) && errno != ENOENT)
+      return map_error("delete", "trusted", errno);
+  } else if (bpf_map_update_elem(fds_.trusted, &k, &v, BPF_EXIST)) {
+    return map_error("update", "trusted", errno);
+  }
   return {};
 }
 

@@ -46,6 +46,7 @@ struct Stats {
   uint64_t drop_no_ns = 0;   // NSIMA_STAT_DROP_NO_NS: drops no namespace counter recorded
   uint64_t trusted = 0;      // NSIMA_STAT_TRUSTED: first execs allowed by the trusted map
   uint64_t trust_nohash = 0; // NSIMA_STAT_TRUST_NOHASH: first execs the kernel could not hash
+  uint64_t model_exec_denied = 0;  // NSIMA_STAT_MODEL_EXEC_DENIED: execs an enforcing model refused
   uint64_t total_emitted() const;
   uint64_t total_dropped() const;
   uint64_t total_denied() const;
@@ -121,8 +122,10 @@ class BpfMaps {
   // The trusted map (first execs decided in the kernel). trust() returns false, changing
   // nothing, when the map is full (E2BIG): that digest is then simply not trusted by the
   // kernel (its first exec takes the first-access rule). untrust() of an absent pair is fine.
-  Result<bool> trust(uint32_t ns_id, const Sha256& sha256);
-  Result<void> untrust(uint32_t ns_id, const Sha256& sha256);
+  // `bit`: NSIMA_TRUST_LISTED (digest lists) or NSIMA_TRUST_MODEL (a model's executables);
+  // each set adds and removes only its own bit of a pair.
+  Result<bool> trust(uint32_t ns_id, const Sha256& sha256, uint32_t bit = NSIMA_TRUST_LISTED);
+  Result<void> untrust(uint32_t ns_id, const Sha256& sha256, uint32_t bit = NSIMA_TRUST_LISTED);
   bool trusted(uint32_t ns_id, const Sha256& sha256) const;
   // Every pair in the map (a restarted nsimad clears what it did not write).
   Result<std::vector<nsima_trust_key>> trusted_keys() const;

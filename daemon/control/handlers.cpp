@@ -171,7 +171,8 @@ Result<json> status_answer(DaemonContext& ctx) {
                   {"unresolved", s->unresolved},
                   {"dropped_unattributed", s->drop_no_ns},
                   {"trusted", s->trusted},
-                  {"trust_unhashed", s->trust_nohash}};
+                  {"trust_unhashed", s->trust_nohash},
+                  {"model_exec_denied", s->model_exec_denied}};
     json per_hook = json::object();
     const char* names[] = {"", "file_open", "mmap_file", "bprm_check"};
     for (int h = 1; h < NSIMA_HOOK_MAX; ++h)

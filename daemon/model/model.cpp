@@ -134,7 +134,16 @@ Decision Modeler::exec(const ProcKey& proc, const Coe& new_coe, const FileCell& 
                        std::string_view description) {
   TaskState& t = tasks_[proc];  // a process never seen starts with zeros
   t.task_id = task_id(t.ptask_id, new_coe, exe);
+  // an unreadable file is modeled with a zero digest: never a known executable
+  if (model_.mode() == Mode::kLearn && exe.digest != kZeroDigest) model_.add_executable(exe.digest);
   return judge(proc, t, t.task_id, EventType::kBprmCommittedCreds, description);
+}
+
+Decision Modeler::refused_exec(const ProcKey& proc, const Coe& new_coe, const FileCell& exe,
+                               std::string_view description) {
+  TaskState& t = tasks_[proc];
+  return judge(proc, t, task_id(t.ptask_id, new_coe, exe), EventType::kBprmCommittedCreds,
+               description);
 }
 
 Result<Decision> Modeler::event(const ProcKey& proc, EventType type, const Coe& coe,

@@ -19,6 +19,7 @@
 #include <cstring>
 #include <deque>
 #include <optional>
+#include <set>
 #include <span>
 #include <string>
 #include <string_view>
@@ -79,6 +80,13 @@ class Model {
   const Digest& measurement() const { return measurement_; }
   Digest state() const;  // sorts a copy of the points: O(n log n)
 
+  // The sha256 of every file an exec of the model ran (the digest in its exec points' CELL),
+  // learned with them: an enforcing namespace's kernel hook refuses any other content at exec,
+  // before it runs (its TASK_ID cannot be a known point). Not hashed into measurement or state
+  // (each exec point covers its digest); saved as `exec` lines. Returns true if new.
+  bool add_executable(const Digest& d) { return executables_.insert(d).second; }
+  const std::set<Digest>& executables() const { return executables_; }
+
   // Every unique coefficient in arrival order, known and forensic.
   const std::vector<Point>& points() const { return points_; }
   size_t known_count() const { return known_; }
@@ -92,6 +100,7 @@ class Model {
   std::vector<Point> points_;
   std::unordered_map<Digest, size_t, DigestHash> index_;
   size_t known_ = 0;
+  std::set<Digest> executables_;
 };
 
 // The definitions on their own, for verifiers and `model state --offline`: `points` in arrival
@@ -151,6 +160,11 @@ class Modeler {
   // the exec event's coefficient.
   Decision exec(const ProcKey& proc, const Coe& new_coe, const FileCell& exe,
                 std::string_view description = {});
+  // An exec the kernel refused before it ran (its content is not a known executable): judged
+  // like exec() (an unknown coefficient: forensics, untrusted in enforce mode), but the
+  // process keeps its TASK_ID, since it still runs its old program.
+  Decision refused_exec(const ProcKey& proc, const Coe& new_coe, const FileCell& exe,
+                        std::string_view description = {});
   // Any other event (EINVAL for kBprmCommittedCreds: use exec, or a cell of the wrong kind).
   Result<Decision> event(const ProcKey& proc, EventType type, const Coe& coe, const Cell& cell,
                          std::string_view description = {});

@@ -138,14 +138,26 @@ Result<ModelFile> Parser::parse() {
   if (!a) return tl::unexpected(a.error());
   f.aggregate = *a;
 
-  std::unordered_map<Digest, size_t, DigestHash> seen;
+  std::unordered_map<Digest, size_t, DigestHash> seen, execs;
   size_t i = 4;
   for (; i < ls.size(); ++i) {
     const Line& l = ls[i];
     if (l.text.substr(0, 4) == "end " || l.text == "end") break;
+    if (l.text.substr(0, 5) == "exec ") {
+      auto v = keyed(l, "exec");
+      if (!v) return tl::unexpected(v.error());
+      auto d = digest_field(l, *v, "exec");
+      if (!d) return tl::unexpected(d.error());
+      auto [it, fresh] = execs.emplace(*d, l.number);
+      if (!fresh)
+        return fail(l.number, "executable " + to_hex(*d).substr(0, 16) +
+                                  "... is already on line " + std::to_string(it->second));
+      f.executables.push_back(*d);
+      continue;
+    }
     if (l.text.substr(0, 6) != "point ")
-      return fail(l.number, "expected 'point <coefficient> <event> [description]' or 'end <n>', "
-                            "got " + shown(l.text));
+      return fail(l.number, "expected 'point <coefficient> <event> [description]', "
+                            "'exec <sha256>' or 'end <n>', got " + shown(l.text));
     std::string_view rest = l.text.substr(6);
     size_t sp = rest.find(' ');
     if (sp == std::string_view::npos)
@@ -267,6 +279,7 @@ Result<Model> model_from_file(const ModelFile& file, Mode mode) {
   for (const auto& p : file.points)
     if (auto r = m.add_known(p.coefficient, p.event, p.description); !r)
       return tl::unexpected(r.error());  // a parsed file has no duplicates
+  for (const auto& d : file.executables) m.add_executable(d);
   if (auto r = m.set_mode(mode); !r) return tl::unexpected(r.error());
   return m;
 }
@@ -293,6 +306,7 @@ std::string serialize_model(const Model& model) {
     out += "\n";
     ++n;
   }
+  for (const auto& d : model.executables()) out += "exec " + to_hex(d) + "\n";
   out += "end " + std::to_string(n) + "\n";
   return out;
 }

@@ -38,6 +38,8 @@ struct ModelFile {
   Digest base{};
   Digest aggregate{};
   std::vector<FilePoint> points;
+  // `exec <sha256>` lines: the contents the model's execs ran (Model::executables).
+  std::vector<Digest> executables;
   std::optional<ModelSignature> signature;
 };
 

@@ -8,17 +8,17 @@
 
 namespace nsima::ns {
 
-Result<void> KernelTrust::set(uint32_t ns_id, std::vector<capture::Sha256> want) {
+Result<void> KernelTrust::set(uint32_t ns_id, std::vector<capture::Sha256> want, uint32_t bit) {
   if (!maps_) return {};
   std::sort(want.begin(), want.end());
   want.erase(std::unique(want.begin(), want.end()), want.end());
-  std::vector<capture::Sha256>& have = written_[ns_id];
+  std::vector<capture::Sha256>& have = written_[{bit, ns_id}];
   std::vector<capture::Sha256> gone, added;
   std::set_difference(have.begin(), have.end(), want.begin(), want.end(),
                       std::back_inserter(gone));
   // Out first: what lost trust is out of the map before anything else happens.
   for (const auto& d : gone) {
-    if (auto r = maps_->untrust(ns_id, d); !r) {
+    if (auto r = maps_->untrust(ns_id, d, bit); !r) {
       logger("appraise")->critical("namespace {}: a digest that lost trust is still in the "
                                    "kernel's trusted map: {}",
                                    ns_id, r.error().to_string());
@@ -29,7 +29,7 @@ Result<void> KernelTrust::set(uint32_t ns_id, std::vector<capture::Sha256> want)
   size_t missing = 0;
   for (const auto& d : want) {
     if (std::binary_search(have.begin(), have.end(), d)) continue;
-    auto r = maps_->trust(ns_id, d);
+    auto r = maps_->trust(ns_id, d, bit);
     if (!r) return tl::unexpected(r.error());
     if (*r)
       added.push_back(d);
@@ -49,18 +49,20 @@ Result<void> KernelTrust::set(uint32_t ns_id, std::vector<capture::Sha256> want)
                              "digests are not in it (their first exec is denied until "
                              "appraised; raise --trusted-digests)",
                              ns_id, missing, want.size());
-    missing_[ns_id] = missing;
+    missing_[{bit, ns_id}] = missing;
   } else {
-    missing_.erase(ns_id);
+    missing_.erase({bit, ns_id});
   }
-  if (have.empty()) written_.erase(ns_id);
+  if (have.empty()) written_.erase({bit, ns_id});
   return {};
 }
 
 Result<void> KernelTrust::drop(uint32_t ns_id) {
-  auto r = set(ns_id, {});
-  missing_.erase(ns_id);
-  return r;
+  for (uint32_t bit : {uint32_t{NSIMA_TRUST_LISTED}, uint32_t{NSIMA_TRUST_MODEL}}) {
+    if (auto r = set(ns_id, {}, bit); !r) return r;
+    missing_.erase({bit, ns_id});
+  }
+  return {};
 }
 
 Result<size_t> KernelTrust::clear_all() {
@@ -70,7 +72,7 @@ Result<size_t> KernelTrust::clear_all() {
   for (const auto& k : *keys) {
     capture::Sha256 d;
     std::copy(std::begin(k.sha256), std::end(k.sha256), d.begin());
-    if (auto r = maps_->untrust(k.ns_id, d); !r) return tl::unexpected(r.error());
+    if (auto r = maps_->untrust(k.ns_id, d, ~0u); !r) return tl::unexpected(r.error());
   }
   written_.clear();
   missing_.clear();

@@ -14,6 +14,7 @@
 
 #include <cstdint>
 #include <map>
+#include <utility>
 #include <vector>
 
 #include "capture/bpf_maps.h"
@@ -25,8 +26,12 @@ class KernelTrust {
  public:
   explicit KernelTrust(capture::BpfMaps* maps) : maps_(maps) {}
 
-  // The map holds exactly `want` for ns_id afterwards (minus what did not fit).
-  Result<void> set(uint32_t ns_id, std::vector<capture::Sha256> want);
+  // The map holds exactly `want` for ns_id afterwards (minus what did not fit), in the set
+  // `bit` names: NSIMA_TRUST_LISTED (Registry::kernel_trusted) or NSIMA_TRUST_MODEL (the
+  // known executables of an enforcing model, ns/pipeline_model.cpp); the other set's bits of
+  // the same pairs are left as they are.
+  Result<void> set(uint32_t ns_id, std::vector<capture::Sha256> want,
+                   uint32_t bit = NSIMA_TRUST_LISTED);
   Result<void> drop(uint32_t ns_id);
   // Start-up: removes every pair (a resumed map may hold a previous nsimad's); the caller then
   // sets each namespace's. Returns how many were removed.
@@ -41,8 +46,9 @@ class KernelTrust {
 
  private:
   capture::BpfMaps* maps_;
-  std::map<uint32_t, std::vector<capture::Sha256>> written_;  // sorted, per namespace
-  std::map<uint32_t, size_t> missing_;
+  using SetKey = std::pair<uint32_t, uint32_t>;  // (bit, namespace)
+  std::map<SetKey, std::vector<capture::Sha256>> written_;  // sorted, per set and namespace
+  std::map<SetKey, size_t> missing_;
   uint64_t full_events_ = 0;
 };
 

@@ -86,6 +86,9 @@ struct PipelineOptions {
   // Non-empty: capture did not continue across nsimad's restart (the hooks were (re)attached
   // fresh); every list that continues from before gets an nsima:capture-gap:<this> violation.
   std::string capture_gap;
+  // Where the model hooks are pinned (the file hooks' pin directory, empty: not pinned) and
+  // whether the file hooks were resumed (then pinned model hooks may be too).
+  capture::ModelPins model_pins;
   // Non-zero: every this often, a namespace whose cgroup directory is gone (rmdir, or replaced
   // by another cgroup of the same name) is ended as by `ns delete` once it has been gone for
   // cgroup_gone_grace (time for an OCI poststop hook, which runs after the runtime's rmdir, to

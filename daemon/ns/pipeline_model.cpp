@@ -81,7 +81,7 @@ Result<void> Pipeline::ensure_model_hooks() {
   std::lock_guard lock(model_load_mu_);
   bool have = call([&] { return model_hooks_ != nullptr; });
   if (have) return {};
-  auto h = capture::ModelHooks::load(maps_->fds());
+  auto h = capture::ModelHooks::load(maps_->fds(), opts_.model_pins);
   if (!h) return tl::unexpected(h.error());
   capture::ModelHooks* raw = h->get();
   call([&] { model_hooks_ = std::move(*h); });
@@ -95,6 +95,14 @@ Result<void> Pipeline::ensure_model_hooks() {
 }
 
 Result<void> Pipeline::model_publish(Namespace* n, NsRuntime& r) {
+  // An enforcing model refuses unknown executables at exec, in the file hooks (bpf/access.bpf.h):
+  // unless an agent decides (its model is not nsimad's to publish).
+  const bool gate = r.modeler && r.modeler->model().mode() == model::Mode::kEnforce &&
+                    r.cfg.model_agent.empty();
+  std::vector<capture::Sha256> execs;
+  if (gate)
+    for (const auto& d : r.modeler->model().executables()) execs.push_back(d);
+  if (auto g = reg_.set_model_exec(n, gate, std::move(execs)); !g) return g;
   if (!model_hooks_) return {};
   return model_hooks_->set_namespace(n->id, r.modeler ? model_flags(r.modeler->model().mode()) : 0);
 }
@@ -348,7 +356,10 @@ void Pipeline::model_apply_file(const Event& ev, const model::Digest& digest) {
       ae.type = model::EventType::kBprmCommittedCreds;
       ae.coe = coe_of(ev.new_cred);
       ae.cell = fc;
-      d = m.exec(pk, ae.coe, fc, ev.path);
+      // refused in the kernel before it ran (not a known executable): the process goes on
+      // with its old TASK_ID
+      d = (ev.flags & NSIMA_EV_MODEL_UNKNOWN) ? m.refused_exec(pk, ae.coe, fc, ev.path)
+                                              : m.exec(pk, ae.coe, fc, ev.path);
       break;
     case Hook::kFileOpen:
       ae.type = model::EventType::kFileOpen;

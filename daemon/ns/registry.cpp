@@ -286,9 +286,36 @@ Result<void> Registry::refresh_trust(Namespace* n) {
   return {};
 }
 
+Result<void> Registry::set_model_exec(Namespace* n, bool on,
+                                      std::vector<capture::Sha256> exec_digests) {
+  NsRuntime& r = rt(n);
+  if (!on) exec_digests.clear();
+  if (!maps_) {
+    r.model_exec_gate = on;
+    return {};
+  }
+  // A namespace not bound yet (being created: bound later, after a rootfs pre-appraisal)
+  // gets the flag when it is.
+  auto bound = maps_->cgroup(n->cgroup_id);
+  const bool registered = bound && bound->ns_id == n->id;
+  if (on) {  // the pairs before the flag: a known executable is never refused meanwhile
+    if (auto t = trust_.set(n->id, std::move(exec_digests), NSIMA_TRUST_MODEL); !t) return t;
+    if (r.model_exec_gate && registered && (bound->flags & NSIMA_CG_MODEL_EXEC)) return {};
+    r.model_exec_gate = true;
+    return registered ? register_bpf(n) : Result<void>{};
+  }
+  if (r.model_exec_gate || (registered && (bound->flags & NSIMA_CG_MODEL_EXEC))) {
+    r.model_exec_gate = false;  // the flag before the pairs
+    if (registered)
+      if (auto g = register_bpf(n); !g) return g;
+  }
+  return trust_.set(n->id, {}, NSIMA_TRUST_MODEL);
+}
+
 Result<void> Registry::register_bpf(Namespace* n) {
   if (!maps_) return {};
-  const uint32_t flags = first_access_flags(n);
+  uint32_t flags = first_access_flags(n);
+  if (has_rt(n) && rt(n).model_exec_gate) flags |= NSIMA_CG_MODEL_EXEC;
   if (auto r = maps_->init_ns_drops(n->id); !r) return r;
   auto level = capture::cgroup_level(n->cgroup_path);  // the hooks' walk must reach it
   if (!level) return tl::unexpected(level.error());

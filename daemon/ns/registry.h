@@ -83,6 +83,9 @@ struct NsRuntime {
   uint64_t model_untrusted = 0;  // processes this namespace marked untrusted
   uint64_t model_mark_errors = 0;
   std::unique_ptr<AgentLink> agent;  // cfg.model_agent: the agent decides untrust
+  // NSIMA_CG_MODEL_EXEC is set for its cgroup: the kernel refuses an exec of content that is
+  // not a known executable of its enforcing model (Registry::set_model_exec).
+  bool model_exec_gate = false;
 };
 
 struct RegistryOptions {
@@ -167,6 +170,10 @@ class Registry {
   std::vector<capture::Sha256> kernel_trusted(Namespace* n);
   // Writes kernel_trusted() of `n` and of every namespace below it into the trusted map.
   Result<void> refresh_trust(Namespace* n);
+  // An enforcing model's known executables (bpf/access.bpf.h, NSIMA_CG_MODEL_EXEC): `on`
+  // writes `exec_digests` as NSIMA_TRUST_MODEL pairs, then sets the cgroup flag; off clears
+  // the flag, then the pairs. A pair that did not fit (full map) is an exec the kernel refuses.
+  Result<void> set_model_exec(Namespace* n, bool on, std::vector<capture::Sha256> exec_digests);
   // A deleted namespace's pairs.
   Result<void> drop_trust(uint32_t ns_id) { return trust_.drop(ns_id); }
   KernelTrust::Counters trust_counters() const { return trust_.counters(); }

@@ -43,6 +43,8 @@
 #define NSIMA_EV_READERS 0x100      /* write open while the file is open for read elsewhere */
 #define NSIMA_EV_TRUSTED 0x200      /* a first exec the namespace's rule would deny, allowed in
 				       the kernel: the file's sha256 is in the trusted map */
+#define NSIMA_EV_MODEL_UNKNOWN 0x400 /* an exec refused by an enforcing model: the file's sha256
+					is not a known executable of it (NSIMA_CG_MODEL_EXEC) */
 
 /* Verdicts (struct nsima_verdict.verdict). */
 #define NSIMA_VERDICT_ALLOW 1
@@ -65,6 +67,10 @@
 #define NSIMA_CG_REGISTERED 0x1  /* written by the daemon: this cgroup is bound to ns_id */
 #define NSIMA_CG_DERIVED 0x2     /* resolved through an ancestor walk (ns_id 0 = none) */
 #define NSIMA_CG_FIRST_DENY 0x4  /* first-access rule: deny until the daemon gives a verdict */
+#define NSIMA_CG_MODEL_EXEC 0x8  /* an enforcing workload model (issue 13): bprm_check refuses an
+				    executable whose sha256 is not NSIMA_TRUST_MODEL in the trusted
+				    map. Holds for the namespace's whole cgroup subtree (its ns_id),
+				    not for a namespace registered below it (its own flags). */
 /* ... for the access classes whose bit is set here (bits 8..26: class 0..18): the classes some
  * appraise rule of an enforcing namespace can match. Inherited with NSIMA_CG_FIRST_DENY. */
 #define NSIMA_CG_FIRST_DENY_SHIFT 8
@@ -85,6 +91,8 @@
 #define NSIMA_STAT_TRUST_NOHASH 20 /* first execs the kernel could not hash with sha256
 				      (bpf_ima_file_hash failed or gave another algorithm): the
 				      first-access rule applied */
+#define NSIMA_STAT_MODEL_EXEC_DENIED 21 /* execs refused before they ran: not a known
+					  executable of the namespace's enforcing model */
 #define NSIMA_STAT_MAX 24
 
 #define NSIMA_COMM_LEN 16
@@ -103,6 +111,8 @@
 #define NSIMA_HASH_ALGO_SHA256 4
 /* trusted map value */
 #define NSIMA_TRUST_LISTED 1
+#define NSIMA_TRUST_MODEL 2 /* a known executable of the namespace's enforcing model (the
+			       digest of an exec point's file: NSIMA_CG_MODEL_EXEC) */
 
 /* Credentials as IMA's uid/euid/gid/egid conditions read them. */
 struct nsima_cred {

@@ -550,5 +550,35 @@ TEST_F(TrustProg, KernelTrustKeepsTheMapEqualToTheSet) {
   EXPECT_FALSE(trusted(7, sha_of(2)));
 }
 
+// Two sets share the map (issue 13): the digest lists' NSIMA_TRUST_LISTED and an enforcing
+// model's known executables (NSIMA_TRUST_MODEL). Each set() adds and removes only its own bit
+// of a pair; the kernel's first-exec trust answers for LISTED only; clear_all removes both.
+TEST_F(TrustProg, ListedAndModelSetsShareAPair) {
+  load();
+  ns::KernelTrust kt(maps_.get());
+  auto bits = [&](uint32_t ns, const Sha256& d) {
+    nsima_trust_key k{};
+    k.ns_id = ns;
+    std::memcpy(k.sha256, d.data(), sizeof k.sha256);
+    uint32_t v = 0;
+    return bpf_map_lookup_elem(bpf_map__fd(skel_->maps.trusted), &k, &v) == 0 ? v : 0u;
+  };
+  ASSERT_TRUE(kt.set(7, {sha_of(1)}, NSIMA_TRUST_MODEL));
+  EXPECT_EQ(bits(7, sha_of(1)), uint32_t{NSIMA_TRUST_MODEL});
+  EXPECT_FALSE(trusted(7, sha_of(1))) << "a model's executable is not a listed digest";
+  ASSERT_TRUE(kt.set(7, {sha_of(1), sha_of(2)}));
+  EXPECT_EQ(bits(7, sha_of(1)), uint32_t{NSIMA_TRUST_LISTED | NSIMA_TRUST_MODEL});
+  EXPECT_TRUE(trusted(7, sha_of(1)));
+  ASSERT_TRUE(kt.set(7, {}, NSIMA_TRUST_MODEL));
+  EXPECT_EQ(bits(7, sha_of(1)), uint32_t{NSIMA_TRUST_LISTED}) << "the lists' bit stays";
+  ASSERT_TRUE(kt.set(7, {sha_of(3)}, NSIMA_TRUST_MODEL));
+  ASSERT_TRUE(kt.set(7, {}));
+  EXPECT_EQ(bits(7, sha_of(1)), 0u);
+  EXPECT_EQ(bits(7, sha_of(3)), uint32_t{NSIMA_TRUST_MODEL}) << "the model's bit stays";
+  auto cleared = ns::KernelTrust(maps_.get()).clear_all();
+  ASSERT_TRUE(cleared) << cleared.error().to_string();
+  EXPECT_EQ(bits(7, sha_of(3)), 0u);
+}
+
 }  // namespace
 }  // namespace nsima::capture

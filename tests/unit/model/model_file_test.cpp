@@ -288,3 +288,40 @@ TEST_F(SignedModelTest, NsimaSignaturesVerifyWithOpenssl) {
 
 }  // namespace
 }  // namespace nsima::model
+
+// `exec <sha256>` lines: a model's known executables, saved sorted after the points, loaded
+// back; a repeated one is refused naming its line.
+namespace nsima::model {
+namespace {
+
+TEST(ModelFileTest, ExecutablesRoundTrip) {
+  Model m = sample_model();
+  EXPECT_TRUE(m.add_executable(H("exe2")));
+  EXPECT_TRUE(m.add_executable(H("exe1")));
+  EXPECT_FALSE(m.add_executable(H("exe1")));
+  std::string text = serialize_model(m);
+  EXPECT_NE(text.find("exec " + to_hex(H("exe1")) + "\n"), std::string::npos) << text;
+  auto f = parse(text);
+  ASSERT_TRUE(f) << f.error().to_string() << "\n" << text;
+  EXPECT_EQ(f->points.size(), 4u) << "exec lines are not points";
+  auto loaded = model_from_file(*f, Mode::kEnforce);
+  ASSERT_TRUE(loaded);
+  EXPECT_EQ(loaded->executables(), m.executables());
+  EXPECT_EQ(loaded->state(), m.state()) << "executables are not hashed into the state";
+  EXPECT_EQ(serialize_model(*loaded), text);
+}
+
+TEST(ModelFileTest, RepeatedExecutableRefused) {
+  std::string text = valid_text();
+  const std::string line = "exec " + to_hex(H("x")) + "\n";
+  text.insert(text.find("end 2"), line + line);
+  auto f = parse(text);
+  ASSERT_FALSE(f);
+  EXPECT_NE(f.error().to_string().find("m.model:8"), std::string::npos) << f.error().to_string();
+  std::string bad = valid_text();
+  bad.insert(bad.find("end 2"), "exec nothex\n");
+  EXPECT_FALSE(parse(bad));
+}
+
+}  // namespace
+}  // namespace nsima::model

@@ -306,3 +306,46 @@ TEST(ModelerTest, TaskCellsCarryTheTargetsTaskId) {
 
 }  // namespace
 }  // namespace nsima::model
+
+// Issue 13, decidable in advance: the model knows the contents its execs ran (learned with
+// them, kept by a loaded model), which the kernel may exec in enforce mode; an exec the kernel
+// refused is judged (forensics, untrust) without changing the process's TASK_ID.
+namespace nsima::model {
+namespace {
+
+TEST(ModelerTest, LearnsTheContentsItsExecsRan) {
+  Model model = learned();
+  std::set<Digest> want{exe("/bin/sh", "sh").digest, exe("/bin/busybox", "busybox").digest};
+  EXPECT_EQ(model.executables(), want);
+  ASSERT_TRUE(model.set_mode(Mode::kEnforce));
+  Modeler m(std::move(model));
+  Workload w;
+  w.start(m);
+  const ProcKey child{401, 5};
+  m.fork(w.shell, child);
+  m.exec(child, kRoot, exe("/bin/busybox", "a new content"));
+  EXPECT_EQ(m.model().executables(), want) << "a sealed model learns no executable";
+}
+
+TEST(ModelerTest, RefusedExecIsForensicAndKeepsTheTaskId) {
+  Model model = learned();
+  ASSERT_TRUE(model.set_mode(Mode::kEnforce));
+  Modeler m(std::move(model));
+  Workload w;
+  w.start(m);
+  const ProcKey child{501, 6};
+  m.fork(w.shell, child);
+  const Digest before = m.task_id_of(child);
+  Decision d = m.refused_exec(child, kRoot, exe("/bin/busybox", "busybox with one byte changed"));
+  EXPECT_FALSE(d.known);
+  EXPECT_TRUE(d.forensic);
+  EXPECT_TRUE(d.newly_untrusted);
+  EXPECT_EQ(d.coefficient,
+            task_id(before, kRoot, exe("/bin/busybox", "busybox with one byte changed")));
+  EXPECT_EQ(m.task_id_of(child), before) << "the refused exec did not run";
+  ASSERT_EQ(m.forensics().size(), 1u);
+  EXPECT_EQ(m.forensics()[0].event, EventType::kBprmCommittedCreds);
+}
+
+}  // namespace
+}  // namespace nsima::model

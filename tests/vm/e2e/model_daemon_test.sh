@@ -4,9 +4,10 @@
 # applets and reads files) is learned in a modeled namespace (learning it again adds nothing),
 # saved, and loaded into a new enforcing namespace with its own vTPM: the same workload, run
 # alone and as two concurrent copies, is known (no forensics, same state); a new binary, a
-# known binary (the shell) reading a file it never read, and the known binary with one byte
-# appended each make their process untrusted (in forensics) and the kernel then refuses that
-# process's next exec/open; `model state --offline` of the saved file equals the live state;
+# known binary (the shell) reading a file it never read each make their process untrusted (in
+# forensics) and the kernel then refuses that process's next exec/open; the known binary with
+# one byte appended is refused at exec (its content is not a known executable), and is in
+# forensics too; `model state --offline` of the saved file equals the live state;
 # the state extended into the vTPM (PCR 11) is in a quote that tpm2_checkquote accepts.
 # vm-run-args: --add /usr/bin/swtpm --add /usr/bin/swtpm_ioctl --add /usr/bin/tpm2 --add /usr/bin/tpm2_checkquote
 . /usr/share/nsima-test/nsima.sh
@@ -111,7 +112,12 @@ nsima_check_eq "$(field "$e1" kernel)" true "the model hooks run"
 deviate $E $NB ':' "a new binary"
 deviate $E $BB 'read x </data/w/new' "a known binary reading a file it never read"
 printf 'x' >>$BB
-deviate $E $BB ':' "a known binary with one byte appended"
+# not a known executable of the model: refused at exec, before it runs (bpf/access.bpf.h)
+rc=0
+out=$(cg_exec $E $BB sh -c 'echo RAN' 2>&1) || rc=$?
+echo "a known binary with one byte appended: status $rc, output: $out"
+nsima_check_eq "$rc" 126 "exec of the known binary with one byte appended"
+nsima_check_contains "$out" "Permission denied" "exec of the known binary with one byte appended"
 e2=$(nsimactl model state --ns "$ens")
 echo "--- enforcing, after the deviations"
 printf '%s\n' "$e2"
