@@ -168,7 +168,9 @@ void do_status(DaemonContext& ctx, Connection& conn) {
                   {"unresolved", s->unresolved},
                   {"dropped_unattributed", s->drop_no_ns},
                   {"trusted", s->trusted},
-                  {"trust_unhashed", s->trust_nohash}};
+                  {"trust_unhashed", s->trust_nohash},
+                  {"setxattr", s->setxattr},
+                  {"setxattr_dropped", s->setxattr_dropped}};
     json per_hook = json::object();
     const char* names[] = {"", "file_open", "mmap_file", "bprm_check"};
     for (int h = 1; h < NSIMA_HOOK_MAX; ++h)
@@ -191,6 +193,12 @@ void do_status(DaemonContext& ctx, Connection& conn) {
                      {"failed", c.appraise_failed},
                      {"denied", c.appraise_denied},
                      {"pre_appraised", c.pre_appraised},
+                     {"setxattr_events", c.setxattr_events},
+                     {"setxattr_passed", c.setxattr_passed},
+                     {"setxattr_failed", c.setxattr_failed},
+                     {"setxattr_undecided", c.setxattr_undecided},
+                     {"setxattr_window_last_us", c.setxattr_window_last_us},
+                     {"setxattr_window_max_us", c.setxattr_window_max_us},
                      {"audit_lines", c.audit_lines},
                      {"audit_errors", c.audit_errors}};
   out["kernel_trust"] = {{"entries", c.trust_entries},
