@@ -430,7 +430,17 @@ bool Pipeline::appraise_every_class(Namespace* n, const Event& ev,
     if (deny) denied |= 1u << c;
     // Silenced only where nothing else wants the access: no list measures it, no credential
     // could change the decision.
-    if (j.quiet && j.targets.empty() && !j.path_unknown) quiet |= 1u << c;
+    bool q = j.quiet && j.targets.empty() && !j.path_unknown;
+    if (j.path_unknown && j.targets.empty()) {
+      // A file read by handle (no path: a security.ima write outside the writer's root
+      // filesystem): appraised all the same; with no list to name it in, the path is not
+      // needed, so the class is silenced as it would be with one.
+      Event named = ce;
+      named.flags &= ~static_cast<uint32_t>(NSIMA_EV_PATH_TRUNCATED | NSIMA_EV_PATH_ERROR);
+      named.path = "/";
+      q = judge(named, links(chain, f), opts_.hash_algo).quiet;
+    }
+    if (q) quiet |= 1u << c;
   }
   if (denied) {
     // Refused for the classes that failed only; the others are allowed (kernel IMA: per func).

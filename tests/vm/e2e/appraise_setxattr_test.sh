@@ -57,7 +57,16 @@ mkdir -p $N
 nsima_start
 n=$(nsimactl ns create --cgroup $N --policy /tmp/sx.policy --keys /tmp/sxkeys --rootfs $X)
 
-# 1. signed at run time, inside the namespace, with its key: decided before the first exec
+# 1. per-class denies (the first-access path): an unsigned binary is refused first, appraised,
+#    refused by its content at exec, and still readable (no rule appraises FILE_CHECK)
+nsima_check_eq "$(run $N $D/plain)" 126 "first exec of an unsigned binary"
+nsimactl audit --ns "$n" >/dev/null # barrier: its appraisal is done
+nsima_check_eq "$(run $N $D/plain)" 126 "its second exec (IMA-signature-required)"
+nsima_check_eq "$(run $N $X/busybox cat $D/plain)" 0 "cat of the unsigned binary refused at exec"
+nsima_check_eq "$(run $N $D/plain)" 126 "its exec after the read"
+
+
+# 2. signed at run time, inside the namespace, with its key: decided before the first exec
 s0=$(nsima_stat setxattr)
 p0=$(appr setxattr_passed)
 f0=$(appr setxattr_failed)
@@ -87,16 +96,9 @@ nsima_check_eq "$(nsima_stat trusted)" "$t0" "execs allowed by the digest-list p
 line=$(nsimactl audit --ns "$n" | grep "$(sha256sum $D/bad | cut -d' ' -f1)" | tail -n 1)
 nsima_check_contains "$line" '"status":"unknown-key"' "audit of the binary signed with another key"
 
-# 2. per-class denies: refused at exec, still readable (no rule appraises FILE_CHECK)
+# 3. per-class denies (the setxattr path): refused at exec, still readable
 nsima_check_eq "$(run $N $X/busybox cat $D/bad)" 0 "cat of the binary refused at exec"
 nsima_check_eq "$(run $N $D/bad)" 126 "its exec after the read"
-# ... the same through the first-access path: refused first, appraised, refused by content
-nsima_check_eq "$(run $N $D/plain)" 126 "first exec of an unsigned binary"
-nsimactl audit --ns "$n" >/dev/null # barrier: its appraisal is done
-nsima_check_eq "$(run $N $D/plain)" 126 "its second exec (IMA-signature-required)"
-nsima_check_eq "$(run $N $X/busybox cat $D/plain)" 0 "cat of the unsigned binary refused at exec"
-nsima_check_eq "$(run $N $D/plain)" 126 "its exec after the read"
-
 nsima_stop
 rmdir $N
 echo "appraise_setxattr_test: OK"
