@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <algorithm>
+
 #include "appraise/digest_list.h"
 #include "appraise_test_util.h"
 #include "measure/hasher.h"
@@ -399,8 +401,11 @@ TEST_F(DigestListTest, DpkgDatabaseInstalledByDpkg) {
     EXPECT_NE(e.path, "/usr/share/nsimatest-a/changed.txt") << "a file whose md5 differs is trusted";
   // dpkg's own check flags the same file for its digest (the 3rd column is '5')
   CommandResult v = run("dpkg --root=" + root.string() + " --verify nsimatest-a");
-  EXPECT_NE(v.output.find("??5?????? /usr/share/nsimatest-a/changed.txt"), std::string::npos)
+  // one line per flagged file: "??5??????" (the md5 differs), the conffile column, the path
+  EXPECT_EQ(v.output.rfind("??5??????", 0), 0u) << v.output;
+  EXPECT_NE(v.output.find(" /usr/share/nsimatest-a/changed.txt\n"), std::string::npos)
       << v.output;
+  EXPECT_EQ(std::count(v.output.begin(), v.output.end(), '\n'), 1) << v.output;
   EXPECT_EQ(v.output.find("nsima-a"), std::string::npos) << v.output;
 
   // the command line: the same manifest on stdout, the problems on stderr, exit status 1
