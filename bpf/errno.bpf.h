@@ -4,6 +4,7 @@
 #define NSIMA_ERRNO_BPF_H
 
 #define EPERM 1
+#define ENOENT 2
 #define EACCES 13
 #define ENAMETOOLONG 36
 

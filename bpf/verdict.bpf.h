@@ -31,10 +31,12 @@ static __always_inline int nsima_decide(const struct nsima_verdict_key *key,
 		*flags |= NSIMA_EV_STALE;
 		return NSIMA_DECIDE_EMIT;
 	}
-	if (v->verdict == NSIMA_VERDICT_DENY)
-		return NSIMA_DECIDE_DENY;
 	if (class >= 32)
-		return NSIMA_DECIDE_EMIT;
+		return v->verdict == NSIMA_VERDICT_DENY ? NSIMA_DECIDE_DENY : NSIMA_DECIDE_EMIT;
+	/* appraisal failed for this access class (per class, as kernel IMA's per-func status):
+	 * another class the policy does not appraise is not refused by it */
+	if (v->verdict == NSIMA_VERDICT_DENY && (v->denied & (1u << class)))
+		return NSIMA_DECIDE_DENY;
 	if (v->quiet & (1u << class))
 		return NSIMA_DECIDE_QUIET;
 	/* judged and allowed for this version, but the daemon wants to see this access class */

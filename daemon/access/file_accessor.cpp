@@ -359,7 +359,12 @@ struct FileAccessor::Impl {
     std::optional<AccessError> root_error;
     tl::expected<UniqueFd, AccessError> root = tl::unexpected(make_access_error(
         AccessErrorKind::kVanished, ESRCH, "no root cache: no process root to open it in", where));
-    if (c.roots) {
+    if (!ev.path_known()) {
+      // No path (a security.ima write the hook could not name, bpf/setxattr.bpf.c): the
+      // inode's handle is the only way to it.
+      root = tl::unexpected(make_access_error(AccessErrorKind::kInvalidPath, EINVAL,
+                                              "the event has no path", where));
+    } else if (c.roots) {
       if (!enter_external(c)) return shutdown();
       root = c.roots->root_for(ev);
       leave_external(c);

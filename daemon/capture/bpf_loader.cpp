@@ -376,7 +376,8 @@ Result<std::unique_ptr<BpfProgram>> BpfProgram::load_and_attach(const LoaderOpti
                       std::string("attaching the LSM programs failed: ") + strerror(-err) +
                           " (is 'bpf' in /sys/kernel/security/lsm?)",
                       "nsima_bpf__attach");
-  log->info("attached lsm/file_open, lsm/mmap_file, lsm.s/bprm_check_security");
+  log->info("attached lsm/file_open, lsm/mmap_file, lsm.s/bprm_check_security, "
+            "lsm.s/inode_post_setxattr");
   if (opts.pin_dir.empty()) {
     prog->kind_ = LoadKind::kUnpinned;
     return prog;
@@ -404,9 +405,10 @@ Result<std::unique_ptr<BpfProgram>> BpfProgram::load_and_attach(const LoaderOpti
     if (int err = bpf_map__pin(m, (dir + "/" + name).c_str())) return pin_error(err, name);
   }
   bpf_link** links[] = {&prog->skel_->links.nsima_file_open, &prog->skel_->links.nsima_mmap_file,
-                        &prog->skel_->links.nsima_bprm_check};
-  const char* names[] = {"nsima_file_open", "nsima_mmap_file", "nsima_bprm_check"};
-  for (size_t i = 0; i < 3; ++i) {
+                        &prog->skel_->links.nsima_bprm_check, &prog->skel_->links.nsima_setxattr};
+  const char* names[] = {"nsima_file_open", "nsima_mmap_file", "nsima_bprm_check",
+                         "nsima_setxattr"};
+  for (size_t i = 0; i < std::size(links); ++i) {
     std::string name = std::string(kLinkPrefix) + names[i];
     if (int err = bpf_link__pin(*links[i], (dir + "/" + name).c_str()))
       return pin_error(err, name);

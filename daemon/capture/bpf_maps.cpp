@@ -238,8 +238,14 @@ Result<void> BpfMaps::allow(const nsima_verdict_key& key, const Stamp& stamp,
   auto old = verdict(key);
   if (old && old->verdict == NSIMA_VERDICT_DENY_ALWAYS && keep_deny) return {};
   if (old && from_abi(old->stamp) == stamp) {
-    if (old->verdict == NSIMA_VERDICT_DENY && keep_deny) return {};
-    if (old->verdict == NSIMA_VERDICT_ALLOW) {
+    if (old->verdict == NSIMA_VERDICT_DENY && keep_deny) {
+      // The classes it refuses stay refused; the others record what was judged of them.
+      v.verdict = NSIMA_VERDICT_DENY;
+      v.denied = old->denied;
+      v.quiet = (v.quiet | old->quiet) & ~old->denied;
+      v.judged |= old->judged;
+      if (v.quiet == old->quiet && v.judged == old->judged) return {};
+    } else if (old->verdict == NSIMA_VERDICT_ALLOW) {
       v.quiet |= old->quiet;
       v.judged |= old->judged;
     }
@@ -247,10 +253,24 @@ Result<void> BpfMaps::allow(const nsima_verdict_key& key, const Stamp& stamp,
   return set_verdict(key, v);
 }
 
-Result<void> BpfMaps::deny(const nsima_verdict_key& key, const Stamp& stamp, bool every_version) {
+Result<void> BpfMaps::deny(const nsima_verdict_key& key, const Stamp& stamp, bool every_version,
+                           uint32_t classes, uint32_t quiet_bits, uint32_t judged_bits) {
   nsima_verdict v{};
   v.stamp = to_abi(stamp);  // for every_version: the version the operator saw (diagnostics)
   v.verdict = every_version ? NSIMA_VERDICT_DENY_ALWAYS : NSIMA_VERDICT_DENY;
+  if (!every_version) {
+    v.denied = classes;
+    v.judged = judged_bits | quiet_bits | classes;
+    v.quiet = quiet_bits & ~classes;
+    // Same version already judged: what was decided of the other classes stays.
+    auto old = verdict(key);
+    if (old && from_abi(old->stamp) == stamp &&
+        (old->verdict == NSIMA_VERDICT_ALLOW || old->verdict == NSIMA_VERDICT_DENY)) {
+      if (old->verdict == NSIMA_VERDICT_DENY) v.denied |= old->denied;
+      v.judged |= old->judged;
+      v.quiet = (v.quiet | old->quiet) & ~v.denied;
+    }
+  }
   return set_verdict(key, v);
 }
 
@@ -306,6 +326,10 @@ Result<Stats> BpfMaps::stats() const {
       s.trust_nohash = sum;
     } else if (i == NSIMA_STAT_MODEL_EXEC_DENIED) {
       s.model_exec_denied = sum;
+    } else if (i == NSIMA_STAT_SETXATTR) {
+      s.setxattr = sum;
+    } else if (i == NSIMA_STAT_SETXATTR_DROPPED) {
+      s.setxattr_dropped = sum;
     }
   }
   return s;

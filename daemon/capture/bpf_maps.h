@@ -47,6 +47,8 @@ struct Stats {
   uint64_t trusted = 0;      // NSIMA_STAT_TRUSTED: first execs allowed by the trusted map
   uint64_t trust_nohash = 0; // NSIMA_STAT_TRUST_NOHASH: first execs the kernel could not hash
   uint64_t model_exec_denied = 0;  // NSIMA_STAT_MODEL_EXEC_DENIED: execs an enforcing model refused
+  uint64_t setxattr = 0;     // NSIMA_STAT_SETXATTR: security.ima writes sent to nsimad
+  uint64_t setxattr_dropped = 0;  // NSIMA_STAT_SETXATTR_DROPPED: ... that found no ring space
   uint64_t total_emitted() const;
   uint64_t total_dropped() const;
   uint64_t total_denied() const;
@@ -103,12 +105,18 @@ class BpfMaps {
   Result<void> set_verdict(const nsima_verdict_key& key, const nsima_verdict& v);
   // Allow + add `quiet_bits` and `judged_bits` (quiet implies judged) if the stored verdict has
   // the same stamp, else replace it. With keep_deny, a deny for the same stamp stays (an event
-  // that raced with `nsimactl deny`), and a deny of every version stays whatever the stamp.
+  // that raced with `nsimactl deny`) for the classes it refuses, while the bits of the other
+  // classes are added; a deny of every version stays whatever the stamp.
   Result<void> allow(const nsima_verdict_key& key, const Stamp& stamp, uint32_t quiet_bits,
                      bool keep_deny = true, uint32_t judged_bits = 0);
-  // Denies this version of the file (`stamp`), or with every_version the inode whatever its
-  // content becomes (NSIMA_VERDICT_DENY_ALWAYS: only allow(keep_deny=false) lifts it).
-  Result<void> deny(const nsima_verdict_key& key, const Stamp& stamp, bool every_version = false);
+  // Denies this version of the file (`stamp`) for the access classes `classes` (bit per
+  // NSIMA_CLASS_*: where appraisal failed; added to a same-version deny, and a same-version
+  // verdict keeps its bits for the other classes; quiet_bits/judged_bits for the other classes),
+  // or with every_version the inode for every class whatever its content becomes
+  // (NSIMA_VERDICT_DENY_ALWAYS: only allow(keep_deny=false) lifts it).
+  Result<void> deny(const nsima_verdict_key& key, const Stamp& stamp, bool every_version = false,
+                    uint32_t classes = NSIMA_CLASS_ALL, uint32_t quiet_bits = 0,
+                    uint32_t judged_bits = 0);
   Result<void> remove_verdict(const nsima_verdict_key& key);
   std::optional<nsima_verdict> verdict(const nsima_verdict_key& key) const;
   // Removes all verdicts of one namespace (policy change, namespace deleted). Returns the count.

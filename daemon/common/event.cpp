@@ -16,6 +16,7 @@ std::string_view hook_name(Hook h) {
     case Hook::kFileOpen: return "file_open";
     case Hook::kMmapFile: return "mmap_file";
     case Hook::kBprmCheck: return "bprm_check";
+    case Hook::kSetxattr: return "setxattr";
   }
   return "unknown";
 }
@@ -37,6 +38,7 @@ uint32_t Event::access_class() const {
     case Hook::kMmapFile:
       return (prot & NSIMA_PROT_EXEC) ? NSIMA_CLASS_MMAP_PROT : NSIMA_CLASS_MMAP_REQPROT;
     case Hook::kBprmCheck: return NSIMA_CLASS_BPRM;
+    case Hook::kSetxattr: break;  // not an access: no class of its own
   }
   return NSIMA_CLASS_BPRM;
 }
@@ -61,7 +63,8 @@ Result<Event> decode_event(const void* data, size_t size) {
   // The record may be shorter than struct nsima_event (the path is cut); copy the header only.
   nsima_event raw;
   std::memcpy(&raw, data, NSIMA_EVENT_HEADER_SIZE);
-  if (raw.hook < NSIMA_HOOK_FILE_OPEN || raw.hook >= NSIMA_HOOK_MAX)
+  if ((raw.hook < NSIMA_HOOK_FILE_OPEN || raw.hook >= NSIMA_HOOK_MAX) &&
+      raw.hook != NSIMA_HOOK_SETXATTR)
     return make_error(EINVAL, "unknown hook " + std::to_string(raw.hook), "ring buffer");
 
   Event ev;

@@ -21,6 +21,9 @@ enum class Hook : uint32_t {
   kFileOpen = NSIMA_HOOK_FILE_OPEN,
   kMmapFile = NSIMA_HOOK_MMAP_FILE,
   kBprmCheck = NSIMA_HOOK_BPRM_CHECK,
+  // Not an access: security.ima was written (bpf/setxattr.bpf.c). Never judged as one; the
+  // pipeline appraises the file for every access class (Pipeline::setxattr_event).
+  kSetxattr = NSIMA_HOOK_SETXATTR,
 };
 
 std::string_view hook_name(Hook h);  // "file_open", "mmap_file", "bprm_check"

@@ -172,7 +172,9 @@ Result<json> status_answer(DaemonContext& ctx) {
                   {"dropped_unattributed", s->drop_no_ns},
                   {"trusted", s->trusted},
                   {"trust_unhashed", s->trust_nohash},
-                  {"model_exec_denied", s->model_exec_denied}};
+                  {"model_exec_denied", s->model_exec_denied},
+                  {"setxattr", s->setxattr},
+                  {"setxattr_dropped", s->setxattr_dropped}};
     json per_hook = json::object();
     const char* names[] = {"", "file_open", "mmap_file", "bprm_check"};
     for (int h = 1; h < NSIMA_HOOK_MAX; ++h)
@@ -195,6 +197,12 @@ Result<json> status_answer(DaemonContext& ctx) {
                      {"failed", c.appraise_failed},
                      {"denied", c.appraise_denied},
                      {"pre_appraised", c.pre_appraised},
+                     {"setxattr_events", c.setxattr_events},
+                     {"setxattr_passed", c.setxattr_passed},
+                     {"setxattr_failed", c.setxattr_failed},
+                     {"setxattr_undecided", c.setxattr_undecided},
+                     {"setxattr_window_last_us", c.setxattr_window_last_us},
+                     {"setxattr_window_max_us", c.setxattr_window_max_us},
                      {"audit_lines", c.audit_lines},
                      {"audit_errors", c.audit_errors}};
   out["kernel_trust"] = {{"entries", c.trust_entries},

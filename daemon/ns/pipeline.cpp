@@ -476,6 +476,8 @@ std::vector<ChainLink> Pipeline::links(const std::vector<Namespace*>& chain, con
 
 bool Pipeline::process(Event& ev) {
   counters_.processed++;
+  // Not an access: a security.ima written at run time, appraised now for every class.
+  if (ev.hook == Hook::kSetxattr) return setxattr_event(ev);
   model_seen_ktime_ = std::max(model_seen_ktime_, ev.ktime_ns);  // orders the model's streams
   Namespace* ns = reg_.find(ev.ns_id);
   bool live = ns != nullptr;
@@ -499,7 +501,7 @@ bool Pipeline::process(Event& ev) {
     // This version already failed appraisal in an enforcing namespace of the chain (its deny
     // was dropped, e.g. by a policy load of another namespace): deny again, no read.
     if (live) {
-      verdicts_.judged_deny(reg_.chain_ids(ns), f, ev.stamp);
+      verdicts_.judged_deny(reg_.chain_ids(ns), f, ev.stamp, 1u << ev.access_class());
       reg_.rt(ns).files[f].denied = true;
     }
     notify_watchers(chain, ev, "denied: appraisal failed earlier");
@@ -623,7 +625,10 @@ void Pipeline::accessed(const Event& ev, const Judgement& j, const access::Acces
   }
   if (live && deny) {
     counters_.appraise_denied++;
-    verdicts_.judged_deny(reg_.chain_ids(reg_.find(ev.ns_id)), f, ev.stamp);
+    // Refused for this access class only: another class the policy does not appraise (a read
+    // of a binary whose exec failed) is decided on its own, as kernel IMA's per-func status.
+    verdicts_.judged_deny(reg_.chain_ids(reg_.find(ev.ns_id)), f, ev.stamp,
+                          1u << ev.access_class());
     reg_.rt(reg_.find(ev.ns_id)).files[f].denied = true;
     notify_watchers(chain, ev, "denied: appraisal failed");
     return;

@@ -116,6 +116,14 @@ struct PipelineCounters {
   uint64_t appraise_denied = 0;  // accesses given a judged deny
   uint64_t audit_lines = 0, audit_errors = 0;
   uint64_t pre_appraised = 0;    // files decided before their first access (--rootfs)
+  // security.ima written at run time (bpf/setxattr.bpf.c): events, and what became of them
+  uint64_t setxattr_events = 0;
+  uint64_t setxattr_passed = 0;      // verdict written: allowed for every class
+  uint64_t setxattr_failed = 0;      // verdict written: refused for the classes that failed
+  uint64_t setxattr_undecided = 0;   // no verdict (unreadable, changed, namespace gone): the
+                                     // first access is decided as without the event
+  // the window: from the hook (the write done) to the verdict in the map, in microseconds
+  uint64_t setxattr_window_last_us = 0, setxattr_window_max_us = 0;
 };
 
 class Pipeline {
@@ -321,6 +329,16 @@ class Pipeline {
   void tick();
 
   bool process(Event& ev);  // false: done; true: a read is pending (done when it is recorded)
+  // A security.ima write (Hook::kSetxattr): the file is read and appraised for every access
+  // class, as pre-appraisal does, and one verdict written. Same return as process().
+  bool setxattr_event(const Event& ev);
+  void setxattr_read(const Event& ev, const access::AccessResult& r);
+  // Pre-appraisal and setxattr: which access classes of the file need appraisal in the chain
+  // of namespace `n` (bit per class); with none, its verdict is written at once.
+  uint32_t classes_to_appraise(Namespace* n, const Event& ev);
+  // ... then every class appraised as its first access would be, and one verdict (allowed, or
+  // refused for the classes that failed). True if every class passed.
+  bool appraise_every_class(Namespace* n, const Event& ev, const access::FileFacts& facts);
   void judged(Event ev, Namespace* ns, std::vector<Namespace*> chain, Judgement j);
   void accessed(const Event& ev, const Judgement& j, const access::AccessResult& r);
   // A judged allow of the event's access class (quiet or only reported).

@@ -105,6 +105,10 @@ Result<void> Pipeline::load_appraisal(Namespace* n, NsRuntime& r) {
 void Pipeline::audit(Namespace* n, const Event& ev, nlohmann::json record) {
   nlohmann::json line = {{"cgroup", ev.cgroup_id}, {"pid", ev.tgid}, {"comm", ev.comm},
                          {"path", ev.path}};
+  if (ev.path.empty()) {  // no path (a security.ima write opened by handle): the inode
+    line["dev"] = ev.kdev;
+    line["ino"] = ev.ino;
+  }
   line.update(record);
   audit_line(n, std::move(line));
 }
@@ -347,7 +351,10 @@ Result<size_t> Pipeline::digests_revoke(const std::string& name_or_id,
         if (!st.have_sha256 || std::memcmp(st.sha256.data(), d->data(), 32) != 0) continue;
         st.appraised = 0;
         if (!enforcing || st.denied) continue;
-        verdicts_.judged_deny(ids, f, st.stamp);
+        // Every class an enforcing appraise rule of the chain can match.
+        verdicts_.judged_deny(ids, f, st.stamp,
+                              (reg_.first_access_flags(x) & NSIMA_CG_FIRST_DENY_MASK) >>
+                                  NSIMA_CG_FIRST_DENY_SHIFT);
         st.denied = true;
         denied++;
       }
@@ -391,6 +398,120 @@ Result<std::string> Pipeline::audit_path(const std::string& name_or_id) {
     if (!r.audit) return make_error(ENOENT, "namespace has no audit log", (*ns)->name);
     return r.audit->path();
   });
+}
+
+// ---------------------------------------------------------------------------------------------
+// one file, every access class (pre-appraisal, security.ima written at run time)
+
+uint32_t Pipeline::classes_to_appraise(Namespace* n, const Event& ev) {
+  auto chain = reg_.chain(n);
+  const FileRef f = FileRef::of(ev);
+  auto l = links(chain, f);
+  uint32_t need = 0, quiet = 0;
+  for (uint32_t c = 0; c < NSIMA_CLASS_COUNT; ++c) {
+    Judgement j = judge(class_event(ev, c), l, opts_.hash_algo);
+    if (!j.appraise.empty() || j.known_fail) need |= 1u << c;
+    if (j.quiet && j.targets.empty()) quiet |= 1u << c;
+  }
+  if (!need) verdicts_.judged_allow(reg_.chain_ids(n), f, ev.stamp, quiet, NSIMA_CLASS_ALL);
+  return need;
+}
+
+bool Pipeline::appraise_every_class(Namespace* n, const Event& ev,
+                                    const access::FileFacts& facts) {
+  auto chain = reg_.chain(n);
+  const FileRef f = FileRef::of(ev);
+  uint32_t quiet = 0, denied = 0;
+  for (uint32_t c = 0; c < NSIMA_CLASS_COUNT; ++c) {
+    Event ce = class_event(ev, c);
+    Judgement j = judge(ce, links(chain, f), opts_.hash_algo);
+    bool deny = j.known_fail;
+    if (!j.appraise.empty()) deny |= appraise_access(ce, j, facts, chain);
+    if (deny) denied |= 1u << c;
+    // Silenced only where nothing else wants the access: no list measures it, no credential
+    // could change the decision.
+    bool q = j.quiet && j.targets.empty() && !j.path_unknown;
+    if (j.path_unknown && j.targets.empty()) {
+      // A file read by handle (no path: a security.ima write outside the writer's root
+      // filesystem): appraised all the same; with no list to name it in, the path is not
+      // needed, so the class is silenced as it would be with one.
+      Event named = ce;
+      named.flags &= ~static_cast<uint32_t>(NSIMA_EV_PATH_TRUNCATED | NSIMA_EV_PATH_ERROR);
+      named.path = "/";
+      q = judge(named, links(chain, f), opts_.hash_algo).quiet;
+    }
+    if (q) quiet |= 1u << c;
+  }
+  if (denied) {
+    // Refused for the classes that failed only; the others are allowed (kernel IMA: per func).
+    verdicts_.judged_deny(reg_.chain_ids(n), f, ev.stamp, denied, quiet, NSIMA_CLASS_ALL);
+    reg_.rt(n).files[f].denied = true;
+    return false;
+  }
+  verdicts_.judged_allow(reg_.chain_ids(n), f, ev.stamp, quiet, NSIMA_CLASS_ALL);
+  return true;
+}
+
+bool Pipeline::setxattr_event(const Event& ev) {
+  counters_.setxattr_events++;
+  Namespace* n = reg_.find(ev.ns_id);
+  if (!n || !maps_) {
+    counters_.setxattr_undecided++;
+    return false;
+  }
+  if (!classes_to_appraise(n, ev)) {  // no appraise rule of the chain covers it: allowed now
+    counters_.setxattr_passed++;
+    return false;
+  }
+  std::vector<measure::HashAlgo> algos{measure::HashAlgo::kSha256};
+  for (Namespace* x : reg_.chain(n)) {
+    auto a = reg_.rt(x).list ? reg_.rt(x).list->config().hash_algo : opts_.hash_algo;
+    if (std::find(algos.begin(), algos.end(), a) == algos.end()) algos.push_back(a);
+  }
+  pending_add(ev.seq, {});
+  access::FileAccessor::Request req;
+  req.seq = ev.seq;
+  req.queue = n->id;
+  req.ev = ev;
+  req.algos = std::move(algos);
+  req.want_ima_xattr = true;
+  req.algo_from_xattr = true;
+  req.done = [this, ev](const access::AccessResult& r) {
+    post([this, ev, r] {
+      setxattr_read(ev, r);
+      if (done_hook_) done_hook_(ev.seq);
+      pending_done(ev.seq, {});
+    });
+  };
+  accessor_->submit(std::move(req));
+  return true;
+}
+
+void Pipeline::setxattr_read(const Event& ev, const access::AccessResult& r) {
+  Namespace* n = reg_.find(ev.ns_id);
+  if (!n || !r || r->changed) {
+    // Nothing decided: the file's first access takes the first-access rule, as it would
+    // without the event. Not a violation: nothing was accessed.
+    counters_.setxattr_undecided++;
+    static std::atomic<uint64_t> logged{0};
+    if (logged.fetch_add(1) < 20)
+      logger("appraise")->warn("security.ima written to {} (ino {}): not appraised before its "
+                               "first access: {}",
+                               ev.path.empty() ? "?" : ev.path, ev.ino,
+                               !n ? "namespace gone"
+                               : !r ? r.error().to_string()
+                                    : "the file changed while it was read");
+    return;
+  }
+  (appraise_every_class(n, ev, *r) ? counters_.setxattr_passed : counters_.setxattr_failed)++;
+  struct timespec now {};
+  clock_gettime(CLOCK_BOOTTIME, &now);  // the hook's clock (bpf_ktime_get_boot_ns)
+  const uint64_t ns = static_cast<uint64_t>(now.tv_sec) * 1000000000ull + now.tv_nsec;
+  if (ns > ev.ktime_ns) {
+    counters_.setxattr_window_last_us = (ns - ev.ktime_ns) / 1000;
+    counters_.setxattr_window_max_us =
+        std::max(counters_.setxattr_window_max_us, counters_.setxattr_window_last_us);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -460,18 +581,7 @@ Result<Pipeline::PreAppraisal> Pipeline::pre_appraise(const std::string& name_or
     // verdict is written now (no spurious first deny where the class mask over-estimates).
     auto need = call([&]() -> bool {
       Namespace* n = reg_.find(snap->id);
-      if (!n) return false;
-      auto chain = reg_.chain(n);
-      const FileRef f = FileRef::of(ev);
-      auto l = links(chain, f);
-      uint32_t quiet = 0;
-      for (uint32_t c = 0; c < NSIMA_CLASS_COUNT; ++c) {
-        Judgement j = judge(class_event(ev, c), l, opts_.hash_algo);
-        if (!j.appraise.empty() || j.known_fail) return true;
-        if (j.quiet && j.targets.empty()) quiet |= 1u << c;
-      }
-      verdicts_.judged_allow(reg_.chain_ids(n), f, ev.stamp, quiet, NSIMA_CLASS_ALL);
-      return false;
+      return n && classes_to_appraise(n, ev) != 0;
     });
     if (!need) {
       out.skipped++;
@@ -507,27 +617,8 @@ Result<Pipeline::PreAppraisal> Pipeline::pre_appraise(const std::string& name_or
     bool passed = call([&]() -> bool {
       Namespace* n = reg_.find(snap->id);
       if (!n) return false;
-      auto chain = reg_.chain(n);
-      const FileRef f = FileRef::of(ev);
-      uint32_t quiet = 0;
-      bool deny = false;
-      for (uint32_t c = 0; c < NSIMA_CLASS_COUNT; ++c) {
-        Event ce = class_event(ev, c);
-        Judgement j = judge(ce, links(chain, f), opts_.hash_algo);
-        deny |= j.known_fail;
-        if (!j.appraise.empty()) deny |= appraise_access(ce, j, facts, chain);
-        // Silenced only where nothing else wants the access: no list measures it, no
-        // credential could change the decision.
-        if (j.quiet && j.targets.empty() && !j.path_unknown) quiet |= 1u << c;
-      }
       counters_.pre_appraised++;
-      if (deny) {
-        verdicts_.judged_deny(reg_.chain_ids(n), f, ev.stamp);
-        reg_.rt(n).files[f].denied = true;
-        return false;
-      }
-      verdicts_.judged_allow(reg_.chain_ids(n), f, ev.stamp, quiet, NSIMA_CLASS_ALL);
-      return true;
+      return appraise_every_class(n, ev, facts);
     });
     (passed ? out.passed : out.failed)++;
   };

@@ -373,6 +373,8 @@ void Pipeline::model_apply_file(const Event& ev, const model::Digest& digest) {
       ae.cell = model::MmapCell{fc, ev.prot, ev.mmap_flags};
       d = m.event(pk, ae.type, ae.coe, ae.cell, ev.path);
       break;
+    case Hook::kSetxattr:
+      return;  // not an access: Pipeline::process never hands it to the models
   }
   if (r.agent) {
     if (d) ae.coefficient = d->coefficient;

@@ -127,11 +127,14 @@ Result<void> VerdictWriter::write_deny_locked(uint32_t ns_id, const FileRef& f,
 }
 
 void VerdictWriter::judged_deny(std::span<const uint32_t> chain, const FileRef& f,
-                                const Stamp& stamp) {
-  if (!maps_ || chain.empty()) return;
+                                const Stamp& stamp, uint32_t classes, uint32_t quiet_bits,
+                                uint32_t judged_bits) {
+  if (!maps_ || chain.empty() || !classes) return;
   std::lock_guard lock(mu_);
   if (covers_locked(chain, f)) return;
-  if (!maps_->deny(key_of(chain[0], f), stamp, /*every_version=*/false)) errors_++;
+  if (!maps_->deny(key_of(chain[0], f), stamp, /*every_version=*/false, classes, quiet_bits,
+                   judged_bits))
+    errors_++;
 }
 
 void VerdictWriter::forget_judged(std::span<const uint32_t> chain, const FileRef& f) {
@@ -146,7 +149,9 @@ void VerdictWriter::judged_allow(std::span<const uint32_t> chain, const FileRef&
   if (!maps_ || chain.empty()) return;
   std::lock_guard lock(mu_);
   if (covers_locked(chain, f)) return;
-  if (!maps_->allow(key_of(chain[0], f), stamp, quiet_bits, /*keep_deny=*/false, judged_bits))
+  // keep_deny: a judged deny of this version stays for the classes it refuses (appraisal
+  // failed there); an allow of another class only adds that class's bits.
+  if (!maps_->allow(key_of(chain[0], f), stamp, quiet_bits, /*keep_deny=*/true, judged_bits))
     errors_++;
 }
 

@@ -57,8 +57,11 @@ class VerdictWriter {
   void judged_allow(std::span<const uint32_t> chain, const FileRef& f, const Stamp& stamp,
                     uint32_t quiet_bits, uint32_t judged_bits);
 
-  // A judged deny (appraisal failed) for one version of a file in chain[0]; an override wins.
-  void judged_deny(std::span<const uint32_t> chain, const FileRef& f, const Stamp& stamp);
+  // A judged deny (appraisal failed) for one version of a file in chain[0], for the access
+  // classes `classes` (the others keep their verdict, or get quiet_bits/judged_bits); an
+  // override wins.
+  void judged_deny(std::span<const uint32_t> chain, const FileRef& f, const Stamp& stamp,
+                   uint32_t classes, uint32_t quiet_bits = 0, uint32_t judged_bits = 0);
   // Removes chain[0]'s judged verdict of `f` (the file is judged again on its next access);
   // an override of the chain stays.
   void forget_judged(std::span<const uint32_t> chain, const FileRef& f);

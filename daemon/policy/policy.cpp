@@ -168,6 +168,8 @@ std::vector<Access> accesses_of(const nsima::Event& ev) {
       // current (has_capability_noaudit(current, ...)), which has not committed the new creds.
       out.push_back(with(Func::kCredsCheck, NSIMA_MAY_EXEC, ev.new_cred, ev.cred));
       break;
+    case Hook::kSetxattr:
+      break;  // not an access: no func
   }
   return out;
 }

@@ -18,7 +18,10 @@
 #define NSIMA_HOOK_FILE_OPEN 1
 #define NSIMA_HOOK_MMAP_FILE 2
 #define NSIMA_HOOK_BPRM_CHECK 3
-#define NSIMA_HOOK_MAX 4
+#define NSIMA_HOOK_MAX 4 /* access hooks are 1..3; per-hook counters are indexed by them */
+/* Not an access: security.ima written at run time (bpf/setxattr.bpf.c); nsimad appraises the
+ * file then, before its first access. Outside 1..3: no per-hook counters, never denied. */
+#define NSIMA_HOOK_SETXATTR 8
 
 /* Kernel MAY_* access bits, as IMA's policy mask= uses them. */
 #define NSIMA_MAY_EXEC 0x1
@@ -93,6 +96,9 @@
 				      first-access rule applied */
 #define NSIMA_STAT_MODEL_EXEC_DENIED 21 /* execs refused before they ran: not a known
 					  executable of the namespace's enforcing model */
+#define NSIMA_STAT_SETXATTR 22 /* security.ima writes sent to nsimad (setxattr.bpf.c) */
+#define NSIMA_STAT_SETXATTR_DROPPED 23 /* ... whose record could not be reserved: the file is
+					  left to the first-access rule */
 #define NSIMA_STAT_MAX 24
 
 #define NSIMA_COMM_LEN 16
@@ -202,7 +208,10 @@ struct nsima_verdict {
 	 * version: a class judged but not quiet is only reported; a class not judged is a first
 	 * access (an enforcing namespace denies it until judged), even if another class is. */
 	__u32 judged;
-	__u32 pad;
+	/* with NSIMA_VERDICT_DENY: bit per access class refused for this version (the classes
+	 * whose appraisal failed); the other classes are decided by quiet/judged as for an allow
+	 * (kernel IMA keeps an appraisal status per func) */
+	__u32 denied;
 };
 
 /* cgroups map value (registered by the daemon), and the result of a resolution */

@@ -96,7 +96,7 @@ TEST_F(AbiTest, MapKeysAndValues) {
   expect_layout("nsima_verdict", sizeof(nsima_verdict),
                 {FIELD(nsima_verdict, stamp), FIELD(nsima_verdict, verdict),
                  FIELD(nsima_verdict, quiet), FIELD(nsima_verdict, judged),
-                 FIELD(nsima_verdict, pad)});
+                 FIELD(nsima_verdict, denied)});
   expect_layout("nsima_cgroup", sizeof(nsima_cgroup),
                 {FIELD(nsima_cgroup, ns_id), FIELD(nsima_cgroup, flags)});
   expect_layout("nsima_cg_cache", sizeof(nsima_cg_cache),

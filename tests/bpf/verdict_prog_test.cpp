@@ -322,6 +322,36 @@ TEST(CgroupLevel, CountsFromTheRoot) {
   EXPECT_FALSE(cgroup_level("/tmp")) << "not cgroup2";
 }
 
+// A deny names the access classes whose appraisal failed (kernel IMA keeps a status per func):
+// an exec refused for a bad signature must not refuse a read no rule appraises.
+TEST_F(SelftestProg, DenyIsPerAccessClass) {
+  nsima_verdict_key key{9, 3, (8ull << 20) | 1, 4343};
+  Stamp s{1700000000, 5, 2, 100};
+  const uint32_t read_class = NSIMA_CLASS_FILE(NSIMA_MAY_READ);
+  ASSERT_TRUE(maps_->deny(key, s, false, 1u << NSIMA_CLASS_BPRM));
+  EXPECT_EQ(decide(key, s, NSIMA_CLASS_BPRM).decision, NSIMA_DECIDE_DENY);
+  EXPECT_EQ(decide(key, s, read_class).decision, NSIMA_DECIDE_EMIT)
+      << "a class the deny does not name is a first access of its own";
+  EXPECT_EQ(decide(key, s, NSIMA_CLASS_MMAP_PROT).decision, NSIMA_DECIDE_EMIT);
+  // the read judged and allowed: silenced, and the exec stays refused
+  ASSERT_TRUE(maps_->allow(key, s, 1u << read_class));
+  EXPECT_EQ(decide(key, s, read_class).decision, NSIMA_DECIDE_QUIET);
+  EXPECT_EQ(decide(key, s, NSIMA_CLASS_BPRM).decision, NSIMA_DECIDE_DENY)
+      << "an allow of another class keeps the exec deny";
+  // an exec-mmap failure too: both refused, the read still silenced
+  ASSERT_TRUE(maps_->deny(key, s, false, 1u << NSIMA_CLASS_MMAP_PROT));
+  EXPECT_EQ(decide(key, s, NSIMA_CLASS_MMAP_PROT).decision, NSIMA_DECIDE_DENY);
+  EXPECT_EQ(decide(key, s, NSIMA_CLASS_BPRM).decision, NSIMA_DECIDE_DENY);
+  EXPECT_EQ(decide(key, s, read_class).decision, NSIMA_DECIDE_QUIET);
+  // a new version of the file: none of it holds
+  Stamp changed = s;
+  changed.size = 101;
+  EXPECT_EQ(decide(key, changed, NSIMA_CLASS_BPRM).decision, NSIMA_DECIDE_EMIT);
+  // the default deny (revocations, older callers): every class
+  ASSERT_TRUE(maps_->deny(key, s));
+  EXPECT_EQ(decide(key, s, read_class).decision, NSIMA_DECIDE_DENY);
+}
+
 TEST_F(SelftestProg, VerdictDecisions) {
   nsima_verdict_key key{7, 3, (8ull << 20) | 1, 4242};
   Stamp s{1700000000, 5, 2, 100};

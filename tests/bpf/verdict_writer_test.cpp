@@ -44,11 +44,11 @@ class VerdictWriterTest : public ::testing::Test {
     std::error_code ec;
     fs::remove_all(dir_, ec);
   }
-  int decide(uint32_t ns, const Stamp& s) {
+  int decide(uint32_t ns, const Stamp& s, uint32_t cls = NSIMA_CLASS_FILE(NSIMA_MAY_READ)) {
     nsima_selftest_args a{};
     a.key = nsima_verdict_key{ns, f_.generation, f_.kdev, f_.ino};
     a.stamp = capture::to_abi(s);
-    a.class_ = NSIMA_CLASS_FILE(NSIMA_MAY_READ);
+    a.class_ = cls;
     LIBBPF_OPTS(bpf_test_run_opts, opts, .ctx_in = &a, .ctx_size_in = sizeof(a));
     EXPECT_EQ(bpf_prog_test_run_opts(bpf_program__fd(skel_->progs.nsima_test_decide), &opts), 0);
     return a.decision;
@@ -73,6 +73,24 @@ TEST_F(VerdictWriterTest, JudgedAllowNeverReplacesAnOperatorDeny) {
   EXPECT_EQ(decide(2, s1_), NSIMA_DECIDE_DENY);
   ASSERT_TRUE(w.denied_by(chain, f_));
   EXPECT_EQ(w.denied_by(chain, f_)->path, "/x");
+}
+
+// A judged deny (appraisal failed) refuses the class that failed; the pipeline's judged allow
+// of another class of the same version (a read of a binary refused at exec, no rule appraising
+// reads) silences that class and leaves the deny.
+TEST_F(VerdictWriterTest, JudgedDenyIsPerClassAndSurvivesAnAllowOfAnotherClass) {
+  VerdictWriter w(maps_.get(), dir_);
+  std::vector<uint32_t> chain{2, 1};
+  w.judged_deny(chain, f_, s1_, 1u << NSIMA_CLASS_BPRM);
+  EXPECT_EQ(decide(2, s1_, NSIMA_CLASS_BPRM), NSIMA_DECIDE_DENY);
+  EXPECT_EQ(decide(2, s1_), NSIMA_DECIDE_EMIT) << "a read of a binary refused at exec";
+  w.judged_allow(chain, f_, s1_, bit_, bit_);
+  EXPECT_EQ(decide(2, s1_), NSIMA_DECIDE_QUIET);
+  EXPECT_EQ(decide(2, s1_, NSIMA_CLASS_BPRM), NSIMA_DECIDE_DENY) << "the read lifted the exec deny";
+  // the next version of the file is judged anew
+  w.judged_allow(chain, f_, s2_, 0, 1u << NSIMA_CLASS_BPRM);
+  EXPECT_EQ(decide(2, s2_, NSIMA_CLASS_BPRM), NSIMA_DECIDE_REPORT);
+  EXPECT_EQ(w.errors(), 0u);
 }
 
 TEST_F(VerdictWriterTest, PolicyLoadKeepsDeniesAndDropsJudgedVerdicts) {

@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <algorithm>
+
 #include "appraise/digest_list.h"
 #include "appraise_test_util.h"
 #include "measure/hasher.h"
@@ -341,6 +343,81 @@ TEST_F(DigestListTest, DpkgChecksMd5BeforeTrustingSha256) {
   EXPECT_EQ(problems["/usr/bin/gone"], "missing");
   EXPECT_TRUE(problems.count("/usr/bin/evil")) << "a symlink out of the root was followed";
   EXPECT_TRUE(problems.count((root / "var/lib/dpkg/info/pkg.md5sums").string() + ":5"));
+}
+
+// A real dpkg database: two packages built by dpkg-deb (md5sums as dh_md5sums writes them),
+// installed by dpkg itself into a root of their own; then one installed file modified and
+// one removed. What nsima trusts is each intact file's sha256 (as sha256sum computes it); the
+// modified file is not trusted, and it is exactly the file `dpkg --verify` flags for its md5.
+// The same through the command line: `nsimactl digests from-dpkg --root DIR`.
+TEST_F(DigestListTest, DpkgDatabaseInstalledByDpkg) {
+  if (run("command -v dpkg-deb && command -v dpkg").rc != 0) GTEST_FAIL() << "dpkg not installed";
+  TempDir t;
+  const fs::path root = t.path() / "root";
+  fs::create_directories(root / "var/lib/dpkg/info");
+  fs::create_directories(root / "var/lib/dpkg/updates");
+  write_file(root / "var/lib/dpkg/status", "");
+  auto build = [&](const std::string& pkg, const std::string& files_script) {
+    const fs::path d = t.path() / pkg;
+    fs::create_directories(d / "DEBIAN");
+    must("cd " + d.string() + " && " + files_script);
+    write_file(d / "DEBIAN/control", "Package: " + pkg +
+                                         "\nVersion: 1.0\nArchitecture: all\nMaintainer: nsima "
+                                         "<t@example.invalid>\nDescription: nsima test\n");
+    must("cd " + d.string() + " && find usr -type f -exec md5sum {} + | sort -k2 > DEBIAN/md5sums");
+    must("dpkg-deb --root-owner-group --build " + d.string() + " " + (t.path() / (pkg + ".deb")).string());
+  };
+  build("nsimatest-a",
+        "mkdir -p usr/bin usr/share/nsimatest-a && printf '#!/bin/sh\\necho a\\n' > usr/bin/nsima-a "
+        "&& chmod 755 usr/bin/nsima-a && echo 'data a' > usr/share/nsimatest-a/data.txt && "
+        "echo 'conf a' > usr/share/nsimatest-a/changed.txt");
+  build("nsimatest-b",
+        "mkdir -p usr/lib/nsimatest-b && echo 'lib b' > usr/lib/nsimatest-b/lib.so && "
+        "echo 'gone b' > usr/lib/nsimatest-b/gone.txt && echo 'name with space' > "
+        "'usr/lib/nsimatest-b/a file'");
+  must("timeout 120 dpkg --root=" + root.string() + " --log=" + (t.path() / "dpkg.log").string() +
+       " --force-not-root -i " + (t.path() / "nsimatest-a.deb").string() + " " +
+       (t.path() / "nsimatest-b.deb").string());
+  ASSERT_TRUE(fs::exists(root / "var/lib/dpkg/info/nsimatest-a.md5sums"));
+  ASSERT_TRUE(fs::exists(root / "var/lib/dpkg/info/nsimatest-b.md5sums"));
+  // the files' sha256 as installed, before anything changes (sha256sum's own format)
+  const std::string intact = "usr/bin/nsima-a usr/share/nsimatest-a/data.txt "
+                             "'usr/lib/nsimatest-b/a file' usr/lib/nsimatest-b/lib.so";
+  write_file(root / "usr/share/nsimatest-a/changed.txt", "modified after install\n");
+  fs::remove(root / "usr/lib/nsimatest-b/gone.txt");
+
+  auto g = manifest_from_dpkg(root);
+  ASSERT_TRUE(g) << g.error().to_string();
+  EXPECT_EQ(g->sources, 2u);
+  std::string want = must("cd " + root.string() + " && sha256sum " + intact +
+                          " | sed 's#  #  /#' | LC_ALL=C sort -k2");
+  EXPECT_EQ(format_manifest(g->manifest), want);
+  std::map<std::string, std::string> problems;
+  for (const auto& p : g->problems) problems[p.where] = p.what;
+  ASSERT_EQ(problems.size(), 2u);
+  EXPECT_NE(problems["/usr/share/nsimatest-a/changed.txt"].find("md5 mismatch"), std::string::npos);
+  EXPECT_EQ(problems["/usr/lib/nsimatest-b/gone.txt"], "missing");
+  for (const auto& e : g->manifest.entries)
+    EXPECT_NE(e.path, "/usr/share/nsimatest-a/changed.txt") << "a file whose md5 differs is trusted";
+  // dpkg's own check flags the same file for its digest (the 3rd column is '5')
+  CommandResult v = run("dpkg --root=" + root.string() + " --verify nsimatest-a");
+  // one line per flagged file: "??5??????" (the md5 differs), the conffile column, the path
+  EXPECT_EQ(v.output.rfind("??5??????", 0), 0u) << v.output;
+  EXPECT_NE(v.output.find(" /usr/share/nsimatest-a/changed.txt\n"), std::string::npos)
+      << v.output;
+  EXPECT_EQ(std::count(v.output.begin(), v.output.end(), '\n'), 1) << v.output;
+  EXPECT_EQ(v.output.find("nsima-a"), std::string::npos) << v.output;
+
+  // the command line: the same manifest on stdout, the problems on stderr, exit status 1
+  const std::string ctl = std::string(NSIMA_BINARY_DIR) + "/daemon/nsimactl";
+  ASSERT_TRUE(fs::exists(ctl)) << ctl << " not built";
+  CommandResult c = run(ctl + " digests from-dpkg --root " + root.string() + " 2>" +
+                        (t.path() / "err").string());
+  EXPECT_EQ(c.rc, 1) << "problems must fail the command";
+  EXPECT_EQ(c.output, want);
+  const std::string err = read_file(t.path() / "err");
+  EXPECT_NE(err.find("/usr/share/nsimatest-a/changed.txt: md5 mismatch"), std::string::npos) << err;
+  EXPECT_NE(err.find("/usr/lib/nsimatest-b/gone.txt: missing"), std::string::npos) << err;
 }
 
 // ------------------------------------------------------------------ rpm
