@@ -16,6 +16,7 @@
 
 #include "common/hex.h"
 #include "control/base64.h"
+#include "measure/hasher.h"
 #include "measure/list_format.h"
 #include "measure/template.h"
 #include "nsima/control_protocol.h"

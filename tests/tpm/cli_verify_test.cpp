@@ -29,7 +29,10 @@ struct Out {
 
 Out sh(const std::string& cmd) {
   Out o;
-  FILE* f = ::popen(("set -o pipefail; timeout 60 " + cmd + " 2>&1").c_str(), "r");
+  // bash for pipefail (the EK digest below is a pipeline); the command single-quoted for it.
+  std::string q;
+  for (char ch : "timeout 60 " + cmd + " 2>&1") q += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
+  FILE* f = ::popen(("bash -o pipefail -c '" + q + "'").c_str(), "r");
   if (!f) return o;
   char buf[4096];
   size_t n;
