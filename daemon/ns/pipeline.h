@@ -83,6 +83,9 @@ struct PipelineOptions {
   std::chrono::milliseconds barrier_timeout{20000};  // log/pcr/quote wait at most this long
   size_t access_queue = 4096;                        // pending reads per namespace
   std::string swtpm = "swtpm";
+  // New vTPMs get an EK certificate from nsima's vTPM CA (daemon/tpm/README.md); tests that do
+  // not look at EKs turn it off (manufacturing takes about 2.5 s of RSA key generation).
+  bool vtpm_ek_cert = true;
   // Non-empty: capture did not continue across nsimad's restart (the hooks were (re)attached
   // fresh); every list that continues from before gets an nsima:capture-gap:<this> violation.
   std::string capture_gap;

@@ -49,6 +49,10 @@ std::string slurp(const std::string& p) {
 
 class CliVerifyTest : public PipelineTest {
  protected:
+  void SetUp() override {
+    PipelineTest::SetUp();
+    opts_.vtpm_ek_cert = true;
+  }
   void serve() {
     ctx_.pipeline = p_.get();
     socket_ = dir_ + "/run/nsimad.sock";
