@@ -58,12 +58,12 @@ TEST(ControlSchema, EveryCommandHasASchemaAndItsMinimalRequestPasses) {
                           kCmdQuote, kCmdKeysAdd, kCmdKeysList, kCmdKeysRemove, kCmdDigestsLoad,
                           kCmdDigestsRevoke, kCmdAppraiseMode, kCmdAppraise, kCmdAudit,
                           kCmdModelMode, kCmdModelLoad, kCmdModelSave, kCmdModelState,
-                          kCmdModelForensics}) {
+                          kCmdModelForensics, kCmdVtpmCa, kCmdVtpmIdentity, kCmdVtpmActivate}) {
     const CommandSpec* spec = find_command(cmd);
     ASSERT_NE(spec, nullptr) << cmd;
     EXPECT_EQ(error_of(valid_request(*spec)), "(accepted)") << cmd;
   }
-  EXPECT_EQ(command_specs().size(), 25u);
+  EXPECT_EQ(command_specs().size(), 28u);
 }
 
 TEST(ControlSchema, WrongTypeNamesTheFieldAndWhatItGot) {
