@@ -140,10 +140,6 @@ const std::vector<CommandSpec>& command_specs() {
                field(kFieldFrom, FieldType::kUint, false)}),
       command(kCmdPcr, {required_string(kFieldNs), field(kFieldAll, FieldType::kBool, false)}),
       command(kCmdQuote, {required_string(kFieldNs), required_string(kFieldNonce)}),
-      command(kCmdVtpmCa),
-      command(kCmdVtpmIdentity, {required_string(kFieldNs)}),
-      command(kCmdVtpmActivate, {required_string(kFieldNs), required_string(kFieldIdObject),
-                                 required_string(kFieldEncSecret)}),
       command(kCmdKeysAdd,
               {required_string(kFieldNs), field(kFieldCerts, FieldType::kStrings, true)}),
       command(kCmdKeysList, {required_string(kFieldNs)}),
@@ -170,6 +166,11 @@ const std::vector<CommandSpec>& command_specs() {
       command(kCmdModelState,
               {required_string(kFieldNs), field(kFieldExtend, FieldType::kBool, false)}),
       command(kCmdModelForensics, {required_string(kFieldNs)}),
+      // a verifier's (nsimactl verify / vtpm)
+      command(kCmdVtpmCa),
+      command(kCmdVtpmIdentity, {required_string(kFieldNs)}),
+      command(kCmdVtpmActivate, {required_string(kFieldNs), required_string(kFieldIdObject),
+                                 required_string(kFieldEncSecret)}),
   };
   return kSpecs;
 }

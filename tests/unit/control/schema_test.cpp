@@ -155,7 +155,8 @@ TEST(ControlSchema, RequestAsAWhole) {
             "unknown command \"frobnicate\" (commands: hello, status, watch, verdict, ns_create, "
             "ns_list, ns_delete, policy_load, policy_show, log, pcr, quote, keys_add, keys_list, "
             "keys_remove, digests_load, digests_revoke, appraise_mode, appraise, audit, "
-            "model_mode, model_load, model_save, model_state, model_forensics)");
+            "model_mode, model_load, model_save, model_state, model_forensics, vtpm_ca, "
+            "vtpm_identity, vtpm_activate)");
 }
 
 TEST(ControlSchema, ModelRequests) {
