@@ -153,6 +153,19 @@ TEST_F(AttestTest, VtpmMadeBeforeEkCertificatesKeepsWorkingWithoutAnEk) {
   EXPECT_TRUE(q) << q.error().to_string();
 }
 
+TEST_F(AttestTest, WithoutSwtpmSetupTheVtpmMeasuresButHasNoEk) {
+  opts_.swtpm_setup = "/nonexistent/swtpm_setup";
+  mgr_ = std::make_unique<VtpmManager>(opts_);
+  VtpmInstance inst;
+  auto t = vtpm("6", &inst);
+  ASSERT_TRUE(t);
+  EXPECT_TRUE(inst.created);
+  auto id = t->identity();
+  ASSERT_FALSE(id);
+  EXPECT_EQ(id.error().code, ENOENT);
+  EXPECT_TRUE(t->quote({{Bank::kSha256, {10}}}, {1}));
+}
+
 TEST_F(AttestTest, Tpm2MakecredentialIsActivatedByTheVtpm) {
   auto t = vtpm("2");
   ASSERT_TRUE(t);
