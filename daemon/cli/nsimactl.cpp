@@ -27,6 +27,7 @@
 #include <string>
 
 #include "appraise/digest_list.h"
+#include "cli/verify.h"
 #include "common/hex.h"
 #include "measure/list_format.h"
 #include "control/base64.h"
@@ -1117,6 +1118,15 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "nsimactl: %llu forensic records did not fit\n",
                    static_cast<unsigned long long>(r->value("dropped", 0)));
   });
+
+  // verify, vtpm (cli/verify.cpp)
+  nsima::cli::add_attest_commands(
+      app,
+      {[&](const json& req) { return request(socket, req); },
+       [&](const json& req, const std::function<bool(const std::string&)>& sink) {
+         return print_stream(socket, req, "list", sink);
+       }},
+      rc, g_json);
 
   try {
     app.parse(argc, argv);

@@ -9,7 +9,9 @@ const std::vector<std::string_view>& read_commands() {
   // watch reads only: it never creates a namespace (an unregistered cgroup is an error).
   static const std::vector<std::string_view> kRead = {
       kCmdHello, kCmdStatus, kCmdNsList,   kCmdPolicyShow, kCmdLog,
-      kCmdPcr,   kCmdQuote,  kCmdAudit,    kCmdKeysList,   kCmdWatch};
+      kCmdPcr,   kCmdQuote,  kCmdAudit,    kCmdKeysList,   kCmdWatch,
+      // a verifier's requests: they read the vTPM's identity and answer its challenge
+      kCmdVtpmCa, kCmdVtpmIdentity, kCmdVtpmActivate};
   return kRead;
 }
 

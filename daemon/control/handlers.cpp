@@ -425,6 +425,40 @@ void do_quote(DaemonContext& ctx, const json& req, Connection& conn) {
              {kFieldNonce, to_hex(q->nonce)}});
 }
 
+std::string b64_of(const std::vector<uint8_t>& v) {
+  return base64_encode(std::string_view(reinterpret_cast<const char*>(v.data()), v.size()));
+}
+
+void do_vtpm_ca(DaemonContext& ctx, Connection& conn) {
+  auto ca = ctx.pipeline->vtpm_ca_certificate();
+  if (!ca) return (void)conn.send(fail(ca.error()));
+  conn.send({{kFieldOk, true}, {kFieldCaPem, *ca}});
+}
+
+void do_vtpm_identity(DaemonContext& ctx, const json& req, Connection& conn) {
+  auto r = ctx.pipeline->vtpm_identity(str(req, kFieldNs));
+  if (!r) return (void)conn.send(fail(r.error()));
+  conn.send({{kFieldOk, true},
+             {kFieldNs, r->owner},
+             {kFieldEkPublic, b64_of(r->id.ek_public)},
+             {kFieldEkCert, b64_of(r->id.ek_cert)},
+             {kFieldChainPem, r->chain_pem},
+             {kFieldAkPublic, b64_of(r->id.ak_public)},
+             {kFieldAkName, to_hex(r->id.ak_name)}});
+}
+
+void do_vtpm_activate(DaemonContext& ctx, const json& req, Connection& conn) {
+  auto id = base64_decode(str(req, kFieldIdObject));
+  auto enc = base64_decode(str(req, kFieldEncSecret));
+  if (!id) return (void)conn.send(fail("field \"id_object\" is not base64"));
+  if (!enc) return (void)conn.send(fail("field \"enc_secret\" is not base64"));
+  auto s = ctx.pipeline->activate_credential(str(req, kFieldNs),
+                                             std::vector<uint8_t>(id->begin(), id->end()),
+                                             std::vector<uint8_t>(enc->begin(), enc->end()));
+  if (!s) return (void)conn.send(fail(s.error()));
+  conn.send({{kFieldOk, true}, {kFieldSecret, to_hex(*s)}});
+}
+
 void do_keys_add(DaemonContext& ctx, const json& req, Connection& conn) {
   auto certs = certs_of(req, conn);
   if (!certs) return;
@@ -572,6 +606,9 @@ void handle_request(DaemonContext& ctx, const json& req, Connection& conn) {
   if (cmd == kCmdLog) return do_log(ctx, req, conn);
   if (cmd == kCmdPcr) return do_pcr(ctx, req, conn);
   if (cmd == kCmdQuote) return do_quote(ctx, req, conn);
+  if (cmd == kCmdVtpmCa) return do_vtpm_ca(ctx, conn);
+  if (cmd == kCmdVtpmIdentity) return do_vtpm_identity(ctx, req, conn);
+  if (cmd == kCmdVtpmActivate) return do_vtpm_activate(ctx, req, conn);
   if (cmd == kCmdKeysAdd) return do_keys_add(ctx, req, conn);
   if (cmd == kCmdKeysList) return do_keys_list(ctx, req, conn);
   if (cmd == kCmdKeysRemove) return do_keys_remove(ctx, req, conn);

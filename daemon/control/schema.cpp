@@ -173,6 +173,11 @@ const std::vector<CommandSpec>& command_specs() {
       command(kCmdModelState,
               {required_string(kFieldNs), field(kFieldExtend, FieldType::kBool, false)}),
       command(kCmdModelForensics, {required_string(kFieldNs)}),
+      // a verifier's (nsimactl verify / vtpm)
+      command(kCmdVtpmCa),
+      command(kCmdVtpmIdentity, {required_string(kFieldNs)}),
+      command(kCmdVtpmActivate, {required_string(kFieldNs), required_string(kFieldIdObject),
+                                 required_string(kFieldEncSecret)}),
   };
   return kSpecs;
 }

@@ -244,6 +244,7 @@ Result<void> Pipeline::init() {
   vopts.state_root = fs::path(opts_.state_dir) / "vtpm";
   vopts.run_root = fs::path(opts_.run_dir) / "vtpm";
   vopts.swtpm = opts_.swtpm;
+  vopts.ek_cert = opts_.vtpm_ek_cert;
   vtpms_ = std::make_unique<tpm::VtpmManager>(vopts);
   RecorderOptions ro{opts_.state_dir, opts_.hash_algo, opts_.default_template};
   ro.on_suspend = [this](Namespace* n, const std::string& state, const std::string& why) {

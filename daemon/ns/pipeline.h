@@ -83,6 +83,9 @@ struct PipelineOptions {
   std::chrono::milliseconds barrier_timeout{20000};  // log/pcr/quote wait at most this long
   size_t access_queue = 4096;                        // pending reads per namespace
   std::string swtpm = "swtpm";
+  // New vTPMs get an EK certificate from nsima's vTPM CA (daemon/tpm/README.md); tests that do
+  // not look at EKs turn it off (manufacturing takes about 2.5 s of RSA key generation).
+  bool vtpm_ek_cert = true;
   // Non-empty: capture did not continue across nsimad's restart (the hooks were (re)attached
   // fresh); every list that continues from before gets an nsima:capture-gap:<this> violation.
   std::string capture_gap;
@@ -240,6 +243,22 @@ class Pipeline {
   Result<PcrReport> pcr_report(const std::string& name_or_id, bool all = false);
   Result<tpm::Quote> quote(const std::string& name_or_id, const std::vector<uint8_t>& nonce);
 
+  // What a verifier needs to trust a namespace's quotes (daemon/tpm/README.md, "EK certificates
+  // and the AK"): the EK, its certificate and the chain to the vTPM CA, and the AK. Only for a
+  // namespace with its own vTPM (ENODEV otherwise: its entries are attested through its owner).
+  struct VtpmIdentity {
+    tpm::TpmIdentity id;
+    std::string chain_pem;  // the CA's issuer certificate (untrusted intermediate)
+    std::string owner;      // the namespace whose TPM this is
+  };
+  Result<VtpmIdentity> vtpm_identity(const std::string& name_or_id);
+  // TPM2_ActivateCredential in the namespace's vTPM (the verifier's MakeCredential blob).
+  Result<std::vector<uint8_t>> activate_credential(const std::string& name_or_id,
+                                                   const std::vector<uint8_t>& id_object,
+                                                   const std::vector<uint8_t>& enc_secret);
+  // The vTPM CA's root certificate (PEM): the verifier's trust anchor for EK certificates.
+  Result<std::string> vtpm_ca_certificate();
+
   // Operator verdicts. `file` is a path as the namespace's processes see it: resolved inside the
   // root of a live process of the namespace's cgroup (nsimad's own root for the host namespace),
   // or inside `root` (a directory in nsimad's view, e.g. the container's rootfs) when given.
@@ -365,6 +384,14 @@ class Pipeline {
     int pcr = -1;
   };
   Result<AttestSnap> attest_snapshot(const std::string& name_or_id);
+  // The host list's record of a vTPM's creation or deletion (`what`: "created" | "deleted"):
+  // a measured entry nsima:ns-<name>-vtpm-<what>:ek-sha256:<hex of SHA-256(EK SPKI DER)> whose
+  // digest is the EK SPKI's digest in the host list's hash ("ek-none" when the vTPM has no EK).
+  // Pipeline thread.
+  void record_vtpm(const std::string& name, const std::string& what,
+                   const std::vector<uint8_t>& ek_public);
+  // The EK public area of a TPM (empty when it has none or it cannot be read; logged).
+  std::vector<uint8_t> ek_public_of(tpm::Tpm& t, const std::string& name);
   Result<std::shared_ptr<measure::MeasurementList>> list_of(const std::string& name_or_id);
   std::vector<ChainLink> links(const std::vector<Namespace*>& chain, const FileRef& f);
 

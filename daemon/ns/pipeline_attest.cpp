@@ -21,6 +21,7 @@
 #include "ns/cgroup.h"
 #include "ns/pipeline.h"
 #include "ns/pipeline_actor.h"
+#include "tpm/credential.h"
 #include "tpm/esys_tpm.h"
 #include "tpm/pcr_policy.h"
 
@@ -212,6 +213,92 @@ Result<tpm::Quote> Pipeline::quote(const std::string& name_or_id,
     if (model_pcr && *bank_of(b) == tpm::Bank::kSha256) sel.back().pcrs.push_back(kModelPcr);
   }
   return snap->tpm->quote(sel, nonce);
+}
+
+// ---------------------------------------------------------------------------------------------
+// vTPM identity: EK certificate, AK, credential activation, the host list's vTPM records
+
+namespace {
+// The namespace's own TPM, for identity and activation: a vTPM's, or the host TPM.
+Result<std::shared_ptr<tpm::Tpm>> own_vtpm(Registry& reg, Namespace* n, const std::string& id) {
+  NsRuntime& r = reg.rt(n);
+  if (!r.cfg.vtpm && !(n->is_host() && r.own_tpm)) {
+    Namespace* o = reg.owner_of(n);
+    return make_error(ENODEV,
+                      "has no vTPM: its entries are attested through the list of namespace " +
+                          (o ? o->name : std::string("?")) +
+                          " (nsimactl verify checks that they are copied there)",
+                      id);
+  }
+  if (!r.own_tpm) return make_error(ENODEV, "its vTPM is not open", id);
+  return r.own_tpm;
+}
+}  // namespace
+
+Result<Pipeline::VtpmIdentity> Pipeline::vtpm_identity(const std::string& name_or_id) {
+  auto t = call([&]() -> Result<std::pair<std::shared_ptr<tpm::Tpm>, std::string>> {
+    auto n = find_ns(name_or_id);
+    if (!n) return tl::unexpected(n.error());
+    auto own = own_vtpm(reg_, *n, name_or_id);
+    if (!own) return tl::unexpected(own.error());
+    return std::make_pair(*own, (*n)->name);
+  });
+  if (!t) return tl::unexpected(t.error());
+  // The TPM conversation off the pipeline thread (the namespace's TPM is shared and locked).
+  auto id = t->first->identity();
+  if (!id) return tl::unexpected(id.error());
+  VtpmIdentity out;
+  out.id = std::move(*id);
+  out.owner = t->second;
+  if (auto c = vtpms_->ca_chain()) out.chain_pem = std::move(*c);
+  return out;
+}
+
+Result<std::vector<uint8_t>> Pipeline::activate_credential(const std::string& name_or_id,
+                                                           const std::vector<uint8_t>& id_object,
+                                                           const std::vector<uint8_t>& enc_secret) {
+  auto t = call([&]() -> Result<std::shared_ptr<tpm::Tpm>> {
+    auto n = find_ns(name_or_id);
+    if (!n) return tl::unexpected(n.error());
+    return own_vtpm(reg_, *n, name_or_id);
+  });
+  if (!t) return tl::unexpected(t.error());
+  return (*t)->activate_credential(id_object, enc_secret);
+}
+
+Result<std::string> Pipeline::vtpm_ca_certificate() { return vtpms_->ca_certificate(); }
+
+std::vector<uint8_t> Pipeline::ek_public_of(tpm::Tpm& t, const std::string& name) {
+  auto id = t.identity();
+  if (!id) {
+    logger("ns")->warn("namespace {}: no EK to record: {}", name, id.error().to_string());
+    return {};
+  }
+  return id->ek_public;
+}
+
+void Pipeline::record_vtpm(const std::string& name, const std::string& what,
+                           const std::vector<uint8_t>& ek_public) {
+  Namespace* host = &reg_.host();
+  auto& hl = reg_.rt(host).list;
+  if (!hl) return;
+  const measure::HashAlgo algo = hl->config().hash_algo;
+  measure::Entry e;
+  e.name = "nsima:ns-" + name + "-vtpm-" + what + ":ek-none";
+  e.digest = measure::Digest(algo);
+  if (!ek_public.empty()) {
+    auto hex = tpm::spki_digest(ek_public, "sha256");
+    auto d = tpm::spki_digest(ek_public, std::string(measure::hash_algo_name(algo)).c_str());
+    if (hex && d)
+      if (auto dg = measure::Digest::from_bytes(algo, *d)) {
+        e.name = "nsima:ns-" + name + "-vtpm-" + what + ":ek-sha256:" + to_hex(*hex);
+        e.digest = *dg;
+      }
+  }
+  // A measured entry, not a violation: a violation's template data is not extended (its PCR
+  // value is 0xFF..), so its name would not be covered by the host's quote.
+  if (!rec_->entry(host, e))
+    logger("ns")->error("namespace {}: the host list could not record {}", name, e.name);
 }
 
 }  // namespace nsima::ns

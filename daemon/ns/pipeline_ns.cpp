@@ -102,6 +102,7 @@ Result<uint32_t> Pipeline::create_namespace(const std::string& cgroup_path,
   std::string name = std::to_string(*id);
   // 2. its vTPM, started here (slow) rather than on the pipeline thread
   std::shared_ptr<tpm::Tpm> own;
+  std::vector<uint8_t> ek_public;  // for the host list's record of this vTPM
   if (o.vtpm) {
     auto inst = vtpms_->start(name);
     if (!inst) return tl::unexpected(inst.error());
@@ -111,6 +112,7 @@ Result<uint32_t> Pipeline::create_namespace(const std::string& cgroup_path,
       return tl::unexpected(t.error());
     }
     own = std::move(*t);
+    ek_public = ek_public_of(*own, name);
   }
   // The model hooks, loaded here (slow) before the namespace's first event can be modeled.
   if (!o.model_mode.empty())
@@ -164,6 +166,7 @@ Result<uint32_t> Pipeline::create_namespace(const std::string& cgroup_path,
       if (auto a = verdicts_.apply(reg_.chain_ids(x)); !a) return undo(a.error());
     if (auto t = after_topology(ins->owner_changed, "owner-changed"); !t)
       logger("ns")->error("namespace {}: {}", n->name, t.error().to_string());
+    if (o.vtpm) record_vtpm(n->name, "created", ek_public);
     logger("ns")->info("namespace {} created for {} (cgroup id {}), parent {}{}{}", n->name, *dir,
                        *cgid, n->parent->name, o.vtpm ? ", own vTPM" : "",
                        o.policy_origin.empty() ? "" : ", policy " + o.policy_origin);
@@ -256,6 +259,11 @@ Result<std::string> Pipeline::remove_namespace(const std::string& name_or_id,
   if (rt->extender) rt->extender->drain();
   rt->extender.reset();
   if (rt->list) (void)rt->list->close();
+  if (rt->cfg.vtpm) {
+    // The host list records that this vTPM is gone (with the EK it had).
+    std::vector<uint8_t> ek = rt->own_tpm ? ek_public_of(*rt->own_tpm, name) : std::vector<uint8_t>{};
+    call([&] { record_vtpm(name, "deleted", ek); });
+  }
   rt->own_tpm.reset();
   auto archived = archive_ns_dir(opts_.state_dir, name, why + "-" + current_boot_id());
   if (rt->cfg.vtpm) {

@@ -6,6 +6,7 @@
 #include <tss2/tss2_mu.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstring>
 #include <utility>
 
@@ -489,6 +490,169 @@ Result<std::string> EsysTpm::attestation_key_pem() {
     if (!pem) return tl::unexpected(pem.error());
     ak_pem_cache_ = *pem;
     return pem;
+  });
+}
+
+namespace {
+
+// A TPM_RC_HANDLE (format one, any handle number): the object or NV index does not exist.
+bool is_handle_missing(TSS2_RC rc) {
+  return (rc & TPM2_RC_FMT1) && (rc & (TPM2_RC_FMT1 | 0x3F)) == TPM2_RC_HANDLE;
+}
+
+template <class T, class Fn>
+std::vector<uint8_t> marshal(const T& v, Fn fn) {
+  std::vector<uint8_t> out(sizeof(T) + 16);
+  size_t off = 0;
+  if (fn(&v, out.data(), out.size(), &off) != TSS2_RC_SUCCESS) return {};
+  out.resize(off);
+  return out;
+}
+
+// ESYS_TR of a persistent object or NV index, closed (not flushed) when the scope ends.
+class TrCloser {
+ public:
+  TrCloser(ESYS_CONTEXT* ctx, ESYS_TR tr) : ctx_(ctx), tr_(tr) {}
+  ~TrCloser() {
+    if (tr_ != ESYS_TR_NONE) Esys_TR_Close(ctx_, &tr_);
+  }
+  TrCloser(const TrCloser&) = delete;
+  TrCloser& operator=(const TrCloser&) = delete;
+
+ private:
+  ESYS_CONTEXT* ctx_;
+  ESYS_TR tr_;
+};
+
+}  // namespace
+
+Result<std::vector<uint8_t>> EsysTpm::read_nv_locked(uint32_t index) {
+  ESYS_CONTEXT* ctx = conn_->get();
+  ESYS_TR nv = ESYS_TR_NONE;
+  TSS2_RC rc = Esys_TR_FromTPMPublic(ctx, index, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &nv);
+  if (is_handle_missing(rc)) return std::vector<uint8_t>{};
+  if (rc != TSS2_RC_SUCCESS) return tl::unexpected(fail_locked("Esys_TR_FromTPMPublic(NV)", rc));
+  TrCloser close(ctx, nv);
+  EsysPtr<TPM2B_NV_PUBLIC> pub;
+  EsysPtr<TPM2B_NAME> name;
+  rc = Esys_NV_ReadPublic(ctx, nv, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, esys_out(pub),
+                          esys_out(name));
+  if (rc != TSS2_RC_SUCCESS) return tl::unexpected(fail_locked("Esys_NV_ReadPublic", rc));
+  const uint16_t size = pub->nvPublic.dataSize;
+  std::vector<uint8_t> out;
+  // 512 bytes per read stays below every TPM's TPM2_PT_NV_BUFFER_MAX (swtpm: 1024 or more).
+  for (uint16_t off = 0; off < size;) {
+    const uint16_t n = static_cast<uint16_t>(std::min<int>(512, size - off));
+    EsysPtr<TPM2B_MAX_NV_BUFFER> data;
+    // The EK certificate index has TPMA_NV_AUTHREAD with an empty auth value.
+    rc = Esys_NV_Read(ctx, nv, nv, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, n, off,
+                      esys_out(data));
+    if (rc != TSS2_RC_SUCCESS) return tl::unexpected(fail_locked("Esys_NV_Read", rc));
+    out.insert(out.end(), data->buffer, data->buffer + data->size);
+    off = static_cast<uint16_t>(off + n);
+  }
+  return out;
+}
+
+Result<TpmIdentity> EsysTpm::identity() {
+  std::lock_guard lock(mu_);
+  return run_locked(true, [&]() -> Result<TpmIdentity> {
+    ESYS_CONTEXT* ctx = conn_->get();
+    TpmIdentity id;
+    ESYS_TR ek = ESYS_TR_NONE;
+    TSS2_RC rc =
+        Esys_TR_FromTPMPublic(ctx, kEkRsaHandle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &ek);
+    if (is_handle_missing(rc))
+      return make_error(ENOENT,
+                        "the TPM has no EK at handle 0x81010001 (a vTPM made before nsima "
+                        "manufactured vTPMs with an EK certificate?)",
+                        tcti_);
+    if (rc != TSS2_RC_SUCCESS) return tl::unexpected(fail_locked("Esys_TR_FromTPMPublic(EK)", rc));
+    TrCloser close(ctx, ek);
+    EsysPtr<TPM2B_PUBLIC> ek_pub;
+    EsysPtr<TPM2B_NAME> ek_name, ek_qname;
+    rc = Esys_ReadPublic(ctx, ek, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, esys_out(ek_pub),
+                         esys_out(ek_name), esys_out(ek_qname));
+    if (rc != TSS2_RC_SUCCESS) return tl::unexpected(fail_locked("Esys_ReadPublic(EK)", rc));
+    id.ek_public = marshal(*ek_pub, Tss2_MU_TPM2B_PUBLIC_Marshal);
+    auto cert = read_nv_locked(kEkRsaCertIndex);
+    if (!cert) return tl::unexpected(cert.error());
+    id.ek_cert = std::move(*cert);
+
+    EsysPtr<TPM2B_PUBLIC> ak_public;
+    auto ak = create_ak_locked(&ak_public);
+    if (!ak) return tl::unexpected(ak.error());
+    FlushGuard flush(ctx, *ak);
+    EsysPtr<TPM2B_NAME> ak_name;
+    rc = Esys_TR_GetName(ctx, *ak, esys_out(ak_name));
+    if (rc != TSS2_RC_SUCCESS) return tl::unexpected(fail_locked("Esys_TR_GetName(AK)", rc));
+    id.ak_public = marshal(*ak_public, Tss2_MU_TPM2B_PUBLIC_Marshal);
+    id.ak_name.assign(ak_name->name, ak_name->name + ak_name->size);
+    if (id.ek_public.empty() || id.ak_public.empty())
+      return make_error(EPROTO, "cannot marshal the EK or AK public area", tcti_);
+    return id;
+  });
+}
+
+Result<std::vector<uint8_t>> EsysTpm::activate_credential(const std::vector<uint8_t>& id_object,
+                                                          const std::vector<uint8_t>& enc_secret) {
+  TPM2B_ID_OBJECT blob{};
+  TPM2B_ENCRYPTED_SECRET secret{};
+  size_t off = 0;
+  if (Tss2_MU_TPM2B_ID_OBJECT_Unmarshal(id_object.data(), id_object.size(), &off, &blob) !=
+          TSS2_RC_SUCCESS ||
+      off != id_object.size())
+    return make_error(EINVAL, "credential blob is not a marshaled TPM2B_ID_OBJECT", tcti_);
+  off = 0;
+  if (Tss2_MU_TPM2B_ENCRYPTED_SECRET_Unmarshal(enc_secret.data(), enc_secret.size(), &off,
+                                               &secret) != TSS2_RC_SUCCESS ||
+      off != enc_secret.size())
+    return make_error(EINVAL, "secret is not a marshaled TPM2B_ENCRYPTED_SECRET", tcti_);
+  std::lock_guard lock(mu_);
+  // Not idempotent in one respect only (a policy session is used up), which a retry on a fresh
+  // connection repeats in full: safe to retry.
+  return run_locked(true, [&]() -> Result<std::vector<uint8_t>> {
+    ESYS_CONTEXT* ctx = conn_->get();
+    ESYS_TR ek = ESYS_TR_NONE;
+    TSS2_RC rc =
+        Esys_TR_FromTPMPublic(ctx, kEkRsaHandle, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &ek);
+    if (is_handle_missing(rc))
+      return make_error(ENOENT, "the TPM has no EK at handle 0x81010001", tcti_);
+    if (rc != TSS2_RC_SUCCESS) return tl::unexpected(fail_locked("Esys_TR_FromTPMPublic(EK)", rc));
+    TrCloser close(ctx, ek);
+    EsysPtr<TPM2B_PUBLIC> ak_public;
+    auto ak = create_ak_locked(&ak_public);
+    if (!ak) return tl::unexpected(ak.error());
+    FlushGuard flush_ak(ctx, *ak);
+    // The EK's authPolicy is PolicySecret(TPM_RH_ENDORSEMENT) (EK Credential Profile, template
+    // L-1): a policy session satisfied with the endorsement hierarchy's (empty) password.
+    const TPMT_SYM_DEF sym{.algorithm = TPM2_ALG_NULL, .keyBits = {}, .mode = {}};
+    ESYS_TR session = ESYS_TR_NONE;
+    rc = Esys_StartAuthSession(ctx, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE,
+                               ESYS_TR_NONE, nullptr, TPM2_SE_POLICY, &sym, TPM2_ALG_SHA256,
+                               &session);
+    if (rc != TSS2_RC_SUCCESS) return tl::unexpected(fail_locked("Esys_StartAuthSession", rc));
+    FlushGuard flush_session(ctx, session);
+    TPM2B_AUTH auth{};
+    auth.size = static_cast<UINT16>(opts_.hierarchy_auth.size());
+    std::memcpy(auth.buffer, opts_.hierarchy_auth.data(), opts_.hierarchy_auth.size());
+    rc = Esys_TR_SetAuth(ctx, ESYS_TR_RH_ENDORSEMENT, &auth);
+    if (rc != TSS2_RC_SUCCESS) return tl::unexpected(fail_locked("Esys_TR_SetAuth", rc));
+    EsysPtr<TPM2B_TIMEOUT> timeout;
+    EsysPtr<TPMT_TK_AUTH> ticket;
+    rc = Esys_PolicySecret(ctx, ESYS_TR_RH_ENDORSEMENT, session, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+                           ESYS_TR_NONE, nullptr, nullptr, nullptr, 0, esys_out(timeout),
+                           esys_out(ticket));
+    if (rc != TSS2_RC_SUCCESS) return tl::unexpected(fail_locked("Esys_PolicySecret", rc));
+    EsysPtr<TPM2B_DIGEST> cert_info;
+    rc = Esys_ActivateCredential(ctx, *ak, ek, ESYS_TR_PASSWORD, session, ESYS_TR_NONE, &blob,
+                                 &secret, esys_out(cert_info));
+    if (rc != TSS2_RC_SUCCESS) {
+      Error e = fail_locked("Esys_ActivateCredential", rc);
+      e.message += " (the credential was not made for this TPM's EK and AK)";
+      return tl::unexpected(std::move(e));
+    }
+    return std::vector<uint8_t>(cert_info->buffer, cert_info->buffer + cert_info->size);
   });
 }
 

@@ -56,6 +56,9 @@ class EsysTpm final : public Tpm {
   Result<Quote> quote(const std::vector<PcrSelection>& selection,
                       const std::vector<uint8_t>& nonce) override;
   Result<std::string> attestation_key_pem() override;
+  Result<TpmIdentity> identity() override;
+  Result<std::vector<uint8_t>> activate_credential(const std::vector<uint8_t>& id_object,
+                                                   const std::vector<uint8_t>& enc_secret) override;
   std::string describe() const override { return tcti_; }
 
   // Whether a connection is currently held (false after a transport failure until the next call).
@@ -89,6 +92,8 @@ class EsysTpm final : public Tpm {
   Result<Values> read_selection_locked(const TPML_PCR_SELECTION& sel);
   // Creates the AK (the caller flushes it with a FlushGuard).
   Result<ESYS_TR> create_ak_locked(EsysPtr<TPM2B_PUBLIC>* out_public);
+  // The DER of an NV index (empty if the index does not exist).
+  Result<std::vector<uint8_t>> read_nv_locked(uint32_t index);
   // Flushes every transient object the TPM reports (stale ones left by a crashed client).
   Result<void> flush_transients_locked();
   // One TPM2_Quote with `ak` plus the PCR values, checked against the quote's PCR digest;

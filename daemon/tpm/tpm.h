@@ -92,6 +92,21 @@ inline constexpr std::string_view kQuoteNonceFile = "nonce.hex";
 // quote file.
 Result<void> write_quote_files(const Quote& quote, const std::filesystem::path& dir);
 
+// The TPM handles swtpm_setup uses for the RSA-2048 EK and its certificate (TCG EK Credential
+// Profile 2.0, section 2.2.1.4: the low-range RSA EK template and NV index).
+inline constexpr uint32_t kEkRsaHandle = 0x81010001;
+inline constexpr uint32_t kEkRsaCertIndex = 0x01c00002;
+
+// What a verifier needs to trust the AK (daemon/tpm/README.md, "EK certificates and the AK"):
+// the EK's public area and certificate (as the TPM holds them), and the AK's public area, whose
+// name TPM2_MakeCredential binds a secret to.
+struct TpmIdentity {
+  std::vector<uint8_t> ek_public;  // marshaled TPM2B_PUBLIC of the EK at kEkRsaHandle
+  std::vector<uint8_t> ek_cert;    // DER from NV kEkRsaCertIndex; empty when the TPM has none
+  std::vector<uint8_t> ak_public;  // marshaled TPM2B_PUBLIC of the AK quote() signs with
+  std::vector<uint8_t> ak_name;    // TPM2B_NAME contents: nameAlg (2 bytes) || H(TPMT_PUBLIC)
+};
+
 // The TPM interface. Implementations are thread-safe; every call may block on the TPM.
 // Errors carry the failing TPM command and the decoded response code in Error::message and the
 // TPM (TCTI string) in Error::where.
@@ -123,6 +138,22 @@ class Tpm {
 
   // PEM of the attestation key quote() signs with (stable for a given TPM and key template).
   virtual Result<std::string> attestation_key_pem() = 0;
+
+  // The EK and AK (above). ENOENT when the TPM has no EK at kEkRsaHandle (a vTPM made before
+  // nsima manufactured vTPMs with swtpm_setup; a host TPM whose EK was never made persistent).
+  virtual Result<TpmIdentity> identity() {
+    return make_error(ENOTSUP, "this TPM has no EK/AK identity", describe());
+  }
+  // TPM2_ActivateCredential with the AK as the activated object and the EK as the decrypting key
+  // (authorised by a policy session with PolicySecret(TPM_RH_ENDORSEMENT), the EK's policy).
+  // `id_object`, `enc_secret`: marshaled TPM2B_ID_OBJECT and TPM2B_ENCRYPTED_SECRET, as
+  // TPM2_MakeCredential returns them. Returns the credential (the verifier's secret).
+  virtual Result<std::vector<uint8_t>> activate_credential(const std::vector<uint8_t>& id_object,
+                                                           const std::vector<uint8_t>& enc_secret) {
+    (void)id_object;
+    (void)enc_secret;
+    return make_error(ENOTSUP, "this TPM cannot activate credentials", describe());
+  }
 
   // Which TPM this is, for logs and errors ("swtpm:path=/run/nsima/vtpm/c1/swtpm.sock").
   virtual std::string describe() const = 0;

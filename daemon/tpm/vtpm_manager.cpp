@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -47,6 +48,11 @@ constexpr uint32_t kCmdStoreVolatile = 0x0a;
 constexpr std::string_view kCtrlSuffix = ".ctrl";
 // swtpm's name for the saved volatile state in its state directory.
 constexpr std::string_view kVolatileStateFile = "tpm2-00.volatilestate";
+// swtpm's permanent state: present once a vTPM was manufactured or first run.
+constexpr std::string_view kPermanentStateFile = "tpm2-00.permall";
+// swtpm_localca's files in the CA directory (swtpm-localca.conf(8)).
+constexpr std::string_view kCaRootCert = "swtpm-localca-rootca-cert.pem";
+constexpr std::string_view kCaIssuerCert = "issuercert.pem";
 
 // glibc 2.36's <sys/pidfd.h> lacks extern "C" (fixed in 2.37), so call the kernel directly.
 // pidfds (Linux 5.3) make waiting and signalling immune to pid reuse.
@@ -231,6 +237,86 @@ void kill_hard(pid_t pid, milliseconds timeout) {
   reap_if_child(pid);
 }
 
+// Runs argv with stdout/stderr appended to `log`, waits at most `timeout`; kills it after that.
+Result<void> run_bounded(std::vector<std::string> args, const fs::path& log,
+                         milliseconds timeout) {
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  SpawnSetup s;
+  posix_spawn_file_actions_addopen(&s.actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&s.actions, STDOUT_FILENO, log.c_str(),
+                                   O_WRONLY | O_CREAT | O_APPEND, 0600);
+  posix_spawn_file_actions_adddup2(&s.actions, STDOUT_FILENO, STDERR_FILENO);
+  posix_spawn_file_actions_addclosefrom_np(&s.actions, STDERR_FILENO + 1);
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&s.attr, &none);
+  posix_spawnattr_setsigdefault(&s.attr, &all);
+  posix_spawnattr_setflags(&s.attr,
+                           POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSID);
+  pid_t pid = -1;
+  if (int rc = ::posix_spawnp(&pid, argv[0], &s.actions, &s.attr, argv.data(), environ); rc != 0)
+    return tl::unexpected(sys_error("cannot run " + args[0], log, rc));
+  const auto deadline = Clock::now() + timeout;
+  int status = 0;
+  for (;;) {
+    pid_t r = ::waitpid(pid, &status, WNOHANG);
+    if (r == pid) break;
+    if (r < 0 && errno != EINTR) return tl::unexpected(sys_error("waitpid", log));
+    if (Clock::now() >= deadline) {
+      // Its own session: the swtpm it started goes with it.
+      ::kill(-pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
+      return make_error(ETIMEDOUT,
+                        args[0] + " did not finish within " + std::to_string(timeout.count()) +
+                            " ms: " + tail_of(log),
+                        log);
+    }
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    return make_error(EIO, args[0] + " failed (status " + std::to_string(status) + "): " +
+                               tail_of(log),
+                      log);
+  return {};
+}
+
+// A program name (looked up in PATH) or path that can be executed.
+bool find_in_path(const std::string& prog) {
+  if (prog.find('/') != std::string::npos) return ::access(prog.c_str(), X_OK) == 0;
+  const char* path = std::getenv("PATH");
+  std::stringstream ss(path ? path : "/usr/bin:/bin");
+  std::string dir;
+  while (std::getline(ss, dir, ':'))
+    if (!dir.empty() && ::access((dir + "/" + prog).c_str(), X_OK) == 0) return true;
+  return false;
+}
+
+Result<void> write_file_if_changed(const fs::path& p, const std::string& text) {
+  std::ifstream in(p, std::ios::binary);
+  std::string old{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+  if (in && old == text) return {};
+  fs::path tmp = p;
+  tmp += ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << text;
+    if (!out.flush()) return tl::unexpected(sys_error("write", tmp));
+  }
+  std::error_code ec;
+  fs::rename(tmp, p, ec);
+  if (ec) return make_error(ec.value(), "rename: " + ec.message(), p);
+  return {};
+}
+
+Result<std::string> read_text(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  if (!in) return tl::unexpected(sys_error("cannot read", p));
+  return std::string{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
 }  // namespace
 
 Result<void> validate_vtpm_name(std::string_view ns) {
@@ -251,6 +337,79 @@ Result<void> validate_vtpm_name(std::string_view ns) {
 }
 
 VtpmManager::VtpmManager(VtpmOptions opts) : opts_(std::move(opts)) {}
+
+fs::path VtpmManager::ca_dir() const {
+  return opts_.ca_dir.empty() ? opts_.state_root.parent_path() / "vtpm-ca" : opts_.ca_dir;
+}
+
+Result<void> VtpmManager::ensure_ca() const {
+  const fs::path dir = ca_dir();
+  if (auto r = make_private_dir(dir); !r) return r;
+  // swtpm-localca.conf(8): where the CA lives. The root CA and the signing key are created by
+  // swtpm_localca itself when signkey.pem is missing.
+  const std::string conf = "statedir = " + dir.string() + "\n" + "signingkey = " +
+                           (dir / "signkey.pem").string() + "\n" + "issuercert = " +
+                           (dir / kCaIssuerCert).string() + "\n" + "certserial = " +
+                           (dir / "certserial").string() + "\n";
+  // swtpm-localca.options(8): the platform certificate's fields.
+  const std::string options =
+      "--platform-manufacturer nsima\n--platform-version 1\n--platform-model vtpm\n";
+  // swtpm_setup.conf(8): which tool signs, with which configuration (never /etc's).
+  const std::string setup = "create_certs_tool = " + opts_.swtpm_localca + "\n" +
+                            "create_certs_tool_config = " +
+                            (dir / "swtpm-localca.conf").string() + "\n" +
+                            "create_certs_tool_options = " +
+                            (dir / "swtpm-localca.options").string() + "\n";
+  if (auto r = write_file_if_changed(dir / "swtpm-localca.conf", conf); !r) return r;
+  if (auto r = write_file_if_changed(dir / "swtpm-localca.options", options); !r) return r;
+  if (auto r = write_file_if_changed(dir / "swtpm_setup.conf", setup); !r) return r;
+  return {};
+}
+
+Result<std::string> VtpmManager::ca_certificate() const {
+  auto t = read_text(ca_dir() / kCaRootCert);
+  if (!t && t.error().code == ENOENT)
+    return make_error(ENOENT, "no vTPM CA yet: it is made with the first vTPM", ca_dir());
+  return t;
+}
+
+Result<std::string> VtpmManager::ca_chain() const { return read_text(ca_dir() / kCaIssuerCert); }
+
+Result<void> VtpmManager::manufacture_locked(const std::string& ns, const Paths& p) {
+  if (auto r = ensure_ca(); !r) return r;
+  const fs::path dir = ca_dir();
+  std::vector<std::string> args = {opts_.swtpm_setup,
+                                   "--tpm2",
+                                   "--tpmstate",
+                                   p.state_dir.string(),
+                                   "--create-ek-cert",
+                                   "--create-platform-cert",
+                                   "--config",
+                                   (dir / "swtpm_setup.conf").string(),
+                                   "--pcr-banks",
+                                   "-",  // keep every bank allocated, as an unmanufactured swtpm
+                                   "--not-overwrite"};
+  if (opts_.swtpm != "swtpm") {
+    args.push_back("--tpm");
+    args.push_back(opts_.swtpm);
+  }
+  const fs::path log = p.run_dir / "swtpm_setup.log";
+  remove_quietly(log);
+  const auto t0 = Clock::now();
+  if (auto r = run_bounded(args, log, opts_.setup_timeout); !r) {
+    // Half-manufactured state must not be started as if it were whole.
+    std::error_code ec;
+    for (auto& e : fs::directory_iterator(p.state_dir, ec)) fs::remove_all(e.path(), ec);
+    return r;
+  }
+  std::error_code ec;
+  if (!fs::exists(p.state_dir / kPermanentStateFile, ec))
+    return make_error(EIO, "swtpm_setup left no TPM state: " + tail_of(log), p.state_dir);
+  logger("tpm")->info("vTPM {}: manufactured with an EK certificate from the CA in {} ({} ms)", ns,
+                      dir.string(),
+                      std::chrono::duration_cast<milliseconds>(Clock::now() - t0).count());
+  return {};
+}
 
 VtpmManager::~VtpmManager() {
   std::lock_guard lock(mu_);
@@ -302,6 +461,19 @@ Result<VtpmInstance> VtpmManager::spawn_locked(const std::string& ns, const Path
   remove_quietly(p.pid_file);
 
   std::error_code ec;
+  const bool created = !fs::exists(p.state_dir / kPermanentStateFile, ec);
+  if (created && opts_.ek_cert) {
+    if (!find_in_path(opts_.swtpm_setup)) {
+      // Measuring goes on; the vTPM has no EK, which `nsimactl verify` reports (ek-cert), so no
+      // verifier trusts it by mistake.
+      logger("tpm")->error(
+          "vTPM {}: {} not found (Debian package swtpm-tools): this vTPM gets NO EK certificate "
+          "and nsimactl verify will reject its quotes",
+          ns, opts_.swtpm_setup);
+    } else if (auto r = manufacture_locked(ns, p); !r) {
+      return tl::unexpected(r.error());
+    }
+  }
   const bool resume = fs::exists(p.state_dir / kVolatileStateFile, ec);
   // With saved volatile state the TPM is already started: no startup-clear (that is only for a
   // TPM coming out of reset). not-need-init: tss 3.2's swtpm TCTI never sends CMD_INIT.
@@ -403,6 +575,7 @@ Result<VtpmInstance> VtpmManager::spawn_locked(const std::string& ns, const Path
   inst.state_dir = p.state_dir;
   inst.run_dir = p.run_dir;
   inst.origin = resume ? VtpmOrigin::kResumed : VtpmOrigin::kStarted;
+  inst.created = created;
   instances_[ns] = inst;
   logger("tpm")->info("vTPM {}: {} swtpm (pid {}, {})", ns, resume ? "resumed" : "started", pid,
                       inst.tcti);

@@ -21,6 +21,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <map>
 #include <mutex>
@@ -40,6 +41,15 @@ struct VtpmOptions {
   std::chrono::milliseconds start_timeout{5000};
   std::chrono::milliseconds stop_timeout{3000};  // for each stage: shutdown, SIGTERM, SIGKILL
   std::chrono::milliseconds ctrl_timeout{1000};  // one control-channel round trip
+  // EK certificates (README.md, "EK certificates"): a new vTPM is manufactured by swtpm_setup
+  // --create-ek-cert --create-platform-cert, signed by swtpm_localca with a local CA kept in
+  // ca_dir (its own swtpm_setup.conf, swtpm-localca.conf and .options there: the host's /etc
+  // files are neither read nor written). Empty ca_dir: <state_root>/../vtpm-ca.
+  bool ek_cert = true;
+  std::filesystem::path ca_dir;
+  std::string swtpm_setup = "swtpm_setup";
+  std::string swtpm_localca = "/usr/bin/swtpm_localca";
+  std::chrono::milliseconds setup_timeout{60000};  // RSA key generation: seconds under load
 };
 
 enum class VtpmOrigin {
@@ -56,7 +66,9 @@ struct VtpmInstance {
   std::filesystem::path run_dir;
   VtpmOrigin origin = VtpmOrigin::kStarted;
   int pcr = kDefaultVtpmPcr;  // the PCR the namespace's list extends in its vTPM
+  bool created = false;       // this start() manufactured the vTPM (new seeds, new EK)
 };
+
 
 struct VtpmStopResult {
   bool was_running = false;
@@ -95,6 +107,16 @@ class VtpmManager {
   // Namespaces this manager currently knows as running.
   std::vector<std::string> running() const;
 
+  // The local CA's root certificate (PEM) that every EK certificate chains to, and the chain
+  // between them (the issuer certificate, PEM). ENOENT until the first vTPM was manufactured
+  // (or ensure_ca() ran).
+  Result<std::string> ca_certificate() const;
+  Result<std::string> ca_chain() const;
+  // Writes the CA's configuration files into ca_dir (the CA itself is made by swtpm_localca at
+  // the first EK certificate).
+  Result<void> ensure_ca() const;
+  std::filesystem::path ca_dir() const;
+
  private:
   struct Paths {
     std::filesystem::path state_dir, run_dir, sock, ctrl, pid_file, log;
@@ -105,6 +127,8 @@ class VtpmManager {
   Result<VtpmInstance> attach_locked(const std::string& ns, const Paths& p, pid_t pid);
   Result<VtpmInstance> spawn_locked(const std::string& ns, const Paths& p);
   Result<VtpmStopResult> stop_locked(const std::string& ns, bool save_state);
+  // swtpm_setup for a state directory with no TPM state yet.
+  Result<void> manufacture_locked(const std::string& ns, const Paths& p);
 
   const VtpmOptions opts_;
   mutable std::mutex mu_;

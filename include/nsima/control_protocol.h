@@ -73,6 +73,16 @@
 //                                   tpm2_quote's -m, -s, -o files), "ak_pub_pem" (PEM text),
 //                                   "nonce" (hex). nsimactl writes them as tpm2_checkquote's
 //                                   files (tpm::write_quote_files); nsimad writes no file.
+//   vtpm_ca                      -> "ca_pem": the vTPM CA's root certificate (the trust anchor
+//                                   of every vTPM's EK certificate)
+//   vtpm_identity ns*            -> "ek_public", "ak_public" (base64 of marshaled TPM2B_PUBLIC),
+//                                   "ek_cert" (base64 DER, "" when the vTPM has none),
+//                                   "chain_pem" (the CA's issuer certificate), "ak_name" (hex).
+//                                   ENODEV for a namespace without a vTPM.
+//   vtpm_activate ns*, id_object*, enc_secret* (base64 of TPM2_MakeCredential's marshaled
+//              TPM2B_ID_OBJECT and TPM2B_ENCRYPTED_SECRET)
+//                                -> "secret" (hex): TPM2_ActivateCredential(AK, EK) in the
+//                                   namespace's vTPM
 //   model_mode ns*, mode* (learn | seal | enforce)          -> "model" MODEL
 //   model_load ns*, model_text*, model_name, mode (seal default | enforce) -> "model" MODEL
 //   model_save ns*               -> "model_text" (docs/model-encoding.md; nsimactl writes it)
@@ -127,6 +137,9 @@ inline constexpr const char* kCmdPolicyShow = "policy_show";
 inline constexpr const char* kCmdLog = "log";
 inline constexpr const char* kCmdPcr = "pcr";
 inline constexpr const char* kCmdQuote = "quote";
+inline constexpr const char* kCmdVtpmCa = "vtpm_ca";
+inline constexpr const char* kCmdVtpmIdentity = "vtpm_identity";
+inline constexpr const char* kCmdVtpmActivate = "vtpm_activate";
 // appraisal (daemon/appraise/, ns/pipeline_appraise.cpp)
 inline constexpr const char* kCmdKeysAdd = "keys_add";        // ns, certs
 inline constexpr const char* kCmdKeysList = "keys_list";      // ns
@@ -193,6 +206,15 @@ inline constexpr const char* kFieldQuoteMsg = "quote_msg";
 inline constexpr const char* kFieldQuoteSig = "quote_sig";
 inline constexpr const char* kFieldQuotePcrs = "quote_pcrs";
 inline constexpr const char* kFieldAkPubPem = "ak_pub_pem";
+inline constexpr const char* kFieldCaPem = "ca_pem";
+inline constexpr const char* kFieldEkPublic = "ek_public";
+inline constexpr const char* kFieldEkCert = "ek_cert";
+inline constexpr const char* kFieldChainPem = "chain_pem";
+inline constexpr const char* kFieldAkPublic = "ak_public";
+inline constexpr const char* kFieldAkName = "ak_name";
+inline constexpr const char* kFieldIdObject = "id_object";
+inline constexpr const char* kFieldEncSecret = "enc_secret";
+inline constexpr const char* kFieldSecret = "secret";
 
 // Values
 inline constexpr const char* kFormatAscii = "ascii";

@@ -64,6 +64,7 @@ class PipelineTest : public ::testing::Test {
     opts_.state_dir = dir_ + "/state";
     opts_.run_dir = dir_ + "/run";
     opts_.host_tcti = tpm_.tcti();
+    opts_.vtpm_ek_cert = false;  // EK certificates are tested in attest_test / cli_verify_test
   }
   void TearDown() override {
     p_.reset();

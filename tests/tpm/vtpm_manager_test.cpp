@@ -70,6 +70,7 @@ class VtpmManagerTest : public ::testing::Test {
     opts_.start_timeout = std::chrono::milliseconds(10000);
     opts_.stop_timeout = std::chrono::milliseconds(1000);
     opts_.ctrl_timeout = std::chrono::milliseconds(500);
+    opts_.ek_cert = false;  // the lifecycle only; EK certificates are tested in attest_test
   }
 
   // Whatever happened in the test: no swtpm of ours survives it.

@@ -58,12 +58,12 @@ TEST(ControlSchema, EveryCommandHasASchemaAndItsMinimalRequestPasses) {
                           kCmdQuote, kCmdKeysAdd, kCmdKeysList, kCmdKeysRemove, kCmdDigestsLoad,
                           kCmdDigestsRevoke, kCmdAppraiseMode, kCmdAppraise, kCmdAudit,
                           kCmdModelMode, kCmdModelLoad, kCmdModelSave, kCmdModelState,
-                          kCmdModelForensics}) {
+                          kCmdModelForensics, kCmdVtpmCa, kCmdVtpmIdentity, kCmdVtpmActivate}) {
     const CommandSpec* spec = find_command(cmd);
     ASSERT_NE(spec, nullptr) << cmd;
     EXPECT_EQ(error_of(valid_request(*spec)), "(accepted)") << cmd;
   }
-  EXPECT_EQ(command_specs().size(), 25u);
+  EXPECT_EQ(command_specs().size(), 28u);
 }
 
 TEST(ControlSchema, WrongTypeNamesTheFieldAndWhatItGot) {
@@ -155,7 +155,8 @@ TEST(ControlSchema, RequestAsAWhole) {
             "unknown command \"frobnicate\" (commands: hello, status, watch, verdict, ns_create, "
             "ns_list, ns_delete, policy_load, policy_show, log, pcr, quote, keys_add, keys_list, "
             "keys_remove, digests_load, digests_revoke, appraise_mode, appraise, audit, "
-            "model_mode, model_load, model_save, model_state, model_forensics)");
+            "model_mode, model_load, model_save, model_state, model_forensics, vtpm_ca, "
+            "vtpm_identity, vtpm_activate)");
 }
 
 TEST(ControlSchema, ModelRequests) {
