@@ -134,8 +134,8 @@ kill $READERS
 nsima_stop
 lsm_links() { bpftool link show | grep -c "attach_type lsm_mac" || true; }
 nsima_progs() { bpftool prog show | grep -c "name nsima_" || true; }
-nsima_check_eq "$(lsm_links)" 3 "LSM links attached while pinned and nsimad stopped"
-nsima_check_eq "$(nsima_progs)" 3 "nsima programs loaded while pinned (one load across restarts)"
+nsima_check_eq "$(lsm_links)" 4 "LSM links attached while pinned and nsimad stopped (file_open, mmap_file, bprm_check, inode_post_setxattr)"
+nsima_check_eq "$(nsima_progs)" 4 "nsima programs loaded while pinned (one load across restarts)"
 nsimad --unload
 [ ! -e "$PIN" ] || nsima_fail "$PIN still exists after --unload: $(ls "$PIN")"
 nsima_check_eq "$(lsm_links)" 0 "LSM links after --unload ($(bpftool link show))"
