@@ -40,7 +40,7 @@ nsima_start --host-tcti device:/dev/tpmrm0 --policy /tmp/p.policy
 vt=$(nsimactl ns create --cgroup /sys/fs/cgroup/vt --policy /tmp/p.policy --vtpm)
 cat $D/f1 $D/f2 >/dev/null
 cg_exec /sys/fs/cgroup/vt /bin/cat $D/f3 >/dev/null
-wait_entries host 4 # boot_aggregate, f1, f2, f3 (the host's policy judges the child too)
+wait_entries host 5 # boot_aggregate, the vTPM's creation record, f1, f2, f3 (the host's policy judges the child too)
 wait_entries "$vt" 2
 host_list=$(list_path host)
 vt_list=$(list_path "$vt")
@@ -62,7 +62,7 @@ for ns in host $vt; do
 	cat /tmp/$ns.ascii
 done
 # (hashing is asynchronous: entries of files read together may come in any order)
-nsima_check_eq "$(awk '{ print $5 }' /tmp/host.ascii | sort | tr '\n' ' ')" "$D/f1 $D/f2 $D/f3 boot_aggregate " \
+nsima_check_eq "$(awk '{ print $5 }' /tmp/host.ascii | sort | tr '\n' ' ')" "$D/f1 $D/f2 $D/f3 boot_aggregate nsima:ns-$vt-vtpm-created:ek-none " \
 	"entries of the host list"
 nsima_check_eq "$(awk '{ print $5 }' /tmp/$vt.ascii | tr '\n' ' ')" "boot_aggregate $D/f3 " \
 	"entries of the vTPM namespace's list"
@@ -78,7 +78,7 @@ other nsimactl log --ns host --follow >/tmp/follow.ascii &
 FA=$!
 nsima_wait_for /tmp/follow.ascii " $D/f3\$" 20
 cat $D/f4 $D/f5 >/dev/null
-wait_entries host 6
+wait_entries host 7
 nsima_wait_for /tmp/follow.ascii " $D/f5\$" 20
 i=0
 while [ "$(wc -c </tmp/follow.bin)" -lt "$(wc -c <"$host_list")" ]; do
