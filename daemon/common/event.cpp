@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "common/event.h"
 
+#include <cstdio>
+
 #include <sys/sysmacros.h>
 
 #include <cstddef>
@@ -158,7 +160,11 @@ std::string event_to_json(const Event& ev) {
   j["ctime_nsec"] = ev.stamp.ctime_nsec;
   j["i_version"] = ev.stamp.i_version;
   j["size"] = ev.stamp.size;
-  j["fsmagic"] = ev.fs_magic;
+  {
+    char magic[2 + 16 + 1];  // hex, as policies write it (fsmagic=0xef53)
+    std::snprintf(magic, sizeof magic, "0x%llx", static_cast<unsigned long long>(ev.fs_magic));
+    j["fsmagic"] = magic;
+  }
   j["fsname"] = ev.fs_name;
   j["fsuuid"] = to_hex(ev.fs_uuid);
   j["mask"] = ev.mask;

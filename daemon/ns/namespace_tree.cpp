@@ -94,7 +94,8 @@ Namespace* NamespaceTree::find(uint32_t id) {
 }
 
 Namespace* NamespaceTree::find(const std::string& name_or_id) {
-  if (name_or_id == kHostNsName) return host_;
+  // "host" and its id (1, what events and ns_id fields carry) name the same namespace.
+  if (name_or_id == kHostNsName || name_or_id == std::to_string(kHostNsId)) return host_;
   for (auto& [id, ns] : by_id_)
     if (ns->name == name_or_id) return ns.get();
   return nullptr;

@@ -17,6 +17,7 @@ TEST(NamespaceTree, HostAlwaysExists) {
   EXPECT_EQ(t.host().name, "host");
   EXPECT_EQ(t.host().id, kHostNsId);
   EXPECT_EQ(t.find("host"), &t.host());
+  EXPECT_EQ(t.find("1"), &t.host()) << "the host id events carry names the host namespace too";
   EXPECT_EQ(t.find(uint32_t{1}), &t.host());
   EXPECT_FALSE(t.remove("host"));
 }

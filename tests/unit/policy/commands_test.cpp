@@ -155,6 +155,8 @@ TEST(CmdExplain, WatchLineBprmGivesTwoAccesses) {
       "measure func=BPRM_CHECK mask=MAY_EXEC\n"
       "measure func=CREDS_CHECK euid=0 pcr=11\n"
       "appraise fowner=0 appraise_type=imasig\n");
+  // fsmagic in hex, as policies write it; explain reads it back.
+  EXPECT_EQ(nlohmann::json::parse(event_to_json(ev)).value("fsmagic", ""), "0xef53");
   CmdResult r = explain(p.path(), event_to_json(ev));
   ASSERT_EQ(r.rc, 0) << r.err;
   EXPECT_TRUE(has_line(
