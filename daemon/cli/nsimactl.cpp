@@ -1119,14 +1119,14 @@ int main(int argc, char** argv) {
                    static_cast<unsigned long long>(r->value("dropped", 0)));
   });
 
-  // verify, vtpm (cli/verify.cpp)
-  nsima::cli::add_attest_commands(
-      app,
-      {[&](const json& req) { return request(socket, req); },
-       [&](const json& req, const std::function<bool(const std::string&)>& sink) {
-         return print_stream(socket, req, "list", sink);
-       }},
-      rc, g_json);
+  // verify, vtpm (cli/verify.cpp). Their callbacks hold `attest_link` by reference: it lives
+  // until main returns, past app.parse().
+  const nsima::cli::DaemonLink attest_link{
+      [&](const json& req) { return request(socket, req); },
+      [&](const json& req, const std::function<bool(const std::string&)>& sink) {
+        return print_stream(socket, req, "list", sink);
+      }};
+  nsima::cli::add_attest_commands(app, attest_link, rc, g_json);
 
   try {
     app.parse(argc, argv);

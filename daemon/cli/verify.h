@@ -32,6 +32,7 @@ struct DaemonLink {
 
 // Adds `verify` and `vtpm {ca-cert,identity,activate}` to nsimactl. `rc`: nsimactl's exit code;
 // `json`: its --json flag (shared by every subcommand).
+// `link` must outlive app.parse(): the subcommands' callbacks refer to it.
 void add_attest_commands(CLI::App& app, const DaemonLink& link, int& rc, bool& json);
 
 }  // namespace nsima::cli
