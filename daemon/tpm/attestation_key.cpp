@@ -15,37 +15,22 @@
 #include <cstring>
 #include <memory>
 
+#include "tpm/openssl_util.h"
+
 namespace nsima::tpm {
 
 namespace {
 
-template <auto Fn>
-struct Deleter {
-  template <class T>
-  void operator()(T* p) const {
-    Fn(p);
-  }
-};
-using BioPtr = std::unique_ptr<BIO, Deleter<BIO_free_all>>;
+using ossl::BioPtr;
+using ossl::Deleter;
+using ossl::MdCtxPtr;
+using ossl::PkeyCtxPtr;
+using ossl::PkeyPtr;
 using BnPtr = std::unique_ptr<BIGNUM, Deleter<BN_free>>;
 using ParamBldPtr = std::unique_ptr<OSSL_PARAM_BLD, Deleter<OSSL_PARAM_BLD_free>>;
 using ParamPtr = std::unique_ptr<OSSL_PARAM, Deleter<OSSL_PARAM_free>>;
-using PkeyCtxPtr = std::unique_ptr<EVP_PKEY_CTX, Deleter<EVP_PKEY_CTX_free>>;
-using PkeyPtr = std::unique_ptr<EVP_PKEY, Deleter<EVP_PKEY_free>>;
-using MdCtxPtr = std::unique_ptr<EVP_MD_CTX, Deleter<EVP_MD_CTX_free>>;
 
-Error ssl_error(std::string_view what) {
-  std::string msg(what);
-  unsigned long e = ERR_get_error();
-  if (e != 0) {
-    char buf[256];
-    ERR_error_string_n(e, buf, sizeof(buf));
-    msg += ": ";
-    msg += buf;
-  }
-  ERR_clear_error();
-  return Error{EPROTO, std::move(msg), "openssl"};
-}
+Error ssl_error(std::string_view what) { return ossl::error(what, "openssl"); }
 
 // Turns OSSL params into a public EVP_PKEY of the given type ("RSA" or "EC").
 Result<PkeyPtr> pkey_from_params(const char* type, OSSL_PARAM_BLD* bld) {

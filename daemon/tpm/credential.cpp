@@ -20,26 +20,21 @@
 #include <memory>
 
 #include "tpm/attestation_key.h"
+#include "tpm/openssl_util.h"
 
 namespace nsima::tpm {
 
 namespace {
 
-template <auto Fn>
-struct Deleter {
-  template <class T>
-  void operator()(T* p) const {
-    Fn(p);
-  }
-};
-using PkeyPtr = std::unique_ptr<EVP_PKEY, Deleter<EVP_PKEY_free>>;
-using PkeyCtxPtr = std::unique_ptr<EVP_PKEY_CTX, Deleter<EVP_PKEY_CTX_free>>;
-using BioPtr = std::unique_ptr<BIO, Deleter<BIO_free_all>>;
+using ossl::BioPtr;
+using ossl::Deleter;
+using ossl::MdCtxPtr;
+using ossl::PkeyCtxPtr;
+using ossl::PkeyPtr;
 using X509Ptr = std::unique_ptr<X509, Deleter<X509_free>>;
 using StorePtr = std::unique_ptr<X509_STORE, Deleter<X509_STORE_free>>;
 using StoreCtxPtr = std::unique_ptr<X509_STORE_CTX, Deleter<X509_STORE_CTX_free>>;
 using CipherCtxPtr = std::unique_ptr<EVP_CIPHER_CTX, Deleter<EVP_CIPHER_CTX_free>>;
-using MdCtxPtr = std::unique_ptr<EVP_MD_CTX, Deleter<EVP_MD_CTX_free>>;
 
 struct X509StackDeleter {
   void operator()(STACK_OF(X509) * s) const { sk_X509_pop_free(s, X509_free); }
@@ -47,11 +42,7 @@ struct X509StackDeleter {
 using X509StackPtr = std::unique_ptr<STACK_OF(X509), X509StackDeleter>;
 
 Error ssl_error(const std::string& what, const char* where = "verifier") {
-  unsigned long e = ERR_get_error();
-  char buf[256] = "";
-  if (e) ERR_error_string_n(e, buf, sizeof buf);
-  ERR_clear_error();
-  return Error{EPROTO, what + (e ? std::string(": ") + buf : ""), where};
+  return ossl::error(what, where);
 }
 
 Result<TPM2B_PUBLIC> unmarshal_public(const std::vector<uint8_t>& b, const char* what) {
