@@ -198,12 +198,28 @@ void reap_if_child(pid_t pid) {
 }
 
 // posix_spawn's file actions and attributes, destroyed on every path.
+// How nsimad starts swtpm and swtpm_setup: stdin from /dev/null, stdout/stderr appended to
+// `log`, no other fd of nsimad (BPF maps, the control socket) leaked into the child. nsimad
+// blocks signals for its signal loop; the child gets them unblocked and at their defaults
+// (SIGTERM works), in its own session (out of nsimad's process group and terminal).
 struct SpawnSetup {
   posix_spawn_file_actions_t actions;
   posix_spawnattr_t attr;
-  SpawnSetup() {
+  explicit SpawnSetup(const fs::path& log) {
     posix_spawn_file_actions_init(&actions);
     posix_spawnattr_init(&attr);
+    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log.c_str(),
+                                     O_WRONLY | O_CREAT | O_APPEND, 0600);
+    posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
+    posix_spawn_file_actions_addclosefrom_np(&actions, STDERR_FILENO + 1);
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &all);
+    posix_spawnattr_setflags(&attr,
+                             POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSID);
   }
   ~SpawnSetup() {
     posix_spawn_file_actions_destroy(&actions);
@@ -243,19 +259,7 @@ Result<void> run_bounded(std::vector<std::string> args, const fs::path& log,
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
-  SpawnSetup s;
-  posix_spawn_file_actions_addopen(&s.actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&s.actions, STDOUT_FILENO, log.c_str(),
-                                   O_WRONLY | O_CREAT | O_APPEND, 0600);
-  posix_spawn_file_actions_adddup2(&s.actions, STDOUT_FILENO, STDERR_FILENO);
-  posix_spawn_file_actions_addclosefrom_np(&s.actions, STDERR_FILENO + 1);
-  sigset_t none, all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  posix_spawnattr_setsigmask(&s.attr, &none);
-  posix_spawnattr_setsigdefault(&s.attr, &all);
-  posix_spawnattr_setflags(&s.attr,
-                           POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSID);
+  SpawnSetup s(log);
   pid_t pid = -1;
   if (int rc = ::posix_spawnp(&pid, argv[0], &s.actions, &s.attr, argv.data(), environ); rc != 0)
     return tl::unexpected(sys_error("cannot run " + args[0], log, rc));
@@ -499,23 +503,7 @@ Result<VtpmInstance> VtpmManager::spawn_locked(const std::string& ns, const Path
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
 
-  SpawnSetup s;
-  // stdin from /dev/null, stdout/stderr into the log (errors before --log takes over), no other
-  // fd of nsimad (BPF maps, the control socket) leaks into swtpm.
-  posix_spawn_file_actions_addopen(&s.actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&s.actions, STDOUT_FILENO, p.log.c_str(),
-                                   O_WRONLY | O_CREAT | O_APPEND, 0600);
-  posix_spawn_file_actions_adddup2(&s.actions, STDOUT_FILENO, STDERR_FILENO);
-  posix_spawn_file_actions_addclosefrom_np(&s.actions, STDERR_FILENO + 1);
-  // nsimad blocks signals for its signal loop; swtpm must get SIGTERM. Its own session keeps it
-  // out of nsimad's process group and terminal.
-  sigset_t none, all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  posix_spawnattr_setsigmask(&s.attr, &none);
-  posix_spawnattr_setsigdefault(&s.attr, &all);
-  posix_spawnattr_setflags(&s.attr,
-                           POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSID);
+  SpawnSetup s(p.log);  // stdout/stderr: errors before --log takes over
 
   pid_t launcher = -1;
   int rc = ::posix_spawnp(&launcher, argv[0], &s.actions, &s.attr, argv.data(), environ);
