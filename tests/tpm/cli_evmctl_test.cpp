@@ -9,58 +9,13 @@
 #include <cctype>
 #include <cstdio>
 
-#include "control/handlers.h"
-#include "control/server.h"
-#include "pipeline_fixture.h"
+#include "cli_fixture.h"
 
 namespace nsima::ns {
 namespace pipetest {
 namespace {
 
-struct Out {
-  int rc = -1;
-  std::string text;  // stdout and stderr
-};
-
-// `cmd` through sh, with a timeout, stdout and stderr together.
-Out sh(const std::string& cmd) {
-  Out o;
-  FILE* f = ::popen(("timeout 60 " + cmd + " 2>&1").c_str(), "r");
-  if (!f) return o;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) o.text.append(buf, n);
-  int st = ::pclose(f);
-  o.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return o;
-}
-
-class CliEvmctlTest : public PipelineTest {
- protected:
-  void serve() {
-    ctx_.pipeline = p_.get();
-    socket_ = dir_ + "/run/nsimad.sock";
-    server_ = std::make_unique<control::Server>(
-        socket_, [this](const nlohmann::json& req, control::Connection& conn) {
-          control::handle_request(ctx_, req, conn);
-        });
-    ctx_.stopping = [this] { return server_->stopping(); };
-    auto s = server_->start();
-    ASSERT_TRUE(s) << s.error().to_string();
-  }
-  void TearDown() override {
-    if (server_) server_->stop();
-    server_.reset();
-    PipelineTest::TearDown();
-  }
-  std::string nsimactl(const std::string& args) {
-    return std::string(NSIMACTL) + " --socket " + socket_ + " " + args;
-  }
-
-  control::DaemonContext ctx_;
-  std::unique_ptr<control::Server> server_;
-  std::string socket_;
-};
+class CliEvmctlTest : public CliServedTest {};
 
 TEST_F(CliEvmctlTest, EvmctlMatchesTheWrittenPcrFilesOnBothBanks) {
   start();

@@ -14,63 +14,22 @@
 #include <cctype>
 #include <cstdio>
 
-#include "control/handlers.h"
-#include "control/server.h"
-#include "pipeline_fixture.h"
+#include "cli_fixture.h"
 
 namespace nsima::ns {
 namespace pipetest {
 namespace {
-
-struct Out {
-  int rc = -1;
-  std::string text;  // stdout and stderr
-};
-
-Out sh(const std::string& cmd) {
-  Out o;
-  // bash for pipefail (the EK digest below is a pipeline); the command single-quoted for it.
-  std::string q;
-  for (char ch : "timeout 60 " + cmd + " 2>&1") q += ch == '\'' ? std::string("'\\''") : std::string(1, ch);
-  FILE* f = ::popen(("bash -o pipefail -c '" + q + "'").c_str(), "r");
-  if (!f) return o;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) o.text.append(buf, n);
-  int st = ::pclose(f);
-  o.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return o;
-}
 
 std::string slurp(const std::string& p) {
   std::ifstream in(p, std::ios::binary);
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
-class CliVerifyTest : public PipelineTest {
+class CliVerifyTest : public CliServedTest {
  protected:
   void SetUp() override {
-    PipelineTest::SetUp();
+    CliServedTest::SetUp();
     opts_.vtpm_ek_cert = true;
-  }
-  void serve() {
-    ctx_.pipeline = p_.get();
-    socket_ = dir_ + "/run/nsimad.sock";
-    server_ = std::make_unique<control::Server>(
-        socket_, [this](const nlohmann::json& req, control::Connection& conn) {
-          control::handle_request(ctx_, req, conn);
-        });
-    ctx_.stopping = [this] { return server_->stopping(); };
-    auto s = server_->start();
-    ASSERT_TRUE(s) << s.error().to_string();
-  }
-  void TearDown() override {
-    if (server_) server_->stop();
-    server_.reset();
-    PipelineTest::TearDown();
-  }
-  std::string nsimactl(const std::string& args) {
-    return std::string(NSIMACTL) + " --socket " + socket_ + " " + args;
   }
   // A vTPM namespace with a measuring policy and a few measured files.
   std::string vtpm_ns(const std::string& name) {
@@ -86,9 +45,6 @@ class CliVerifyTest : public PipelineTest {
     return std::to_string(*id);
   }
 
-  control::DaemonContext ctx_;
-  std::unique_ptr<control::Server> server_;
-  std::string socket_;
 };
 
 TEST_F(CliVerifyTest, OnlineAndOfflineVerification) {
