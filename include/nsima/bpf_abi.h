@@ -48,6 +48,9 @@
 				       the kernel: the file's sha256 is in the trusted map */
 #define NSIMA_EV_MODEL_UNKNOWN 0x400 /* an exec refused by an enforcing model: the file's sha256
 					is not a known executable of it (NSIMA_CG_MODEL_EXEC) */
+#define NSIMA_EV_KERNEL_DIGEST 0x800 /* kernel_sha256 holds the sha256 of the file's content at
+					`stamp`: the hook hashed it (bpf_ima_file_hash) with no writer
+					and the same stamp before and after (bpf/trust.bpf.h) */
 
 /* Verdicts (struct nsima_verdict.verdict). */
 #define NSIMA_VERDICT_ALLOW 1
@@ -90,8 +93,9 @@
 #define NSIMA_STAT_UNRESOLVED 17  /* the ancestor walk could not run (no root cgroup id): the
 				     access was treated as in no namespace; a host violation */
 #define NSIMA_STAT_DROP_NO_NS 18  /* a drop (also in DROPPED) that ns_drops could not record */
-#define NSIMA_STAT_TRUSTED 19     /* first execs allowed in the kernel by the trusted map */
-#define NSIMA_STAT_TRUST_NOHASH 20 /* first execs the kernel could not hash with sha256
+#define NSIMA_STAT_TRUSTED 19     /* first execs allowed in the kernel by the trusted map (first
+				     opens: NSIMA_STAT_TRUSTED_OPEN, first mmaps: ..._MMAP) */
+#define NSIMA_STAT_TRUST_NOHASH 20 /* first accesses the kernel could not hash with sha256
 				      (bpf_ima_file_hash failed or gave another algorithm): the
 				      first-access rule applied */
 #define NSIMA_STAT_MODEL_EXEC_DENIED 21 /* execs refused before they ran: not a known
@@ -99,7 +103,14 @@
 #define NSIMA_STAT_SETXATTR 22 /* security.ima writes sent to nsimad (setxattr.bpf.c) */
 #define NSIMA_STAT_SETXATTR_DROPPED 23 /* ... whose record could not be reserved: the file is
 					  left to the first-access rule */
-#define NSIMA_STAT_MAX 24
+#define NSIMA_STAT_TRUST_UNSTABLE 24 /* first accesses not trusted in the kernel because the
+					content could change under the hash: a writer (i_writecount
+					> 0) before or after it, the stamp changed while hashing, or
+					the file not open for read; the first-access rule applied */
+#define NSIMA_STAT_TRUSTED_OPEN 25 /* first opens allowed in the kernel by the trusted map */
+#define NSIMA_STAT_TRUSTED_MMAP 26 /* first executable mmaps allowed in the kernel likewise */
+#define NSIMA_STAT_KERNEL_DIGEST 27 /* events sent with NSIMA_EV_KERNEL_DIGEST */
+#define NSIMA_STAT_MAX 28
 
 #define NSIMA_COMM_LEN 16
 #define NSIMA_FSNAME_LEN 16
@@ -187,10 +198,13 @@ struct nsima_event {
 	__u64 root_dev;       /* fs->root.dentry->d_sb->s_dev, kernel encoding */
 	__u64 root_ino;       /* fs->root.dentry->d_inode->i_ino */
 	__u64 start_boottime; /* group_leader->start_boottime (ns; /proc/PID/stat field 22) */
+	/* With NSIMA_EV_KERNEL_DIGEST: the sha256 the hook computed of the content at `stamp`, so
+	 * nsimad need not hash that version again (zero otherwise). */
+	__u8 kernel_sha256[32];
 	char path[NSIMA_PATH_MAX];
 };
 
-#define NSIMA_EVENT_HEADER_SIZE 296 /* offsetof(struct nsima_event, path) */
+#define NSIMA_EVENT_HEADER_SIZE 328 /* offsetof(struct nsima_event, path) */
 
 /* verdict map key: verdicts are per namespace (two containers may trust different keys) */
 struct nsima_verdict_key {

@@ -75,7 +75,7 @@ TEST_F(AbiTest, Event) {
                  FIELD(nsima_event, i_writecount), FIELD(nsima_event, i_readcount),
                  FIELD(nsima_event, pad),        FIELD(nsima_event, root_dev),
                  FIELD(nsima_event, root_ino),   FIELD(nsima_event, start_boottime),
-                 FIELD(nsima_event, path)});
+                 FIELD(nsima_event, kernel_sha256), FIELD(nsima_event, path)});
 }
 
 TEST_F(AbiTest, CredAndStamp) {
