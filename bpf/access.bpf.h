@@ -71,11 +71,38 @@ static __always_inline int nsima_is_self(struct inode *inode, int record)
 }
 
 /*
+ * Per-task event buffer of the sleepable programs. A sleepable program can be preempted (it
+ * sleeps in bpf_ima_file_hash), so it must not build its event in the per-CPU `scratch` buffer
+ * another program on its CPU may be filling meanwhile. A task runs one access hook at a time
+ * (the hash reads through the hooked file, never opens another: trust.bpf.h), so its own
+ * buffer is never shared. Unlike a whole ring-buffer record per event (4.4 KiB), the record is
+ * cut after the path as nsima_submit does, so the many open events cost the ring buffer what
+ * they did from `scratch`. Memory: one struct nsima_event per task that ever reported from a
+ * sleepable hook, freed with the task.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct nsima_event);
+} task_events SEC(".maps") __weak;
+
+/* The NSIMA_STAT_* counting an access the trusted map allowed in the kernel, per hook. */
+static __always_inline __u32 nsima_trusted_stat(__u32 hook)
+{
+	if (hook == NSIMA_HOOK_FILE_OPEN)
+		return NSIMA_STAT_TRUSTED_OPEN;
+	if (hook == NSIMA_HOOK_MMAP_FILE)
+		return NSIMA_STAT_TRUSTED_MMAP;
+	return NSIMA_STAT_TRUSTED;
+}
+
+/*
  * Returns 0 to allow or -EACCES. `new_cred` is bprm->cred for bprm_check, else NULL.
- * `sleepable` (a constant: 1 only in the lsm.s bprm_check program) decides a first exec in the
- * kernel from the trusted map (trust.bpf.h) and builds the event in its own ring-buffer record
+ * `sleepable` (a constant: 1 in the lsm.s programs) decides a first access in the kernel from
+ * the trusted map (trust.bpf.h) and builds the event in the task's own buffer (task_events)
  * instead of the per-CPU scratch buffer, which a preemptible program must not share with the
- * other hooks running on its CPU.
+ * other hooks running on its CPU. The quiet path (a cached verdict) is the same either way.
  */
 static __always_inline int nsima_access(struct file *file, struct inode *inode,
 					const struct nsima_access *a, const struct cred *new_cred,
@@ -113,16 +140,22 @@ static __always_inline int nsima_access(struct file *file, struct inode *inode,
 	}
 
 	int ret = 0;
+	__u8 sha256[32];
+	int hashed = -1; /* -1: not hashed, else nsima_hash_stable()'s result (sleepable only) */
 	/* An enforcing workload model (issue 13) refuses, before it runs, an executable whose
 	 * content is not one its model ever executed: that exec's coefficient (TASK_ID) cannot be
 	 * known. Safe for the same reason as the trusted map (trust.bpf.h): the file cannot change
 	 * between this hash and the load. The event still goes to the daemon (forensics). */
-	if (sleepable && (cg_flags & NSIMA_CG_MODEL_EXEC) && a->may_deny &&
-	    !(nsima_trust_bits(file, cg.ns_id) & NSIMA_TRUST_MODEL)) {
-		flags |= NSIMA_EV_DENIED | NSIMA_EV_MODEL_UNKNOWN;
-		nsima_count(NSIMA_STAT_MODEL_EXEC_DENIED);
-		ret = -EACCES;
-		goto report;
+	if (sleepable && a->hook == NSIMA_HOOK_BPRM_CHECK && (cg_flags & NSIMA_CG_MODEL_EXEC) &&
+	    a->may_deny) {
+		hashed = nsima_hash_stable(file, inode, &now, writers, sha256);
+		if (hashed != NSIMA_HASHED ||
+		    !(nsima_trust_of(cg.ns_id, sha256) & NSIMA_TRUST_MODEL)) {
+			flags |= NSIMA_EV_DENIED | NSIMA_EV_MODEL_UNKNOWN;
+			nsima_count(NSIMA_STAT_MODEL_EXEC_DENIED);
+			ret = -EACCES;
+			goto report;
+		}
 	}
 	switch (nsima_decide(&key, &now, a->class, &flags)) {
 	case NSIMA_DECIDE_QUIET:
@@ -146,13 +179,23 @@ static __always_inline int nsima_access(struct file *file, struct inode *inode,
 		 * below asks it to. */
 		if ((cg_flags & NSIMA_CG_FIRST_DENY) && a->class < NSIMA_CLASS_COUNT &&
 		    (cg_flags & NSIMA_CG_FIRST_DENY_CLASS(a->class)) && a->may_deny) {
-			/* ... unless its content is trusted in this namespace: allowed now, and the
-			 * event below still goes to the daemon, which measures and appraises it as
-			 * any first access (nothing is lost by deciding here). */
-			if (sleepable && nsima_trusted(file, cg.ns_id)) {
-				flags |= NSIMA_EV_TRUSTED;
-				nsima_count(NSIMA_STAT_TRUSTED);
-				break;
+			/* ... unless its content is trusted in this namespace (and could not change
+			 * under the hash): allowed now, and the event below still goes to the daemon,
+			 * which measures and appraises it as any first access (nothing is lost by
+			 * deciding here). Only here does a hook hash: never on the quiet path. */
+			if (sleepable) {
+				int trusted;
+				if (hashed == NSIMA_HASHED)
+					trusted = (nsima_trust_of(cg.ns_id, sha256) &
+						   NSIMA_TRUST_LISTED) != 0;
+				else
+					trusted = nsima_first_trusted(file, inode, cg.ns_id, &now,
+								      writers, sha256, &hashed);
+				if (trusted) {
+					flags |= NSIMA_EV_TRUSTED;
+					nsima_count(nsima_trusted_stat(a->hook));
+					break;
+				}
 			}
 			flags |= NSIMA_EV_DENIED | NSIMA_EV_FIRST_DENY;
 			nsima_count(NSIMA_STAT_DENIED + (a->hook & 3));
@@ -164,9 +207,11 @@ static __always_inline int nsima_access(struct file *file, struct inode *inode,
 report:;
 	struct nsima_event *e;
 	if (sleepable) {
-		/* A whole record (path at its full size): exec events are few. */
-		e = bpf_ringbuf_reserve(&events, sizeof(struct nsima_event), 0);
+		e = bpf_task_storage_get(&task_events, bpf_get_current_task_btf(), 0,
+					 BPF_LOCAL_STORAGE_GET_F_CREATE);
 		if (!e) {
+			/* no memory for the task's buffer, or the task-storage lock busy on this
+			 * CPU: a lost event, counted as every other (the decision stands) */
 			nsima_count(NSIMA_STAT_DROPPED + (a->hook & 3));
 			nsima_add_drop(cg.ns_id);
 			return ret;
@@ -186,13 +231,14 @@ report:;
 	e->i_readcount = readers;
 	if (new_cred)
 		nsima_read_cred(new_cred, &e->new_cred);
-	nsima_fill_path(e, file);
-	if (sleepable) {
-		bpf_ringbuf_submit(e, 0);
-		nsima_count(NSIMA_STAT_EMITTED + (a->hook & 3));
-	} else {
-		nsima_submit(e);
+	if (hashed == NSIMA_HASHED) {
+		/* the digest of the version e->stamp names: nsimad need not hash it again */
+		__builtin_memcpy(e->kernel_sha256, sha256, sizeof(e->kernel_sha256));
+		e->flags |= NSIMA_EV_KERNEL_DIGEST;
+		nsima_count(NSIMA_STAT_KERNEL_DIGEST);
 	}
+	nsima_fill_path(e, file);
+	nsima_submit(e);
 	return ret;
 }
 

@@ -1,9 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * lsm/mmap_file: executable file mappings (IMA's MMAP_CHECK on prot, MMAP_CHECK_REQPROT on
+ * lsm.s/mmap_file: executable file mappings (IMA's MMAP_CHECK on prot, MMAP_CHECK_REQPROT on
  * reqprot). Mappings made by execve itself (the main binary and ld.so, mapped after the point
  * of no return) are reported but never denied: refusing them kills the process with SIGSEGV
  * instead of failing execve; bprm_check_security and the exec open are where an exec is denied.
+ *
+ * Sleepable (mmap_file is in 6.1's sleepable LSM set; security_mmap_file runs before mmap_lock
+ * is taken) so that a first executable mapping the first-access rule would deny is decided from
+ * the trusted map (trust.bpf.h); as file_open, it emits from the task's buffer.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_core_read.h>
@@ -12,9 +16,9 @@
 
 #include "access.bpf.h"
 
-SEC("lsm/mmap_file")
-int BPF_PROG(nsima_mmap_file, struct file *file, unsigned long reqprot, unsigned long prot,
-	     unsigned long flags, int ret)
+static __always_inline int nsima_mmap_access(struct file *file, unsigned long reqprot,
+					     unsigned long prot, unsigned long flags, int ret,
+					     const int sleepable)
 {
 	if (ret)
 		return ret;
@@ -33,5 +37,20 @@ int BPF_PROG(nsima_mmap_file, struct file *file, unsigned long reqprot, unsigned
 		.flags = in_execve ? NSIMA_EV_IN_EXECVE : 0,
 		.may_deny = !in_execve,
 	};
-	return nsima_access(file, file->f_inode, &a, NULL, 0);
+	return nsima_access(file, file->f_inode, &a, NULL, sleepable);
+}
+
+SEC("lsm.s/mmap_file")
+int BPF_PROG(nsima_mmap_file, struct file *file, unsigned long reqprot, unsigned long prot,
+	     unsigned long flags, int ret)
+{
+	return nsima_mmap_access(file, reqprot, prot, flags, ret, 1);
+}
+
+/* The non-sleepable baseline, as nsima_file_open_nosleep (file_open.bpf.c). */
+SEC("lsm/mmap_file")
+int BPF_PROG(nsima_mmap_file_nosleep, struct file *file, unsigned long reqprot,
+	     unsigned long prot, unsigned long flags, int ret)
+{
+	return nsima_mmap_access(file, reqprot, prot, flags, ret, 0);
 }

@@ -55,6 +55,21 @@ int nsima_test_trust(struct nsima_selftest_trust *args)
 	return 0;
 }
 
+/* A first open or mmap decided in the kernel (trust.bpf.h), the hash and the file's state after
+ * it fed from globals. */
+SEC("syscall")
+int nsima_test_first_trust(struct nsima_selftest_first_trust *args)
+{
+	struct nsima_stamp before = args->before;
+	__u8 sha256[32] = {};
+	int state = -1;
+	args->trusted = nsima_first_trusted(NULL, NULL, args->ns_id, &before,
+					    args->writers_before, sha256, &state);
+	args->state = state;
+	__builtin_memcpy(args->sha256, sha256, sizeof(sha256));
+	return 0;
+}
+
 static long flood_one(__u32 i, void *ctx)
 {
 	struct nsima_selftest_flood *f = ctx;

@@ -57,6 +57,26 @@ struct nsima_selftest_trust {
 	__u32 trusted; /* out */
 };
 
+/* nsima_test_first_trust: a first access the first-access rule would deny, decided in the
+ * kernel (trust.bpf.h nsima_first_trusted). The hash is fed from selftest_file_sha256 and
+ * selftest_hash_ret, what the file reads after it from selftest_readable,
+ * selftest_writers_after and selftest_stamp_after. */
+struct nsima_selftest_first_trust {
+	struct nsima_stamp before; /* the stamp the hook read before hashing */
+	__s32 writers_before;      /* i_writecount then */
+	__u32 ns_id;
+	__u32 trusted;   /* out */
+	__s32 state;     /* out: NSIMA_HASHED or NSIMA_HASH_* */
+	__u8 sha256[32]; /* out: what the event would carry (meaningful with NSIMA_HASHED) */
+};
+
+/* nsima_hash_stable() results (trust.bpf.h) */
+#define NSIMA_HASHED 0        /* sha256 holds the digest of the version `before` names */
+#define NSIMA_HASH_FAILED 1   /* not hashable as sha256 (NSIMA_STAT_TRUST_NOHASH) */
+#define NSIMA_HASH_UNSTABLE 2 /* a writer before or after the hash, a stamp changed while
+				 hashed, or not open for read (NSIMA_STAT_TRUST_UNSTABLE): neither
+				 trusted nor carried in the event */
+
 #define NSIMA_DECIDE_EMIT 0  /* never judged, or changed since: tell the daemon */
 #define NSIMA_DECIDE_QUIET 1 /* allowed, unchanged, nothing left to do: the hot path */
 #define NSIMA_DECIDE_DENY 2  /* denied and unchanged */

@@ -117,13 +117,23 @@ struct SkelDeleter {
 };
 using SkelPtr = std::unique_ptr<nsima_bpf, SkelDeleter>;
 
+// NSIMA_BPF_NONSLEEPABLE_HOOKS=1: file_open and mmap_file as the non-sleepable programs they
+// were before first opens and mmaps were decided in the kernel (bpf/file_open.bpf.c
+// nsima_file_open_nosleep): the baseline of tests/bench/vm-hotpath --nonsleepable, in the same
+// build. Not an operating mode: a first open or mmap is then denied until appraised.
+bool nonsleepable_hooks() {
+  const char* v = std::getenv("NSIMA_BPF_NONSLEEPABLE_HOOKS");
+  return v && std::string(v) == "1";
+}
+
 nsima_tag tag_of(const LoaderOptions& o) {
   size_t size = 0;
   const void* elf = nsima_bpf::elf_bytes(&size);
-  char sizes[128];
-  int n = std::snprintf(sizes, sizeof sizes, "\nringbuf=%u verdicts=%u cg_cache=%u trusted=%u\n",
-                        o.ringbuf_bytes, o.verdict_entries, o.cgroup_cache_entries,
-                        o.trusted_entries);
+  char sizes[160];
+  int n = std::snprintf(sizes, sizeof sizes,
+                        "\nringbuf=%u verdicts=%u cg_cache=%u trusted=%u%s\n", o.ringbuf_bytes,
+                        o.verdict_entries, o.cgroup_cache_entries, o.trusted_entries,
+                        nonsleepable_hooks() ? " nonsleepable" : "");
   nsima_tag t{};
   unsigned int len = 0;
   EVP_MD_CTX* ctx = EVP_MD_CTX_new();
@@ -319,6 +329,15 @@ Result<std::unique_ptr<BpfProgram>> BpfProgram::load_and_attach(const LoaderOpti
     return make_error(-err, "cgroup cache size refused", "bpf_map__set_max_entries(cg_cache)");
   if (int err = bpf_map__set_max_entries(skel->maps.trusted, opts.trusted_entries))
     return make_error(-err, "trusted map size refused", "bpf_map__set_max_entries(trusted)");
+  // One program per hook is loaded: the sleepable one, or the bench baseline (see above).
+  const bool nonsleepable = nonsleepable_hooks();
+  bpf_program__set_autoload(skel->progs.nsima_file_open, !nonsleepable);
+  bpf_program__set_autoload(skel->progs.nsima_mmap_file, !nonsleepable);
+  bpf_program__set_autoload(skel->progs.nsima_file_open_nosleep, nonsleepable);
+  bpf_program__set_autoload(skel->progs.nsima_mmap_file_nosleep, nonsleepable);
+  if (nonsleepable)
+    log->warn("NSIMA_BPF_NONSLEEPABLE_HOOKS=1: non-sleepable file_open and mmap_file (benchmark "
+              "baseline): first opens and mmaps are not decided in the kernel");
 
   bool had_pins = false;
   // An existing pin directory is locked and checked before anything is loaded; a missing one
@@ -376,8 +395,8 @@ Result<std::unique_ptr<BpfProgram>> BpfProgram::load_and_attach(const LoaderOpti
                       std::string("attaching the LSM programs failed: ") + strerror(-err) +
                           " (is 'bpf' in /sys/kernel/security/lsm?)",
                       "nsima_bpf__attach");
-  log->info("attached lsm/file_open, lsm/mmap_file, lsm.s/bprm_check_security, "
-            "lsm.s/inode_post_setxattr");
+  log->info("attached {}, lsm.s/bprm_check_security, lsm.s/inode_post_setxattr",
+            nonsleepable ? "lsm/file_open, lsm/mmap_file" : "lsm.s/file_open, lsm.s/mmap_file");
   if (opts.pin_dir.empty()) {
     prog->kind_ = LoadKind::kUnpinned;
     return prog;
@@ -404,8 +423,10 @@ Result<std::unique_ptr<BpfProgram>> BpfProgram::load_and_attach(const LoaderOpti
     std::string name = bpf_map__name(m);
     if (int err = bpf_map__pin(m, (dir + "/" + name).c_str())) return pin_error(err, name);
   }
-  bpf_link** links[] = {&prog->skel_->links.nsima_file_open, &prog->skel_->links.nsima_mmap_file,
-                        &prog->skel_->links.nsima_bprm_check, &prog->skel_->links.nsima_setxattr};
+  auto& sl = prog->skel_->links;
+  bpf_link** links[] = {nonsleepable ? &sl.nsima_file_open_nosleep : &sl.nsima_file_open,
+                        nonsleepable ? &sl.nsima_mmap_file_nosleep : &sl.nsima_mmap_file,
+                        &sl.nsima_bprm_check, &sl.nsima_setxattr};
   const char* names[] = {"nsima_file_open", "nsima_mmap_file", "nsima_bprm_check",
                          "nsima_setxattr"};
   for (size_t i = 0; i < std::size(links); ++i) {

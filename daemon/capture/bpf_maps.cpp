@@ -330,6 +330,14 @@ Result<Stats> BpfMaps::stats() const {
       s.setxattr = sum;
     } else if (i == NSIMA_STAT_SETXATTR_DROPPED) {
       s.setxattr_dropped = sum;
+    } else if (i == NSIMA_STAT_TRUST_UNSTABLE) {
+      s.trust_unstable = sum;
+    } else if (i == NSIMA_STAT_TRUSTED_OPEN) {
+      s.trusted_open = sum;
+    } else if (i == NSIMA_STAT_TRUSTED_MMAP) {
+      s.trusted_mmap = sum;
+    } else if (i == NSIMA_STAT_KERNEL_DIGEST) {
+      s.kernel_digest = sum;
     }
   }
   return s;

@@ -45,7 +45,12 @@ struct Stats {
   uint64_t unresolved = 0;   // NSIMA_STAT_UNRESOLVED: accesses of unknown namespace (violation)
   uint64_t drop_no_ns = 0;   // NSIMA_STAT_DROP_NO_NS: drops no namespace counter recorded
   uint64_t trusted = 0;      // NSIMA_STAT_TRUSTED: first execs allowed by the trusted map
-  uint64_t trust_nohash = 0; // NSIMA_STAT_TRUST_NOHASH: first execs the kernel could not hash
+  uint64_t trust_nohash = 0; // NSIMA_STAT_TRUST_NOHASH: first accesses the kernel could not hash
+  uint64_t trust_unstable = 0;  // NSIMA_STAT_TRUST_UNSTABLE: ... it would not trust (a writer,
+                                // a change while hashed, not open for read)
+  uint64_t trusted_open = 0;    // NSIMA_STAT_TRUSTED_OPEN: first opens allowed by the trusted map
+  uint64_t trusted_mmap = 0;    // NSIMA_STAT_TRUSTED_MMAP: first exec mmaps allowed likewise
+  uint64_t kernel_digest = 0;   // NSIMA_STAT_KERNEL_DIGEST: events sent with the kernel's sha256
   uint64_t model_exec_denied = 0;  // NSIMA_STAT_MODEL_EXEC_DENIED: execs an enforcing model refused
   uint64_t setxattr = 0;     // NSIMA_STAT_SETXATTR: security.ima writes sent to nsimad
   uint64_t setxattr_dropped = 0;  // NSIMA_STAT_SETXATTR_DROPPED: ... that found no ring space

@@ -610,5 +610,92 @@ TEST_F(TrustProg, ListedAndModelSetsShareAPair) {
   EXPECT_EQ(bits(7, sha_of(3)), 0u);
 }
 
+
+// A first open or executable mmap decided in the kernel (trust.bpf.h nsima_first_trusted):
+// no writer may exist (nothing like exec's deny_write_access holds the content), the stamp
+// must be the same before and after the hash, and the file must be open for read; then the
+// content is looked up like an exec's, and the digest the event carries is that of the version
+// the stamp names. Each refusal is counted; none trusts (fail closed).
+class FirstTrustProg : public TrustProg {
+ protected:
+  struct Answer {
+    bool trusted;
+    int state;
+    Sha256 sha;
+  };
+  static nsima_stamp stamp(int64_t ctime) { return nsima_stamp{ctime, 5, 0, 1, 4096}; }
+  // The hook read `before` and `writers_before`, the hash gave `d` (result `hash_ret`), and
+  // the file then read `after` / `writers_after` (open for read if `readable`).
+  Answer first(uint32_t ns, const Sha256& d, int32_t writers_before = 0, int32_t writers_after = 0,
+               int64_t after_ctime = 100, bool readable = true,
+               long hash_ret = NSIMA_HASH_ALGO_SHA256) {
+    std::memcpy(skel_->bss->selftest_file_sha256, d.data(), d.size());
+    skel_->data->selftest_hash_ret = hash_ret;
+    skel_->data->selftest_readable = readable ? 1 : 0;
+    skel_->bss->selftest_writers_after = writers_after;
+    skel_->bss->selftest_stamp_after = stamp(after_ctime);
+    nsima_selftest_first_trust t{};
+    t.before = stamp(100);
+    t.writers_before = writers_before;
+    t.ns_id = ns;
+    t.trusted = 99;
+    t.state = 99;
+    EXPECT_EQ(run(skel_->progs.nsima_test_first_trust, t), 0);
+    EXPECT_LE(t.trusted, 1u);
+    Answer a{t.trusted == 1, t.state, {}};
+    std::memcpy(a.sha.data(), t.sha256, a.sha.size());
+    return a;
+  }
+  Stats stats() {
+    auto s = maps_->stats();
+    EXPECT_TRUE(s) << s.error().to_string();
+    return s ? *s : Stats{};
+  }
+};
+
+TEST_F(FirstTrustProg, ListedStableContentIsTrustedWithItsDigest) {
+  const Sha256 a = sha_of(1), b = sha_of(2);
+  ASSERT_TRUE(maps_->trust(7, a).value());
+  auto r = first(7, a);
+  EXPECT_TRUE(r.trusted);
+  EXPECT_EQ(r.state, NSIMA_HASHED);
+  EXPECT_EQ(r.sha, a) << "the event carries the digest of the version it was hashed at";
+  // an exec holds deny_write_access (i_writecount < 0): stable too
+  EXPECT_TRUE(first(7, a, -1, -1).trusted);
+  // unlisted, or listed in another namespace: not trusted, but the digest is still good
+  r = first(7, b);
+  EXPECT_FALSE(r.trusted);
+  EXPECT_EQ(r.state, NSIMA_HASHED);
+  EXPECT_EQ(r.sha, b);
+  EXPECT_FALSE(first(8, a).trusted);
+  EXPECT_EQ(stats().trust_unstable, 0u);
+  EXPECT_EQ(stats().trust_nohash, 0u);
+}
+
+TEST_F(FirstTrustProg, AWriterOrAChangeIsNeverTrusted) {
+  const Sha256 a = sha_of(1);
+  ASSERT_TRUE(maps_->trust(7, a).value());
+  auto r = first(7, a, /*writers_before=*/1);
+  EXPECT_FALSE(r.trusted) << "a writer before the hash";
+  EXPECT_EQ(r.state, NSIMA_HASH_UNSTABLE);
+  r = first(7, a, 0, /*writers_after=*/1);
+  EXPECT_FALSE(r.trusted) << "a writer opened while hashing";
+  EXPECT_EQ(r.state, NSIMA_HASH_UNSTABLE) << "no digest for the event either";
+  r = first(7, a, 0, 0, /*after_ctime=*/101);
+  EXPECT_FALSE(r.trusted) << "the file changed while hashed";
+  EXPECT_EQ(r.state, NSIMA_HASH_UNSTABLE);
+  r = first(7, a, 0, 0, 100, /*readable=*/false);
+  EXPECT_FALSE(r.trusted) << "not open for read (IMA would open another instance)";
+  EXPECT_EQ(r.state, NSIMA_HASH_UNSTABLE);
+  EXPECT_EQ(stats().trust_unstable, 4u);
+  // hash failures: not trusted, no digest, counted as before
+  r = first(7, a, 0, 0, 100, true, -95);
+  EXPECT_FALSE(r.trusted);
+  EXPECT_EQ(r.state, NSIMA_HASH_FAILED);
+  EXPECT_FALSE(first(7, a, 0, 0, 100, true, 2).trusted) << "another algorithm than sha256";
+  EXPECT_EQ(stats().trust_nohash, 2u);
+  EXPECT_EQ(stats().trust_unstable, 4u);
+}
+
 }  // namespace
 }  // namespace nsima::capture
