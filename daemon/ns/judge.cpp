@@ -86,21 +86,21 @@ uint32_t appraise_classes(const policy::Policy& p) {
   return out;
 }
 
-ExecListTrust exec_list_trust(const policy::Policy& p) {
-  ExecListTrust out = ExecListTrust::kNoRule;
+ListTrust list_trust(const policy::Policy& p) {
+  ListTrust out = ListTrust::kNoRule;
   for (const policy::Rule& r : p.rules()) {
     if (r.action != policy::Action::kAppraise) continue;
-    const bool exec_ok = r.mask == 0 || (r.mask_inclusive ? (r.mask & NSIMA_MAY_EXEC) != 0
-                                                          : r.mask == NSIMA_MAY_EXEC);
-    const bool exec_func = r.func == policy::Func::kNone || r.func == policy::Func::kBprmCheck ||
-                           r.func == policy::Func::kCredsCheck;
-    if (!exec_func || !exec_ok) continue;
-    ExecListTrust t = ExecListTrust::kListed;
+    using F = policy::Func;
+    const bool hook_func = r.func == F::kNone || r.func == F::kFileCheck ||
+                           r.func == F::kMmapCheck || r.func == F::kMmapCheckReqprot ||
+                           r.func == F::kBprmCheck || r.func == F::kCredsCheck;
+    if (!hook_func) continue;  // mask not looked at: an over-estimate only trusts less
+    ListTrust t = ListTrust::kListed;
     if (r.verity_required ||
         (r.appraise_algos && !(r.appraise_algos & (1u << NSIMA_HASH_ALGO_SHA256))))
-      t = ExecListTrust::kNever;
+      t = ListTrust::kNever;
     else if (r.digsig_required)
-      t = ExecListTrust::kSigned;
+      t = ListTrust::kSigned;
     out = std::max(out, t);
   }
   return out;

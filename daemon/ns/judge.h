@@ -119,15 +119,18 @@ bool template_has_sig(measure::TemplateKind k);
 // unappraised, so it must never happen.
 uint32_t appraise_classes(const policy::Policy& p);
 
-// What the exec (BPRM_CHECK / CREDS_CHECK) appraise rules of a policy accept from a digest list,
-// for the kernel's decision of a first exec (bpf/trust.bpf.h). Conservative: every appraise rule
-// that can match an exec counts, whatever its other conditions, and the strictest wins.
-enum class ExecListTrust : uint8_t {
-  kNoRule,  // no appraise rule can match an exec
+// What the appraise rules of a policy accept from a digest list, for the kernel's decision of a
+// first exec, open or executable mmap (bpf/trust.bpf.h): one answer for every access the hooks
+// decide (one trusted map for all of them). Conservative: every appraise rule that can match an
+// access of a hook (func FILE_CHECK, MMAP_CHECK, MMAP_CHECK_REQPROT, BPRM_CHECK, CREDS_CHECK or
+// none) counts, whatever its mask and other conditions, and the strictest wins: a stricter
+// read rule also narrows what a first exec may be allowed in the kernel (never widens it).
+enum class ListTrust : uint8_t {
+  kNoRule,  // no appraise rule can match an access of a hook
   kListed,  // a listed digest passes (hash rules)
   kSigned,  // only a digest from a signed manifest passes (appraise_type=imasig)
   kNever,   // no list passes (digest_type=verity, or appraise_algos= without sha256)
 };
-ExecListTrust exec_list_trust(const policy::Policy& p);
+ListTrust list_trust(const policy::Policy& p);
 
 }  // namespace nsima::ns

@@ -241,7 +241,7 @@ Result<void> Registry::refresh_bpf(Namespace* n) {
 
 std::vector<capture::Sha256> Registry::kernel_trusted(Namespace* n) {
   std::vector<capture::Sha256> out;
-  if (!(first_access_flags(n) & NSIMA_CG_FIRST_DENY_CLASS(NSIMA_CLASS_BPRM))) return out;
+  if (!(first_access_flags(n) & NSIMA_CG_FIRST_DENY_MASK)) return out;
   struct Need {
     const appraise::DigestStore* store;
     bool signed_only;
@@ -253,10 +253,10 @@ std::vector<capture::Sha256> Registry::kernel_trusted(Namespace* n) {
     NsRuntime& r = rt(x);
     if (r.digests) stores.push_back(r.digests.get());
     if (r.appraise != AppraiseMode::kEnforce || !r.policy) continue;
-    const ExecListTrust t = exec_list_trust(*r.policy);
-    if (t == ExecListTrust::kNoRule) continue;
-    if (t == ExecListTrust::kNever || !r.digests) return {};
-    needs.push_back({r.digests.get(), t == ExecListTrust::kSigned});
+    const ListTrust t = list_trust(*r.policy);
+    if (t == ListTrust::kNoRule) continue;
+    if (t == ListTrust::kNever || !r.digests) return {};
+    needs.push_back({r.digests.get(), t == ListTrust::kSigned});
   }
   if (needs.empty()) return out;
   auto passes = [](const Need& need, const appraise::DigestLookup& l) {

@@ -162,11 +162,12 @@ class Registry {
   uint32_t first_access_flags(Namespace* n);
   Result<void> unregister_bpf(Namespace* n);
 
-  // The sha256 digests whose first exec the kernel may allow in `n` (bpf/trust.bpf.h): empty
-  // unless some enforcing namespace of n's chain appraises execs (then the hooks deny a first
-  // exec); else those listed in every such namespace's store as its exec rules require
-  // (exec_list_trust: a signed manifest for imasig, nothing for verity), revoked in no store of
-  // the chain. A child never relaxes an ancestor: the set only shrinks down the tree.
+  // The sha256 digests whose first exec, open or executable mmap the kernel may allow in `n`
+  // (bpf/trust.bpf.h): empty unless some enforcing namespace of n's chain appraises an access
+  // class (then the hooks deny a first access of it); else those listed in every such
+  // namespace's store as its rules require (list_trust, the strictest rule of every hook: a
+  // signed manifest for imasig, nothing for verity), revoked in no store of the chain. A child
+  // never relaxes an ancestor: the set only shrinks down the tree.
   std::vector<capture::Sha256> kernel_trusted(Namespace* n);
   // Writes kernel_trusted() of `n` and of every namespace below it into the trusted map.
   Result<void> refresh_trust(Namespace* n);

@@ -181,27 +181,34 @@ TEST(Judge, AppraiseClassesCoverEveryAccessARuleCanMatch) {
 }
 
 // What a digest list gives a first exec decided in the kernel: the strictest exec rule wins.
-TEST(Judge, ExecListTrustTakesTheStrictestExecRule) {
-  EXPECT_EQ(exec_list_trust(pol("appraise func=BPRM_CHECK\n")), ExecListTrust::kListed);
-  EXPECT_EQ(exec_list_trust(pol("appraise\n")), ExecListTrust::kListed);
-  EXPECT_EQ(exec_list_trust(pol("appraise func=CREDS_CHECK appraise_type=imasig\n")),
-            ExecListTrust::kSigned);
-  EXPECT_EQ(exec_list_trust(pol("appraise func=BPRM_CHECK fowner=0\n"
+TEST(Judge, ListTrustTakesTheStrictestRuleOfTheHooks) {
+  EXPECT_EQ(list_trust(pol("appraise func=BPRM_CHECK\n")), ListTrust::kListed);
+  EXPECT_EQ(list_trust(pol("appraise\n")), ListTrust::kListed);
+  EXPECT_EQ(list_trust(pol("appraise func=CREDS_CHECK appraise_type=imasig\n")),
+            ListTrust::kSigned);
+  EXPECT_EQ(list_trust(pol("appraise func=BPRM_CHECK fowner=0\n"
                                 "appraise func=BPRM_CHECK appraise_type=imasig\n")),
-            ExecListTrust::kSigned);
-  EXPECT_EQ(exec_list_trust(pol("appraise func=BPRM_CHECK digest_type=verity "
+            ListTrust::kSigned);
+  EXPECT_EQ(list_trust(pol("appraise func=BPRM_CHECK digest_type=verity "
                                 "appraise_type=sigv3\nappraise func=BPRM_CHECK\n")),
-            ExecListTrust::kNever);
-  EXPECT_EQ(exec_list_trust(pol("appraise func=BPRM_CHECK appraise_algos=sha512\n")),
-            ExecListTrust::kNever);
-  EXPECT_EQ(exec_list_trust(pol("appraise func=BPRM_CHECK appraise_algos=sha256,sha512\n")),
-            ExecListTrust::kListed);
-  // rules that cannot match an exec do not count
-  EXPECT_EQ(exec_list_trust(pol("appraise func=FILE_CHECK appraise_type=imasig\n"
-                                "appraise func=MMAP_CHECK digest_type=verity appraise_type=sigv3\n"
-                                "appraise func=BPRM_CHECK\n")),
-            ExecListTrust::kListed);
-  EXPECT_EQ(exec_list_trust(pol("measure func=BPRM_CHECK\n")), ExecListTrust::kNoRule);
+            ListTrust::kNever);
+  EXPECT_EQ(list_trust(pol("appraise func=BPRM_CHECK appraise_algos=sha512\n")),
+            ListTrust::kNever);
+  EXPECT_EQ(list_trust(pol("appraise func=BPRM_CHECK appraise_algos=sha256,sha512\n")),
+            ListTrust::kListed);
+  // one trusted map decides first opens, mmaps and execs: a read or mmap rule counts too
+  EXPECT_EQ(list_trust(pol("appraise func=FILE_CHECK appraise_type=imasig\n"
+                           "appraise func=BPRM_CHECK\n")),
+            ListTrust::kSigned);
+  EXPECT_EQ(list_trust(pol("appraise func=FILE_CHECK mask=MAY_READ\n")), ListTrust::kListed);
+  EXPECT_EQ(list_trust(pol("appraise func=MMAP_CHECK digest_type=verity appraise_type=sigv3\n"
+                           "appraise func=BPRM_CHECK\n")),
+            ListTrust::kNever);
+  // rules of funcs no hook decides do not count
+  EXPECT_EQ(list_trust(pol("appraise func=MODULE_CHECK appraise_type=imasig\n"
+                           "appraise func=BPRM_CHECK\n")),
+            ListTrust::kListed);
+  EXPECT_EQ(list_trust(pol("measure func=BPRM_CHECK\n")), ListTrust::kNoRule);
 }
 
 }  // namespace
