@@ -105,6 +105,11 @@ Result<Event> decode_event(const void* data, size_t size) {
   ev.root_ino = raw.root_ino;
   ev.start_boottime_ns = raw.start_boottime;
   ev.comm = bounded_string(raw.comm, sizeof raw.comm);
+  if (raw.flags & NSIMA_EV_KERNEL_DIGEST) {
+    std::array<uint8_t, 32> d;
+    std::memcpy(d.data(), raw.kernel_sha256, d.size());
+    ev.kernel_sha256 = d;
+  }
 
   if (raw.path_len > 0) {
     if (raw.path_len > NSIMA_PATH_MAX ||
@@ -182,6 +187,7 @@ std::string event_to_json(const Event& ev) {
   j["start_boottime"] = ev.start_boottime_ns;
   j["path"] = ev.path;
   j["flags"] = ev.flags;
+  if (ev.kernel_sha256) j["kernel_sha256"] = to_hex(*ev.kernel_sha256);
   if (ev.flags & NSIMA_EV_PATH_TRUNCATED) j["path_truncated"] = true;
   if (ev.flags & NSIMA_EV_DELETED) j["deleted"] = true;
   if (ev.flags & NSIMA_EV_DENIED) j["denied"] = true;

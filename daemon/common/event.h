@@ -73,6 +73,9 @@ struct Event {
   uint64_t start_boottime_ns = 0;        // its process's start (CLOCK_BOOTTIME)
   std::string comm;
   std::string path;  // as the process sees it (relative to its root); empty if unknown
+  // NSIMA_EV_KERNEL_DIGEST: the sha256 the hook computed of the content at `stamp` (and only
+  // that version: Pipeline::submit puts it in the digest cache under this event's stamp)
+  std::optional<std::array<uint8_t, 32>> kernel_sha256;
 
   dev_t dev() const;  // userspace dev_t (what stat's st_dev holds)
   bool path_known() const { return !(flags & (NSIMA_EV_PATH_TRUNCATED | NSIMA_EV_PATH_ERROR)); }

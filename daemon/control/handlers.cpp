@@ -174,7 +174,11 @@ Result<json> status_answer(DaemonContext& ctx) {
                   {"trust_unhashed", s->trust_nohash},
                   {"model_exec_denied", s->model_exec_denied},
                   {"setxattr", s->setxattr},
-                  {"setxattr_dropped", s->setxattr_dropped}};
+                  {"setxattr_dropped", s->setxattr_dropped},
+                  {"trust_unstable", s->trust_unstable},
+                  {"trusted_open", s->trusted_open},
+                  {"trusted_mmap", s->trusted_mmap},
+                  {"kernel_digest", s->kernel_digest}};
     json per_hook = json::object();
     const char* names[] = {"", "file_open", "mmap_file", "bprm_check"};
     for (int h = 1; h < NSIMA_HOOK_MAX; ++h)
@@ -229,6 +233,11 @@ Result<json> status_answer(DaemonContext& ctx) {
                    {"bytes_read", a.bytes_read}, {"timeouts", a.timeouts},
                    {"rejected", a.rejected}, {"workers", a.workers},
                    {"stuck_workers", a.stuck_workers}, {"queues", queues}};
+  // Digests the hooks computed (NSIMA_EV_KERNEL_DIGEST): offered, used instead of a hash of
+  // that version by nsimad, and found different from nsimad's own digest of the same version.
+  auto dc = ctx.pipeline->digest_cache_stats();
+  out["kernel_digests"] = {{"received", dc.kernel_puts}, {"used", dc.kernel_hits},
+                           {"mismatches", dc.kernel_mismatches}};
   json list = json::array();
   std::string unanchored;  // namespaces whose extends reach no TPM (nsimad runs without one)
   for (auto& n : ctx.pipeline->list_namespaces()) {

@@ -54,18 +54,26 @@ std::optional<Digest> DigestCache::get(const DigestKey& key) {
     return std::nullopt;
   }
   ++stats_.hits;
+  if (it->second->origin == Origin::kKernel) ++stats_.kernel_hits;
   lru_.splice(lru_.begin(), lru_, it->second);
   return it->second->second;
 }
 
-void DigestCache::put(const DigestKey& key, const Digest& digest) {
+void DigestCache::put(const DigestKey& key, const Digest& digest, Origin origin) {
   std::lock_guard lock(mu_);
+  if (origin == Origin::kKernel) ++stats_.kernel_puts;
   if (auto it = map_.find(key); it != map_.end()) {
-    it->second->second = digest;
+    Item& item = *it->second;
+    if (origin == Origin::kKernel && item.origin == Origin::kHashed) {
+      if (!(item.second == digest)) ++stats_.kernel_mismatches;  // nsimad's read wins
+    } else {
+      item.second = digest;
+      item.origin = origin;
+    }
     lru_.splice(lru_.begin(), lru_, it->second);
     return;
   }
-  lru_.emplace_front(key, digest);
+  lru_.emplace_front(Item{key, digest, origin});
   map_.emplace(key, lru_.begin());
   while (map_.size() > capacity_) {
     map_.erase(lru_.back().first);

@@ -6,6 +6,11 @@
 // version; any write changes ctime (and i_version where the filesystem keeps one), so a changed
 // file misses the cache instead of returning an old digest.
 //
+// Digests computed by the kernel (NSIMA_EV_KERNEL_DIGEST: a hook hashed the file with
+// bpf_ima_file_hash while no writer existed and its stamp did not change) are put with
+// Origin::kKernel under the event's identity and stamp, so they answer only for that version;
+// a hit on one is counted (kernel_hits): that version was not hashed again by nsimad.
+//
 // Limit (documented, shared with every ctime-based cache): on a filesystem without i_version, two
 // writes inside one coarse ctime tick that keep the size are indistinguishable; the hash pool's
 // before/after fstat check narrows this but cannot close it.
@@ -59,13 +64,20 @@ class DigestCache {
     uint64_t hits = 0;
     uint64_t misses = 0;
     uint64_t evictions = 0;
+    uint64_t kernel_puts = 0;  // kernel digests offered (put with Origin::kKernel)
+    uint64_t kernel_hits = 0;  // hits on an entry the kernel computed: a hash nsimad did not do
+    // kernel digests that differed from nsimad's own digest of the same version (kept nsimad's)
+    uint64_t kernel_mismatches = 0;
   };
+  enum class Origin : uint8_t { kHashed, kKernel };
 
   explicit DigestCache(size_t capacity = 65536);
 
   // Thread-safe. A hit makes the entry most recently used.
   std::optional<Digest> get(const DigestKey& key);
-  void put(const DigestKey& key, const Digest& digest);
+  // A kernel digest never replaces one nsimad computed for the same version; nsimad's replaces
+  // the kernel's (and the entry then counts as nsimad's).
+  void put(const DigestKey& key, const Digest& digest, Origin origin = Origin::kHashed);
   // Drops every version of an inode (e.g. when the capture side reports it changed or was freed).
   void erase_inode(dev_t dev, uint64_t ino);
 
@@ -74,7 +86,11 @@ class DigestCache {
   Stats stats() const;
 
  private:
-  using Item = std::pair<DigestKey, Digest>;
+  struct Item {
+    DigestKey first;
+    Digest second;
+    Origin origin = Origin::kHashed;
+  };
   const size_t capacity_;
   mutable std::mutex mu_;
   std::list<Item> lru_;  // front = most recently used

@@ -176,6 +176,15 @@ void Pipeline::submit(Event&& ev) {
   // The root the event's path is relative to, taken now: the process may be gone by the time
   // its file is read.
   if (roots_) roots_->capture(ev);
+  // The hook already hashed this version (NSIMA_EV_KERNEL_DIGEST): its sha256 answers for the
+  // event's (identity, stamp) only, so a request for that version with sha256 (a namespace
+  // whose list is sha256) is not hashed again, and any other version or algorithm is.
+  if (ev.kernel_sha256 && digests_) {
+    auto d = measure::Digest::from_bytes(measure::HashAlgo::kSha256, *ev.kernel_sha256);
+    if (d)
+      digests_->put(measure::DigestKey{measure::FileKey::from_event(ev), measure::HashAlgo::kSha256},
+                    *d, measure::DigestCache::Origin::kKernel);
+  }
   uint64_t seq = ev.seq;
   {
     std::unique_lock lock(mu_);
@@ -766,6 +775,10 @@ uint64_t Pipeline::extends_failed() {
 
 access::FileAccessor::Stats Pipeline::access_stats() const {
   return accessor_ ? accessor_->stats() : access::FileAccessor::Stats{};
+}
+
+measure::DigestCache::Stats Pipeline::digest_cache_stats() const {
+  return digests_ ? digests_->stats() : measure::DigestCache::Stats{};
 }
 
 }  // namespace nsima::ns

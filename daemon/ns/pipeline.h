@@ -337,6 +337,7 @@ class Pipeline {
   uint64_t extends_done();
   uint64_t extends_failed();
   access::FileAccessor::Stats access_stats() const;
+  measure::DigestCache::Stats digest_cache_stats() const;
 
  private:
   struct Pending;  // one read in flight

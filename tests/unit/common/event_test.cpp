@@ -100,6 +100,26 @@ TEST(DecodeEvent, PathErrorIsFlagged) {
   EXPECT_TRUE(ev->path.empty());
 }
 
+// The kernel's digest is taken only with NSIMA_EV_KERNEL_DIGEST (zero bytes otherwise mean
+// nothing: the hook did not hash).
+TEST(DecodeEvent, KernelDigestOnlyWithItsFlag) {
+  auto raw = base_event();
+  raw.path_len = 3;
+  for (size_t i = 0; i < sizeof raw.kernel_sha256; ++i) raw.kernel_sha256[i] = uint8_t(i + 1);
+  auto rec = record(raw, "/a");
+  auto ev = decode_event(rec.data(), rec.size());
+  ASSERT_TRUE(ev);
+  EXPECT_FALSE(ev->kernel_sha256) << "bytes without the flag are not a digest";
+  raw.flags = NSIMA_EV_KERNEL_DIGEST;
+  rec = record(raw, "/a");
+  ev = decode_event(rec.data(), rec.size());
+  ASSERT_TRUE(ev);
+  ASSERT_TRUE(ev->kernel_sha256);
+  EXPECT_EQ((*ev->kernel_sha256)[0], 1);
+  EXPECT_EQ((*ev->kernel_sha256)[31], 32);
+  EXPECT_EQ(ev->path, "/a");
+}
+
 TEST(DecodeEvent, MmapClasses) {
   auto raw = base_event();
   raw.hook = NSIMA_HOOK_MMAP_FILE;

@@ -36,6 +36,30 @@ TEST(DigestCache, HitsMissesAndKeyParts) {
   EXPECT_EQ(s.misses, 5u);
 }
 
+// A digest the kernel computed (NSIMA_EV_KERNEL_DIGEST) answers for its version only, is
+// counted when it saves a hash, and never replaces nsimad's own digest of the same version.
+TEST(DigestCache, KernelDigestsAnswerForTheirVersionOnly) {
+  DigestCache c(16);
+  auto k = Digest::filled(HashAlgo::kSha256, 0x11);
+  c.put(key(1), k, DigestCache::Origin::kKernel);
+  EXPECT_FALSE(c.get(key(1, 101))) << "another version of the file";
+  EXPECT_FALSE(c.get(key(1, 100, HashAlgo::kSha512))) << "another algorithm";
+  EXPECT_EQ(c.stats().kernel_hits, 0u);
+  EXPECT_EQ(c.get(key(1)), k);
+  EXPECT_EQ(c.stats().kernel_puts, 1u);
+  EXPECT_EQ(c.stats().kernel_hits, 1u);
+
+  auto mine = Digest::filled(HashAlgo::kSha256, 0x22);
+  c.put(key(2), mine);
+  c.put(key(2), k, DigestCache::Origin::kKernel);
+  EXPECT_EQ(c.get(key(2)), mine) << "nsimad's digest of a version is kept";
+  EXPECT_EQ(c.stats().kernel_mismatches, 1u);
+  EXPECT_EQ(c.stats().kernel_hits, 1u) << "a hit on nsimad's entry is not the kernel's";
+  c.put(key(1), mine);  // nsimad hashed it after all: the entry is nsimad's now
+  EXPECT_EQ(c.get(key(1)), mine);
+  EXPECT_EQ(c.stats().kernel_hits, 1u);
+}
+
 TEST(DigestCache, EvictsLeastRecentlyUsed) {
   DigestCache c(2);
   c.put(key(1), Digest::filled(HashAlgo::kSha256, 1));
