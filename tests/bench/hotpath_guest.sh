@@ -2,6 +2,14 @@
 # SPDX-License-Identifier: Apache-2.0
 # Guest side of tests/bench/vm-hotpath. Each figure is the median of 5 separate processes.
 set -eu
+# $1: sleepable (default) or nonsleepable (file_open and mmap_file as before first opens and
+# mmaps were decided in the kernel: the baseline)
+case ${1:-sleepable} in
+sleepable) ;;
+nonsleepable) export NSIMA_BPF_NONSLEEPABLE_HOOKS=1 ;;
+*) echo "hotpath_guest.sh: unknown variant '$1'" >&2; exit 2 ;;
+esac
+echo "hooks: ${1:-sleepable}"
 echo 0 >/proc/sys/kernel/randomize_va_space
 D=/data/bench
 mkdir -p $D /sys/fs/cgroup/bench
