@@ -1,15 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * lsm.s/file_open: every open of a file by a process in a namespace (IMA's FILE_CHECK).
+ * lsm/file_open: every open of a file by a process in a namespace (IMA's FILE_CHECK).
  * IMA computes the access mask from the open's acc_mode; here it is rebuilt from f_mode and
  * f_flags (file_open has no mask argument): exec opens (open_exec) are MAY_EXEC only.
  *
- * Sleepable (file_open is in 6.1's sleepable LSM set) so that a first open the namespace's
- * first-access rule would deny can be decided from the trusted map (trust.bpf.h), as a first
- * exec is. The quiet path (a cached verdict) never hashes and emits nothing; a sleepable
- * program's entry costs what a non-sleepable one's does (rcu_read_lock_trace instead of
- * rcu_read_lock, both a counter: measured in tests/bench/vm-hotpath). Being preemptible, it
- * builds its events in the task's buffer (access.bpf.h task_events), never in `scratch`.
+ * Not sleepable, so a first open is not decided from the trusted map as a first exec or mmap
+ * is: file_open runs in do_dentry_open() before f_op->open and before FMODE_CAN_READ is set, so
+ * bpf_ima_file_hash cannot read the file there (__kernel_read refuses it: -EINVAL, hence
+ * -EOPNOTSUPP; seen in the VM as bpf.trust_unhashed). Kernel IMA measures a FILE_CHECK after the
+ * open (ima_file_check in do_open); 6.1 has no LSM hook there. A sleepable program would only
+ * add a hash attempt that fails to every first read.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -38,7 +38,8 @@ static __always_inline __u32 nsima_open_mask(__u32 f_mode, __u32 f_flags)
 	return mask;
 }
 
-static __always_inline int nsima_file_open_access(struct file *file, int ret, const int sleepable)
+SEC("lsm/file_open")
+int BPF_PROG(nsima_file_open, struct file *file, int ret)
 {
 	if (ret)
 		return ret; /* an earlier program already refused */
@@ -55,21 +56,5 @@ static __always_inline int nsima_file_open_access(struct file *file, int ret, co
 		.may_deny = 1, /* the open fails with EACCES; exec opens fail execve cleanly */
 	};
 	a.class = NSIMA_CLASS_FILE(a.mask);
-	return nsima_access(file, inode, &a, NULL, sleepable);
-}
-
-SEC("lsm.s/file_open")
-int BPF_PROG(nsima_file_open, struct file *file, int ret)
-{
-	return nsima_file_open_access(file, ret, 1);
-}
-
-/* The non-sleepable program file_open was before first opens were decided in the kernel (no
- * hash, the first-access rule alone; events from `scratch`). Not loaded unless nsimad runs
- * with NSIMA_BPF_NONSLEEPABLE_HOOKS=1 (then instead of nsima_file_open): the baseline of
- * tests/bench/vm-hotpath --nonsleepable, measured in the same build. */
-SEC("lsm/file_open")
-int BPF_PROG(nsima_file_open_nosleep, struct file *file, int ret)
-{
-	return nsima_file_open_access(file, ret, 0);
+	return nsima_access(file, inode, &a, NULL, 0);
 }

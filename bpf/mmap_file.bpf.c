@@ -47,7 +47,10 @@ int BPF_PROG(nsima_mmap_file, struct file *file, unsigned long reqprot, unsigned
 	return nsima_mmap_access(file, reqprot, prot, flags, ret, 1);
 }
 
-/* The non-sleepable baseline, as nsima_file_open_nosleep (file_open.bpf.c). */
+/* The non-sleepable program mmap_file was before first exec mmaps were decided in the kernel
+ * (no hash, the first-access rule alone; events from `scratch`). Not loaded unless nsimad runs
+ * with NSIMA_BPF_NONSLEEPABLE_HOOKS=1 (then instead of nsima_mmap_file): the baseline of
+ * tests/bench/vm-hotpath --nonsleepable, measured in the same build. */
 SEC("lsm/mmap_file")
 int BPF_PROG(nsima_mmap_file_nosleep, struct file *file, unsigned long reqprot,
 	     unsigned long prot, unsigned long flags, int ret)

@@ -117,10 +117,10 @@ struct SkelDeleter {
 };
 using SkelPtr = std::unique_ptr<nsima_bpf, SkelDeleter>;
 
-// NSIMA_BPF_NONSLEEPABLE_HOOKS=1: file_open and mmap_file as the non-sleepable programs they
-// were before first opens and mmaps were decided in the kernel (bpf/file_open.bpf.c
-// nsima_file_open_nosleep): the baseline of tests/bench/vm-hotpath --nonsleepable, in the same
-// build. Not an operating mode: a first open or mmap is then denied until appraised.
+// NSIMA_BPF_NONSLEEPABLE_HOOKS=1: mmap_file as the non-sleepable program it was before first
+// exec mmaps were decided in the kernel (bpf/mmap_file.bpf.c nsima_mmap_file_nosleep): the
+// baseline of tests/bench/vm-hotpath --nonsleepable, in the same build. Not an operating mode:
+// a first exec mmap is then denied until appraised.
 bool nonsleepable_hooks() {
   const char* v = std::getenv("NSIMA_BPF_NONSLEEPABLE_HOOKS");
   return v && std::string(v) == "1";
@@ -331,13 +331,11 @@ Result<std::unique_ptr<BpfProgram>> BpfProgram::load_and_attach(const LoaderOpti
     return make_error(-err, "trusted map size refused", "bpf_map__set_max_entries(trusted)");
   // One program per hook is loaded: the sleepable one, or the bench baseline (see above).
   const bool nonsleepable = nonsleepable_hooks();
-  bpf_program__set_autoload(skel->progs.nsima_file_open, !nonsleepable);
   bpf_program__set_autoload(skel->progs.nsima_mmap_file, !nonsleepable);
-  bpf_program__set_autoload(skel->progs.nsima_file_open_nosleep, nonsleepable);
   bpf_program__set_autoload(skel->progs.nsima_mmap_file_nosleep, nonsleepable);
   if (nonsleepable)
-    log->warn("NSIMA_BPF_NONSLEEPABLE_HOOKS=1: non-sleepable file_open and mmap_file (benchmark "
-              "baseline): first opens and mmaps are not decided in the kernel");
+    log->warn("NSIMA_BPF_NONSLEEPABLE_HOOKS=1: non-sleepable mmap_file (benchmark baseline): "
+              "first exec mmaps are not decided in the kernel");
 
   bool had_pins = false;
   // An existing pin directory is locked and checked before anything is loaded; a missing one
@@ -395,8 +393,8 @@ Result<std::unique_ptr<BpfProgram>> BpfProgram::load_and_attach(const LoaderOpti
                       std::string("attaching the LSM programs failed: ") + strerror(-err) +
                           " (is 'bpf' in /sys/kernel/security/lsm?)",
                       "nsima_bpf__attach");
-  log->info("attached {}, lsm.s/bprm_check_security, lsm.s/inode_post_setxattr",
-            nonsleepable ? "lsm/file_open, lsm/mmap_file" : "lsm.s/file_open, lsm.s/mmap_file");
+  log->info("attached lsm/file_open, {}, lsm.s/bprm_check_security, lsm.s/inode_post_setxattr",
+            nonsleepable ? "lsm/mmap_file" : "lsm.s/mmap_file");
   if (opts.pin_dir.empty()) {
     prog->kind_ = LoadKind::kUnpinned;
     return prog;
@@ -424,7 +422,7 @@ Result<std::unique_ptr<BpfProgram>> BpfProgram::load_and_attach(const LoaderOpti
     if (int err = bpf_map__pin(m, (dir + "/" + name).c_str())) return pin_error(err, name);
   }
   auto& sl = prog->skel_->links;
-  bpf_link** links[] = {nonsleepable ? &sl.nsima_file_open_nosleep : &sl.nsima_file_open,
+  bpf_link** links[] = {&sl.nsima_file_open,
                         nonsleepable ? &sl.nsima_mmap_file_nosleep : &sl.nsima_mmap_file,
                         &sl.nsima_bprm_check, &sl.nsima_setxattr};
   const char* names[] = {"nsima_file_open", "nsima_mmap_file", "nsima_bprm_check",
