@@ -6,6 +6,8 @@
 //   exec PROG N       fork+execve+wait of PROG
 //   execeach DIR N    fork+execve+wait of DIR/f0 .. DIR/f<N-1>, each once (first execs)
 //   read DIR N        open+read to EOF+close of DIR/f0 .. DIR/f<N-1>, each once
+//   mmapeach DIR N    open+mmap(PROT_READ|PROT_EXEC)+munmap+close of DIR/f0 .. DIR/f<N-1>,
+//                     each once (first exec mappings)
 //   mkfiles DIR N KIB creates DIR/f0 .. DIR/f<N-1> of KIB KiB each, with content unique to the
 //                     file (so no two share a digest); prints nothing
 #include <fcntl.h>
@@ -48,7 +50,7 @@ static int mkfiles(const char* dir, long n, long kib) {
 
 int main(int argc, char** argv) {
   if (argc < 4) {
-    fprintf(stderr, "usage: bench_access open|mmap FILE N | exec PROG N | execeach DIR N | read DIR N | "
+    fprintf(stderr, "usage: bench_access open|mmap FILE N | exec PROG N | execeach|read|mmapeach DIR N | "
                     "mkfiles DIR N KIB\n");
     return 2;
   }
@@ -112,6 +114,17 @@ int main(int argc, char** argv) {
       while ((r = read(fd, buf, sizeof buf)) > 0) {
       }
       if (r < 0) return fail(path);
+      close(fd);
+    }
+  } else if (strcmp(argv[1], "mmapeach") == 0) {
+    char path[4096];
+    for (long i = 0; i < n; ++i) {
+      snprintf(path, sizeof path, "%s/f%ld", argv[2], i);
+      int fd = open(path, O_RDONLY);
+      if (fd < 0) return fail(path);
+      void* p = mmap(NULL, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE, fd, 0);
+      if (p == MAP_FAILED) return fail(path);
+      munmap(p, 4096);
       close(fd);
     }
   } else {
