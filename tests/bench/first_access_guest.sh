@@ -47,7 +47,7 @@ phase() { # phase NAME: makes its sets (and runs `$PREP DIR` on each), then time
 	done | median >/tmp/$name
 	echo "phase $name $(cat /tmp/$name)"
 }
-stat() { timeout 60 nsimactl status | tr -d ' \n' | sed -n "s/.*\"bpf\":{[^}]*\"$1\":\([0-9]*\).*/\1/p"; }
+stat() { timeout 60 nsimactl status --json | tr -d ' \n' | sed -n "s/.*\"bpf\":{[^}]*\"$1\":\([0-9]*\).*/\1/p"; }
 
 phase idle
 

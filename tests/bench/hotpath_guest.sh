@@ -52,7 +52,7 @@ start_nsimad() {
 	done
 }
 stop_nsimad() {
-	quiet=$(nsimactl status | tr -d ' \n' | sed -n 's/.*"bpf":{[^}]*"quiet":\([0-9]*\).*/\1/p')
+	quiet=$(nsimactl status --json | tr -d ' \n' | sed -n 's/.*"bpf":{[^}]*"quiet":\([0-9]*\).*/\1/p')
 	kill -TERM $NSIMAD
 	wait $NSIMAD || true
 	rm -f /run/nsima/nsimad.sock
