@@ -269,6 +269,7 @@ std::string check_pins(nsima_bpf* skel, const std::string& dir, const nsima_tag&
   }
   bpf_program* p;
   bpf_object__for_each_program(p, skel->obj) {
+    if (!bpf_program__autoload(p)) continue;  // the variant not in use (nonsleepable_hooks())
     std::string name = std::string(kLinkPrefix) + bpf_program__name(p);
     int fd = bpf_obj_get((dir + "/" + name).c_str());
     if (fd < 0) return "link " + name + " is not pinned";
@@ -425,8 +426,9 @@ Result<std::unique_ptr<BpfProgram>> BpfProgram::load_and_attach(const LoaderOpti
   bpf_link** links[] = {&sl.nsima_file_open,
                         nonsleepable ? &sl.nsima_mmap_file_nosleep : &sl.nsima_mmap_file,
                         &sl.nsima_bprm_check, &sl.nsima_setxattr};
-  const char* names[] = {"nsima_file_open", "nsima_mmap_file", "nsima_bprm_check",
-                         "nsima_setxattr"};
+  const char* names[] = {"nsima_file_open",
+                         nonsleepable ? "nsima_mmap_file_nosleep" : "nsima_mmap_file",
+                         "nsima_bprm_check", "nsima_setxattr"};  // as check_pins names them
   for (size_t i = 0; i < std::size(links); ++i) {
     std::string name = std::string(kLinkPrefix) + names[i];
     if (int err = bpf_link__pin(*links[i], (dir + "/" + name).c_str()))
