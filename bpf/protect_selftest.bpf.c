@@ -13,7 +13,7 @@
 #include "protect_selftest_abi.h"
 
 SEC("syscall")
-int nsima_test_protect(struct nsima_protect_selftest *a)
+int nsima_test_protect(struct nsima_protect_test_args *a)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct dentry *cwd = BPF_CORE_READ(task, fs, pwd.dentry);

@@ -13,7 +13,7 @@
 #define NSIMA_PT_CWD_CGROUP 6  /* nsima_protect_cg_inside(cwd, ns_id): cwd in cgroup2 */
 #define NSIMA_PT_OBJ 7         /* nsima_protect_is_obj(type, id) */
 
-struct nsima_protect_selftest {
+struct nsima_protect_test_args {
 	__u32 op;
 	__u32 ns_id;
 	__u32 kind;
