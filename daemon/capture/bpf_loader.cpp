@@ -377,7 +377,8 @@ Result<std::unique_ptr<BpfProgram>> BpfProgram::load_and_attach(const LoaderOpti
                           " (is 'bpf' in /sys/kernel/security/lsm?)",
                       "nsima_bpf__attach");
   log->info("attached lsm/file_open, lsm/mmap_file, lsm.s/bprm_check_security, "
-            "lsm.s/inode_post_setxattr");
+            "lsm.s/inode_post_setxattr and {} self-protection programs (bpf/protect.bpf.c)",
+            prog->skel_->skeleton->prog_cnt - 4);
   if (opts.pin_dir.empty()) {
     prog->kind_ = LoadKind::kUnpinned;
     return prog;
@@ -404,14 +405,13 @@ Result<std::unique_ptr<BpfProgram>> BpfProgram::load_and_attach(const LoaderOpti
     std::string name = bpf_map__name(m);
     if (int err = bpf_map__pin(m, (dir + "/" + name).c_str())) return pin_error(err, name);
   }
-  bpf_link** links[] = {&prog->skel_->links.nsima_file_open, &prog->skel_->links.nsima_mmap_file,
-                        &prog->skel_->links.nsima_bprm_check, &prog->skel_->links.nsima_setxattr};
-  const char* names[] = {"nsima_file_open", "nsima_mmap_file", "nsima_bprm_check",
-                         "nsima_setxattr"};
-  for (size_t i = 0; i < std::size(links); ++i) {
-    std::string name = std::string(kLinkPrefix) + names[i];
-    if (int err = bpf_link__pin(*links[i], (dir + "/" + name).c_str()))
-      return pin_error(err, name);
+  // Every program's link, as check_pins expects them (the access hooks and self-protection's).
+  const bpf_object_skeleton* sk = prog->skel_->skeleton;
+  for (int i = 0; i < sk->prog_cnt; ++i) {
+    std::string name = std::string(kLinkPrefix) + sk->progs[i].name;
+    bpf_link* l = *sk->progs[i].link;
+    if (!l) return make_error(ENOENT, "program not attached", name);
+    if (int err = bpf_link__pin(l, (dir + "/" + name).c_str())) return pin_error(err, name);
   }
   if (int err = bpf_map__pin(prog->skel_->maps.tag, (dir + "/" + kTagPin).c_str()))
     return pin_error(err, kTagPin);

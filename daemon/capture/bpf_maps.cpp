@@ -330,6 +330,14 @@ Result<Stats> BpfMaps::stats() const {
       s.setxattr = sum;
     } else if (i == NSIMA_STAT_SETXATTR_DROPPED) {
       s.setxattr_dropped = sum;
+    } else if (i >= NSIMA_STAT_PROTECT_SIGNAL && i <= NSIMA_STAT_PROTECT_CGROUP) {
+      s.protect_refused[1 + i - NSIMA_STAT_PROTECT_SIGNAL] = sum;
+    } else if (i == NSIMA_STAT_PROTECT_REPORTED) {
+      s.protect_reported = sum;
+    } else if (i == NSIMA_STAT_PROTECT_SUPPRESSED) {
+      s.protect_suppressed = sum;
+    } else if (i == NSIMA_STAT_PROTECT_DROPPED) {
+      s.protect_dropped = sum;
     }
   }
   return s;
