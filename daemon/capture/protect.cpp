@@ -77,7 +77,9 @@ std::set<std::pair<uint32_t, uint32_t>> bpf_objects_of(pid_t pid) {
       if (uint32_t id = to_id(fdinfo(pid, fd), "map_id")) out.insert({NSIMA_PROTECT_OBJ_MAP, id});
     } else if (t == "anon_inode:bpf-prog") {
       if (uint32_t id = to_id(fdinfo(pid, fd), "prog_id")) out.insert({NSIMA_PROTECT_OBJ_PROG, id});
-    } else if (t == "anon_inode:bpf_link") {
+    } else if (t == "anon_inode:bpf_link" || t == "anon_inode:bpf-link") {
+      // bpf_link_prime names a new link's file "bpf_link", bpf_link_new_fd (BPF_OBJ_GET of a
+      // pin, as a resumed nsimad holds them) "bpf-link"
       auto info = fdinfo(pid, fd);
       if (uint32_t id = to_id(info, "link_id")) out.insert({NSIMA_PROTECT_OBJ_LINK, id});
       if (uint32_t id = to_id(info, "prog_id")) out.insert({NSIMA_PROTECT_OBJ_PROG, id});

@@ -18,6 +18,9 @@ set -o pipefail
 C=/sys/fs/cgroup/prot
 OTHER=/sys/fs/cgroup/prot-other
 mkdir -p $C $OTHER /data/prot
+BB=
+for p in /bin/busybox /usr/bin/busybox /usr/local/bin/busybox; do [ -x $p ] && BB=$p && break; done
+[ -n "$BB" ] || nsima_fail "no busybox"
 echo "measure func=FILE_CHECK mask=^MAY_READ fsmagic=0xef53" >/tmp/p.policy
 
 nsima_start --host-tcti none --policy /tmp/p.policy
@@ -94,7 +97,7 @@ grep -q "^0::/prot/child$" /proc/self/cgroup || fail "not moved: $(cat /proc/sel
 echo "attacks done"
 EOF
 out=$(NSIMAD=$NSIMAD_PID SWTPM=$SWTPM NSLIST=$NSLIST VSTATE=$VSTATE KEYS=$KEYS MAPID=$MAPID \
-	PROGID=$PROGID OTHER=$OTHER cg_exec $C unshare -m sh /tmp/attack.sh 2>&1) ||
+	PROGID=$PROGID OTHER=$OTHER cg_exec $C "$BB" unshare -m "$BB" sh /tmp/attack.sh 2>&1) ||
 	nsima_fail "attack script: $out"
 echo "$out"
 nsima_check_contains "$out" "attacks done" "the attack script ran to its end"
@@ -157,7 +160,8 @@ nsima_check_eq "$(pstat lockdown)" false "status protect.lockdown"
 # ---- host root still manages nsima
 nsimactl status >/dev/null || nsima_fail "nsimactl status from the host"
 nsimactl ns list >/dev/null || nsima_fail "nsimactl ns list from the host"
-bpftool prog show | grep -q "name nsima_file_open" || nsima_fail "host root's bpftool without lockdown"
+out=$(bpftool prog show 2>&1) || nsima_fail "host root's bpftool without lockdown: $out"
+nsima_check_contains "$out" "name nsima_file_open" "host root's bpftool prog show without lockdown"
 
 # ---- lockdown: nsima's BPF objects refuse host root too; nsimactl answers; stop/unload work
 nsima_stop
@@ -179,6 +183,7 @@ nsima_check_eq "$(nsima_status | sed -n 's/.*"protect":{[^}]*"lockdown":\([a-z]*
 	"status protect.lockdown"
 nsima_stop
 nsimad --unload >/tmp/unload.log 2>&1 || nsima_fail "nsimad --unload under lockdown: $(cat /tmp/unload.log)"
-if bpftool prog show | grep -q "name nsima_"; then nsima_fail "nsima programs after --unload"; fi
+out=$(bpftool prog show 2>&1) || nsima_fail "bpftool prog show after --unload: $out"
+case "$out" in *"name nsima_"*) nsima_fail "nsima programs after --unload: $out" ;; esac
 kill "$SWTPM" || nsima_fail "host root cannot signal the swtpm once the hooks are unloaded"
 echo "PASS"
