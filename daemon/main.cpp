@@ -55,6 +55,7 @@ int main(int argc, char** argv) {
   unsigned hash_timeout_ms = 10000, barrier_timeout_ms = 20000;
   std::string pin_dir = nsima::capture::kDefaultPinDir;
   bool unload = false;
+  bool lockdown = false;
   uint32_t cgroup_cache_entries = NSIMA_CG_CACHE_ENTRIES;
   uint32_t trusted_entries = NSIMA_TRUSTED_ENTRIES;
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off")
@@ -113,6 +114,9 @@ int main(int argc, char** argv) {
   app.add_flag("--unload", unload,
                "uninstall: detach the pinned hooks, remove the pins in --pin-dir, and exit "
                "(refused while an nsimad runs)");
+  app.add_flag("--lockdown", lockdown,
+               "self-protection: nsima's BPF maps, programs and links refuse every process but "
+               "the nsimad executable (host root's bpftool too; nsimactl keeps working)");
   app.add_option("--cgroup-cache-entries", cgroup_cache_entries,
                  "testing only: size of the hooks' cgroup -> namespace cache")
       ->group("");
@@ -157,6 +161,7 @@ int main(int argc, char** argv) {
   from_file("--state-dir", state_dir, cfg->state_dir);
   from_file("--run-dir", run_dir, cfg->run_dir);
   from_file("--pin-dir", pin_dir, cfg->pin_dir);
+  from_file("--lockdown", lockdown, cfg->lockdown);
   from_file("--host-tcti", host_tcti, cfg->host_tcti);
   from_file("--host-pcr", host_pcr, cfg->host_pcr);
   if (app.count("--policy") == 0 && app.count("--builtin") == 0) {
@@ -301,6 +306,18 @@ int main(int argc, char** argv) {
   if (!host_policy_text.empty())
     if (auto r = pipeline.load_policy("host", host_policy_text, host_policy_origin); !r)
       return fatal(r.error());
+  // Self-protection (bpf/protect.bpf.c): nsima's directories, BPF objects and processes.
+  nsima::capture::ProtectOptions prot_opts;
+  prot_opts.lockdown = lockdown;
+  // (the socket and the settings file themselves: their directories may be anybody's)
+  prot_opts.dirs = {state_dir, run_dir, socket_path, config_path};
+  if (!pin_dir.empty()) prot_opts.dirs.push_back(pin_dir);
+  prot_opts.vtpm_run_root = run_dir + "/vtpm";
+  auto protector = nsima::capture::Protector::start(
+      {(*prog)->map_fd("protect_cfg"), (*prog)->map_fd("protected_dirs"),
+       (*prog)->map_fd("protected_objs"), (*prog)->map_fd("protected_pids")},
+      prot_opts);
+  if (!protector) return fatal(protector.error());
   // Consumed events stay journaled until recorded: a SIGKILLed nsimad loses none of them.
   auto journal = nsima::capture::Journal::open(popts.run_dir + "/journal");
   if (!journal) return fatal(journal.error());
@@ -321,6 +338,7 @@ int main(int argc, char** argv) {
   ctx.events = &events;
   ctx.default_policy_file = cfg->container_policy;
   ctx.default_builtin = cfg->container_builtin;
+  ctx.protector = protector->get();
   std::unique_ptr<nsima::control::Server> server;
   ctx.stopping = [&] { return server && server->stopping(); };
   server = std::make_unique<nsima::control::Server>(

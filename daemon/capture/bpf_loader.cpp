@@ -394,7 +394,8 @@ Result<std::unique_ptr<BpfProgram>> BpfProgram::load_and_attach(const LoaderOpti
                       std::string("attaching the LSM programs failed: ") + strerror(-err) +
                           " (is 'bpf' in /sys/kernel/security/lsm?)",
                       "nsima_bpf__attach");
-  log->info("attached lsm/file_open, {}, lsm.s/bprm_check_security, lsm.s/inode_post_setxattr",
+  log->info("attached lsm/file_open, {}, lsm.s/bprm_check_security, lsm.s/inode_post_setxattr "
+            "and the self-protection programs (bpf/protect.bpf.c)",
             nonsleepable ? "lsm/mmap_file" : "lsm.s/mmap_file");
   if (opts.pin_dir.empty()) {
     prog->kind_ = LoadKind::kUnpinned;
@@ -422,17 +423,15 @@ Result<std::unique_ptr<BpfProgram>> BpfProgram::load_and_attach(const LoaderOpti
     std::string name = bpf_map__name(m);
     if (int err = bpf_map__pin(m, (dir + "/" + name).c_str())) return pin_error(err, name);
   }
-  auto& sl = prog->skel_->links;
-  bpf_link** links[] = {&sl.nsima_file_open,
-                        nonsleepable ? &sl.nsima_mmap_file_nosleep : &sl.nsima_mmap_file,
-                        &sl.nsima_bprm_check, &sl.nsima_setxattr};
-  const char* names[] = {"nsima_file_open",
-                         nonsleepable ? "nsima_mmap_file_nosleep" : "nsima_mmap_file",
-                         "nsima_bprm_check", "nsima_setxattr"};  // as check_pins names them
-  for (size_t i = 0; i < std::size(links); ++i) {
-    std::string name = std::string(kLinkPrefix) + names[i];
-    if (int err = bpf_link__pin(*links[i], (dir + "/" + name).c_str()))
-      return pin_error(err, name);
+  // Every loaded program's link, as check_pins expects them (the access hooks and
+  // self-protection's; the mmap_file variant not in use is not loaded and has none).
+  const bpf_object_skeleton* sk = prog->skel_->skeleton;
+  for (int i = 0; i < sk->prog_cnt; ++i) {
+    if (!bpf_program__autoload(*sk->progs[i].prog)) continue;
+    std::string name = std::string(kLinkPrefix) + sk->progs[i].name;
+    bpf_link* l = *sk->progs[i].link;
+    if (!l) return make_error(ENOENT, "program not attached", name);
+    if (int err = bpf_link__pin(l, (dir + "/" + name).c_str())) return pin_error(err, name);
   }
   if (int err = bpf_map__pin(prog->skel_->maps.tag, (dir + "/" + kTagPin).c_str()))
     return pin_error(err, kTagPin);

@@ -85,13 +85,14 @@ class BpfProgram {
 
   int events_fd() const;
   MapFds map_fds() const;
+  // fd of the object's map `name` (self-protection's maps: protect_cfg, protected_*), or -1.
+  int map_fd(const std::string& name) const;
   // Detaches the hooks now and removes the pins (they would keep the hooks attached): for an
   // unpinned run's shutdown and for uninstall. A pinned run's SIGTERM must NOT call this.
   void detach();
 
  private:
   BpfProgram() = default;
-  int map_fd(const std::string& name) const;
 
   nsima_bpf* skel_ = nullptr;         // loaded here (kFresh, kReplaced, kUnpinned)
   std::map<std::string, int> fds_;    // map name -> fd (resumed: from bpf_obj_get)

@@ -338,6 +338,14 @@ Result<Stats> BpfMaps::stats() const {
       s.trusted_mmap = sum;
     } else if (i == NSIMA_STAT_KERNEL_DIGEST) {
       s.kernel_digest = sum;
+    } else if (i >= NSIMA_STAT_PROTECT_SIGNAL && i <= NSIMA_STAT_PROTECT_CGROUP) {
+      s.protect_refused[1 + i - NSIMA_STAT_PROTECT_SIGNAL] = sum;
+    } else if (i == NSIMA_STAT_PROTECT_REPORTED) {
+      s.protect_reported = sum;
+    } else if (i == NSIMA_STAT_PROTECT_SUPPRESSED) {
+      s.protect_suppressed = sum;
+    } else if (i == NSIMA_STAT_PROTECT_DROPPED) {
+      s.protect_dropped = sum;
     }
   }
   return s;

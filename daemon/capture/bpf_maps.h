@@ -54,6 +54,12 @@ struct Stats {
   uint64_t model_exec_denied = 0;  // NSIMA_STAT_MODEL_EXEC_DENIED: execs an enforcing model refused
   uint64_t setxattr = 0;     // NSIMA_STAT_SETXATTR: security.ima writes sent to nsimad
   uint64_t setxattr_dropped = 0;  // NSIMA_STAT_SETXATTR_DROPPED: ... that found no ring space
+  // self-protection (bpf/protect.bpf.c): refusals per kind (index NSIMA_PROTECT_KIND_*, 1..5),
+  // and what became of their reports
+  uint64_t protect_refused[6] = {};
+  uint64_t protect_reported = 0;    // NSIMA_STAT_PROTECT_REPORTED
+  uint64_t protect_suppressed = 0;  // NSIMA_STAT_PROTECT_SUPPRESSED: over the rate limit
+  uint64_t protect_dropped = 0;     // NSIMA_STAT_PROTECT_DROPPED: the ring buffer was full
   uint64_t total_emitted() const;
   uint64_t total_dropped() const;
   uint64_t total_denied() const;

@@ -19,6 +19,7 @@ std::string_view hook_name(Hook h) {
     case Hook::kMmapFile: return "mmap_file";
     case Hook::kBprmCheck: return "bprm_check";
     case Hook::kSetxattr: return "setxattr";
+    case Hook::kProtect: return "protect";
   }
   return "unknown";
 }
@@ -41,6 +42,7 @@ uint32_t Event::access_class() const {
       return (prot & NSIMA_PROT_EXEC) ? NSIMA_CLASS_MMAP_PROT : NSIMA_CLASS_MMAP_REQPROT;
     case Hook::kBprmCheck: return NSIMA_CLASS_BPRM;
     case Hook::kSetxattr: break;  // not an access: no class of its own
+    case Hook::kProtect: break;
   }
   return NSIMA_CLASS_BPRM;
 }
@@ -66,7 +68,7 @@ Result<Event> decode_event(const void* data, size_t size) {
   nsima_event raw;
   std::memcpy(&raw, data, NSIMA_EVENT_HEADER_SIZE);
   if ((raw.hook < NSIMA_HOOK_FILE_OPEN || raw.hook >= NSIMA_HOOK_MAX) &&
-      raw.hook != NSIMA_HOOK_SETXATTR)
+      raw.hook != NSIMA_HOOK_SETXATTR && raw.hook != NSIMA_HOOK_PROTECT)
     return make_error(EINVAL, "unknown hook " + std::to_string(raw.hook), "ring buffer");
 
   Event ev;

@@ -24,6 +24,10 @@ enum class Hook : uint32_t {
   // Not an access: security.ima was written (bpf/setxattr.bpf.c). Never judged as one; the
   // pipeline appraises the file for every access class (Pipeline::setxattr_event).
   kSetxattr = NSIMA_HOOK_SETXATTR,
+  // Not an access: an attempt on nsima refused by self-protection (bpf/protect.bpf.c): kind
+  // in `mask`, detail in `prot`, target in `reqprot`/`kdev`/`ino`/`path`
+  // (include/nsima/protect_abi.h). A host-list violation (Pipeline::protect_event).
+  kProtect = NSIMA_HOOK_PROTECT,
 };
 
 std::string_view hook_name(Hook h);  // "file_open", "mmap_file", "bprm_check"

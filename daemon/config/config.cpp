@@ -119,6 +119,10 @@ const std::vector<Key>& table() {
         "a namespace whose cgroup is removed without an OCI poststop (runtime killed) is ended "
         "and archived this long after the rmdir (--cgroup-gone-grace-ms)"},
        int_key(&Settings::cgroup_gone_grace_ms, 0, 3600000)},
+      {{"daemon", "lockdown", "boolean", "false",
+        "nsima's BPF maps, programs and links refuse every process but the nsimad executable, "
+        "host root's bpftool included (--lockdown)"},
+       bool_key(&Settings::lockdown)},
       {{"control", "socket", "string", "\"/run/nsima/nsimad.sock\"",
         "the control socket of nsimactl and the OCI hook (--socket)"},
        string_key(&Settings::socket, {}, true)},

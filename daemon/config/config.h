@@ -33,6 +33,7 @@ struct Settings {
   std::string pin_dir = "/sys/fs/bpf/nsima";
   std::string cgroup_root = "/sys/fs/cgroup";
   int64_t cgroup_gone_grace_ms = 5000;
+  bool lockdown = false;  // nsima's BPF objects reachable by nsimad alone (self-protection)
   // [control]
   std::string socket = "/run/nsima/nsimad.sock";
   std::string read_group;                // members may use the reading commands ("": nobody)

@@ -209,6 +209,31 @@ Result<json> status_answer(DaemonContext& ctx) {
                      {"setxattr_window_max_us", c.setxattr_window_max_us},
                      {"audit_lines", c.audit_lines},
                      {"audit_errors", c.audit_errors}};
+  {
+    // Self-protection (bpf/protect.bpf.c): refusals per kind and what became of their reports
+    json p = {{"events", c.protect_events}};
+    if (ctx.maps)
+      if (auto s = ctx.maps->stats()) {
+        p["signal"] = s->protect_refused[NSIMA_PROTECT_KIND_SIGNAL];
+        p["ptrace"] = s->protect_refused[NSIMA_PROTECT_KIND_PTRACE];
+        p["bpf"] = s->protect_refused[NSIMA_PROTECT_KIND_BPF];
+        p["file"] = s->protect_refused[NSIMA_PROTECT_KIND_FILE];
+        p["cgroup"] = s->protect_refused[NSIMA_PROTECT_KIND_CGROUP];
+        p["reported"] = s->protect_reported;
+        p["suppressed"] = s->protect_suppressed;
+        p["dropped"] = s->protect_dropped;
+      }
+    if (ctx.protector) {
+      p["on"] = true;
+      p["lockdown"] = ctx.protector->lockdown();
+      p["directories"] = ctx.protector->directories();
+      p["bpf_objects"] = ctx.protector->objects();
+      p["processes"] = ctx.protector->processes() + 1;  // nsimad and its swtpm
+    } else {
+      p["on"] = false;
+    }
+    out["protect"] = p;
+  }
   out["kernel_trust"] = {{"entries", c.trust_entries},
                          {"not_in_map", c.trust_not_in_map},
                          {"full_events", c.trust_full_events}};

@@ -10,6 +10,7 @@
 
 #include "capture/bpf_maps.h"
 #include "capture/event_source.h"
+#include "capture/protect.h"
 #include "control/connection.h"
 #include "ns/pipeline.h"
 
@@ -23,6 +24,8 @@ struct DaemonContext {
   // The policy `ns_create` gives a namespace when the request names none ([container] policy,
   // else [container] builtin); both empty: such a namespace has no policy.
   std::string default_policy_file, default_builtin;
+  // Self-protection's sets (null: not running, e.g. in tests): shown in `status`.
+  capture::Protector* protector = nullptr;
 };
 
 void handle_request(DaemonContext& ctx, const nlohmann::json& req, Connection& conn);

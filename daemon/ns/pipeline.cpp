@@ -488,6 +488,8 @@ bool Pipeline::process(Event& ev) {
   counters_.processed++;
   // Not an access: a security.ima written at run time, appraised now for every class.
   if (ev.hook == Hook::kSetxattr) return setxattr_event(ev);
+  // Not an access: an attempt on nsima refused in the kernel (self-protection).
+  if (ev.hook == Hook::kProtect) return protect_event(ev);
   model_seen_ktime_ = std::max(model_seen_ktime_, ev.ktime_ns);  // orders the model's streams
   Namespace* ns = reg_.find(ev.ns_id);
   bool live = ns != nullptr;
@@ -681,6 +683,7 @@ void Pipeline::check_drops() {
       changed = true;
     }
     if (changed) (void)reg_.save(hr);
+    check_protect(*st);
   }
   auto drops = maps_->ns_drops();
   if (!drops) return;

@@ -127,6 +127,8 @@ struct PipelineCounters {
                                      // first access is decided as without the event
   // the window: from the hook (the write done) to the verdict in the map, in microseconds
   uint64_t setxattr_window_last_us = 0, setxattr_window_max_us = 0;
+  // self-protection (bpf/protect.bpf.c): refusals reported by the kernel, recorded
+  uint64_t protect_events = 0;
 };
 
 class Pipeline {
@@ -352,6 +354,13 @@ class Pipeline {
   // A security.ima write (Hook::kSetxattr): the file is read and appraised for every access
   // class, as pre-appraisal does, and one verdict written. Same return as process().
   bool setxattr_event(const Event& ev);
+  // A refusal of self-protection (Hook::kProtect, bpf/protect.bpf.c): a violation entry in the
+  // host list and an audit line in the host's and the attacker's namespace (pipeline_protect.cpp).
+  bool protect_event(const Event& ev);
+  // The refusals the kernel counted but did not report (rate limit, full ring buffer): one
+  // host violation per tick that saw new ones.
+  void check_protect(const capture::Stats& st);
+  uint64_t protect_unreported_seen_ = 0;
   void setxattr_read(const Event& ev, const access::AccessResult& r);
   // Pre-appraisal and setxattr: which access classes of the file need appraisal in the chain
   // of namespace `n` (bit per class); with none, its verdict is written at once.

@@ -374,6 +374,7 @@ void Pipeline::model_apply_file(const Event& ev, const model::Digest& digest) {
       d = m.event(pk, ae.type, ae.coe, ae.cell, ev.path);
       break;
     case Hook::kSetxattr:
+    case Hook::kProtect:
       return;  // not an access: Pipeline::process never hands it to the models
   }
   if (r.agent) {

@@ -169,6 +169,7 @@ std::vector<Access> accesses_of(const nsima::Event& ev) {
       out.push_back(with(Func::kCredsCheck, NSIMA_MAY_EXEC, ev.new_cred, ev.cred));
       break;
     case Hook::kSetxattr:
+    case Hook::kProtect:
       break;  // not an access: no func
   }
   return out;

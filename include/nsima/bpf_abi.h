@@ -22,6 +22,10 @@
 /* Not an access: security.ima written at run time (bpf/setxattr.bpf.c); nsimad appraises the
  * file then, before its first access. Outside 1..3: no per-hook counters, never denied. */
 #define NSIMA_HOOK_SETXATTR 8
+/* Not an access: an attempt on nsima itself refused by bpf/protect.bpf.c (self-protection,
+ * include/nsima/protect_abi.h: the kind in .mask, its detail in .prot, the target in .reqprot,
+ * .dev/.ino and .path). Never a per-hook counter, never measured: a host-list violation. */
+#define NSIMA_HOOK_PROTECT 9
 
 /* Kernel MAY_* access bits, as IMA's policy mask= uses them. */
 #define NSIMA_MAY_EXEC 0x1
@@ -110,7 +114,16 @@
 #define NSIMA_STAT_TRUSTED_OPEN 25 /* first opens allowed in the kernel by the trusted map */
 #define NSIMA_STAT_TRUSTED_MMAP 26 /* first executable mmaps allowed in the kernel likewise */
 #define NSIMA_STAT_KERNEL_DIGEST 27 /* events sent with NSIMA_EV_KERNEL_DIGEST */
-#define NSIMA_STAT_MAX 28
+/* Self-protection (bpf/protect.bpf.c), 28..35: refusals per kind, then their reports. */
+#define NSIMA_STAT_PROTECT_SIGNAL 28   /* signals to nsimad or its swtpm refused */
+#define NSIMA_STAT_PROTECT_PTRACE 29   /* ptrace / /proc access to them refused */
+#define NSIMA_STAT_PROTECT_BPF 30      /* fds of nsima's BPF programs, maps, links refused */
+#define NSIMA_STAT_PROTECT_FILE 31     /* writes, renames, unlinks ... of nsima's state refused */
+#define NSIMA_STAT_PROTECT_CGROUP 32   /* cgroup writes outside the writer's subtree refused */
+#define NSIMA_STAT_PROTECT_REPORTED 33 /* ... reported to nsimad (NSIMA_HOOK_PROTECT events) */
+#define NSIMA_STAT_PROTECT_SUPPRESSED 34 /* ... not reported: over the rate limit */
+#define NSIMA_STAT_PROTECT_DROPPED 35  /* ... not reported: the ring buffer was full */
+#define NSIMA_STAT_MAX 36
 
 #define NSIMA_COMM_LEN 16
 #define NSIMA_FSNAME_LEN 16

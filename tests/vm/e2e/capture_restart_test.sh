@@ -63,7 +63,8 @@ restart() {
 
 nsima_start --policy /tmp/reads.policy
 grep -q "BPF hooks: fresh" "$NSIMAD_LOG" || nsima_fail "first start: expected a fresh load"
-for p in tag events verdicts stats ctl link_nsima_file_open link_nsima_mmap_file link_nsima_bprm_check; do
+for p in tag events verdicts stats ctl link_nsima_file_open link_nsima_mmap_file link_nsima_bprm_check \
+	protect_cfg protected_dirs protected_objs protected_pids link_nsima_protect_kill link_nsima_protect_bpf_map; do
 	[ -e "$PIN/$p" ] || nsima_fail "$PIN/$p is not pinned"
 done
 out=$(nsimad --unload 2>&1) && nsima_fail "--unload succeeded while nsimad runs: $out"
@@ -134,8 +135,10 @@ kill $READERS
 nsima_stop
 lsm_links() { bpftool link show | grep -c "attach_type lsm_mac" || true; }
 nsima_progs() { bpftool prog show | grep -c "name nsima_" || true; }
-nsima_check_eq "$(lsm_links)" 4 "LSM links attached while pinned and nsimad stopped (file_open, mmap_file, bprm_check, inode_post_setxattr)"
-nsima_check_eq "$(nsima_progs)" 4 "nsima programs loaded while pinned (one load across restarts)"
+# file_open, mmap_file, bprm_check, inode_post_setxattr and the 15 self-protection programs
+# (bpf/protect.bpf.c: task_kill, ptrace_access_check, bpf, bpf_map, bpf_prog, file_open, inode_*)
+nsima_check_eq "$(lsm_links)" 19 "LSM links attached while pinned and nsimad stopped"
+nsima_check_eq "$(nsima_progs)" 19 "nsima programs loaded while pinned (one load across restarts)"
 nsimad --unload
 [ ! -e "$PIN" ] || nsima_fail "$PIN still exists after --unload: $(ls "$PIN")"
 nsima_check_eq "$(lsm_links)" 0 "LSM links after --unload ($(bpftool link show))"
