@@ -146,6 +146,10 @@ Parser::Parser(ParserOptions opts) : opts_(std::move(opts)) {
 
 Parser::~Parser() {
   {
+    std::lock_guard l(stats_m_);
+    pids_fn_ = nullptr;  // its owner may be gone before us
+  }
+  {
     std::lock_guard lock(spawn_m_);
     stopping_ = true;
   }

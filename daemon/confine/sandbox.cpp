@@ -51,13 +51,15 @@ Result<void> install_filter(int fd) {
   auto allow = [&](int nr, unsigned n = 0, const scmp_arg_cmp* args = nullptr) {
     if (rc == 0) rc = seccomp_rule_add_array(c, SCMP_ACT_ALLOW, nr, n, args);
   };
-  const scmp_arg_cmp on_fd = SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(fd));
+  // {argument, operator, value, mask-or-second-value}: SCMP_A0() leaves datum_b implicit,
+  // which clang's -Wmissing-field-initializers refuses.
+  const scmp_arg_cmp on_fd{0, SCMP_CMP_EQ, static_cast<scmp_datum_t>(fd), 0};
   allow(SCMP_SYS(read), 1, &on_fd);
   allow(SCMP_SYS(write), 1, &on_fd);
   allow(SCMP_SYS(exit));
   allow(SCMP_SYS(exit_group));
   // malloc: brk, anonymous maps (never executable), and giving memory back.
-  const scmp_arg_cmp no_exec = SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0);
+  const scmp_arg_cmp no_exec{2, SCMP_CMP_MASKED_EQ, PROT_EXEC, 0};
   allow(SCMP_SYS(brk));
   allow(SCMP_SYS(mmap), 1, &no_exec);
   allow(SCMP_SYS(mprotect), 1, &no_exec);
@@ -71,12 +73,12 @@ Result<void> install_filter(int fd) {
   // abort(): raise(SIGABRT) is tgkill on itself (a crash then says SIGABRT, not SIGSYS).
   allow(SCMP_SYS(getpid));
   allow(SCMP_SYS(gettid));
-  const scmp_arg_cmp self = SCMP_A0(SCMP_CMP_EQ, static_cast<scmp_datum_t>(getpid()));
+  const scmp_arg_cmp self{0, SCMP_CMP_EQ, static_cast<scmp_datum_t>(getpid()), 0};
   allow(SCMP_SYS(tgkill), 1, &self);
   if (kSanitizer) {
     // The sanitizer runtimes' allocators and fault reports: their own stack, yields, writes to
     // stderr. Still no open, socket or exec (a report that needs /proc/self/maps is cut short).
-    const scmp_arg_cmp on_stderr = SCMP_A0(SCMP_CMP_EQ, 2);
+    const scmp_arg_cmp on_stderr{0, SCMP_CMP_EQ, 2, 0};
     allow(SCMP_SYS(write), 1, &on_stderr);
     allow(SCMP_SYS(sigaltstack));
     allow(SCMP_SYS(sched_yield));

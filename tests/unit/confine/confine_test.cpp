@@ -292,7 +292,8 @@ TEST(ConfinedParser, LyingRepliesAreRefused) {
   ASSERT_FALSE(huge);
   EXPECT_EQ(huge.error().kind, FailureKind::kBadReply);
   // Replies a worker could forge, each refused by the daemon's strict decoding.
-  const std::vector<uint8_t> value = {0x04, 0x04, 1, 2};  // a short sha256 digest value
+  std::vector<uint8_t> value = {0x04, 0x04};  // a sha256 digest value
+  value.resize(34, 0x5a);
   auto forge = [](std::initializer_list<uint8_t> head, std::vector<uint8_t> digest,
                   std::vector<uint8_t> sig) {
     Writer w;
@@ -304,7 +305,7 @@ TEST(ConfinedParser, LyingRepliesAreRefused) {
   };
   const std::vector<std::vector<uint8_t>> lies = {
       forge({0, 0x04, 0x04, 0}, std::vector<uint8_t>(20, 1), {}),  // sha256 with 20 bytes
-      forge({0, 0x03, 0x04, 2}, std::vector<uint8_t>(32, 1), {}),  // type differs from input
+      forge({0, 0x01, 0x02, 0}, std::vector<uint8_t>(20, 1), {}),  // type differs from input
       forge({0, 0x04, 0x40, 0}, std::vector<uint8_t>(32, 1), {}),  // algorithm 64
       forge({0, 0x04, 0x04, 0}, std::vector<uint8_t>(32, 1), {9}), // a digest with a signature
       {0, 0x04},                                                   // cut short
@@ -360,8 +361,8 @@ TEST(ConfinedParser, ThreadsShareThePool) {
 }
 
 TEST(ConfinedParser, WorkerKilledWhileIdleIsReplacedQuietly) {
+  std::vector<std::vector<pid_t>> seen;  // outlives the Parser
   Parser p(opts());
-  std::vector<std::vector<pid_t>> seen;
   p.on_pids_changed([&](const std::vector<pid_t>& pids) { seen.push_back(pids); });
   ASSERT_TRUE(p.start());
   const pid_t first = p.worker_pids().at(0);
