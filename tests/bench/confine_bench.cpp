@@ -78,7 +78,10 @@ void BM_Manifest5000Confined(benchmark::State& state) {
 void BM_WorkerStart(benchmark::State& state) {
   for (auto _ : state) {
     Parser p(ParserOptions{NSIMA_PARSE_BIN, std::chrono::milliseconds(2000), 1});
-    if (!p.start()) state.SkipWithError("start failed");
+    if (auto r = p.start(); !r) {
+      state.SkipWithError(("start failed: " + r.error().to_string()).c_str());
+      break;
+    }
   }
 }
 

@@ -56,7 +56,8 @@ TEST_F(PipelineConfineTest, SecurityImaIsParsedByTheWorker) {
   auto ns = p_->create_namespace(cgroup("c"), appraising());
   ASSERT_TRUE(ns) << ns.error().to_string();
   const std::string id = std::to_string(*ns);
-  ASSERT_FALSE(opts_.parser->worker_pids().empty());
+  ASSERT_TRUE(opts_.parser->start());  // as nsimad does at start-up
+  ASSERT_EQ(opts_.parser->worker_pids().size(), 2u);
   const uint64_t parses = opts_.parser->stats().parses;
 
   submit(read_event(signed_file("good", "good\n", sha256_ng("good\n")), *ns));
