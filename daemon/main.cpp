@@ -15,6 +15,7 @@
 #include "capture/event_source.h"
 #include "common/log.h"
 #include "config/config.h"
+#include "confine/parser.h"
 #include "measure/hash_algo.h"
 #include "measure/template.h"
 #include "control/handlers.h"
@@ -53,6 +54,8 @@ int main(int argc, char** argv) {
   std::string hash_name = "sha256", template_name = "ima-ng";
   size_t hash_threads = 2;
   unsigned hash_timeout_ms = 10000, barrier_timeout_ms = 20000;
+  std::string parser_path = nsima::confine::default_worker_path().string();
+  unsigned parse_timeout_ms = 2000, parse_workers = 2;
   std::string pin_dir = nsima::capture::kDefaultPinDir;
   bool unload = false;
   bool lockdown = false;
@@ -101,6 +104,18 @@ int main(int argc, char** argv) {
                  "a file not read and hashed within this time is recorded as an "
                  "nsima:unreadable:timeout violation (a stalled filesystem never stops "
                  "measurement)")
+      ->capture_default_str();
+  app.add_option("--parser", parser_path,
+                 "the confined parser nsima-parse (security.ima values and manifests are parsed "
+                 "there, unprivileged under seccomp; daemon/confine/README.md)")
+      ->capture_default_str();
+  app.add_option("--parse-timeout-ms", parse_timeout_ms,
+                 "a parse not answered within this time fails (parser-timeout) and its worker "
+                 "is killed")
+      ->check(CLI::Range(10u, 600000u))
+      ->capture_default_str();
+  app.add_option("--parse-workers", parse_workers, "confined parser processes")
+      ->check(CLI::Range(1u, 64u))
       ->capture_default_str();
   app.add_option("--barrier-timeout-ms", barrier_timeout_ms,
                  "nsimactl log/pcr/quote wait at most this long for the accesses made before "
@@ -234,6 +249,15 @@ int main(int argc, char** argv) {
   popts.hash_threads = hash_threads;
   popts.hash_timeout = std::chrono::milliseconds(hash_timeout_ms);
   popts.barrier_timeout = std::chrono::milliseconds(barrier_timeout_ms);
+  popts.parser = std::make_shared<nsima::confine::Parser>(nsima::confine::ParserOptions{
+      parser_path, std::chrono::milliseconds(parse_timeout_ms), parse_workers});
+  // The workers' pids: the self-protection must protect them as nsimad itself (confine/README.md).
+  popts.parser->on_pids_changed([](const std::vector<pid_t>& pids) {
+    std::string list;
+    for (pid_t p : pids) list += " " + std::to_string(p);
+    nsima::logger("confine")->debug("parser workers:{}", list);
+  });
+  if (auto r = popts.parser->start(); !r) return fatal(r.error());
   auto algo = nsima::measure::hash_algo_from_name(hash_name);
   if (!algo) return fatal({EINVAL, "unknown hash algorithm '" + hash_name + "'", "--hash"});
   popts.hash_algo = *algo;

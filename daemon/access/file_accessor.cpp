@@ -443,6 +443,7 @@ struct FileAccessor::Impl {
     }
     facts.changed = !stamp_matches(file->st, job.key.file.stamp);
     facts.algos = job.key.algos;
+    if (facts.ima_xattr && c.opts.xattr_parse) facts.ima_xattr_parsed = c.opts.xattr_parse(*facts.ima_xattr);
     if (job.key.algo_from_xattr && facts.ima_xattr && c.opts.xattr_algo) {
       auto a = c.opts.xattr_algo(*facts.ima_xattr);
       if (a && std::find(facts.algos.begin(), facts.algos.end(), *a) == facts.algos.end())

@@ -15,6 +15,7 @@
 //    is replaced, so one namespace's stalled file never stops the others.
 #pragma once
 
+#include <any>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -60,6 +61,9 @@ struct FileFacts {
   // Request::algos, then security.ima's algorithm when Request::algo_from_xattr added one.
   std::vector<measure::HashAlgo> algos;
   std::optional<std::vector<uint8_t>> ima_xattr;  // security.ima if asked and present
+  // What Options::xattr_parse made of ima_xattr (the pipeline's confined parse, an
+  // appraise::XattrResult), on this worker thread; empty: not parsed.
+  std::any ima_xattr_parsed;
   bool changed = false;     // the file changed while being read (or differs from the event's
                             // stamp): the digests are of a newer version; nothing was cached
   bool from_cache = false;  // every digest came from the digest cache (no read)
@@ -143,6 +147,9 @@ class FileAccessor {
     // The hash algorithm a security.ima value asks for (appraise::hash_algo_for_xattr), for
     // Request::algo_from_xattr; unset: none is added.
     std::function<std::optional<measure::HashAlgo>(std::span<const uint8_t>)> xattr_algo;
+    // Parses a security.ima value read for a request (FileFacts::ima_xattr_parsed): off the
+    // pipeline thread, since the confined parser may take up to its deadline. Unset: none.
+    std::function<std::any(std::span<const uint8_t>)> xattr_parse;
     size_t chunk_size = measure::kDefaultChunkSize;  // bytes per read; the cancel granularity
     Hooks hooks;
   };

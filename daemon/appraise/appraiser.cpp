@@ -205,7 +205,7 @@ Appraisal appraise(const AppraiseInput& in) {
 
   // 5. By type, as xattr_verify(); the type byte decides even when the rest is malformed.
   const std::span<const uint8_t> raw = *in.ima_xattr;
-  XattrResult parsed = parse_ima_xattr(raw);
+  XattrResult parsed = in.ima_xattr_parsed ? *in.ima_xattr_parsed : parse_ima_xattr(raw);
   const uint8_t type = raw.empty() ? 0 : raw[0];
   auto malformed = [&](Status status, Source source) {
     Appraisal a = fail(status, source, "malformed security.ima: " + parsed.error().reason,

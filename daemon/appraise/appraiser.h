@@ -106,6 +106,10 @@ struct AppraiseInput {
   std::optional<std::span<const uint8_t>> ima_xattr;  // nullopt: no security.ima
   const Keyring* keys = nullptr;                   // this namespace's keys (null = none)
   const DigestStore* digests = nullptr;            // this namespace's store (null = none)
+  // The confined parser's parse of `ima_xattr` (daemon/confine; an error of kind kParser* when
+  // it gave none). Null: parsed here, in process (unit tests; nsimad always gives it). Last, so
+  // that positional initialisers of the fields above stay valid.
+  const XattrResult* ima_xattr_parsed = nullptr;
 };
 
 // Pure, no I/O, never throws. Safe to call concurrently for different inputs.

@@ -131,6 +131,9 @@ std::string_view xattr_error_kind_name(XattrErrorKind kind) {
     case XattrErrorKind::kUnknownAlgorithm: return "unknown-algorithm";
     case XattrErrorKind::kUnknownVersion: return "unknown-version";
     case XattrErrorKind::kUnsupportedVersion: return "unsupported-version";
+    case XattrErrorKind::kParserCrashed: return "parser-crashed";
+    case XattrErrorKind::kParserTimeout: return "parser-timeout";
+    case XattrErrorKind::kParserFailed: return "parser-failed";
   }
   return "unknown";
 }

@@ -55,6 +55,11 @@ enum class XattrErrorKind {
   kUnknownAlgorithm,   // hash algorithm id >= HASH_ALGO__LAST (23)
   kUnknownVersion,     // signature version the kernel does not know for this type
   kUnsupportedVersion, // signature v1 (evmctl --rsa, deprecated): known, not supported by nsima
+  // Not the value's fault: the confined parser (daemon/confine) gave no parse. Never produced
+  // by parse_ima_xattr; the appraisal fails all the same.
+  kParserCrashed,      // the worker died during the parse (a signal, a seccomp kill)
+  kParserTimeout,      // no answer within the parse deadline (the worker was killed)
+  kParserFailed,       // no worker could be started, or its reply did not decode
 };
 std::string_view xattr_error_kind_name(XattrErrorKind kind);  // "truncated", "size-mismatch", ...
 

@@ -26,6 +26,7 @@
 #include "config/config.h"
 #include "control/base64.h"
 #include "control/connection.h"
+#include "confine/parser.h"
 #include "hook/oci_state.h"
 #include "nsima/control_protocol.h"
 
@@ -268,6 +269,10 @@ int main(int argc, char** argv) {
       app.add_option("--config", config_path, "nsimad's settings file ([container] defaults)")
           ->capture_default_str();
   app.add_option("--socket", socket, "nsimad's control socket (default: the config's)");
+  std::string parser_path = nsima::confine::default_worker_path().string();
+  app.add_option("--parser", parser_path,
+                 "the confined parser the state is parsed by (daemon/confine/README.md)")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   openlog("nsima-oci-hook", LOG_PID, LOG_DAEMON);
 
@@ -276,7 +281,15 @@ int main(int argc, char** argv) {
   if (!socket.empty()) cfg->socket = socket;
   auto text = read_stdin();
   if (!text) return fail(stage, text.error());
-  auto st = nsima::hook::parse_state(*text);
+  // The runtime's JSON is parsed by nsima-parse, unprivileged under seccomp: this hook runs as
+  // root. Its crash or timeout is this hook's error, never a parse that half happened.
+  nsima::confine::Parser parser(
+      nsima::confine::ParserOptions{parser_path, std::chrono::milliseconds(2000), 1});
+  auto confined = parser.oci_state(*text);
+  if (!confined)
+    return fail(stage,
+                Error{EIO, "the OCI state could not be parsed: " + confined.error().to_string(), {}});
+  auto& st = *confined;
   if (!st) return fail(stage, st.error());
   Client client(cfg->socket, std::chrono::milliseconds(cfg->container_timeout_ms));
   if (stage == "createRuntime") {

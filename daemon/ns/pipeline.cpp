@@ -248,6 +248,10 @@ Result<void> Pipeline::init() {
   ao.xattr_algo = [](std::span<const uint8_t> v) -> std::optional<measure::HashAlgo> {
     return appraise::hash_algo_for_xattr(v, measure::HashAlgo::kSha256);
   };
+  if (opts_.parser)
+    ao.xattr_parse = [parser = opts_.parser](std::span<const uint8_t> v) -> std::any {
+      return confine::ima_xattr_or_failure(*parser, v);
+    };
   accessor_ = std::make_unique<access::FileAccessor>(ao, roots_.get(), digests_.get());
   tpm::VtpmOptions vopts;
   vopts.state_root = fs::path(opts_.state_dir) / "vtpm";

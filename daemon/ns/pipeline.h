@@ -40,6 +40,7 @@
 #include "common/bounded_queue.h"
 #include "common/event.h"
 #include "common/result.h"
+#include "confine/parser.h"
 #include "measure/digest_cache.h"
 #include "model/event_decode.h"
 #include "model/model.h"
@@ -100,6 +101,10 @@ struct PipelineOptions {
   std::chrono::milliseconds cgroup_gone_grace{0};
   // Opens a TPM from a TCTI string (host TPM, vTPMs); null = tpm::EsysTpm::open. Tests wrap it.
   std::function<Result<std::unique_ptr<tpm::Tpm>>(const std::string& tcti)> open_tpm;
+  // Untrusted formats (security.ima values, manifests of `digests load`) are parsed by this
+  // confined worker pool (daemon/confine/README.md). Null: parsed in process, which only tests
+  // do; nsimad always gives one and refuses to start without it.
+  std::shared_ptr<confine::Parser> parser;
 };
 
 struct PipelineCounters {

@@ -155,6 +155,7 @@ bool Pipeline::appraise_access(const Event& ev, const Judgement& j, const access
       in.decision = &need.decision;
       in.file_digests = facts.digests;
       if (facts.ima_xattr) in.ima_xattr = std::span<const uint8_t>(*facts.ima_xattr);
+      in.ima_xattr_parsed = std::any_cast<appraise::XattrResult>(&facts.ima_xattr_parsed);
       in.keys = r.keys.get();
       in.digests = r.digests.get();
       appraise::Appraisal a = appraise::appraise(in);
@@ -290,7 +291,18 @@ Result<Pipeline::DigestsLoaded> Pipeline::digests_load(const std::string& name_o
                                                        const std::string& manifest,
                                                        const std::string& origin,
                                                        const std::vector<uint8_t>& sig) {
-  auto m = appraise::parse_manifest(manifest, origin);  // pure: off the pipeline thread
+  // Untrusted text: parsed by the confined worker (off the pipeline thread); its crash or
+  // timeout refuses the request, naming it.
+  Result<appraise::Manifest> m = make_error(EINVAL, "not parsed", origin);
+  if (opts_.parser) {
+    auto confined = opts_.parser->manifest(manifest, origin);
+    if (!confined)
+      return make_error(EIO, "the manifest could not be parsed: " + confined.error().to_string(),
+                        origin);
+    m = std::move(*confined);
+  } else {
+    m = appraise::parse_manifest(manifest, origin);
+  }
   if (!m) return tl::unexpected(m.error());
   auto keys = call([&]() -> Result<std::shared_ptr<appraise::Keyring>> {
     auto ns = find_ns(name_or_id);
@@ -593,6 +605,8 @@ Result<Pipeline::PreAppraisal> Pipeline::pre_appraise(const std::string& name_or
     if (xn >= 0) {
       x.resize(static_cast<size_t>(xn));
       facts.ima_xattr = std::move(x);
+      if (opts_.parser)
+        facts.ima_xattr_parsed = confine::ima_xattr_or_failure(*opts_.parser, *facts.ima_xattr);
     }
     facts.algos = snap->algos;
     if (facts.ima_xattr) {

@@ -3,7 +3,8 @@
 # hooks.d files is under DIR and exists, `systemd-analyze verify` passes, the unit's exposure
 # stays at most 4.0 (`systemd-analyze security --offline`), nsimad reads the installed config
 # (and names file:line:column for a bad one), and nsima-oci-hook answers malformed OCI state with
-# one sentence and a non-zero exit before it talks to nsimad.
+# one sentence and a non-zero exit before it talks to nsimad (the state parsed by the installed
+# nsima-parse: a hook that cannot find it fails naming it).
 # (EXPECTED of hook() is a bash pattern: * matches the parser's own wording.)
 # usage: install_test.sh BUILD_DIR
 set -euo pipefail
@@ -21,6 +22,10 @@ for d in $(sed -n 's|^Documentation=file://||p' "$unit"); do
 	[[ -f $d ]] || fail "Documentation= names $d, which is not installed"
 done
 [[ -x $p/bin/nsima-oci-hook && -f $p/etc/nsima/nsimad.conf && -f $p/lib/tmpfiles.d/nsima.conf ]] || fail "missing installed files"
+# the confined parser nsimad and the hook start (daemon/confine): where default_worker_path() looks
+[[ -x $p/libexec/nsima/nsima-parse ]] || fail "no $p/libexec/nsima/nsima-parse"
+out=$(timeout 10 "$p/libexec/nsima/nsima-parse" 2>&1 </dev/null) && fail "nsima-parse ran without its socket"
+[[ $out == "nsima-parse: started by nsimad or nsima-oci-hook only (fd 3 is its socket)" ]] || fail "nsima-parse said '$out'"
 SYSTEMD_LOG_LEVEL=notice timeout 60 systemd-analyze verify "$unit" || fail "systemd-analyze verify $unit"
 timeout 60 systemd-analyze security --offline=true --threshold=40 --no-pager "$unit" >"$dir/security.txt" 2>&1 ||
 	{ tail -n 5 "$dir/security.txt"; fail "systemd-analyze security: exposure above 4.0"; }
@@ -41,9 +46,9 @@ out=$(timeout 30 "$p/bin/nsimad" --config "$dir/missing.conf" --unload 2>&1) && 
 [[ $out == *"$dir/missing.conf: cannot read the config file: No such file or directory"* ]] || fail "missing config: '$out'"
 
 # nsima-oci-hook: malformed state is one sentence and a non-zero exit (no nsimad needed to say so)
-hook() { # EXPECTED_SENTENCE STATE
+hook() { # EXPECTED_SENTENCE STATE [HOOK ARGS...]
 	local rc=0 out
-	out=$(printf '%s' "$2" | timeout 30 "$p/bin/nsima-oci-hook" createRuntime --config "$p/etc/nsima/nsimad.conf" --socket "$dir/none.sock" 2>&1) || rc=$?
+	out=$(printf '%s' "$2" | timeout 30 "$p/bin/nsima-oci-hook" createRuntime --config "$p/etc/nsima/nsimad.conf" --socket "$dir/none.sock" "${@:3}" 2>&1) || rc=$?
 	[[ $rc != 0 ]] || fail "hook accepted: $2"
 	# shellcheck disable=SC2053 # $1 is a pattern
 	[[ $out == "nsima-oci-hook createRuntime: "$1 ]] || fail "hook said '$out', expected '$1'"
@@ -55,4 +60,5 @@ hook 'the OCI state has pid 0 (createRuntime needs the container'"'"'s host pid)
 gone=$(($(cat /proc/sys/kernel/pid_max) + 1)) # no process has it
 hook "process $gone named by the OCI state is gone (no /proc/$gone/cgroup)" "{\"ociVersion\":\"1.0\",\"id\":\"c1\",\"pid\":$gone}"
 hook 'the OCI state on stdin is empty (a runtime passes the container state as JSON)' ''
+hook 'the OCI state could not be parsed: parser-unavailable: *' '{"ociVersion":"1.0","id":"c1","pid":1}' --parser "$dir/no-parser"
 echo "install_test: ok"

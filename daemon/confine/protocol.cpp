@@ -1,0 +1,274 @@
+// SPDX-License-Identifier: Apache-2.0
+#include "confine/protocol.h"
+
+#include <cerrno>
+
+#include "confine/wire.h"
+
+namespace nsima::confine {
+
+namespace {
+
+using appraise::XattrErrorKind;
+using appraise::XattrType;
+
+// Bounds the daemon holds a reply to (the worker's parsers never produce more).
+constexpr size_t kMaxReason = 1024;     // one sentence
+constexpr size_t kMaxPath = 4096 * 4;   // a manifest name (PATH_MAX; escapes unescaped)
+constexpr size_t kMaxOciField = 1u << 20;
+constexpr uint32_t kMaxEntries = kMaxFrame / 34;  // every entry is at least 34 bytes of input
+
+std::span<const uint8_t> as_bytes(std::string_view s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+
+// One sentence for a log line: printable ASCII and UTF-8 continuation bytes, no control bytes.
+bool is_sentence(std::string_view s) {
+  for (unsigned char c : s)
+    if (c < 0x20 || c == 0x7f) return false;
+  return true;
+}
+
+bool no_nul(std::string_view s) { return s.find('\0') == std::string_view::npos; }
+
+void put_error(Writer& w, const Error& e) {
+  w.u32(static_cast<uint32_t>(e.code));
+  w.str(e.message.substr(0, kMaxReason));
+  w.str(e.where.substr(0, kMaxReason));
+}
+
+tl::expected<Error, std::string> get_error(Reader& r) {
+  Error e;
+  e.code = static_cast<int>(r.u32());
+  e.message = r.str(kMaxReason);
+  e.where = r.str(kMaxReason);
+  if (!r.done()) return tl::unexpected(std::string("a refusal that does not decode"));
+  if (e.code <= 0 || e.code > 4095) return tl::unexpected("a refusal with errno " + std::to_string(e.code));
+  if (e.message.empty() || !is_sentence(e.message) || !is_sentence(e.where))
+    return tl::unexpected(std::string("a refusal whose message has control bytes or is empty"));
+  return e;
+}
+
+std::vector<uint8_t> refused(const Error& e) {
+  Writer w;
+  w.u8(static_cast<uint8_t>(Status::kRefused));
+  put_error(w, e);
+  return std::move(w.out());
+}
+
+std::vector<uint8_t> serve_xattr(std::span<const uint8_t> input) {
+  Writer w;
+  auto x = appraise::parse_ima_xattr(input);
+  if (!x) {
+    w.u8(static_cast<uint8_t>(Status::kRefused));
+    w.u8(static_cast<uint8_t>(x.error().kind));
+    w.str(x.error().reason.substr(0, kMaxReason));
+    return std::move(w.out());
+  }
+  w.u8(static_cast<uint8_t>(Status::kParsed));
+  w.u8(static_cast<uint8_t>(x->type));
+  w.u8(static_cast<uint8_t>(x->algo));
+  w.u8(x->version);
+  w.u32(x->keyid);
+  w.bytes(x->digest);
+  w.bytes(x->signature);
+  return std::move(w.out());
+}
+
+std::vector<uint8_t> serve_manifest(std::span<const uint8_t> input) {
+  Reader r(input);
+  std::string filename = r.str(kMaxReason);
+  auto text = r.bytes(kMaxFrame);
+  if (!r.done()) return refused(Error{EINVAL, "the manifest request does not decode", {}});
+  auto m = appraise::parse_manifest(
+      std::string_view(reinterpret_cast<const char*>(text.data()), text.size()), filename);
+  if (!m) return refused(m.error());
+  for (size_t i = 0; i < m->entries.size(); ++i)
+    if (!no_nul(m->entries[i].path))
+      return refused(Error{EINVAL, "entry " + std::to_string(i + 1) + "'s file name holds a NUL byte",
+                           filename});
+  Writer w;
+  w.u8(static_cast<uint8_t>(Status::kParsed));
+  w.u32(static_cast<uint32_t>(m->entries.size()));
+  for (const auto& e : m->entries) {
+    w.u8(static_cast<uint8_t>(e.digest.algo()));
+    w.u8(e.binary ? 1 : 0);
+    w.bytes({e.digest.data(), e.digest.size()});
+    w.str(e.path);
+  }
+  return std::move(w.out());
+}
+
+std::vector<uint8_t> serve_oci(std::span<const uint8_t> input) {
+  auto st = hook::parse_state(
+      std::string_view(reinterpret_cast<const char*>(input.data()), input.size()));
+  if (!st) return refused(st.error());
+  Writer w;
+  w.u8(static_cast<uint8_t>(Status::kParsed));
+  w.str(st->oci_version);
+  w.str(st->id);
+  w.str(st->status);
+  w.u8(st->pid ? 1 : 0);
+  w.u64(st->pid ? static_cast<uint64_t>(*st->pid) : 0);
+  w.str(st->bundle);
+  w.u32(static_cast<uint32_t>(st->annotations.size()));
+  for (const auto& [k, v] : st->annotations) {
+    w.str(k);
+    w.str(v);
+  }
+  return std::move(w.out());
+}
+
+// The status byte, checked: kParsed or kRefused; anything else is a bad reply.
+tl::expected<Status, std::string> status_of(Reader& r) {
+  const uint8_t s = r.u8();
+  if (!r.ok()) return tl::unexpected(std::string("an empty reply"));
+  if (s == static_cast<uint8_t>(Status::kUnknownOp))
+    return tl::unexpected(std::string("the worker does not know this request"));
+  if (s != static_cast<uint8_t>(Status::kParsed) && s != static_cast<uint8_t>(Status::kRefused))
+    return tl::unexpected("a reply with status " + std::to_string(s));
+  return static_cast<Status>(s);
+}
+
+}  // namespace
+
+std::vector<uint8_t> serve(Op op, std::span<const uint8_t> input) {
+  switch (op) {
+    case Op::kImaXattr: return serve_xattr(input);
+    case Op::kManifest: return serve_manifest(input);
+    case Op::kOciState: return serve_oci(input);
+    default: return {static_cast<uint8_t>(Status::kUnknownOp)};
+  }
+}
+
+std::vector<uint8_t> manifest_request(std::string_view text, std::string_view filename) {
+  Writer w;
+  w.str(filename.substr(0, kMaxReason));
+  w.bytes(as_bytes(text));
+  return std::move(w.out());
+}
+
+tl::expected<appraise::XattrResult, std::string> decode_ima_xattr(
+    std::span<const uint8_t> reply, std::span<const uint8_t> input) {
+  Reader r(reply);
+  auto status = status_of(r);
+  if (!status) return tl::unexpected(status.error());
+  if (*status == Status::kRefused) {
+    const uint8_t kind = r.u8();
+    std::string reason = r.str(kMaxReason);
+    if (!r.done() || kind > static_cast<uint8_t>(XattrErrorKind::kUnsupportedVersion))
+      return tl::unexpected(std::string("a security.ima refusal that does not decode"));
+    if (reason.empty() || !is_sentence(reason))
+      return tl::unexpected(std::string("a security.ima refusal without a one-line reason"));
+    return appraise::XattrResult(tl::unexpected(
+        appraise::XattrError{static_cast<XattrErrorKind>(kind), std::move(reason)}));
+  }
+  appraise::ImaXattr x;
+  const uint8_t type = r.u8(), algo = r.u8();
+  x.version = r.u8();
+  x.keyid = r.u32();
+  auto digest = r.bytes(64);
+  auto sig = r.bytes(appraise::kXattrSizeMax);
+  if (!r.done()) return tl::unexpected(std::string("a parsed security.ima that does not decode"));
+  // What a well-formed value of that type can be, and it must agree with the input's own bytes.
+  if (input.empty() || type != input[0])
+    return tl::unexpected("a parsed security.ima of type " + std::to_string(type) +
+                          " for a value whose first byte differs");
+  if (algo >= measure::kHashAlgoCount)
+    return tl::unexpected("a parsed security.ima with algorithm " + std::to_string(algo));
+  x.type = static_cast<XattrType>(type);
+  x.algo = static_cast<measure::HashAlgo>(algo);
+  const size_t dsize = measure::hash_digest_size(x.algo);
+  switch (x.type) {
+    case XattrType::kDigest:
+    case XattrType::kDigestNg:
+      if (digest.size() != dsize || !sig.empty() || x.version != 0 || x.keyid != 0 ||
+          input.size() < 1 + digest.size())
+        return tl::unexpected(std::string("a parsed security.ima digest of the wrong shape"));
+      break;
+    case XattrType::kDigsig:
+    case XattrType::kVerityDigsig:
+      if (!digest.empty() || sig.empty() ||
+          x.version != (x.type == XattrType::kDigsig ? 2 : 3) ||
+          input.size() != appraise::kSignatureHeaderSize + sig.size())
+        return tl::unexpected(std::string("a parsed security.ima signature of the wrong shape"));
+      break;
+    default:
+      return tl::unexpected("a parsed security.ima of type " + std::to_string(type));
+  }
+  x.digest.assign(digest.begin(), digest.end());
+  x.signature.assign(sig.begin(), sig.end());
+  x.raw.assign(input.begin(), input.end());
+  return appraise::XattrResult(std::move(x));
+}
+
+tl::expected<Result<appraise::Manifest>, std::string> decode_manifest(
+    std::span<const uint8_t> reply) {
+  Reader r(reply);
+  auto status = status_of(r);
+  if (!status) return tl::unexpected(status.error());
+  if (*status == Status::kRefused) {
+    auto e = get_error(r);
+    if (!e) return tl::unexpected(e.error());
+    return Result<appraise::Manifest>(tl::unexpected(std::move(*e)));
+  }
+  const uint32_t n = r.u32();
+  if (!r.ok() || n > kMaxEntries)
+    return tl::unexpected("a manifest of " + std::to_string(n) + " entries");
+  appraise::Manifest m;
+  m.entries.reserve(n);
+  for (uint32_t i = 0; i < n; ++i) {
+    const uint8_t algo = r.u8(), binary = r.u8();
+    auto digest = r.bytes(64);
+    std::string path = r.str(kMaxPath);
+    if (!r.ok()) return tl::unexpected("manifest entry " + std::to_string(i) + " does not decode");
+    const auto a = static_cast<measure::HashAlgo>(algo);
+    if (a != measure::HashAlgo::kSha256 && a != measure::HashAlgo::kSha384 &&
+        a != measure::HashAlgo::kSha512)
+      return tl::unexpected("manifest entry " + std::to_string(i) + " has algorithm " +
+                            std::to_string(algo));
+    if (binary > 1 || path.empty() || !no_nul(path))
+      return tl::unexpected("manifest entry " + std::to_string(i) + " has a bad name or marker");
+    auto d = measure::Digest::from_bytes(a, digest);
+    if (!d) return tl::unexpected("manifest entry " + std::to_string(i) + ": " + d.error().message);
+    m.entries.push_back({*d, std::move(path), binary == 1});
+  }
+  if (!r.done()) return tl::unexpected(std::string("a manifest with trailing bytes"));
+  return Result<appraise::Manifest>(std::move(m));
+}
+
+tl::expected<Result<hook::OciState>, std::string> decode_oci_state(std::span<const uint8_t> reply) {
+  Reader r(reply);
+  auto status = status_of(r);
+  if (!status) return tl::unexpected(status.error());
+  if (*status == Status::kRefused) {
+    auto e = get_error(r);
+    if (!e) return tl::unexpected(e.error());
+    return Result<hook::OciState>(tl::unexpected(std::move(*e)));
+  }
+  hook::OciState st;
+  st.oci_version = r.str(kMaxOciField);
+  st.id = r.str(kMaxOciField);
+  st.status = r.str(kMaxOciField);
+  const uint8_t has_pid = r.u8();
+  const uint64_t pid = r.u64();
+  st.bundle = r.str(kMaxOciField);
+  const uint32_t n = r.u32();
+  if (!r.ok() || has_pid > 1 || pid > static_cast<uint64_t>(INT64_MAX) || n > kMaxFrame / 8)
+    return tl::unexpected(std::string("an OCI state that does not decode"));
+  if (has_pid) st.pid = static_cast<int64_t>(pid);
+  for (uint32_t i = 0; i < n; ++i) {
+    std::string k = r.str(kMaxOciField), v = r.str(kMaxOciField);
+    if (!r.ok() || !st.annotations.emplace(std::move(k), std::move(v)).second)
+      return tl::unexpected("OCI state annotation " + std::to_string(i) + " does not decode");
+  }
+  if (!r.done()) return tl::unexpected(std::string("an OCI state with trailing bytes"));
+  // The same checks the in-process parser made, made again on what came back.
+  if (auto c = hook::check_container_id(st.id); !c)
+    return tl::unexpected("an OCI state whose id is refused: " + c.error().message);
+  for (const std::string* s : {&st.oci_version, &st.status, &st.bundle})
+    if (!no_nul(*s)) return tl::unexpected(std::string("an OCI state field holding a NUL"));
+  return Result<hook::OciState>(std::move(st));
+}
+
+}  // namespace nsima::confine
