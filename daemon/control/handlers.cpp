@@ -435,8 +435,8 @@ void do_pcr(DaemonContext& ctx, const json& req, Connection& conn) {
   const bool all = opt_bool(req, kFieldAll, false);
   auto r = ctx.pipeline->pcr_report(str(req, kFieldNs), all);
   if (!r) return (void)conn.send(fail(r.error()));
-  json out{{kFieldOk, true}, {"tpm", r->tpm}, {"pcr", r->pcr}, {"values", r->values},
-           {"expected", r->expected}};
+  json out = r->json();
+  out[kFieldOk] = true;
   if (all) out[kFieldAll] = r->all;
   conn.send(out);
 }

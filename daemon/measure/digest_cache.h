@@ -21,10 +21,10 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <list>
+#include <memory>
 #include <mutex>
 #include <optional>
-#include <unordered_map>
+#include <vector>
 
 #include "common/event.h"
 #include "measure/hash_algo.h"
@@ -58,6 +58,11 @@ struct DigestKeyHash {
   size_t operator()(const DigestKey& k) const noexcept;
 };
 
+// One item per (file version, algorithm), 128 bytes each, held once: the items live in chunks of
+// 1,024 (allocated as the cache fills, never more than `capacity`), linked in LRU order by
+// 32-bit indices, and found through an open-addressing index of 32-bit item numbers (linear
+// probing, at most half full). A std::list + std::unordered_map held the key twice and cost
+// about 280 bytes per version (daemon/README.md, "Memory under load").
 class DigestCache {
  public:
   struct Stats {
@@ -72,6 +77,9 @@ class DigestCache {
   enum class Origin : uint8_t { kHashed, kKernel };
 
   explicit DigestCache(size_t capacity = 65536);
+  ~DigestCache();
+  DigestCache(const DigestCache&) = delete;
+  DigestCache& operator=(const DigestCache&) = delete;
 
   // Thread-safe. A hit makes the entry most recently used.
   std::optional<Digest> get(const DigestKey& key);
@@ -84,17 +92,31 @@ class DigestCache {
   size_t size() const;
   size_t capacity() const { return capacity_; }
   Stats stats() const;
+  // Bytes the cache holds now (items allocated + index), for the memory figures.
+  size_t bytes() const;
+
+  struct Item;  // digest_cache.cpp
 
  private:
-  struct Item {
-    DigestKey first;
-    Digest second;
-    Origin origin = Origin::kHashed;
-  };
+  static constexpr uint32_t kNone = UINT32_MAX;
+  static constexpr size_t kChunk = 1024;
+
+  Item& item(uint32_t i) const;
+  uint32_t find(const DigestKey& key, size_t& slot) const;  // kNone if absent (slot: its place)
+  void unlink(uint32_t i);
+  void push_front(uint32_t i);
+  void index_insert(uint32_t i);
+  void index_erase(size_t slot);
+  void remove(uint32_t i);  // from the index and the LRU, onto the free list
+
   const size_t capacity_;
   mutable std::mutex mu_;
-  std::list<Item> lru_;  // front = most recently used
-  std::unordered_map<DigestKey, std::list<Item>::iterator, DigestKeyHash> map_;
+  std::vector<std::unique_ptr<Item[]>> chunks_;
+  uint32_t allocated_ = 0;  // items ever taken from the chunks
+  uint32_t free_ = kNone;   // items removed (erase_inode), linked through `next`
+  uint32_t head_ = kNone, tail_ = kNone;  // most / least recently used
+  size_t count_ = 0;
+  std::vector<uint32_t> index_;  // item number + 1; 0 = empty slot
   Stats stats_;
 };
 

@@ -25,10 +25,11 @@ namespace {
 constexpr uint64_t kCheckpointEvery = 1024;  // one 8-byte offset per this many entries
 constexpr size_t kStreamChunk = size_t{1} << 20;
 
-// Open-addressing table of (template digest prefix, PCR) -> (file offset, entry index).
-// 16 bytes of a cryptographic digest make accidental collisions negligible, and every prefix hit
-// is confirmed against the full digest of the record on disk, so an attacker who finds a
-// 128-bit prefix collision still cannot suppress a measurement.
+// Open-addressing table of (template digest prefix, PCR) -> (file offset, entry index), 24 bytes
+// a slot. 8 bytes of a cryptographic digest make accidental collisions rare (a false candidate
+// costs one read of the record), and every prefix hit is confirmed against the full digest of
+// the record on disk, so an attacker who finds a 64-bit prefix collision still cannot suppress
+// a measurement.
 class DupIndex {
  public:
   struct Hit {
@@ -40,13 +41,12 @@ class DupIndex {
   template <class Verify>
   Result<std::optional<Hit>> find(const Digest& d, uint32_t pcr, Verify&& verify) const {
     if (slots_.empty()) return std::nullopt;
-    uint64_t k0, k1;
-    key(d, k0, k1);
+    uint64_t k0 = key(d);
     const size_t mask = slots_.size() - 1;
     for (size_t i = position(k0, pcr) & mask;; i = (i + 1) & mask) {
       const Slot& s = slots_[i];
       if (s.pcr1 == 0) return std::nullopt;
-      if (s.k0 == k0 && s.k1 == k1 && s.pcr1 == pcr + 1) {
+      if (s.k0 == k0 && s.pcr1 == pcr + 1) {
         auto ok = verify(s.offset);
         if (!ok) return tl::unexpected(ok.error());
         if (*ok) return Hit{s.offset, s.index};
@@ -57,7 +57,7 @@ class DupIndex {
   void insert(const Digest& d, uint32_t pcr, uint64_t offset, uint64_t index) {
     if ((used_ + 1) * 4 > slots_.size() * 3) grow();
     Slot s;
-    key(d, s.k0, s.k1);
+    s.k0 = key(d);
     s.offset = offset;
     s.pcr1 = pcr + 1;
     s.index = static_cast<uint32_t>(std::min<uint64_t>(index, UINT32_MAX));
@@ -67,16 +67,17 @@ class DupIndex {
 
  private:
   struct Slot {
-    uint64_t k0 = 0, k1 = 0;
+    uint64_t k0 = 0;
     uint64_t offset = 0;
     uint32_t pcr1 = 0;  // PCR + 1; 0 marks an empty slot
     uint32_t index = 0;
   };
-  static_assert(sizeof(Slot) == 32);
+  static_assert(sizeof(Slot) == 24);
 
-  static void key(const Digest& d, uint64_t& k0, uint64_t& k1) {
+  static uint64_t key(const Digest& d) {
+    uint64_t k0;
     std::memcpy(&k0, d.data(), 8);  // every supported ima_hash is >= 16 bytes (checked at open)
-    std::memcpy(&k1, d.data() + 8, 8);
+    return k0;
   }
   static size_t position(uint64_t k0, uint32_t pcr) {
     return static_cast<size_t>(k0 ^ (uint64_t{pcr} * 0x9E3779B97F4A7C15ull));

@@ -41,10 +41,11 @@ struct FileState {
   bool audited = false;  // an audit rule already logged this version (ima_audit_measurement)
   // In the access's own namespace: appraisal in its chain judged this version, with this
   // content (for revocations: the files already allowed are denied at once) and outcome.
-  bool denied = false;       // a judged deny is in the verdict map for this version
-  bool have_sha256 = false;
-  std::array<uint8_t, 32> sha256{};
+  bool denied = false;  // a judged deny is in the verdict map for this version
+  // (The sha256 of an appraised version, for revocations, is kept apart: NsRuntime::sha256s.
+  // Every (namespace, file) pair has a FileState; few need the digest.)
 };
+static_assert(sizeof(FileState) <= 48, "one per (namespace, file): keep it small");
 
 // Kernel ima_appraise= per namespace: off (appraise rules are ignored), log (failures are logged,
 // nothing denied), enforce (failures are denied; the default, as the kernel's).

@@ -34,6 +34,8 @@
 #include <thread>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "access/file_accessor.h"
 #include "capture/bpf_maps.h"
 #include "capture/model_hooks.h"
@@ -244,6 +246,9 @@ class Pipeline {
     std::map<std::string, std::string> values;    // bank -> hex, read from the TPM
     std::map<std::string, std::string> expected;  // bank -> hex, replay of the owning list
     std::map<std::string, std::vector<std::string>> all;  // with `all`: bank -> PCR 0..23 hex
+    // {"tpm", "pcr", "values", "expected"}: the shape `nsimactl pcr` and the archives of ended
+    // namespaces (pcrs.json) share.
+    nlohmann::json json() const;
   };
   // `all`: every PCR (0-23) of each bank too, read after the namespace's PCR, as evmctl's --pcrs
   // files need them.

@@ -201,8 +201,10 @@ bool Pipeline::appraise_access(const Event& ev, const Judgement& j, const access
     }
   }
   if (own && sha) {
-    FileState& es = state_of(reg_.rt(own), f, ev.stamp);
-    es.have_sha256 = true;
+    NsRuntime& er = reg_.rt(own);
+    state_of(er, f, ev.stamp);
+    auto& es = er.sha256s[f];
+    es.stamp = ev.stamp;
     std::copy_n(sha->data(), 32, es.sha256.begin());
   }
   return deny;
@@ -360,7 +362,8 @@ Result<size_t> Pipeline::digests_revoke(const std::string& name_or_id,
       const bool enforcing = reg_.first_access_flags(x) != 0;
       auto ids = reg_.chain_ids(x);
       for (auto& [f, st] : rx.files) {
-        if (!st.have_sha256 || std::memcmp(st.sha256.data(), d->data(), 32) != 0) continue;
+        const auto* sha = rx.sha256_of(f, st);
+        if (!sha || std::memcmp(sha->data(), d->data(), 32) != 0) continue;
         st.appraised = 0;
         if (!enforcing || st.denied) continue;
         // Every class an enforcing appraise rule of the chain can match.
@@ -370,10 +373,13 @@ Result<size_t> Pipeline::digests_revoke(const std::string& name_or_id,
         st.denied = true;
         denied++;
       }
-      for (Namespace* a : reg_.chain(x))
-        for (auto& [f, st] : reg_.rt(a).files)
-          if (st.have_sha256 && std::memcmp(st.sha256.data(), d->data(), 32) == 0)
+      for (Namespace* a : reg_.chain(x)) {
+        NsRuntime& ra = reg_.rt(a);
+        for (auto& [f, st] : ra.files)
+          if (const auto* sha = ra.sha256_of(f, st);
+              sha && std::memcmp(sha->data(), d->data(), 32) == 0)
             st.appraised = 0;
+      }
     }
     logger("appraise")->info("namespace {}: {} revoked ({} file(s) denied at once)", (*ns)->name,
                              d->to_string(), denied);

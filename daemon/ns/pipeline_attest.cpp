@@ -164,6 +164,10 @@ Result<std::string> Pipeline::render_list(const std::string& name_or_id, bool as
   return out;
 }
 
+nlohmann::json Pipeline::PcrReport::json() const {
+  return {{"tpm", tpm}, {"pcr", pcr}, {"values", values}, {"expected", expected}};
+}
+
 Result<Pipeline::PcrReport> Pipeline::pcr_report(const std::string& name_or_id, bool all) {
   auto snap = attest_snapshot(name_or_id);
   if (!snap) return tl::unexpected(snap.error());

@@ -313,10 +313,7 @@ std::vector<std::string> Pipeline::end_gone_namespaces() {
     }
     // The owner's PCR values as the namespace ends, as an OCI poststop archives them.
     auto report = pcr_report(n.name);
-    nlohmann::json pcrs = report ? nlohmann::json{{"tpm", report->tpm},
-                                                  {"pcr", report->pcr},
-                                                  {"values", report->values},
-                                                  {"expected", report->expected}}
+    nlohmann::json pcrs = report ? report->json()
                                  : nlohmann::json{{"unavailable", report.error().to_string()}};
     if (!n.container.empty()) {
       // A container's namespace: the archive its OCI poststop would have written

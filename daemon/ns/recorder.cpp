@@ -158,6 +158,7 @@ Result<void> Recorder::restart_list(Namespace* n, NsRuntime& r, const std::strin
   auto a = archive_ns_dir(opts_.state_dir, r.cfg.name, why + "-" + current_boot_id());
   if (!a) return tl::unexpected(a.error());
   r.files.clear();
+  r.sha256s.clear();
   if (auto s = reg_.save(r); !s) return s;
   if (auto s = open_list(n, r); !s) return s;
   logger("ns")->info("namespace {}: list restarted ({}); the old one is archived at {}", n->name,

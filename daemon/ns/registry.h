@@ -59,6 +59,18 @@ struct NsRuntime {
   std::shared_ptr<Extender> extender;  // with own_tpm
   uint64_t tpm_gen = 0;  // bumped with each extender: failures of a replaced one are ignored
   std::unordered_map<FileRef, FileState, FileRefHash> files;
+  // The sha256 of the version of a file appraised in this namespace as the access's own
+  // (files[f].stamp == stamp), so that a revocation finds the files already allowed with it.
+  struct AppraisedDigest {
+    Stamp stamp;
+    std::array<uint8_t, 32> sha256{};
+  };
+  std::unordered_map<FileRef, AppraisedDigest, FileRefHash> sha256s;
+  // The sha256 recorded for the current version of f, or null.
+  const std::array<uint8_t, 32>* sha256_of(const FileRef& f, const FileState& st) const {
+    auto it = sha256s.find(f);
+    return it != sha256s.end() && it->second.stamp == st.stamp ? &it->second.sha256 : nullptr;
+  }
   // Appraisal: the namespace's keys (<dir>/keys) and digest lists (<dir>/digests), kept across
   // restarts; its audit log (<dir>/audit.log).
   AppraiseMode appraise = AppraiseMode::kEnforce;

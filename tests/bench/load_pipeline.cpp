@@ -81,7 +81,10 @@ Mem mem() {
   Mem m;
   m.rss_kb = status_kb("/proc/self/status", "VmRSS:");
   m.pss_kb = status_kb("/proc/self/smaps_rollup", "Pss:");
-  m.heap = mallinfo2().uordblks;
+  // In use from the arenas plus the blocks malloc mmapped for itself (>= 128 KiB: tables,
+  // chunks), which uordblks alone leaves out.
+  struct mallinfo2 mi = mallinfo2();
+  m.heap = mi.uordblks + mi.hblkhd;
   return m;
 }
 

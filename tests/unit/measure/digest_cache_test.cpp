@@ -4,6 +4,10 @@
 
 #include <gtest/gtest.h>
 
+#include <list>
+#include <map>
+#include <random>
+
 namespace nsima::measure {
 namespace {
 
@@ -86,6 +90,59 @@ TEST(DigestCache, EraseInodeDropsAllVersions) {
   c.erase_inode(0x801, 1);
   EXPECT_EQ(c.size(), 1u);
   EXPECT_TRUE(c.get(key(2)));
+}
+
+// The cache against a plain LRU model (std::list of keys): the same hits, the same evictions,
+// whatever mix of puts, gets, re-puts and erase_inode, with a small capacity so that items are
+// reused, freed and the index shifts back over long probe runs (few distinct inodes).
+TEST(DigestCache, BehavesAsAPlainLruUnderRandomOperations) {
+  for (size_t capacity : {1, 3, 17, 1500}) {
+    DigestCache c(capacity);
+    std::list<std::pair<uint64_t, int64_t>> model;  // (ino, ctime), front = most recent
+    std::map<std::pair<uint64_t, int64_t>, uint8_t> values;
+    std::mt19937 rng(static_cast<uint32_t>(capacity));
+    uint64_t evictions = 0;
+    for (int step = 0; step < 20000; ++step) {
+      uint64_t ino = rng() % 40;
+      int64_t ctime = static_cast<int64_t>(rng() % (capacity > 100 ? 80 : 4));
+      auto k = std::make_pair(ino, ctime);
+      auto in_model = std::find(model.begin(), model.end(), k);
+      switch (rng() % 8) {
+        case 0: {  // erase every version of one inode
+          c.erase_inode(0x801, ino);
+          model.remove_if([&](const auto& m) { return m.first == ino; });
+          break;
+        }
+        case 1: case 2: case 3: {
+          auto got = c.get(key(ino, ctime));
+          ASSERT_EQ(got.has_value(), in_model != model.end()) << "step " << step;
+          if (got) {
+            EXPECT_EQ(*got, Digest::filled(HashAlgo::kSha256, values[k])) << "step " << step;
+            model.splice(model.begin(), model, in_model);
+          }
+          break;
+        }
+        default: {
+          auto v = static_cast<uint8_t>(rng());
+          c.put(key(ino, ctime), Digest::filled(HashAlgo::kSha256, v));
+          values[k] = v;
+          if (in_model != model.end()) {
+            model.splice(model.begin(), model, in_model);
+          } else {
+            model.push_front(k);
+            if (model.size() > capacity) {
+              model.pop_back();
+              ++evictions;
+            }
+          }
+        }
+      }
+      ASSERT_EQ(c.size(), model.size()) << "step " << step;
+    }
+    for (const auto& m : model) EXPECT_TRUE(c.get(key(m.first, m.second)));
+    EXPECT_EQ(c.stats().evictions, evictions) << "capacity " << capacity;
+    EXPECT_LE(c.bytes(), ((capacity + 1023) / 1024) * 1024 * 128 + 4 * 4096 * 4);
+  }
 }
 
 }  // namespace
