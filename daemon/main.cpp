@@ -337,6 +337,7 @@ int main(int argc, char** argv) {
   prot_opts.dirs = {state_dir, run_dir, socket_path, config_path};
   if (!pin_dir.empty()) prot_opts.dirs.push_back(pin_dir);
   prot_opts.vtpm_run_root = run_dir + "/vtpm";
+  prot_opts.more_pids = [parser = popts.parser] { return parser->worker_pids(); };
   auto protector = nsima::capture::Protector::start(
       {(*prog)->map_fd("protect_cfg"), (*prog)->map_fd("protected_dirs"),
        (*prog)->map_fd("protected_objs"), (*prog)->map_fd("protected_pids")},

@@ -207,6 +207,10 @@ Result<void> Protector::sync() {
   nobjs_ = objs_.size();
   // swtpm processes
   auto pids = swtpm_pids(opts_.vtpm_run_root);
+  if (opts_.more_pids)
+    for (pid_t pid : opts_.more_pids())
+      if (auto start = process_start_ticks(pid); start)
+        pids.emplace_back(static_cast<uint32_t>(pid), *start);
   std::set<uint32_t> now;
   for (auto& [pid, start] : pids) {
     now.insert(pid);

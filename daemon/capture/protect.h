@@ -16,6 +16,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -40,6 +41,9 @@ struct ProtectOptions {
   bool lockdown = false;
   std::vector<std::string> dirs;  // missing ones are skipped (logged)
   std::string vtpm_run_root;      // <run_dir>/vtpm: <ns>/swtpm.pid of each running swtpm
+  // Other processes of nsimad's to protect as it protects itself (the confined parser's
+  // workers, daemon/confine), asked at each sync.
+  std::function<std::vector<pid_t>()> more_pids;
   std::chrono::milliseconds interval{500};
 };
 
