@@ -76,9 +76,9 @@ NS=$(timeout 60 nsimactl ns create --cgroup $CG --policy /tmp/exec.policy)
 sha256sum "$(command -v bench_access)" "$NOP" >/tmp/tools.sha256
 timeout 60 nsimactl digests load --ns $NS /tmp/tools.sha256 >/dev/null
 list() { sha256sum "$1"/f* >/tmp/set.sha256 && timeout 60 nsimactl digests load --ns $NS /tmp/set.sha256 >/dev/null; }
-t0=$(timeout 60 nsimactl status | tr -d ' \n' | sed -n 's/.*"bpf":{[^}]*"trusted":\([0-9]*\).*/\1/p')
+t0=$(timeout 60 nsimactl status --json | tr -d ' \n' | sed -n 's/.*"bpf":{[^}]*"trusted":\([0-9]*\).*/\1/p')
 PREP=list phase nsima
-t1=$(timeout 60 nsimactl status | tr -d ' \n' | sed -n 's/.*"bpf":{[^}]*"trusted":\([0-9]*\).*/\1/p')
+t1=$(timeout 60 nsimactl status --json | tr -d ' \n' | sed -n 's/.*"bpf":{[^}]*"trusted":\([0-9]*\).*/\1/p')
 # every benchmark file (and bench_access itself, until nsimad's verdict for it is written) was
 # decided in the kernel; a first deny would have failed `bench execeach`
 echo "  nsima: $((t1 - t0)) first execs decided in the kernel ($((NPROC * NFILES)) benchmark files)"
