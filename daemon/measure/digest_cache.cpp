@@ -92,11 +92,15 @@ DigestCache::Item& DigestCache::item(uint32_t i) const { return chunks_[i / kChu
 uint32_t DigestCache::find(const DigestKey& key, size_t& slot) const {
   if (index_.empty()) return kNone;
   const size_t mask = index_.size() - 1;
-  for (slot = DigestKeyHash{}(key) & mask;; slot = (slot + 1) & mask) {
+  slot = DigestKeyHash{}(key) & mask;
+  // At most half full, so a run ends long before this bound; it only keeps a broken invariant
+  // from becoming an endless loop under the lock.
+  for (size_t probes = 0; probes < index_.size(); ++probes, slot = (slot + 1) & mask) {
     uint32_t v = index_[slot];
     if (v == 0) return kNone;
     if (item(v - 1).is(key)) return v - 1;
   }
+  return kNone;
 }
 
 void DigestCache::unlink(uint32_t i) {
