@@ -115,7 +115,7 @@ Server::Stats Server::stats() {
   std::lock_guard lock(mu_);
   s.threads = clients_.size();
   for (auto& c : clients_) {
-    if (c.state->done.load()) continue;
+    if (c.state->done.load() || c.state->evicted.load()) continue;
     ++s.connections;
     if (c.state->access == Access::kRead) ++s.read_connections;
   }
@@ -180,12 +180,16 @@ void Server::accept_loop() {
     // The read group stops below the cap (root_reserve slots are root's); root takes any slot.
     const size_t group_cap =
         opts_.max_connections - std::min(opts_.root_reserve, opts_.max_connections - 1);
-    size_t readers = 0;
-    for (auto& c : clients_) readers += c.state->access == Access::kRead ? 1 : 0;
+    size_t readers = 0, holding = 0;
+    for (auto& c : clients_) {
+      if (c.state->evicted.load()) continue;  // its slot is already given up
+      ++holding;
+      readers += c.state->access == Access::kRead ? 1 : 0;
+    }
     bool room = true;
     if (*access == Access::kRead && readers >= group_cap)
       room = make_room_locked(/*read_only=*/true);
-    else if (clients_.size() >= opts_.max_connections)
+    else if (holding >= opts_.max_connections)
       room = make_room_locked(/*read_only=*/false);
     if (!room) {
       tell(fd.get(),
@@ -229,12 +233,16 @@ bool Server::make_room_locked(bool read_only) {
   }
   if (!oldest) return false;
   std::lock_guard l(oldest->mu);
-  if (oldest->closed) return true;  // ending anyway: its slot frees now
+  if (oldest->closed) {  // ending anyway: its slot frees now
+    oldest->evicted = true;
+    return true;
+  }
   tell(oldest->fd, fail("closed: nsimad needed this connection's slot (" +
                         std::to_string(opts_.max_connections) +
                         " connections at most) and this one had no whole request"));
   ::shutdown(oldest->fd, SHUT_RDWR);
   oldest->busy = true;  // never picked twice; its thread ends on the shutdown
+  oldest->evicted = true;
   ++evicted_;
   return true;
 }

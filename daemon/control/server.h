@@ -72,6 +72,9 @@ class Server {
     int fd = -1;
     std::atomic<bool> done{false};
     std::atomic<bool> busy{false};  // in the handler (a request, or a stream)
+    // Shut down to make room (make_room_locked): its thread is ending; it no longer holds a
+    // slot, so the newcomer it made room for does not count it too.
+    std::atomic<bool> evicted{false};
     std::atomic<int64_t> waiting_since_ms{0};  // steady clock; since the last request ended
     Access access = Access::kFull;
   };
