@@ -25,11 +25,16 @@ echo "measure func=FILE_CHECK mask=^MAY_READ fsmagic=0xef53" >/tmp/p.policy
 
 nsima_start --host-tcti none --policy /tmp/p.policy
 ns=$(nsimactl ns create --cgroup $C --policy /tmp/p.policy --vtpm)
-# the swtpm is protected within the Protector's sync interval (0.5 s)
+# the swtpm and the confined parser's workers are protected within the Protector's sync
+# interval (0.5 s): nsimad, its swtpm and each nsima-parse
+parsers() { for d in /proc/[0-9]*; do [ "$(cat "$d/comm" 2>/dev/null)" != nsima-parse ] || echo "${d#/proc/}"; done; }
+PARSERS=$(parsers | wc -l)
+[ "$PARSERS" -ge 1 ] || nsima_fail "no nsima-parse worker runs"
+PARSER=$(parsers | sed -n 1p)
 i=0
-while [ "$(nsima_status | sed -n 's/.*"protect":{[^}]*"processes":\([0-9]*\).*/\1/p')" != 2 ]; do
+while [ "$(nsima_status | sed -n 's/.*"protect":{[^}]*"processes":\([0-9]*\).*/\1/p')" != $((2 + PARSERS)) ]; do
 	i=$((i + 1))
-	[ $i -lt 100 ] || nsima_fail "nsimad and the swtpm not both protected: $(nsima_status)"
+	[ $i -lt 100 ] || nsima_fail "nsimad, the swtpm and $PARSERS parser workers not all protected: $(nsima_status)"
 	sleep 0.1
 done
 SWTPM=$(cat /run/nsima/vtpm/*/swtpm.pid)
@@ -63,6 +68,7 @@ refused "kill -9 nsimad" kill -9 "$NSIMAD"
 refused "kill -STOP nsimad" kill -STOP "$NSIMAD"
 refused "kill -9 swtpm" kill -9 "$SWTPM"
 refused "kill -STOP swtpm" kill -STOP "$SWTPM"
+refused "kill -9 a parser worker" kill -9 "$PARSER"
 out=$(ptrace_attach "$NSIMAD") || fail "ptrace of nsimad not refused with EPERM: $out"
 out=$(ptrace_attach "$SWTPM") || fail "ptrace of swtpm not refused with EPERM: $out"
 refused "read nsimad's environ" cat "/proc/$NSIMAD/environ"
@@ -96,14 +102,14 @@ echo $$ >/sys/fs/cgroup/prot/child/cgroup.procs || fail "moving into a child of 
 grep -q "^0::/prot/child$" /proc/self/cgroup || fail "not moved: $(cat /proc/self/cgroup)"
 echo "attacks done"
 EOF
-out=$(NSIMAD=$NSIMAD_PID SWTPM=$SWTPM NSLIST=$NSLIST VSTATE=$VSTATE KEYS=$KEYS MAPID=$MAPID \
+out=$(NSIMAD=$NSIMAD_PID SWTPM=$SWTPM PARSER=$PARSER NSLIST=$NSLIST VSTATE=$VSTATE KEYS=$KEYS MAPID=$MAPID \
 	PROGID=$PROGID OTHER=$OTHER cg_exec $C "$BB" unshare -m "$BB" sh /tmp/attack.sh 2>&1) ||
 	nsima_fail "attack script: $out"
 echo "$out"
 nsima_check_contains "$out" "attacks done" "the attack script ran to its end"
 
 # ---- everything is intact
-for p in "$NSIMAD_PID" "$SWTPM"; do
+for p in "$NSIMAD_PID" "$SWTPM" "$PARSER"; do
 	kill -0 "$p" || nsima_fail "process $p is gone"
 	state=$(sed 's/^.*) \(.\).*/\1/' /proc/$p/stat)
 	[ "$state" != T ] || nsima_fail "process $p was stopped"
@@ -126,6 +132,7 @@ entry "signal:ns-$ns:sig-9:pid-$NSIMAD_PID:nsimad$" 1 "kill -9 nsimad"
 entry "signal:ns-$ns:sig-19:pid-$NSIMAD_PID:nsimad$" 1 "kill -STOP nsimad"
 entry "signal:ns-$ns:sig-9:pid-$SWTPM:swtpm" 1 "kill -9 swtpm"
 entry "signal:ns-$ns:sig-19:pid-$SWTPM:swtpm" 1 "kill -STOP swtpm"
+entry "signal:ns-$ns:sig-9:pid-$PARSER:nsima-parse" 1 "kill -9 a parser worker"
 entry "ptrace:ns-$ns:mode-[0-9]+:pid-$NSIMAD_PID:" 3 "ptrace, pidfd_getfd and environ of nsimad"
 entry "ptrace:ns-$ns:mode-[0-9]+:pid-$SWTPM:" 2 "ptrace and pidfd_getfd of swtpm"
 entry "bpf:ns-$ns:map-[0-9]+$" 4 "map fds by id and by pin"
@@ -144,15 +151,15 @@ entry "file:ns-$ns:setattr:nsima$" 1 "chmod of the state directory"
 entry "cgroup:ns-$ns:cgroup-[0-9]+:cgroup.procs$" 2 "moves out of the subtree"
 entry "cgroup:ns-$ns:cgroup-[0-9]+:cgroup.threads$" 1 "threads out of the subtree"
 total=$(printf '%s\n' "$HL" | grep -c " nsima:protect:" || true)
-# 4 signals, 5 ptrace checks, 7 BPF fds, 10 file operations, 3 cgroup writes
-[ "$total" -ge 29 ] || nsima_fail "host list holds $total protect entries (want >= 29)"
+# 5 signals, 5 ptrace checks, 7 BPF fds, 10 file operations, 3 cgroup writes
+[ "$total" -ge 30 ] || nsima_fail "host list holds $total protect entries (want >= 30)"
 ha=$(nsimactl audit --ns host | grep -c '"kind":"protect"' || true)
 na=$(nsimactl audit --ns "$ns" | grep -c '"kind":"protect"' || true)
 [ "$ha" -ge "$total" ] || nsima_fail "host audit: $ha protect lines for $total entries"
 [ "$na" -ge "$total" ] || nsima_fail "namespace $ns audit: $na protect lines for $total entries"
 st=$(nsima_status)
 pstat() { printf '%s\n' "$st" | sed -n "s/.*\"protect\":{[^}]*\"$1\":\([0-9a-z]*\).*/\1/p"; }
-nsima_check_eq "$(pstat signal)" 4 "status protect.signal"
+nsima_check_eq "$(pstat signal)" 5 "status protect.signal"
 [ "$(pstat ptrace)" -ge 5 ] || nsima_fail "status protect.ptrace $(pstat ptrace)"
 [ "$(pstat cgroup)" -ge 3 ] || nsima_fail "status protect.cgroup $(pstat cgroup)"
 nsima_check_eq "$(pstat lockdown)" false "status protect.lockdown"
