@@ -86,6 +86,13 @@ Result<void> install_filter(int fd) {
     allow(SCMP_SYS(nanosleep));
     allow(SCMP_SYS(clock_nanosleep));
     allow(SCMP_SYS(prctl));
+    // UBSan's vptr check and the unwinder test whether memory is readable by writing it into
+    // a pipe (sanitizer_common IsAccessibleMemoryRange): pipe2, write and close on its ends.
+    allow(SCMP_SYS(pipe));
+    allow(SCMP_SYS(pipe2));
+    allow(SCMP_SYS(write));
+    allow(SCMP_SYS(close));
+    allow(SCMP_SYS(ioctl), 1, &on_stderr);  // its reports ask whether stderr is a terminal
   }
   if (rc != 0) return make_error(-rc, "seccomp_rule_add failed", "nsima-parse");
   if ((rc = seccomp_load(c)) != 0)
@@ -131,7 +138,9 @@ Result<void> confine_self(const SandboxOptions& o) {
 
   auto limit = [](int res, rlim_t v) { rlimit r{v, v}; return setrlimit(res, &r) == 0; };
   if (!limit(RLIMIT_CORE, 0) || !limit(RLIMIT_FSIZE, 0) || !limit(RLIMIT_NPROC, 0) ||
-      !limit(RLIMIT_NOFILE, static_cast<rlim_t>(keep + 1)) || !limit(RLIMIT_MEMLOCK, 0) ||
+      // (under a sanitizer two more: the pipe of its memory-accessibility checks)
+      !limit(RLIMIT_NOFILE, static_cast<rlim_t>(keep + (kSanitizer ? 3 : 1))) ||
+      !limit(RLIMIT_MEMLOCK, 0) ||
       !limit(RLIMIT_MSGQUEUE, 0))
     return sys("setrlimit");
   if (!kSanitizer && !limit(RLIMIT_AS, o.address_space)) return sys("setrlimit(RLIMIT_AS)");
