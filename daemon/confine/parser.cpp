@@ -37,6 +37,17 @@ int remaining_ms(Clock::time_point deadline) {
 
 enum class Io { kOk, kTimeout, kClosed };
 
+// Waits until `fd` is ready for `events` or the deadline passes (EINTR: kOk, the caller retries).
+Io wait_for(int fd, short events, Clock::time_point deadline) {
+  pollfd p{fd, events, 0};
+  int ms = remaining_ms(deadline);
+  if (ms == 0) return Io::kTimeout;
+  int r = ::poll(&p, 1, ms);
+  if (r == 0) return Io::kTimeout;
+  if (r < 0 && errno != EINTR) return Io::kClosed;
+  return Io::kOk;
+}
+
 // Sends all of `data` before the deadline (the socket is non-blocking).
 Io send_all(int fd, std::span<const uint8_t> data, Clock::time_point deadline) {
   size_t off = 0;
@@ -48,12 +59,7 @@ Io send_all(int fd, std::span<const uint8_t> data, Clock::time_point deadline) {
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno != EAGAIN) return Io::kClosed;
-    pollfd p{fd, POLLOUT, 0};
-    int ms = remaining_ms(deadline);
-    if (ms == 0) return Io::kTimeout;
-    int r = ::poll(&p, 1, ms);
-    if (r == 0) return Io::kTimeout;
-    if (r < 0 && errno != EINTR) return Io::kClosed;
+    if (Io w = wait_for(fd, POLLOUT, deadline); w != Io::kOk) return w;
   }
   return Io::kOk;
 }
@@ -69,12 +75,7 @@ Io recv_all(int fd, uint8_t* out, size_t len, Clock::time_point deadline) {
     if (n == 0) return Io::kClosed;
     if (errno == EINTR) continue;
     if (errno != EAGAIN) return Io::kClosed;
-    pollfd p{fd, POLLIN, 0};
-    int ms = remaining_ms(deadline);
-    if (ms == 0) return Io::kTimeout;
-    int r = ::poll(&p, 1, ms);
-    if (r == 0) return Io::kTimeout;
-    if (r < 0 && errno != EINTR) return Io::kClosed;
+    if (Io w = wait_for(fd, POLLIN, deadline); w != Io::kOk) return w;
   }
   return Io::kOk;
 }
