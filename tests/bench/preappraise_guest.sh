@@ -22,15 +22,8 @@ kps=$(timeout 120 openssl speed -evp sha256 -bytes 16384 -seconds 3 2>/dev/null 
 [ -n "$kps" ] || { echo "FAIL: no openssl speed figure" >&2; exit 1; }
 echo "openssl speed -evp sha256 -bytes 16384: ${kps} kB/s"
 
-nsimad --pin-dir '' --log-level warn >/tmp/nsimad.log 2>&1 &
-NSIMAD=$!
-i=0
-while [ ! -S /run/nsima/nsimad.sock ]; do
-	kill -0 $NSIMAD 2>/dev/null || { cat /tmp/nsimad.log; echo "FAIL: nsimad exited" >&2; exit 1; }
-	i=$((i + 1))
-	[ $i -lt 600 ] || { echo "FAIL: nsimad did not start" >&2; exit 1; }
-	sleep 0.1
-done
+. /usr/share/nsima-test/nsima.sh
+nsima_start --pin-dir '' --log-level warn
 printf 'appraise func=FILE_CHECK mask=MAY_READ\n' >/tmp/read.policy
 (cd $D && sha256sum f*) | sed "s|  |  $D/|" >/tmp/rootfs.sha256
 # one namespace per run: a second pre-appraisal in the same namespace finds every file judged
@@ -59,5 +52,4 @@ echo 3 >/proc/sys/vm/drop_caches
 run cold
 mkns $CG-warm
 run warm
-kill $NSIMAD
-wait $NSIMAD || :
+nsima_stop
