@@ -51,6 +51,7 @@
 #include "tpm/vtpm_manager.h"
 #include "nsima_selftest.skel.h"
 #include "selftest_abi.h"
+#include "../bpf/skel_maps.h"
 #include "../tpm/swtpm_fixture.h"
 
 namespace fs = std::filesystem;
@@ -216,11 +217,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "bench_load: loading nsima_selftest.bpf.o failed (errno %d)\n", errno);
     return 2;
   }
-  nsima::capture::BpfMaps maps(nsima::capture::MapFds{
-      bpf_map__fd(skel->maps.cgroups), bpf_map__fd(skel->maps.verdicts),
-      bpf_map__fd(skel->maps.stats), bpf_map__fd(skel->maps.ns_drops),
-      bpf_map__fd(skel->maps.self_opens), bpf_map__fd(skel->maps.cg_cache),
-      bpf_map__fd(skel->maps.ctl), bpf_map__fd(skel->maps.trusted)});
+  nsima::capture::BpfMaps maps(nsima::testing::selftest_map_fds(skel.get()));
 
   nsima::ns::PipelineOptions o;
   o.cgroup_root = cg;

@@ -18,6 +18,7 @@
 #include <gtest/gtest.h>
 
 #include "capture/bpf_maps.h"
+#include "skel_maps.h"
 #include "capture/protect.h"
 #include "common/event.h"
 #include "nsima_protect_selftest.skel.h"
@@ -38,16 +39,7 @@ class ProtectProg : public ::testing::Test {
     skel_.reset(nsima_protect_selftest::open_and_load());
     ASSERT_TRUE(skel_) << "loading nsima_protect_selftest.bpf.o failed (errno " << errno
                        << "): SEC(\"syscall\") programs need Linux >= 5.14 and root";
-    MapFds fds;
-    fds.cgroups = bpf_map__fd(skel_->maps.cgroups);
-    fds.cg_cache = bpf_map__fd(skel_->maps.cg_cache);
-    fds.verdicts = bpf_map__fd(skel_->maps.verdicts);
-    fds.stats = bpf_map__fd(skel_->maps.stats);
-    fds.ns_drops = bpf_map__fd(skel_->maps.ns_drops);
-    fds.self_opens = bpf_map__fd(skel_->maps.self_opens);
-    fds.ctl = bpf_map__fd(skel_->maps.ctl);
-    fds.trusted = bpf_map__fd(skel_->maps.trusted);
-    maps_ = std::make_unique<BpfMaps>(fds);
+    maps_ = std::make_unique<BpfMaps>(nsima::testing::selftest_map_fds(skel_.get()));
     base_ = fs::temp_directory_path() / ("nsima-protect-" + std::to_string(getpid()));
     fs::remove_all(base_);
     fs::create_directories(base_);

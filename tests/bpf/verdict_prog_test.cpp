@@ -19,6 +19,7 @@
 #include <gtest/gtest.h>
 
 #include "capture/bpf_maps.h"
+#include "skel_maps.h"
 #include "nsima_selftest.skel.h"
 #include "ns/kernel_trust.h"
 #include "selftest_abi.h"
@@ -43,16 +44,7 @@ class SelftestProg : public ::testing::Test {
     ASSERT_EQ(nsima_selftest::load(skel_.get()), 0)
         << "loading nsima_selftest.bpf.o failed (errno " << errno
         << "): SEC(\"syscall\") programs need Linux >= 5.14 and root";
-    MapFds fds;
-    fds.cgroups = bpf_map__fd(skel_->maps.cgroups);
-    fds.cg_cache = bpf_map__fd(skel_->maps.cg_cache);
-    fds.verdicts = bpf_map__fd(skel_->maps.verdicts);
-    fds.stats = bpf_map__fd(skel_->maps.stats);
-    fds.ns_drops = bpf_map__fd(skel_->maps.ns_drops);
-    fds.self_opens = bpf_map__fd(skel_->maps.self_opens);
-    fds.ctl = bpf_map__fd(skel_->maps.ctl);
-    fds.trusted = bpf_map__fd(skel_->maps.trusted);
-    maps_ = std::make_unique<BpfMaps>(fds);
+    maps_ = std::make_unique<BpfMaps>(nsima::testing::selftest_map_fds(skel_.get()));
   }
 
   // Runs a syscall program; the kernel copies the context back into `args`.
