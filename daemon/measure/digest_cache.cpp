@@ -197,15 +197,12 @@ void DigestCache::put(const DigestKey& key, const Digest& digest, Origin origin)
     }
     return;
   }
-  uint32_t i;
   if (count_ >= capacity_) {
-    i = tail_;  // reuse the least recently used item
-    size_t old_slot = 0;
-    if (find(item(i).key(), old_slot) == i) index_erase(old_slot);
-    unlink(i);
-    --count_;
+    remove(tail_);  // the least recently used item goes to the free list, taken just below
     ++stats_.evictions;
-  } else if (free_ != kNone) {
+  }
+  uint32_t i;
+  if (free_ != kNone) {
     i = free_;
     free_ = item(i).next;
   } else {
