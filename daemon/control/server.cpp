@@ -227,7 +227,9 @@ bool Server::make_room_locked(bool read_only) {
   ClientState* oldest = nullptr;
   for (auto& c : clients_) {
     auto& s = *c.state;
-    if (s.done || s.busy) continue;
+    // One already evicted never makes room twice: its thread may still be ending (closed but
+    // not yet done), or may have read a line just before it was picked and cleared busy after.
+    if (s.done || s.busy || s.evicted) continue;
     if (read_only && s.access != Access::kRead) continue;
     if (!oldest || s.waiting_since_ms < oldest->waiting_since_ms) oldest = &s;
   }
