@@ -116,6 +116,7 @@ Judgement judge(const Event& ev, std::span<const ChainLink> chain, measure::Hash
   const bool file_check = ev.hook == Hook::kFileOpen;
   const bool write_open = file_check && (ev.mask & NSIMA_MAY_WRITE);
   const bool named = ev.path_known();
+  const uint8_t group = appraise_group(ev.hook);
 
   for (const ChainLink& l : chain) {
     if (l.policy->empty()) continue;
@@ -126,9 +127,10 @@ Judgement judge(const Event& ev, std::span<const ChainLink> chain, measure::Hash
       need.ns_id = l.ns_id;
       need.mode = l.appraise;
       need.appraise = d.appraise && l.appraise != AppraiseMode::kOff &&
-                      !(current && l.file->appraised >= 0);
+                      !(current && l.file->appraised(group));
       need.audit = d.audit && !(current && l.file->audited);
-      if (d.appraise && l.appraise == AppraiseMode::kEnforce && current && l.file->appraised == 0)
+      if (d.appraise && l.appraise == AppraiseMode::kEnforce && current &&
+          (l.file->appraised_fail & group))
         j.known_fail = true;
       // Appraised or audited, the next access with other credentials may be decided otherwise.
       if (d.cred_dependent) j.quiet = false;

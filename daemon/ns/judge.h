@@ -30,14 +30,31 @@
 
 namespace nsima::ns {
 
+// Func groups of the appraisal status (FileState::appraised_pass/_fail): FILE_CHECK, MMAP_CHECK
+// (and MMAP_CHECK_REQPROT), BPRM_CHECK (with CREDS_CHECK: one access class here).
+inline constexpr uint8_t kAppraisedFile = 1, kAppraisedMmap = 2, kAppraisedBprm = 4,
+                         kAppraisedAll = 7;
+inline uint8_t appraise_group(Hook h) {
+  return h == Hook::kMmapFile ? kAppraisedMmap : h == Hook::kBprmCheck ? kAppraisedBprm
+                                                                        : kAppraisedFile;
+}
+
 // What one namespace knows of one inode (kernel IMA's ima_iint_cache, per namespace).
 struct FileState {
   Stamp stamp;        // the file version `pcrs` is for
   uint64_t pcrs = 0;  // measured_pcrs of that version
   bool must = false;  // IMA_MUST_MEASURE: a read open matched a measure rule
-  // Appraisal of `stamp` in this namespace (kernel: IMA_APPRAISED / the cached status): -1 not
-  // appraised yet, 0 failed, 1 passed. Reset with the version, and when keys or lists change.
-  int8_t appraised = -1;
+  // Appraisal of `stamp` in this namespace, per func group (kernel: IMA_FILE_APPRAISED,
+  // IMA_MMAP_APPRAISED, IMA_BPRM_APPRAISED and their cached status): bits of kAppraisedFile...
+  // passed, or failed. A read open that passed a hash rule says nothing of an exec under an
+  // imasig rule: each group is appraised on its own first access. Reset with the version, and
+  // when keys or lists change.
+  uint8_t appraised_pass = 0, appraised_fail = 0;
+  bool appraised(uint8_t group) const { return ((appraised_pass | appraised_fail) & group) != 0; }
+  void set_appraised(uint8_t group, bool pass) {
+    appraised_pass = static_cast<uint8_t>(pass ? appraised_pass | group : appraised_pass & ~group);
+    appraised_fail = static_cast<uint8_t>(pass ? appraised_fail & ~group : appraised_fail | group);
+  }
   bool audited = false;  // an audit rule already logged this version (ima_audit_measurement)
   // In the access's own namespace: appraisal in its chain judged this version, with this
   // content (for revocations: the files already allowed are denied at once) and outcome.

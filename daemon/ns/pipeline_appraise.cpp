@@ -165,7 +165,7 @@ bool Pipeline::appraise_access(const Event& ev, const Judgement& j, const access
         a.reason = digest + " is revoked in namespace " + revoked_in;
       }
       counters_.appraised++;
-      st.appraised = a.pass ? 1 : 0;
+      st.set_appraised(appraise_group(ev.hook), a.pass);
       if (!a.pass) {
         counters_.appraise_failed++;
         const bool enforce = need.mode == AppraiseMode::kEnforce;
@@ -216,10 +216,10 @@ void Pipeline::appraisal_changed(Namespace* n, bool relaxed) {
     auto ids = reg_.chain_ids(x);
     for (auto& [f, st] : rx.files) {
       if (relaxed) {
-        if (st.appraised == 0) st.appraised = -1;
+        st.appraised_fail = 0;
         if (st.denied) verdicts_.forget_judged(ids, f);
       } else {
-        st.appraised = -1;
+        st.appraised_pass = st.appraised_fail = 0;
       }
       st.denied = false;
     }
@@ -364,7 +364,7 @@ Result<size_t> Pipeline::digests_revoke(const std::string& name_or_id,
       for (auto& [f, st] : rx.files) {
         const auto* sha = rx.sha256_of(f, st);
         if (!sha || std::memcmp(sha->data(), d->data(), 32) != 0) continue;
-        st.appraised = 0;
+        st.set_appraised(kAppraisedAll, false);  // revoked: failed for every func
         if (!enforcing || st.denied) continue;
         // Every class an enforcing appraise rule of the chain can match.
         verdicts_.judged_deny(ids, f, st.stamp,
@@ -378,7 +378,7 @@ Result<size_t> Pipeline::digests_revoke(const std::string& name_or_id,
         for (auto& [f, st] : ra.files)
           if (const auto* sha = ra.sha256_of(f, st);
               sha && std::memcmp(sha->data(), d->data(), 32) == 0)
-            st.appraised = 0;
+            st.set_appraised(kAppraisedAll, false);
       }
     }
     logger("appraise")->info("namespace {}: {} revoked ({} file(s) denied at once)", (*ns)->name,

@@ -141,18 +141,55 @@ TEST(Judge, AppraisalIsASecondStageForEveryAppraisingNamespaceOfTheChain) {
   EXPECT_EQ(j.appraise[0].ns_id, 1u);
 }
 
+TEST(Judge, AnAppraisalForOneFuncSaysNothingOfAnother) {
+  // Kernel IMA keeps a status per func (IMA_FILE_APPRAISED, IMA_BPRM_APPRAISED, ...): a file
+  // whose read open passed a hash rule is appraised again on its first exec, under the exec's
+  // rule (here: a signature), and a failure of one func is no known failure of another.
+  auto p = pol(
+      "appraise func=FILE_CHECK mask=MAY_READ\n"
+      "appraise func=BPRM_CHECK appraise_type=imasig\n"
+      "appraise func=MMAP_CHECK\n");
+  Event exec = open_event(NSIMA_MAY_EXEC);
+  exec.hook = Hook::kBprmCheck;
+  FileState read_passed{exec.stamp, 0, false};
+  read_passed.set_appraised(kAppraisedFile, true);
+  std::vector<ChainLink> chain{link(2, p, &read_passed)};
+  auto j = judge(exec, chain, measure::HashAlgo::kSha256);
+  ASSERT_EQ(j.appraise.size(), 1u);
+  EXPECT_TRUE(j.appraise[0].appraise);
+  EXPECT_TRUE(j.appraise[0].decision.digsig_required);
+  EXPECT_FALSE(j.known_fail);
+  EXPECT_TRUE(judge(open_event(NSIMA_MAY_READ), chain, measure::HashAlgo::kSha256).appraise.empty());
+  FileState exec_failed{exec.stamp, 0, false};
+  exec_failed.set_appraised(kAppraisedBprm, false);
+  chain[0].file = &exec_failed;
+  EXPECT_TRUE(judge(exec, chain, measure::HashAlgo::kSha256).known_fail);
+  Event mmap = exec;
+  mmap.hook = Hook::kMmapFile;
+  mmap.prot = mmap.reqprot = NSIMA_PROT_EXEC;
+  j = judge(mmap, chain, measure::HashAlgo::kSha256);
+  EXPECT_FALSE(j.known_fail);
+  ASSERT_EQ(j.appraise.size(), 1u);
+  EXPECT_TRUE(j.appraise[0].appraise);
+  // passing again clears the group's failure; the others keep theirs
+  exec_failed.set_appraised(kAppraisedMmap, true);
+  exec_failed.set_appraised(kAppraisedBprm, true);
+  EXPECT_FALSE(judge(exec, chain, measure::HashAlgo::kSha256).known_fail);
+  EXPECT_EQ(exec_failed.appraised_fail, 0);
+}
+
 TEST(Judge, AnAppraisedVersionIsNotAppraisedAgainAndAKnownFailureDenies) {
   auto p = pol("appraise func=BPRM_CHECK\n");
   Event exec = open_event(NSIMA_MAY_EXEC);
   exec.hook = Hook::kBprmCheck;
   FileState passed{exec.stamp, 0, false};
-  passed.appraised = 1;
+  passed.set_appraised(kAppraisedBprm, true);
   std::vector<ChainLink> chain{link(2, p, &passed)};
   auto j = judge(exec, chain, measure::HashAlgo::kSha256);
   EXPECT_TRUE(j.appraise.empty());
   EXPECT_FALSE(j.known_fail);
   FileState failed = passed;
-  failed.appraised = 0;
+  failed.set_appraised(kAppraisedBprm, false);
   chain[0].file = &failed;
   j = judge(exec, chain, measure::HashAlgo::kSha256);
   EXPECT_TRUE(j.known_fail);
