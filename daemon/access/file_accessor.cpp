@@ -472,6 +472,7 @@ struct FileAccessor::Impl {
         measure::HashFileOptions ho;
         ho.chunk_size = c.opts.chunk_size;
         ho.cancel = &job.cancel;
+        ho.known_size = static_cast<uint64_t>(file->st.st_size);  // same_version() below
         auto d = measure::hash_fd(file->fd.get(), facts.algos, where, ho);
         if (!d) {
           out.cancelled = job.cancel.load();

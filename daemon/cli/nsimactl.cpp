@@ -969,6 +969,16 @@ int main(int argc, char** argv) {
     std::cout << r->value("files", 0) << " files: " << r->value("passed", 0) << " passed, "
               << r->value("failed", 0) << " failed, " << r->value("not_covered", 0)
               << " not covered by an appraise rule\n";
+    const double secs = r->value("seconds", 0.0);
+    if (secs > 0) {
+      const auto bytes = r->value("bytes", uint64_t{0});
+      char line[160];
+      std::snprintf(line, sizeof line, "%llu bytes in %.2f s (%.1f MB/s), %d workers hashing %.2f s\n",
+                    static_cast<unsigned long long>(bytes), secs,
+                    static_cast<double>(bytes) / secs / 1e6, r->value("workers", 0),
+                    r->value("hash_seconds", 0.0));
+      std::cout << line;
+    }
     for (auto& p : (*r)["problems"]) std::cerr << "nsimactl: " << p.get<std::string>() << "\n";
   });
 

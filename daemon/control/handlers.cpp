@@ -552,7 +552,9 @@ void do_appraise(DaemonContext& ctx, const json& req, Connection& conn) {
   auto r = ctx.pipeline->pre_appraise(str(req, kFieldNs), str(req, kFieldRoot));
   if (!r) return (void)conn.send(fail(r.error()));
   conn.send({{kFieldOk, true}, {"files", r->files}, {"passed", r->passed}, {"failed", r->failed},
-             {"not_covered", r->skipped}, {"bytes", r->bytes}, {"problems", r->problems}});
+             {"not_covered", r->skipped}, {"bytes", r->bytes}, {"seconds", r->seconds},
+             {"hash_seconds", r->hash_seconds}, {"workers", r->workers},
+             {"problems", r->problems}});
 }
 
 void do_model_mode(DaemonContext& ctx, const json& req, Connection& conn) {

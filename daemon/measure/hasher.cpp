@@ -131,7 +131,7 @@ Result<FileDigests> hash_fd(int fd, std::span<const HashAlgo> algos, std::string
   }
 
   // Readahead hint only; failure (e.g. on a pipe-like fd) changes nothing.
-  (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+  if (options.advise_sequential) (void)posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
 
   uint8_t* buf = thread_buffer(chunk);
   uint64_t off = 0;
@@ -150,6 +150,7 @@ Result<FileDigests> hash_fd(int fd, std::span<const HashAlgo> algos, std::string
     for (auto& h : hashers)
       if (auto r = h.update(part); !r) return make_error(r.error().code, r.error().message, where);
     off += static_cast<uint64_t>(n);
+    if (options.known_size && off == *options.known_size) break;
   }
 
   FileDigests out;

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <initializer_list>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -63,6 +64,12 @@ struct HashFileOptions {
   // Checked before every chunk: once it reads true, hash_fd stops and fails with ECANCELED, so a
   // huge (or endlessly growing) file is abandoned within one chunk of the request. Null: never.
   const std::atomic<bool>* cancel = nullptr;
+  // The size fstat(2) gave just before: reading stops once that many bytes are in, without the
+  // read that would only say EOF. The caller then checks the size (and ctime) again: growth
+  // while the file was read is seen that way, not here. Unset: read to EOF.
+  std::optional<uint64_t> known_size;
+  // posix_fadvise(SEQUENTIAL) first (a readahead hint); off where the caller advised already.
+  bool advise_sequential = true;
 };
 
 struct FileDigests {

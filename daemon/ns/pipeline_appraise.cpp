@@ -9,11 +9,16 @@
 #include <sys/xattr.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
 #include <ctime>
+#include <deque>
 #include <filesystem>
+#include <mutex>
+#include <thread>
 
 #include "appraise/appraiser.h"
 #include "appraise/ima_xattr.h"
@@ -128,8 +133,26 @@ void Pipeline::audit_line(Namespace* n, nlohmann::json record) {
   }
 }
 
+struct Pipeline::AppraisalMemo {
+  struct Entry {
+    uint32_t ns_id;
+    bool digsig, verity, modsig;
+    uint32_t algos_mask;
+    appraise::Appraisal result;
+  };
+  std::vector<Entry> done;
+  // appraise::appraise reads of the decision only what the appraise rule requires.
+  appraise::Appraisal* find(uint32_t ns_id, const policy::Decision& d) {
+    for (auto& e : done)
+      if (e.ns_id == ns_id && e.digsig == d.digsig_required && e.verity == d.verity_required &&
+          e.modsig == d.modsig_allowed && e.algos_mask == d.appraise_algos_mask)
+        return &e.result;
+    return nullptr;
+  }
+};
+
 bool Pipeline::appraise_access(const Event& ev, const Judgement& j, const access::FileFacts& facts,
-                               const std::vector<Namespace*>& chain) {
+                               const std::vector<Namespace*>& chain, AppraisalMemo* memo) {
   const FileRef f = FileRef::of(ev);
   const auto sha = sha256_of(facts);
   const std::string digest = sha ? sha->to_string() : "";
@@ -158,7 +181,11 @@ bool Pipeline::appraise_access(const Event& ev, const Judgement& j, const access
       in.ima_xattr_parsed = std::any_cast<appraise::XattrResult>(&facts.ima_xattr_parsed);
       in.keys = r.keys.get();
       in.digests = r.digests.get();
-      appraise::Appraisal a = appraise::appraise(in);
+      const appraise::Appraisal* known = memo ? memo->find(n->id, need.decision) : nullptr;
+      appraise::Appraisal a = known ? *known : appraise::appraise(in);
+      if (memo && !known)
+        memo->done.push_back({n->id, need.decision.digsig_required, need.decision.verity_required,
+                              need.decision.modsig_allowed, need.decision.appraise_algos_mask, a});
       if (a.pass && !revoked_in.empty()) {
         a.pass = false;
         a.status = appraise::Status::kRevoked;
@@ -439,12 +466,15 @@ bool Pipeline::appraise_every_class(Namespace* n, const Event& ev,
                                     const access::FileFacts& facts) {
   auto chain = reg_.chain(n);
   const FileRef f = FileRef::of(ev);
+  AppraisalMemo memo;  // one signature check per rule requirement, not per class
   uint32_t quiet = 0, denied = 0;
   for (uint32_t c = 0; c < NSIMA_CLASS_COUNT; ++c) {
     Event ce = class_event(ev, c);
+    // links() again each class: an appraisal of the one before made this file's state (and may
+    // have moved the states its pointers name).
     Judgement j = judge(ce, links(chain, f), opts_.hash_algo);
     bool deny = j.known_fail;
-    if (!j.appraise.empty()) deny |= appraise_access(ce, j, facts, chain);
+    if (!j.appraise.empty()) deny |= appraise_access(ce, j, facts, chain, &memo);
     if (deny) denied |= 1u << c;
     // Silenced only where nothing else wants the access: no list measures it, no credential
     // could change the decision.
@@ -540,6 +570,9 @@ Result<Pipeline::PreAppraisal> Pipeline::pre_appraise(const std::string& name_or
   if (!maps_)
     return make_error(ENOTSUP, "pre-appraisal needs nsima's BPF programs (the kernel's stamp)",
                       dir);
+  if (running_.load() && std::this_thread::get_id() == thread_id_)
+    return make_error(EDEADLK, "pre-appraisal runs off the pipeline thread (its workers call it)",
+                      dir);
   struct Snap {
     uint32_t id = 0;
     std::vector<measure::HashAlgo> algos;
@@ -560,123 +593,242 @@ Result<Pipeline::PreAppraisal> Pipeline::pre_appraise(const std::string& name_or
   struct stat top_st {};
   if (fstat(top.get(), &top_st) != 0) return make_error(errno, strerror(errno), dir);
 
+  // The walk (this thread) hands batches of files to workers; each worker opens a batch (the
+  // kernel's stamp of each open, and a readahead hint so the disk works while it hashes), asks
+  // the pipeline thread once which of them need appraisal, hashes those, and has the pipeline
+  // thread decide them in one more call: two round trips per batch, not two per file.
+  struct Item {
+    std::shared_ptr<UniqueFd> dir;  // open until its last file is done
+    std::string name, path;
+  };
+  using Batch = std::vector<Item>;
+  constexpr size_t kBatch = 16, kQueued = 32;  // files per batch; batches waiting at most
+  constexpr off_t kReadahead = 1 << 20;        // the first MiB of each file is asked for early
+  const auto t_start = std::chrono::steady_clock::now();
+
+  struct statfs top_sfs {};
+  if (fstatfs(top.get(), &top_sfs) != 0) return make_error(errno, strerror(errno), dir);
+  const uint64_t fs_magic = static_cast<uint64_t>(top_sfs.f_type);
+
   PreAppraisal out;
-  const pid_t tid = static_cast<pid_t>(syscall(SYS_gettid));
-  auto problem = [&out](std::string p) {
+  std::mutex mu;  // out, the queue
+  std::mutex calls_mu;
+  std::condition_variable cv;
+  std::deque<Batch> queue;
+  bool walked = false;
+  std::atomic<uint64_t> hash_ns{0};
+  auto problem = [&out](std::string p) {  // under mu
     if (out.problems.size() < 20) out.problems.push_back(std::move(p));
   };
-  // One file: its kernel identity, then (pipeline thread) which classes need appraisal, then
-  // (here) its digests, then (pipeline thread) the verdict.
-  auto one = [&](int dfd, const char* name, const std::string& path) {
-    UniqueFd fd(::openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
-    if (!fd) {
-      problem(path + ": " + strerror(errno));
-      return;
-    }
-    struct stat st {};
-    struct statfs sfs {};
-    if (fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || fstatfs(fd.get(), &sfs) != 0) return;
-    auto self = maps_->self_open(static_cast<uint32_t>(tid));
-    if (!self || self->ino != st.st_ino) {
-      problem(path + ": the kernel did not report the stamp of nsimad's open");
-      return;
-    }
-    out.files++;
+
+  struct Open {
+    UniqueFd fd;
     Event ev;
-    ev.ns_id = snap->id;
-    ev.kdev = self->dev;
-    ev.ino = self->ino;
-    ev.generation = self->generation;
-    ev.stamp = capture::from_abi(self->stamp);
-    ev.i_mode = st.st_mode;
-    ev.i_uid = st.st_uid;
-    ev.i_gid = st.st_gid;
-    ev.fs_magic = static_cast<uint64_t>(sfs.f_type);
-    ev.comm = "nsima-preappraise";
-    ev.path = path;
-    ev.cred.cap_effective = ~0ull;
-    // Pass 1: does any class of this file need appraisal in the chain? If none does, its
-    // verdict is written now (no spurious first deny where the class mask over-estimates).
-    auto need = call([&]() -> bool {
+    struct stat st {};
+    const Item* item = nullptr;
+  };
+  auto run_batch = [&](const Batch& batch, pid_t tid, std::vector<uint8_t>& xbuf) {
+    std::vector<Open> opened;
+    std::vector<std::string> problems;
+    opened.reserve(batch.size());
+    for (const Item& it : batch) {
+      UniqueFd fd(::openat(it.dir->get(), it.name.c_str(),
+                           O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK | O_NOCTTY));
+      if (!fd) {
+        problems.push_back(it.path + ": " + strerror(errno));
+        continue;
+      }
+      Open o;
+      if (fstat(fd.get(), &o.st) != 0 || !S_ISREG(o.st.st_mode) || o.st.st_dev != top_st.st_dev)
+        continue;  // not a regular file of the rootfs's filesystem (a file mounted over one)
+      auto self = maps_->self_open(static_cast<uint32_t>(tid));
+      if (!self || self->ino != o.st.st_ino) {
+        problems.push_back(it.path + ": the kernel did not report the stamp of nsimad's open");
+        continue;
+      }
+      (void)posix_fadvise(fd.get(), 0, std::min<off_t>(o.st.st_size, kReadahead),
+                          POSIX_FADV_WILLNEED);
+      Event& ev = o.ev;
+      ev.ns_id = snap->id;
+      ev.kdev = self->dev;
+      ev.ino = self->ino;
+      ev.generation = self->generation;
+      ev.stamp = capture::from_abi(self->stamp);
+      ev.i_mode = o.st.st_mode;
+      ev.i_uid = o.st.st_uid;
+      ev.i_gid = o.st.st_gid;
+      ev.fs_magic = fs_magic;  // one filesystem: the rootfs's
+      ev.comm = "nsima-preappraise";
+      ev.path = it.path;
+      ev.cred.cap_effective = ~0ull;
+      o.fd = std::move(fd);
+      o.item = &it;
+      opened.push_back(std::move(o));
+    }
+    // Pass 1: which of them does a class of the chain appraise? A file none covers gets no
+    // verdict here (no spurious first deny where the class mask over-estimates).
+    std::unique_lock serial(calls_mu);  // call() runs inline when the pipeline is not running
+    auto need = call([&]() -> std::vector<bool> {
+      std::vector<bool> v(opened.size(), false);
       Namespace* n = reg_.find(snap->id);
-      return n && classes_to_appraise(n, ev) != 0;
+      for (size_t k = 0; n && k < opened.size(); ++k)
+        v[k] = classes_to_appraise(n, opened[k].ev) != 0;
+      return v;
     });
-    if (!need) {
-      out.skipped++;
-      return;
+    serial.unlock();
+    std::vector<std::pair<Event*, access::FileFacts>> judged;
+    uint64_t bytes = 0;
+    for (size_t k = 0; k < opened.size(); ++k) {
+      if (!need[k]) continue;
+      Open& o = opened[k];
+      const std::string& path = o.item->path;
+      access::FileFacts facts;
+      ssize_t xn = fgetxattr(o.fd.get(), "security.ima", xbuf.data(), xbuf.size());
+      if (xn >= 0) {
+        facts.ima_xattr.emplace(xbuf.begin(), xbuf.begin() + xn);
+        if (opts_.parser)
+          facts.ima_xattr_parsed = confine::ima_xattr_or_failure(*opts_.parser, *facts.ima_xattr);
+      }
+      facts.algos = snap->algos;
+      if (facts.ima_xattr) {
+        auto a = appraise::hash_algo_for_xattr(*facts.ima_xattr, measure::HashAlgo::kSha256);
+        if (std::find(facts.algos.begin(), facts.algos.end(), a) == facts.algos.end())
+          facts.algos.push_back(a);
+      }
+      const auto t0 = std::chrono::steady_clock::now();
+      measure::HashFileOptions ho;
+      ho.known_size = static_cast<uint64_t>(o.st.st_size);  // the fstat below checks it
+      ho.advise_sequential = false;                          // WILLNEED given at the open
+      auto d = measure::hash_fd(o.fd.get(), facts.algos, path, ho);
+      hash_ns += static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                           std::chrono::steady_clock::now() - t0)
+                                           .count());
+      if (!d) {
+        problems.push_back(d.error().to_string());
+        continue;
+      }
+      struct stat after {};
+      if (fstat(o.fd.get(), &after) != 0 || after.st_size != o.st.st_size ||
+          after.st_ctim.tv_sec != o.st.st_ctim.tv_sec ||
+          after.st_ctim.tv_nsec != o.st.st_ctim.tv_nsec) {
+        problems.push_back(path + ": changed while it was read");
+        continue;
+      }
+      o.fd.reset();
+      facts.digests = std::move(d->digests);
+      bytes += d->bytes;
+      judged.emplace_back(&o.ev, std::move(facts));
     }
-    access::FileFacts facts;
-    std::vector<uint8_t> x(65536);
-    ssize_t xn = fgetxattr(fd.get(), "security.ima", x.data(), x.size());
-    if (xn >= 0) {
-      x.resize(static_cast<size_t>(xn));
-      facts.ima_xattr = std::move(x);
-      if (opts_.parser)
-        facts.ima_xattr_parsed = confine::ima_xattr_or_failure(*opts_.parser, *facts.ima_xattr);
-    }
-    facts.algos = snap->algos;
-    if (facts.ima_xattr) {
-      auto a = appraise::hash_algo_for_xattr(*facts.ima_xattr, measure::HashAlgo::kSha256);
-      if (std::find(facts.algos.begin(), facts.algos.end(), a) == facts.algos.end())
-        facts.algos.push_back(a);
-    }
-    auto d = measure::hash_fd(fd.get(), facts.algos, path, {});
-    if (!d) {
-      problem(d.error().to_string());
-      return;
-    }
-    struct stat after {};
-    if (fstat(fd.get(), &after) != 0 || after.st_size != st.st_size ||
-        after.st_ctim.tv_sec != st.st_ctim.tv_sec || after.st_ctim.tv_nsec != st.st_ctim.tv_nsec) {
-      problem(path + ": changed while it was read");
-      return;
-    }
-    facts.digests = std::move(d->digests);
-    out.bytes += d->bytes;
-    // Pass 2: appraise every class as its first access would be, then one verdict.
-    bool passed = call([&]() -> bool {
+    // Pass 2: every class appraised as its first access would be, then one verdict per file.
+    serial.lock();
+    size_t passed = call([&]() -> size_t {
       Namespace* n = reg_.find(snap->id);
-      if (!n) return false;
-      counters_.pre_appraised++;
-      return appraise_every_class(n, ev, facts);
+      size_t ok = 0;
+      for (auto& [ev, facts] : judged) {
+        if (!n) break;
+        counters_.pre_appraised++;
+        ok += appraise_every_class(n, *ev, facts) ? 1 : 0;
+      }
+      return ok;
     });
-    (passed ? out.passed : out.failed)++;
+    serial.unlock();
+    std::lock_guard lock(mu);
+    out.files += opened.size();
+    out.skipped += static_cast<size_t>(std::count(need.begin(), need.end(), false));
+    out.passed += passed;
+    out.failed += judged.size() - passed;
+    out.bytes += bytes;
+    for (auto& p : problems) problem(std::move(p));
+  };
+
+  // Workers: the hash pool's size, at least two, so one reads while the other hashes.
+  const size_t nworkers = std::clamp<size_t>(opts_.hash_threads, 1, 16);
+  std::vector<std::thread> workers;
+  for (size_t w = 0; w < nworkers; ++w)
+    workers.emplace_back([&] {
+      const pid_t tid = static_cast<pid_t>(syscall(SYS_gettid));
+      std::vector<uint8_t> xbuf(65536);  // security.ima at most (XATTR_SIZE_MAX)
+      for (;;) {
+        Batch b;
+        {
+          std::unique_lock lock(mu);
+          cv.wait(lock, [&] { return !queue.empty() || walked; });
+          if (queue.empty()) return;
+          b = std::move(queue.front());
+          queue.pop_front();
+        }
+        cv.notify_all();  // room for the walker
+        run_batch(b, tid, xbuf);
+      }
+    });
+  Batch cur;
+  auto hand_over = [&] {
+    if (cur.empty()) return;
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return queue.size() < kQueued; });
+    queue.push_back(std::move(cur));
+    cur.clear();
+    cv.notify_all();
   };
 
   // Walk: directories by fd relative to their parent, never following a symlink, one filesystem.
   struct Dir {
-    UniqueFd fd;
+    std::shared_ptr<UniqueFd> fd;
     std::string path;
   };
   std::vector<Dir> todo;
-  todo.push_back({std::move(top), ""});
+  todo.push_back({std::make_shared<UniqueFd>(std::move(top)), ""});
   while (!todo.empty()) {
-    Dir cur = std::move(todo.back());
+    Dir cur_dir = std::move(todo.back());
     todo.pop_back();
-    int dupfd = ::dup(cur.fd.get());
+    int dupfd = ::dup(cur_dir.fd->get());
     DIR* dp = dupfd >= 0 ? fdopendir(dupfd) : nullptr;
     if (!dp) {
       if (dupfd >= 0) ::close(dupfd);
-      problem((cur.path.empty() ? "/" : cur.path) + ": " + strerror(errno));
+      std::lock_guard lock(mu);
+      problem((cur_dir.path.empty() ? "/" : cur_dir.path) + ": " + strerror(errno));
       continue;
     }
     while (struct dirent* de = readdir(dp)) {
       if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
-      std::string path = cur.path + "/" + de->d_name;
+      std::string path = cur_dir.path + "/" + de->d_name;
+      // The entry's type without a stat where the filesystem gives it; the open (O_NOFOLLOW,
+      // then fstat) is what decides for a file.
+      if (de->d_type == DT_REG) {
+        cur.push_back({cur_dir.fd, de->d_name, std::move(path)});
+        if (cur.size() == kBatch) hand_over();
+        continue;
+      }
+      if (de->d_type != DT_DIR && de->d_type != DT_UNKNOWN) continue;
       struct stat st {};
-      if (fstatat(cur.fd.get(), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
-      if (st.st_dev != top_st.st_dev) continue;  // another filesystem (a live /proc, a mount)
-      if (S_ISDIR(st.st_mode)) {
-        UniqueFd sub(::openat(cur.fd.get(), de->d_name,
+      if (fstatat(cur_dir.fd->get(), de->d_name, &st, AT_SYMLINK_NOFOLLOW) != 0) continue;
+      if (S_ISREG(st.st_mode)) {
+        cur.push_back({cur_dir.fd, de->d_name, std::move(path)});
+        if (cur.size() == kBatch) hand_over();
+      } else if (S_ISDIR(st.st_mode) && st.st_dev == top_st.st_dev) {
+        // another filesystem (a live /proc, a mount) is not walked
+        UniqueFd sub(::openat(cur_dir.fd->get(), de->d_name,
                               O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-        if (sub) todo.push_back({std::move(sub), path});
-        else problem(path + ": " + strerror(errno));
-      } else if (S_ISREG(st.st_mode)) {
-        one(cur.fd.get(), de->d_name, path);
+        if (sub) {
+          todo.push_back({std::make_shared<UniqueFd>(std::move(sub)), path});
+        } else {
+          std::lock_guard lock(mu);
+          problem(path + ": " + strerror(errno));
+        }
       }
     }
     closedir(dp);
   }
+  hand_over();
+  {
+    std::lock_guard lock(mu);
+    walked = true;
+  }
+  cv.notify_all();
+  for (auto& t : workers) t.join();
+  out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+  out.hash_seconds = static_cast<double>(hash_ns.load()) / 1e9;
+  out.workers = nworkers;
   logger("appraise")->info("namespace {}: pre-appraised {}: {} files, {} passed, {} failed, {} "
                            "not covered",
                            name_or_id, dir, out.files, out.passed, out.failed, out.skipped);

@@ -64,7 +64,8 @@ uint64_t rss_bytes() {
 // hash_fd over a 256 MiB page-cache-warm file; arg = chunk size in KiB.
 void BM_HashFileSha256(benchmark::State& state) {
   UniqueFd fd(::open(big_file().c_str(), O_RDONLY | O_CLOEXEC));
-  HashFileOptions opt{static_cast<size_t>(state.range(0)) << 10};
+  HashFileOptions opt;
+  opt.chunk_size = static_cast<size_t>(state.range(0)) << 10;
   (void)hash_fd(fd.get(), HashAlgo::kSha256, "big", opt);  // warm the page cache
   for (auto _ : state) {
     auto d = hash_fd(fd.get(), HashAlgo::kSha256, "big", opt);

@@ -81,7 +81,9 @@ TEST(Hasher, LargeFileMultiAlgoMatchesCoreutils) {
   const HashAlgo algos[] = {HashAlgo::kSha1, HashAlgo::kSha256, HashAlgo::kSha384,
                             HashAlgo::kSha512};
   for (size_t chunk : {size_t{4096}, size_t{1} << 20, size_t{7}}) {
-    auto r = hash_fd(fd.get(), algos, path.string(), HashFileOptions{chunk});
+    HashFileOptions o;
+    o.chunk_size = chunk;
+    auto r = hash_fd(fd.get(), algos, path.string(), o);
     ASSERT_TRUE(r) << r.error().to_string();
     EXPECT_EQ(r->bytes, content.size());
     const char* tools[] = {"sha1sum", "sha256sum", "sha384sum", "sha512sum"};
@@ -98,6 +100,31 @@ TEST(Hasher, LargeFileMultiAlgoMatchesCoreutils) {
   EXPECT_EQ(out.output.substr(0, 64), hash_fd(fd.get(), HashAlgo::kSha256, path.string())->hex());
   // The fd offset is not moved (pread), so a caller can keep using it.
   EXPECT_EQ(::lseek(fd.get(), 0, SEEK_CUR), 0);
+}
+
+TEST(Hasher, KnownSizeStopsThereWithoutTheEofRead) {
+  // known_size is the fstat size the caller will check again after: hashing stops at it (a file
+  // that grew meanwhile is the caller's to see), and reads to EOF when unset or not reached.
+  TempDir dir;
+  auto path = dir / "f.bin";
+  testing::write_file(path, std::string(100, 'a'));
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  ASSERT_TRUE(fd);
+  HashFileOptions o;
+  o.chunk_size = 40;
+  o.known_size = 80;
+  auto r = hash_fd(fd.get(), HashAlgo::kSha256, path.string(), o);
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(r->hex(), hash_bytes(HashAlgo::kSha256, sp(std::string(80, 'a')))->hex());
+  o.known_size = 90;  // not at a chunk's end: read on to EOF
+  r = hash_fd(fd.get(), HashAlgo::kSha256, path.string(), o);
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(r->hex(), hash_bytes(HashAlgo::kSha256, sp(std::string(100, 'a')))->hex());
+  o.known_size.reset();
+  o.advise_sequential = false;
+  r = hash_fd(fd.get(), HashAlgo::kSha256, path.string(), o);
+  ASSERT_TRUE(r) << r.error().to_string();
+  EXPECT_EQ(r->hex(), hash_bytes(HashAlgo::kSha256, sp(std::string(100, 'a')))->hex());
 }
 
 TEST(Hasher, ReadErrorNamesThePath) {
