@@ -258,6 +258,7 @@ int main(int argc, char** argv) {
     nsima::logger("confine")->debug("parser workers:{}", list);
   });
   if (auto r = popts.parser->start(); !r) return fatal(r.error());
+  const auto parser = popts.parser;  // also the control server's, for group members' requests
   auto algo = nsima::measure::hash_algo_from_name(hash_name);
   if (!algo) return fatal({EINVAL, "unknown hash algorithm '" + hash_name + "'", "--hash"});
   popts.hash_algo = *algo;
@@ -364,6 +365,7 @@ int main(int argc, char** argv) {
   ctx.default_policy_file = cfg->container_policy;
   ctx.default_builtin = cfg->container_builtin;
   ctx.protector = protector->get();
+  sopts.parser = parser.get();
   std::unique_ptr<nsima::control::Server> server;
   ctx.stopping = [&] { return server && server->stopping(); };
   server = std::make_unique<nsima::control::Server>(

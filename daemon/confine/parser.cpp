@@ -372,6 +372,17 @@ Parsed<Result<hook::OciState>> Parser::oci_state(std::string_view text) {
   return tl::unexpected(Failure{FailureKind::kBadReply, "OCI state reply: " + r.error()});
 }
 
+Parsed<Result<nlohmann::json>> Parser::control_request(std::string_view line) {
+  auto body = call(Op::kControlRequest,
+                   {reinterpret_cast<const uint8_t*>(line.data()), line.size()});
+  if (!body) return tl::unexpected(body.error());
+  auto r = decode_control_request(*body);
+  if (r) return std::move(*r);
+  std::lock_guard l(stats_m_);
+  stats_.bad_replies++;
+  return tl::unexpected(Failure{FailureKind::kBadReply, "control request reply: " + r.error()});
+}
+
 appraise::XattrResult ima_xattr_or_failure(Parser& p, std::span<const uint8_t> value) {
   auto r = p.ima_xattr(value);
   if (r) return std::move(*r);

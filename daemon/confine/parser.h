@@ -74,6 +74,8 @@ class Parser {
   Parsed<appraise::XattrResult> ima_xattr(std::span<const uint8_t> value);
   Parsed<Result<appraise::Manifest>> manifest(std::string_view text, std::string_view filename);
   Parsed<Result<hook::OciState>> oci_state(std::string_view text);
+  // A control request line of a read-only group member (protocol.h decode_control_request).
+  Parsed<Result<nlohmann::json>> control_request(std::string_view line);
   // One raw request: the reply body (status byte first). Tests, and the typed calls above.
   Parsed<std::vector<uint8_t>> call(Op op, std::span<const uint8_t> input);
 

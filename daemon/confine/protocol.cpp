@@ -2,6 +2,8 @@
 #include "confine/protocol.h"
 
 #include <cerrno>
+#include <cmath>
+#include <cstring>
 
 #include "confine/wire.h"
 
@@ -119,6 +121,107 @@ std::vector<uint8_t> serve_oci(std::span<const uint8_t> input) {
   return std::move(w.out());
 }
 
+// Control requests: value tags (serve_control_request, decode_control_request). Scalars are
+// carried exactly (the schema's refusals quote numbers); containers inside a member's value
+// only as empty stand-ins of their type (the schema names only their type).
+enum Tag : uint8_t {
+  kTagString = 's',
+  kTagBool = 'b',
+  kTagUint = 'u',
+  kTagInt = 'i',    // a signed integer (i64): negative, or -0
+  kTagFloat = 'd',  // f64 bits
+  kTagNull = 'n',
+  kTagObject = 'o',   // stand-in {}
+  kTagEmpty = 'e',    // an array inside a value or as the request: stand-in []
+  kTagArray = 'a',    // a member's array: u32 n, then n scalars
+};
+constexpr uint32_t kMaxMembers = 4096;
+constexpr size_t kMaxName = 4096;
+
+void put_scalar(Writer& w, const nlohmann::json& v) {
+  if (v.is_string()) {
+    w.u8(kTagString);
+    w.str(v.get_ref<const std::string&>());
+  } else if (v.is_boolean()) {
+    w.u8(kTagBool);
+    w.u8(v.get<bool>() ? 1 : 0);
+  } else if (v.is_number_unsigned()) {
+    w.u8(kTagUint);
+    w.u64(v.get<uint64_t>());
+  } else if (v.is_number_integer()) {
+    w.u8(kTagInt);
+    w.u64(static_cast<uint64_t>(v.get<int64_t>()));
+  } else if (v.is_number_float()) {
+    w.u8(kTagFloat);
+    const double d = v.get<double>();
+    uint64_t bits = 0;
+    std::memcpy(&bits, &d, sizeof bits);
+    w.u64(bits);
+  } else if (v.is_null()) {
+    w.u8(kTagNull);
+  } else if (v.is_object()) {
+    w.u8(kTagObject);
+  } else {
+    w.u8(kTagEmpty);
+  }
+}
+
+std::vector<uint8_t> serve_control_request(std::span<const uint8_t> input) {
+  auto j = nlohmann::json::parse(input.begin(), input.end(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded())
+    return refused(Error{EINVAL, "not JSON (expected a JSON object with a \"cmd\" string)", ""});
+  Writer w;
+  w.u8(static_cast<uint8_t>(Status::kParsed));
+  if (!j.is_object()) {
+    w.u8(0);  // not an object: the schema refuses it, naming its type
+    put_scalar(w, j);
+    return std::move(w.out());
+  }
+  if (j.size() > kMaxMembers)
+    return refused(Error{E2BIG, "a request with more than " + std::to_string(kMaxMembers) +
+                                    " members", ""});
+  w.u8(1);
+  w.u32(static_cast<uint32_t>(j.size()));
+  for (auto& [k, v] : j.items()) {
+    if (k.size() > kMaxName)
+      return refused(Error{E2BIG, "a member name longer than " + std::to_string(kMaxName) +
+                                      " bytes", ""});
+    w.str(k);
+    if (v.is_array()) {
+      w.u8(kTagArray);
+      w.u32(static_cast<uint32_t>(v.size()));
+      for (auto& e : v) put_scalar(w, e);
+    } else {
+      put_scalar(w, v);
+    }
+  }
+  return std::move(w.out());
+}
+
+tl::expected<nlohmann::json, std::string> get_scalar(Reader& r, uint8_t tag) {
+  switch (tag) {
+    case kTagString: return nlohmann::json(r.str(kMaxFrame));
+    case kTagBool: {
+      const uint8_t b = r.u8();
+      if (b > 1) return tl::unexpected("a request reply with a bool of " + std::to_string(b));
+      return nlohmann::json(b == 1);
+    }
+    case kTagUint: return nlohmann::json(r.u64());
+    case kTagInt: return nlohmann::json(static_cast<int64_t>(r.u64()));  // also -0
+    case kTagFloat: {
+      const uint64_t bits = r.u64();
+      double d = 0;
+      std::memcpy(&d, &bits, sizeof d);
+      if (!std::isfinite(d)) return tl::unexpected(std::string("a request reply with a non-finite number"));
+      return nlohmann::json(d);
+    }
+    case kTagNull: return nlohmann::json();
+    case kTagObject: return nlohmann::json::object();
+    case kTagEmpty: return nlohmann::json::array();
+    default: return tl::unexpected(std::string("a request reply with an unknown value tag"));
+  }
+}
+
 // The status byte, checked: kParsed or kRefused; anything else is a bad reply.
 tl::expected<Status, std::string> status_of(Reader& r) {
   const uint8_t s = r.u8();
@@ -137,6 +240,7 @@ std::vector<uint8_t> serve(Op op, std::span<const uint8_t> input) {
     case Op::kImaXattr: return serve_xattr(input);
     case Op::kManifest: return serve_manifest(input);
     case Op::kOciState: return serve_oci(input);
+    case Op::kControlRequest: return serve_control_request(input);
     default: return {static_cast<uint8_t>(Status::kUnknownOp)};
   }
 }
@@ -269,6 +373,63 @@ tl::expected<Result<hook::OciState>, std::string> decode_oci_state(std::span<con
   for (const std::string* s : {&st.oci_version, &st.status, &st.bundle})
     if (!no_nul(*s)) return tl::unexpected(std::string("an OCI state field holding a NUL"));
   return Result<hook::OciState>(std::move(st));
+}
+
+tl::expected<Result<nlohmann::json>, std::string> decode_control_request(
+    std::span<const uint8_t> reply) {
+  Reader r(reply);
+  auto st = status_of(r);
+  if (!st) return tl::unexpected(st.error());
+  if (*st == Status::kRefused) {
+    auto e = get_error(r);
+    if (!e) return tl::unexpected(e.error());
+    return Result<nlohmann::json>(tl::unexpected(std::move(*e)));
+  }
+  const uint8_t object = r.u8();
+  if (!r.ok() || object > 1) return tl::unexpected(std::string("a request reply without its kind"));
+  nlohmann::json j;
+  if (object == 0) {
+    auto v = get_scalar(r, r.u8());
+    if (!v) return tl::unexpected(v.error());
+    if (v->is_object()) return tl::unexpected(std::string("a non-object request that is an object"));
+    j = std::move(*v);
+  } else {
+    const uint32_t n = r.u32();
+    if (!r.ok() || n > kMaxMembers)
+      return tl::unexpected("a request reply of " + std::to_string(n) + " members");
+    j = nlohmann::json::object();
+    for (uint32_t i = 0; i < n && r.ok(); ++i) {
+      std::string name = r.str(kMaxName);
+      const uint8_t tag = r.u8();
+      nlohmann::json v;
+      if (tag == kTagArray) {
+        const uint32_t m = r.u32();
+        if (!r.ok() || m > kMaxFrame)
+          return tl::unexpected(std::string("a request reply with an array too long"));
+        v = nlohmann::json::array();
+        for (uint32_t k = 0; k < m && r.ok(); ++k) {
+          auto e = get_scalar(r, r.u8());
+          if (!e) return tl::unexpected(e.error());
+          v.push_back(std::move(*e));
+        }
+      } else {
+        auto e = get_scalar(r, tag);
+        if (!e) return tl::unexpected(e.error());
+        v = std::move(*e);
+      }
+      if (!r.ok()) break;
+      if (j.contains(name))
+        return tl::unexpected("a request reply naming \"" + name.substr(0, 64) + "\" twice");
+      j[std::move(name)] = std::move(v);
+    }
+  }
+  if (!r.done()) return tl::unexpected(std::string("a request reply that does not decode"));
+  try {
+    (void)j.dump();  // its strings are valid UTF-8, as the worker's parse required
+  } catch (const nlohmann::json::exception&) {
+    return tl::unexpected(std::string("a request reply with a string that is not UTF-8"));
+  }
+  return Result<nlohmann::json>(std::move(j));
 }
 
 }  // namespace nsima::confine

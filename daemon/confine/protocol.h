@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "appraise/digest_list.h"
 #include "appraise/ima_xattr.h"
 #include "common/result.h"
@@ -24,6 +26,7 @@ enum class Op : uint8_t {
   kImaXattr = 1,   // a security.ima value
   kManifest = 2,   // str(filename) || bytes(text): a sha256sum manifest
   kOciState = 3,   // the OCI state JSON a runtime gave the hook
+  kControlRequest = 4,  // one control request line of a read-only group member (JSON)
   // Test-only requests (nsima-parse-test; never in the installed nsima-parse).
   kTestAbort = 0xf0,   // abort()
   kTestLoop = 0xf1,    // spin forever
@@ -53,5 +56,12 @@ tl::expected<appraise::XattrResult, std::string> decode_ima_xattr(
 tl::expected<Result<appraise::Manifest>, std::string> decode_manifest(
     std::span<const uint8_t> reply);
 tl::expected<Result<hook::OciState>, std::string> decode_oci_state(std::span<const uint8_t> reply);
+// A control request as nsimad's handlers see it: every member of the top-level object, with its
+// value where the request schema (control/schema.h) takes one (a string, a bool, an unsigned
+// integer, an array of strings) and otherwise a stand-in of the same JSON type (schema checks
+// refuse it all the same: a nested object's members, an array's non-string elements, a
+// non-object request's content are not carried). Refused: not JSON.
+tl::expected<Result<nlohmann::json>, std::string> decode_control_request(
+    std::span<const uint8_t> reply);
 
 }  // namespace nsima::confine

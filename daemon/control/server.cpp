@@ -13,6 +13,7 @@
 #include <filesystem>
 
 #include "common/log.h"
+#include "confine/parser.h"
 #include "control/schema.h"
 #include "nsima/control_protocol.h"
 
@@ -284,9 +285,24 @@ void Server::serve(Connection& conn, ClientState& st, Access access) {
     }
     if (line->empty()) continue;
     st.busy = true;
-    auto req = nlohmann::json::parse(*line, nullptr, /*allow_exceptions=*/false);
-    if (req.is_discarded()) {
-      conn.send(fail("bad request: not JSON (expected a JSON object with a \"cmd\" string)"));
+    nlohmann::json req;
+    std::string bad;  // the request is refused with this sentence
+    if (access == Access::kRead && opts_.parser) {
+      auto parsed = opts_.parser->control_request(*line);
+      if (!parsed)
+        bad = "bad request: nsimad's confined parser failed on it (" + parsed.error().to_string() +
+              ")";
+      else if (!*parsed)
+        bad = "bad request: " + parsed->error().message;
+      else
+        req = std::move(**parsed);
+    } else {
+      req = nlohmann::json::parse(*line, nullptr, /*allow_exceptions=*/false);
+      if (req.is_discarded())
+        bad = "bad request: not JSON (expected a JSON object with a \"cmd\" string)";
+    }
+    if (!bad.empty()) {
+      conn.send(fail(bad));
     } else {
       const auto* cmd = req.is_object() && req.contains(kFieldCmd) && req[kFieldCmd].is_string()
                             ? &req[kFieldCmd].get_ref<const std::string&>()

@@ -28,6 +28,10 @@
 #include "control/access.h"
 #include "control/connection.h"
 
+namespace nsima::confine {
+class Parser;
+}
+
 namespace nsima::control {
 
 struct ServerOptions {
@@ -43,6 +47,10 @@ struct ServerOptions {
   std::chrono::milliseconds line_timeout{5000};   // a begun request line must end within this
   std::chrono::milliseconds idle_timeout{60000};  // a connection without a request is closed
   size_t max_buffered_bytes = size_t{64} << 20;   // >= kMaxRequestBytes
+  // The read-only group's request lines are parsed by this confined worker (confine/), not
+  // here: its failure refuses the request, never ends nsimad. Null: parsed in process (root's
+  // are, always).
+  confine::Parser* parser = nullptr;
 };
 
 class Server {

@@ -74,6 +74,25 @@ void BM_Manifest5000Confined(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * t.size()));
 }
 
+// A read-group member's control request line (status of a namespace by its cgroup).
+constexpr std::string_view kRequest = R"({"cmd":"status","ns":"2","json":true})";
+
+void BM_ControlRequestInProcess(benchmark::State& state) {
+  for (auto _ : state) {
+    auto j = nlohmann::json::parse(kRequest, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded()) state.SkipWithError("parse failed");
+    benchmark::DoNotOptimize(j);
+  }
+}
+
+void BM_ControlRequestConfined(benchmark::State& state) {
+  for (auto _ : state) {
+    auto r = parser().control_request(kRequest);
+    if (!r || !*r) state.SkipWithError("confined parse failed");
+    benchmark::DoNotOptimize(r);
+  }
+}
+
 // One worker's start: posix_spawn, confinement (setresuid, seccomp), hello; then its end.
 void BM_WorkerStart(benchmark::State& state) {
   for (auto _ : state) {
@@ -89,6 +108,8 @@ BENCHMARK_CAPTURE(BM_XattrInProcess, sig_rsa_sha256, "sig-rsa-sha256");
 BENCHMARK_CAPTURE(BM_XattrConfined, sig_rsa_sha256, "sig-rsa-sha256");
 BENCHMARK_CAPTURE(BM_XattrInProcess, hash_sha256, "hash-sha256");
 BENCHMARK_CAPTURE(BM_XattrConfined, hash_sha256, "hash-sha256");
+BENCHMARK(BM_ControlRequestInProcess);
+BENCHMARK(BM_ControlRequestConfined);
 BENCHMARK(BM_Manifest5000InProcess)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_Manifest5000Confined)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_WorkerStart)->Unit(benchmark::kMillisecond);

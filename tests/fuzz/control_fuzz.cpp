@@ -6,7 +6,10 @@
 // are the input's lines; a request the schema accepts has every required field and every field
 // readable as its declared type (what the handlers rely on: nlohmann::json would throw
 // otherwise); a refused one is answered {"ok":false,"error":<the schema's sentence>} without
-// reaching the (absent) pipeline. Invariant violations trap so that libFuzzer records the input.
+// reaching the (absent) pipeline. The confined parser's form of each line (confine/protocol:
+// what nsima-parse answers for a read-only group member's line) always decodes, and the schema
+// says of it what it says of the line parsed in process; any bytes as such a reply never crash
+// the decoder. Invariant violations trap so that libFuzzer records the input.
 // Run by run_fuzz.sh (ctest fuzz.control).
 #include <sys/socket.h>
 #include <unistd.h>
@@ -14,12 +17,14 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <span>
 #include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "common/log.h"
+#include "confine/protocol.h"
 #include "control/connection.h"
 #include "control/handlers.h"
 #include "control/schema.h"
@@ -98,8 +103,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     expected.erase(0, nl + 1);
     if (line->empty()) continue;
     auto req = json::parse(*line, nullptr, /*allow_exceptions=*/false);
-    if (req.is_discarded()) continue;
+    const auto bytes = std::span<const uint8_t>(
+        reinterpret_cast<const uint8_t*>(line->data()), line->size());
+    auto confined = nsima::confine::decode_control_request(
+        nsima::confine::serve(nsima::confine::Op::kControlRequest, bytes));
+    check(confined.has_value());
+    (void)nsima::confine::decode_control_request(bytes);  // a lying worker's reply
+    if (req.is_discarded()) {
+      check(!*confined);
+      continue;
+    }
+    check(confined->has_value());
     auto ok = validate_request(req);
+    auto ok_confined = validate_request(**confined);
+    check(ok.has_value() == ok_confined.has_value());
+    if (!ok) check(ok.error().message == ok_confined.error().message);
     if (ok) {
       accepted(req);
       continue;

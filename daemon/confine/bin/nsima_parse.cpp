@@ -138,6 +138,7 @@ int main() {
     if (op == Op::kImaXattr && text == "\x04nsima-test:abort") abort();
     if (op == Op::kImaXattr && text == "\x04nsima-test:loop") test_op(Op::kTestLoop, {});
     if (op == Op::kManifest && text.substr(4).starts_with("nsima-test:abort")) abort();
+    if (op == Op::kControlRequest && text == "{\"cmd\":\"nsima-test:abort\"}") abort();
 #endif
     // _exit, never exit: no atexit handlers (nor LeakSanitizer's, which would need ptrace).
     if (!send_frame(serve(op, input))) _exit(7);

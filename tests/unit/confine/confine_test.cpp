@@ -24,6 +24,7 @@
 #include "confine/protocol.h"
 #include "confine/sandbox.h"
 #include "confine/wire.h"
+#include "control/schema.h"
 #include "hook/oci_state.h"
 
 namespace nsima::confine {
@@ -155,6 +156,95 @@ TEST(ConfinedParser, OciStateSameAsInProcess) {
               describe_result(hook::parse_state(t), describe_state))
         << t;
   }
+}
+
+// A group member's control request: what the schema says of the worker's form is what it says
+// of the line parsed in process (the same refusal sentence, or the same accepted request).
+std::string schema_view(const nlohmann::json& j) {
+  auto ok = control::validate_request(j);
+  return ok ? "accepted " + j.dump() : "refused: " + ok.error().message;
+}
+
+TEST(ConfinedParser, ControlRequestSameAsInProcessForTheSchema) {
+  Parser p(opts());
+  const std::string status = R"({"cmd":"status","json":true})";
+  std::vector<std::string> inputs = {
+      status,
+      R"({"cmd":"list"})",
+      R"({"cmd":"audit","ns":"2","follow":true,"from":7})",
+      R"({"cmd":"audit","ns":"2","from":-1})",
+      R"({"cmd":"audit","ns":"2","from":-0})",  // a signed zero (found by fuzz.control)
+      R"({"cmd":"audit","ns":"2","from":1.5})",
+      R"({"cmd":"audit","ns":{"a":1}})",
+      R"({"cmd":"audit","ns":null})",
+      R"({"cmd":"audit","ns":["2"]})",
+      R"({"cmd":"keys_add","ns":"2","certs":["a",1,null]})",
+      R"({"cmd":"status","unknown":1})",
+      R"({"cmd":7})",
+      R"({"cmd":"st\u0000atus"})",
+      R"({"cmd":"status","cmd":"list"})",
+      R"({"cmd":"é"})",
+      R"([1,2])", R"("status")", "null", "{}", "", "{\"cmd\":\"sta", "\x01\xff garbage \x7f",
+      "{\"cmd\":\"\xff\"}"};
+  for (size_t len = 0; len < status.size(); len += 5) inputs.push_back(status.substr(0, len));
+  for (const auto& f : corpus("control")) {
+    const auto b = file_bytes(f);
+    inputs.emplace_back(b.begin(), b.end());
+  }
+  for (const auto& t : inputs) {
+    auto in = nlohmann::json::parse(t, nullptr, /*allow_exceptions=*/false);
+    auto got = p.control_request(t);
+    ASSERT_TRUE(got) << t << ": " << got.error().to_string();
+    if (in.is_discarded()) {
+      ASSERT_FALSE(*got) << t << ": accepted what is not JSON";
+      EXPECT_EQ(got->error().message, "not JSON (expected a JSON object with a \"cmd\" string)");
+      continue;
+    }
+    ASSERT_TRUE(*got) << t << ": " << got->error().to_string();
+    EXPECT_EQ(schema_view(**got), schema_view(in)) << t;
+  }
+  // Forged replies: each refused by the strict decoding.
+  auto member = [](uint8_t tag, std::initializer_list<uint8_t> value) {
+    Writer w;
+    w.u8(0);
+    w.u8(1);
+    w.u32(1);
+    w.str("cmd");
+    w.u8(tag);
+    for (uint8_t b : value) w.u8(b);
+    return w.out();
+  };
+  Writer twice;
+  twice.u8(0);
+  twice.u8(1);
+  twice.u32(2);
+  for (int i = 0; i < 2; ++i) {
+    twice.str("cmd");
+    twice.u8('n');
+  }
+  Writer utf8;
+  utf8.u8(0);
+  utf8.u8(1);
+  utf8.u32(1);
+  utf8.str("cmd");
+  utf8.u8('s');
+  utf8.str("\xff");
+  const std::vector<std::vector<uint8_t>> lies = {
+      member('b', {2}),                 // a bool of 2
+      member('?', {}),                  // an unknown tag
+      member('n', {0}),                 // a byte left over
+      member('u', {1, 0}),              // cut short
+      {0, 2},                           // an unknown kind
+      {0, 0, 'n', 0},                   // a non-object with a byte more
+      {0, 0, 'o'},                      // a non-object that is an object
+      {0, 1, 0, 0, 0, 0, 1},            // no member, a byte more
+      {0, 1, 0xff, 0xff, 0xff, 0xff},   // 4 billion members
+      twice.out(),                      // one name twice
+      utf8.out(),                       // a string that is not UTF-8
+  };
+  for (const auto& lie : lies) EXPECT_FALSE(decode_control_request(lie)) << "accepted a forged reply";
+  auto body = p.call(Op::kTestReply, lies[0]);
+  ASSERT_TRUE(body) << body.error().to_string();
 }
 
 std::map<std::string, std::string> proc_status(pid_t pid) {

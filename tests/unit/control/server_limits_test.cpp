@@ -4,7 +4,8 @@
 // refused, from SO_PEERCRED of real peers that setuid in a child), and the limits: many clients
 // that send half a line and wait do not keep `status` from being answered (eviction at the
 // connection cap), a begun line has a deadline (also when trickled), an idle connection is
-// closed, and bytes buffered across connections have a budget that closing gives back.
+// closed, and bytes buffered across connections have a budget that closing gives back; the
+// group's request lines are parsed by the confined worker, whose failure refuses one request.
 #include <grp.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -22,6 +23,7 @@
 
 #include <gtest/gtest.h>
 
+#include "confine/parser.h"
 #include "control/server.h"
 #include "nsima/control_protocol.h"
 
@@ -168,6 +170,49 @@ TEST_F(ServerLimitsTest, RootEverythingReadGroupReadsOnlyOthersRefused) {
             }),
             0);
   EXPECT_EQ(server_->stats().refused_peer, 1u);
+}
+
+TEST_F(ServerLimitsTest, ReadGroupRequestsAreParsedByTheConfinedWorker) {
+  confine::Parser parser(confine::ParserOptions{NSIMA_PARSE_TEST_BIN, std::chrono::seconds(2), 1});
+  ASSERT_TRUE(parser.start());
+  ServerOptions o;
+  o.read_gids = {kReadGid};
+  o.read_group = "nsima-readers";
+  o.parser = &parser;
+  start(o);
+  auto raw = [](Connection& c, const std::string& line) {
+    return ::send(c.fd(), line.data(), line.size(), MSG_NOSIGNAL) ==
+           static_cast<ssize_t>(line.size());
+  };
+  const auto parses0 = parser.stats().parses;
+  EXPECT_EQ(as_user({kReadGid}, kNobody, [&]() -> int {
+              auto c = connect_to(socket_);
+              if (!c) return 1;
+              c->send({{kFieldCmd, kCmdStatus}});
+              json a = answer(*c);
+              if (a.value(kFieldCmd, "") != "status") return 2;
+              if (!raw(*c, "\x01\xff garbage \x7f\n")) return 3;
+              if (answer(*c).value(kFieldError, "") !=
+                  "bad request: not JSON (expected a JSON object with a \"cmd\" string)")
+                return 4;
+              // the worker dies on this one: that request is refused, the connection goes on
+              if (!raw(*c, "{\"cmd\":\"nsima-test:abort\"}\n")) return 5;
+              const std::string e = answer(*c).value(kFieldError, "");
+              if (e.find("bad request: nsimad's confined parser failed on it (parser-crashed") != 0)
+                return 6;
+              c->send({{kFieldCmd, kCmdLog}, {kFieldNs, "host"}});
+              if (answer(*c).value(kFieldCmd, "") != "log") return 7;
+              return 0;
+            }),
+            0);
+  const auto st = parser.stats();
+  EXPECT_EQ(st.parses - parses0, 4u) << "every line of the member went through the worker";
+  EXPECT_EQ(st.crashed, 1u);
+  // root's lines are parsed in process
+  Connection c = connect();
+  ASSERT_TRUE(c.send({{kFieldCmd, kCmdStatus}}));
+  EXPECT_EQ(answer(c).value(kFieldCmd, ""), "status");
+  EXPECT_EQ(parser.stats().parses, st.parses);
 }
 
 // 300 clients each send half a request and wait; `status` is still answered at once: at the
