@@ -365,6 +365,7 @@ int main(int argc, char** argv) {
   ctx.default_policy_file = cfg->container_policy;
   ctx.default_builtin = cfg->container_builtin;
   ctx.protector = protector->get();
+  ctx.parser = parser.get();
   sopts.parser = parser.get();
   std::unique_ptr<nsima::control::Server> server;
   ctx.stopping = [&] { return server && server->stopping(); };

@@ -234,6 +234,12 @@ Result<json> status_answer(DaemonContext& ctx) {
     }
     out["protect"] = p;
   }
+  if (ctx.parser) {
+    const auto ps = ctx.parser->stats();
+    out["confine"] = {{"parses", ps.parses},         {"crashed", ps.crashed},
+                      {"timeouts", ps.timeouts},     {"bad_replies", ps.bad_replies},
+                      {"spawned", ps.spawned},       {"workers", ctx.parser->worker_pids().size()}};
+  }
   out["kernel_trust"] = {{"entries", c.trust_entries},
                          {"not_in_map", c.trust_not_in_map},
                          {"full_events", c.trust_full_events}};

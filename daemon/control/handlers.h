@@ -26,6 +26,7 @@ struct DaemonContext {
   std::string default_policy_file, default_builtin;
   // Self-protection's sets (null: not running, e.g. in tests): shown in `status`.
   capture::Protector* protector = nullptr;
+  confine::Parser* parser = nullptr;  // the confined parser's pool (status: its counters)
 };
 
 void handle_request(DaemonContext& ctx, const nlohmann::json& req, Connection& conn);
