@@ -211,9 +211,11 @@ Result<void> Protector::sync() {
     for (pid_t pid : opts_.more_pids())
       if (auto start = process_start_ticks(pid); start)
         pids.emplace_back(static_cast<uint32_t>(pid), *start);
-  std::set<uint32_t> now;
+  std::map<uint32_t, uint64_t> now;
   for (auto& [pid, start] : pids) {
-    now.insert(pid);
+    now[pid] = start;
+    // Written once per process (a pid reused by another process has another start time).
+    if (auto it = pids_.find(pid); it != pids_.end() && it->second == start) continue;
     if (bpf_map_update_elem(fds_.pids, &pid, &start, BPF_ANY))
       return tl::unexpected(map_err("update", "protected_pids", errno));
   }

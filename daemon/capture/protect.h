@@ -19,6 +19,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <map>
 #include <set>
 #include <string>
 #include <thread>
@@ -77,7 +78,7 @@ class Protector {
   ProtectOptions opts_;
   std::mutex mu_;  // one sync at a time
   std::set<std::pair<uint32_t, uint32_t>> objs_;
-  std::set<uint32_t> pids_;
+  std::map<uint32_t, uint64_t> pids_;  // pid -> start time, as last written to the map
   std::atomic<size_t> nobjs_{0}, npids_{0};
   size_t ndirs_ = 0;
   std::mutex stop_mu_;
