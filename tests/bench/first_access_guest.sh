@@ -13,6 +13,7 @@
 # Each figure is the median of NPROC sets of NFILES fresh files (ns per first access).
 #   usage: first_access_guest.sh read|mmap [quick]
 set -eu
+. /usr/share/nsima-test/nsima.sh
 set -o pipefail
 MODE=${1:-}
 case $MODE in
@@ -51,15 +52,7 @@ stat() { timeout 60 nsimactl status --json | tr -d ' \n' | sed -n "s/.*\"bpf\":{
 
 phase idle
 
-nsimad --pin-dir '' --log-level warn >/tmp/nsimad.log 2>&1 &
-NSIMAD=$!
-i=0
-while [ ! -S /run/nsima/nsimad.sock ]; do
-	kill -0 $NSIMAD 2>/dev/null || { cat /tmp/nsimad.log; echo "FAIL: nsimad exited" >&2; exit 1; }
-	i=$((i + 1))
-	[ $i -lt 600 ] || { echo "FAIL: nsimad did not start" >&2; exit 1; }
-	sleep 0.1
-done
+NSIMA_START_SECONDS=60 nsima_start --pin-dir '' --log-level warn
 printf '%s\n' "$POLICY" >/tmp/fa.policy
 NS=$(timeout 60 nsimactl ns create --cgroup $CG --policy /tmp/fa.policy)
 list() { sha256sum "$1"/f* >/tmp/set.sha256 && timeout 60 nsimactl digests load --ns $NS /tmp/set.sha256 >/dev/null; }
@@ -69,8 +62,7 @@ t1=$(stat $STAT)
 # every benchmark file was decided in the kernel; a first deny would have failed `bench_access`
 echo "  nsima: $((t1 - t0)) first accesses decided in the kernel ($((NPROC * NFILES)) benchmark files)"
 [ $((t1 - t0)) -ge $((NPROC * NFILES)) ] || { echo "FAIL: not every first access was decided in the kernel" >&2; exit 1; }
-kill -TERM $NSIMAD
-wait $NSIMAD || { cat /tmp/nsimad.log; echo "FAIL: nsimad did not stop cleanly" >&2; exit 1; }
+nsima_stop --check
 PREP=
 
 phase drift

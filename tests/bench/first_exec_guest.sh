@@ -14,6 +14,7 @@
 # kIMA/drift; nsima:kIMA is their quotient), as vm-overhead does.
 #   usage: first_exec_guest.sh [quick]
 set -eu
+. /usr/share/nsima-test/nsima.sh
 set -o pipefail
 KPOLICY=/sys/kernel/security/ima/policy
 [ -w $KPOLICY ] || { echo "FAIL: kernel IMA policy not writable (already loaded?)" >&2; exit 1; }
@@ -61,15 +62,7 @@ phase() { # phase NAME: makes its sets (and runs `$PREP DIR` on each), then time
 phase idle
 
 # nsima: the digest list of each set is loaded before it runs
-nsimad --pin-dir '' --log-level warn >/tmp/nsimad.log 2>&1 &
-NSIMAD=$!
-i=0
-while [ ! -S /run/nsima/nsimad.sock ]; do
-	kill -0 $NSIMAD 2>/dev/null || { cat /tmp/nsimad.log; echo "FAIL: nsimad exited" >&2; exit 1; }
-	i=$((i + 1))
-	[ $i -lt 600 ] || { echo "FAIL: nsimad did not start" >&2; exit 1; }
-	sleep 0.1
-done
+NSIMA_START_SECONDS=60 nsima_start --pin-dir '' --log-level warn
 printf 'appraise func=BPRM_CHECK\n' >/tmp/exec.policy
 NS=$(timeout 60 nsimactl ns create --cgroup $CG --policy /tmp/exec.policy)
 # the benchmark's own programs run in the namespace too
@@ -83,8 +76,7 @@ t1=$(timeout 60 nsimactl status --json | tr -d ' \n' | sed -n 's/.*"bpf":{[^}]*"
 # decided in the kernel; a first deny would have failed `bench execeach`
 echo "  nsima: $((t1 - t0)) first execs decided in the kernel ($((NPROC * NFILES)) benchmark files)"
 [ $((t1 - t0)) -ge $((NPROC * NFILES)) ] || { echo "FAIL: not every first exec was decided in the kernel" >&2; exit 1; }
-kill -TERM $NSIMAD
-wait $NSIMAD || { cat /tmp/nsimad.log; echo "FAIL: nsimad did not stop cleanly" >&2; exit 1; }
+nsima_stop --check
 PREP=
 
 phase drift # nothing again: how far the machine moved; kernel IMA is compared with this

@@ -28,5 +28,5 @@ nsima_check_contains "$out" 'is for root' "a member's change refused"
 p2=$(parses)
 [ "$p2" -gt "$p1" ] || nsima_fail "the refused request did not go through the confined parser"
 nsimactl status >/dev/null || nsima_fail "nsimad stopped serving"
-nsima_stop
+nsima_stop --check
 echo "control_readers_test: OK"
