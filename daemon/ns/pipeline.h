@@ -387,11 +387,8 @@ class Pipeline {
   // The second pure stage and its consequences: runs every appraisal `j` asks for on the file's
   // facts, records appraisal state and audit lines. True: an enforcing namespace failed (or had
   // failed for this version): the access gets a judged deny.
-  // `memo`: appraisals already made of these facts (appraise_every_class), by namespace and
-  // what the rule requires, so the classes that share a rule verify a signature once.
-  struct AppraisalMemo;
   bool appraise_access(const Event& ev, const Judgement& j, const access::FileFacts& facts,
-                       const std::vector<Namespace*>& chain, AppraisalMemo* memo = nullptr);
+                       const std::vector<Namespace*>& chain);
   void audit(Namespace* n, const Event& ev, nlohmann::json record);
   void audit_line(Namespace* n, nlohmann::json line);  // time and namespace added
   // Re-judging after an appraisal-state change of `n`: `relaxed` (more trust) forgets the judged

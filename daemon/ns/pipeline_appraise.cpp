@@ -133,26 +133,8 @@ void Pipeline::audit_line(Namespace* n, nlohmann::json record) {
   }
 }
 
-struct Pipeline::AppraisalMemo {
-  struct Entry {
-    uint32_t ns_id;
-    bool digsig, verity, modsig;
-    uint32_t algos_mask;
-    appraise::Appraisal result;
-  };
-  std::vector<Entry> done;
-  // appraise::appraise reads of the decision only what the appraise rule requires.
-  appraise::Appraisal* find(uint32_t ns_id, const policy::Decision& d) {
-    for (auto& e : done)
-      if (e.ns_id == ns_id && e.digsig == d.digsig_required && e.verity == d.verity_required &&
-          e.modsig == d.modsig_allowed && e.algos_mask == d.appraise_algos_mask)
-        return &e.result;
-    return nullptr;
-  }
-};
-
 bool Pipeline::appraise_access(const Event& ev, const Judgement& j, const access::FileFacts& facts,
-                               const std::vector<Namespace*>& chain, AppraisalMemo* memo) {
+                               const std::vector<Namespace*>& chain) {
   const FileRef f = FileRef::of(ev);
   const auto sha = sha256_of(facts);
   const std::string digest = sha ? sha->to_string() : "";
@@ -181,11 +163,7 @@ bool Pipeline::appraise_access(const Event& ev, const Judgement& j, const access
       in.ima_xattr_parsed = std::any_cast<appraise::XattrResult>(&facts.ima_xattr_parsed);
       in.keys = r.keys.get();
       in.digests = r.digests.get();
-      const appraise::Appraisal* known = memo ? memo->find(n->id, need.decision) : nullptr;
-      appraise::Appraisal a = known ? *known : appraise::appraise(in);
-      if (memo && !known)
-        memo->done.push_back({n->id, need.decision.digsig_required, need.decision.verity_required,
-                              need.decision.modsig_allowed, need.decision.appraise_algos_mask, a});
+      appraise::Appraisal a = appraise::appraise(in);
       if (a.pass && !revoked_in.empty()) {
         a.pass = false;
         a.status = appraise::Status::kRevoked;
@@ -466,7 +444,6 @@ bool Pipeline::appraise_every_class(Namespace* n, const Event& ev,
                                     const access::FileFacts& facts) {
   auto chain = reg_.chain(n);
   const FileRef f = FileRef::of(ev);
-  AppraisalMemo memo;  // one signature check per rule requirement, not per class
   uint32_t quiet = 0, denied = 0;
   for (uint32_t c = 0; c < NSIMA_CLASS_COUNT; ++c) {
     Event ce = class_event(ev, c);
@@ -474,7 +451,7 @@ bool Pipeline::appraise_every_class(Namespace* n, const Event& ev,
     // have moved the states its pointers name).
     Judgement j = judge(ce, links(chain, f), opts_.hash_algo);
     bool deny = j.known_fail;
-    if (!j.appraise.empty()) deny |= appraise_access(ce, j, facts, chain, &memo);
+    if (!j.appraise.empty()) deny |= appraise_access(ce, j, facts, chain);
     if (deny) denied |= 1u << c;
     // Silenced only where nothing else wants the access: no list measures it, no credential
     // could change the decision.
