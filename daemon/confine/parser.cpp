@@ -339,48 +339,43 @@ Parsed<std::vector<uint8_t>> Parser::call(Op op, std::span<const uint8_t> input)
   return body;
 }
 
-Parsed<appraise::XattrResult> Parser::ima_xattr(std::span<const uint8_t> value) {
-  auto body = call(Op::kImaXattr, value);
+template <class T, class Decode>
+Parsed<T> Parser::decoded(Parsed<std::vector<uint8_t>> body, Decode decode, const char* what) {
   if (!body) return tl::unexpected(body.error());
-  auto r = decode_ima_xattr(*body, value);
+  auto r = decode(*body);
   if (r) return std::move(*r);
   std::lock_guard l(stats_m_);
   stats_.bad_replies++;
-  return tl::unexpected(Failure{FailureKind::kBadReply, "security.ima reply: " + r.error()});
+  return tl::unexpected(Failure{FailureKind::kBadReply, std::string(what) + " reply: " + r.error()});
+}
+
+namespace {
+std::span<const uint8_t> text_bytes(std::string_view s) {
+  return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
+}  // namespace
+
+Parsed<appraise::XattrResult> Parser::ima_xattr(std::span<const uint8_t> value) {
+  return decoded<appraise::XattrResult>(
+      call(Op::kImaXattr, value),
+      [value](std::span<const uint8_t> body) { return decode_ima_xattr(body, value); },
+      "security.ima");
 }
 
 Parsed<Result<appraise::Manifest>> Parser::manifest(std::string_view text,
                                                     std::string_view filename) {
-  auto req = manifest_request(text, filename);
-  auto body = call(Op::kManifest, req);
-  if (!body) return tl::unexpected(body.error());
-  auto r = decode_manifest(*body);
-  if (r) return std::move(*r);
-  std::lock_guard l(stats_m_);
-  stats_.bad_replies++;
-  return tl::unexpected(Failure{FailureKind::kBadReply, "manifest reply: " + r.error()});
+  return decoded<Result<appraise::Manifest>>(call(Op::kManifest, manifest_request(text, filename)),
+                                             decode_manifest, "manifest");
 }
 
 Parsed<Result<hook::OciState>> Parser::oci_state(std::string_view text) {
-  auto body = call(Op::kOciState,
-                   {reinterpret_cast<const uint8_t*>(text.data()), text.size()});
-  if (!body) return tl::unexpected(body.error());
-  auto r = decode_oci_state(*body);
-  if (r) return std::move(*r);
-  std::lock_guard l(stats_m_);
-  stats_.bad_replies++;
-  return tl::unexpected(Failure{FailureKind::kBadReply, "OCI state reply: " + r.error()});
+  return decoded<Result<hook::OciState>>(call(Op::kOciState, text_bytes(text)), decode_oci_state,
+                                         "OCI state");
 }
 
 Parsed<Result<nlohmann::json>> Parser::control_request(std::string_view line) {
-  auto body = call(Op::kControlRequest,
-                   {reinterpret_cast<const uint8_t*>(line.data()), line.size()});
-  if (!body) return tl::unexpected(body.error());
-  auto r = decode_control_request(*body);
-  if (r) return std::move(*r);
-  std::lock_guard l(stats_m_);
-  stats_.bad_replies++;
-  return tl::unexpected(Failure{FailureKind::kBadReply, "control request reply: " + r.error()});
+  return decoded<Result<nlohmann::json>>(call(Op::kControlRequest, text_bytes(line)),
+                                         decode_control_request, "control request");
 }
 
 appraise::XattrResult ima_xattr_or_failure(Parser& p, std::span<const uint8_t> value) {

@@ -101,6 +101,10 @@ class Parser {
     std::mutex m;
     Worker w;
   };
+  // A typed call's reply: what `decode` (protocol.h) makes of it, or a counted kBadReply
+  // failure naming `what`.
+  template <class T, class Decode>
+  Parsed<T> decoded(Parsed<std::vector<uint8_t>> body, Decode decode, const char* what);
   Result<Worker> spawn();         // on the spawner thread (see parser.cpp)
   Result<Worker> spawn_here();
   Result<void> ensure(Slot& s);  // a live worker in s (s.m held)

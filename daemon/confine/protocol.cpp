@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <optional>
 
 #include "confine/wire.h"
 
@@ -233,6 +234,17 @@ tl::expected<Status, std::string> status_of(Reader& r) {
   return static_cast<Status>(s);
 }
 
+// A reply that refused its input (the parser's error), or nullopt when it parsed; a status
+// that is neither, or a refusal that does not decode, is a bad reply.
+tl::expected<std::optional<Error>, std::string> refusal_of(Reader& r) {
+  auto status = status_of(r);
+  if (!status) return tl::unexpected(status.error());
+  if (*status != Status::kRefused) return std::nullopt;
+  auto e = get_error(r);
+  if (!e) return tl::unexpected(e.error());
+  return std::optional<Error>(std::move(*e));
+}
+
 }  // namespace
 
 std::vector<uint8_t> serve(Op op, std::span<const uint8_t> input) {
@@ -309,13 +321,9 @@ tl::expected<appraise::XattrResult, std::string> decode_ima_xattr(
 tl::expected<Result<appraise::Manifest>, std::string> decode_manifest(
     std::span<const uint8_t> reply) {
   Reader r(reply);
-  auto status = status_of(r);
-  if (!status) return tl::unexpected(status.error());
-  if (*status == Status::kRefused) {
-    auto e = get_error(r);
-    if (!e) return tl::unexpected(e.error());
-    return Result<appraise::Manifest>(tl::unexpected(std::move(*e)));
-  }
+  auto refused = refusal_of(r);
+  if (!refused) return tl::unexpected(refused.error());
+  if (*refused) return Result<appraise::Manifest>(tl::unexpected(std::move(**refused)));
   const uint32_t n = r.u32();
   if (!r.ok() || n > kMaxEntries)
     return tl::unexpected("a manifest of " + std::to_string(n) + " entries");
@@ -343,13 +351,9 @@ tl::expected<Result<appraise::Manifest>, std::string> decode_manifest(
 
 tl::expected<Result<hook::OciState>, std::string> decode_oci_state(std::span<const uint8_t> reply) {
   Reader r(reply);
-  auto status = status_of(r);
-  if (!status) return tl::unexpected(status.error());
-  if (*status == Status::kRefused) {
-    auto e = get_error(r);
-    if (!e) return tl::unexpected(e.error());
-    return Result<hook::OciState>(tl::unexpected(std::move(*e)));
-  }
+  auto refused = refusal_of(r);
+  if (!refused) return tl::unexpected(refused.error());
+  if (*refused) return Result<hook::OciState>(tl::unexpected(std::move(**refused)));
   hook::OciState st;
   st.oci_version = r.str(kMaxOciField);
   st.id = r.str(kMaxOciField);
@@ -378,13 +382,9 @@ tl::expected<Result<hook::OciState>, std::string> decode_oci_state(std::span<con
 tl::expected<Result<nlohmann::json>, std::string> decode_control_request(
     std::span<const uint8_t> reply) {
   Reader r(reply);
-  auto st = status_of(r);
-  if (!st) return tl::unexpected(st.error());
-  if (*st == Status::kRefused) {
-    auto e = get_error(r);
-    if (!e) return tl::unexpected(e.error());
-    return Result<nlohmann::json>(tl::unexpected(std::move(*e)));
-  }
+  auto refused = refusal_of(r);
+  if (!refused) return tl::unexpected(refused.error());
+  if (*refused) return Result<nlohmann::json>(tl::unexpected(std::move(**refused)));
   const uint8_t object = r.u8();
   if (!r.ok() || object > 1) return tl::unexpected(std::string("a request reply without its kind"));
   nlohmann::json j;
