@@ -28,9 +28,9 @@ static __always_inline void nsima_key_of(struct inode *inode, __u32 ns_id,
 					 struct nsima_verdict_key *key)
 {
 	key->ns_id = ns_id;
-	key->generation = BPF_CORE_READ(inode, i_generation);
-	key->dev = BPF_CORE_READ(inode, i_sb, s_dev);
-	key->ino = BPF_CORE_READ(inode, i_ino);
+	key->generation = NSIMA_LOAD(inode, i_generation);
+	key->dev = NSIMA_LOAD(NSIMA_LOAD(inode, i_sb), s_dev);
+	key->ino = NSIMA_LOAD(inode, i_ino);
 }
 
 /* Is the process `tgid`, started at `start_ns` (group leader's start_boottime), the nsimad
@@ -54,7 +54,7 @@ static __always_inline int nsima_is_self(struct inode *inode, int record)
 		return 0; /* the common case: one compare, no task read */
 	struct task_struct *task = bpf_get_current_task_btf();
 	if (!nsima_ctl_is_self(c, (__u32)(pid_tgid >> 32),
-			       BPF_CORE_READ(task, group_leader, start_boottime)))
+			       task->group_leader->start_boottime))
 		return 0;
 	if (record) {
 		struct nsima_verdict_key key;
@@ -116,7 +116,7 @@ static __always_inline int nsima_access(struct file *file, struct inode *inode,
 	if (!cg.ns_id)
 		return 0; /* not in any namespace: one cached lookup, nothing else */
 	/* IMA judges regular files only (process_measurement: !S_ISREG -> nothing to do) */
-	if ((BPF_CORE_READ(inode, i_mode) & S_IFMT) != S_IFREG)
+	if ((NSIMA_LOAD(inode, i_mode) & S_IFMT) != S_IFREG)
 		return 0;
 	__u32 cg_flags = cg.flags;
 
@@ -128,10 +128,10 @@ static __always_inline int nsima_access(struct file *file, struct inode *inode,
 
 	/* IMA's violation checks need every open that meets a writer (read open) or a reader
 	 * (write open), even of a file otherwise silenced. */
-	__s32 writers = BPF_CORE_READ(inode, i_writecount.counter);
+	__s32 writers = NSIMA_LOAD(inode, i_writecount.counter);
 	__s32 readers = -1;
 	if (bpf_core_field_exists(inode->i_readcount))
-		readers = BPF_CORE_READ(inode, i_readcount.counter);
+		readers = NSIMA_LOAD(inode, i_readcount.counter);
 	if (a->hook == NSIMA_HOOK_FILE_OPEN) {
 		if (!(a->mask & NSIMA_MAY_WRITE) && writers > 0)
 			flags |= NSIMA_EV_WRITERS;

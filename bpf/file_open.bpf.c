@@ -47,12 +47,12 @@ int BPF_PROG(nsima_file_open, struct file *file, int ret)
 	struct inode *inode = file->f_inode;
 	/* Stacked filesystems (overlayfs) open the real file internally with the overlay's path:
 	 * f_inode is then not the path's inode. The user-visible open was already seen. */
-	if (BPF_CORE_READ(file, f_path.dentry, d_inode) != inode)
+	if (file->f_path.dentry->d_inode != inode)
 		return 0;
 
 	struct nsima_access a = {
 		.hook = NSIMA_HOOK_FILE_OPEN,
-		.mask = nsima_open_mask(BPF_CORE_READ(file, f_mode), BPF_CORE_READ(file, f_flags)),
+		.mask = nsima_open_mask(file->f_mode, file->f_flags),
 		.may_deny = 1, /* the open fails with EACCES; exec opens fail execve cleanly */
 	};
 	a.class = NSIMA_CLASS_FILE(a.mask);

@@ -26,7 +26,7 @@ static __always_inline int nsima_mmap_access(struct file *file, unsigned long re
 		return 0; /* anonymous or not executable: not ours */
 
 	struct task_struct *task = bpf_get_current_task_btf();
-	int in_execve = BPF_CORE_READ_BITFIELD_PROBED(task, in_execve);
+	int in_execve = BPF_CORE_READ_BITFIELD(task, in_execve); /* direct: task is BTF-typed */
 	struct nsima_access a = {
 		.hook = NSIMA_HOOK_MMAP_FILE,
 		.mask = NSIMA_MAY_EXEC,

@@ -88,8 +88,8 @@ int BPF_PROG(nsima_setxattr, struct dentry *dentry, const char *name, const void
 {
 	if (!nsima_is_ima_xattr(name))
 		return 0;
-	struct inode *inode = BPF_CORE_READ(dentry, d_inode);
-	if (!inode || (BPF_CORE_READ(inode, i_mode) & S_IFMT) != S_IFREG)
+	struct inode *inode = dentry->d_inode; /* BTF-typed: the shared readers load directly */
+	if (!inode || (inode->i_mode & S_IFMT) != S_IFREG)
 		return 0;
 	if (nsima_is_self(inode, 0))
 		return 0;
