@@ -284,6 +284,13 @@ static __always_inline int nsima_model_sock_event(struct task_struct *task, __u6
  * The file hooks report these accesses; this only refuses them. */
 static __always_inline int nsima_model_gate(struct task_struct *task, __u64 cgid)
 {
+	/* Untrusted first: almost no process is, and this one lookup spares every other access
+	 * the namespace resolution and the model_ns lookup (the quiet path: issue 12 item 1).
+	 * Same answer: refused only if untrusted and its namespace enforces. */
+	struct nsima_proc_key k;
+	nsima_model_key(task, &k);
+	if (!nsima_model_is_untrusted(&k))
+		return 0;
 	struct nsima_model_ctx c;
 	if (!nsima_model_enter(task, cgid, &c))
 		return 0;

@@ -75,7 +75,8 @@ int BPF_PROG(nsima_protect_open, struct file *file, int ret)
 {
 	if (ret)
 		return ret;
-	if (!(BPF_CORE_READ(file, f_mode) & FMODE_WRITE) && !(BPF_CORE_READ(file, f_flags) & O_TRUNC))
+	/* direct loads (file is BTF-typed): every read open of every process stops here */
+	if (!(file->f_mode & FMODE_WRITE) && !(file->f_flags & O_TRUNC))
 		return 0;
 	struct nsima_protect_cfg *cfg = nsima_protect_cfg();
 	if (!cfg || !(cfg->flags & NSIMA_PROTECT_ON))
