@@ -64,8 +64,14 @@ stop_nsimad() {
 with_nsimad() { # LABEL [NSIMAD]
 	start_nsimad ${2:+"$2"}
 	echo "$1 $(measure open) $(measure exec) $(measure mmap)" >>/tmp/results
+	# the programs' own run time (bpf_stats_enabled): they are loaded afresh with each nsimad
+	if [ -n "$BASE" ]; then bpf_progstats | sed "s/^/$1 /" >>/tmp/progstats; fi
 	stop_nsimad
 }
+# With a baseline, the kernel also counts each program's run time (two clock reads per run,
+# on both sides alike), which says what the hooks' bodies cost apart from the noise of the
+# whole open or exec.
+if [ -n "$BASE" ]; then echo 1 >/proc/sys/kernel/bpf_stats_enabled; fi
 
 # Three rounds of (without, with): phases alternate so that drift hits both sides alike.
 for round in 1 2 3; do
@@ -87,5 +93,17 @@ if [ -n "$BASE" ]; then
 	c_open=$(med base 2) c_exec=$(med base 3) c_mmap=$(med base 4)
 	echo "baseline $BASE: open+close ${c_open} ratio $(ratio "$a_open" "$c_open"), fork+execve ${c_exec} ratio $(ratio "$a_exec" "$c_exec"), mmap ${c_mmap} ratio $(ratio "$a_mmap" "$c_mmap")"
 	echo "this build : baseline (ns/op): open+close $(ratio "$c_open" "$b_open"), fork+execve $(ratio "$c_exec" "$b_exec"), mmap $(ratio "$c_mmap" "$b_mmap")"
+fi
+if [ -n "$BASE" ]; then
+	echo "per program, ns per run over the 3 rounds (run_time_ns / run_cnt; without trampolines):"
+	printf "  %-16s %12s %12s %8s\n" program baseline "this build" ratio
+	awk '{ t[$1 " " $2] += $4; n[$1 " " $2] += $3; p[$2] = 1 }
+	END {
+		for (q in p) {
+			b = n["base " q] ? t["base " q] / n["base " q] : 0
+			w = n["with " q] ? t["with " q] / n["with " q] : 0
+			printf "  %-16s %12.0f %12.0f %8s\n", q, b, w, b ? sprintf("%.3f", w / b) : "-"
+		}
+	}' /tmp/progstats | sort
 fi
 echo "accesses silenced by the verdict cache in the last round: $quiet"
