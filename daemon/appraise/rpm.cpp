@@ -15,10 +15,10 @@
 // that is trusted). librpm keeps global state (macros, config), so calls are serialised.
 #include <fcntl.h>
 #include <rpm/header.h>
-#include <rpm/rpmfiles.h>
 #include <rpm/rpmbase64.h>
 #include <rpm/rpmcrypto.h>
 #include <rpm/rpmdb.h>
+#include <rpm/rpmfiles.h>
 #include <rpm/rpmio.h>
 #include <rpm/rpmkeyring.h>
 #include <rpm/rpmlib.h>
@@ -115,7 +115,6 @@ class MacroScope {
  private:
   const char* name_;
 };
-
 
 // rpmlog's records stay in librpm: nothing is written to a descriptor (in the worker only fd 3
 // is open, and a write elsewhere is a seccomp kill); results are values.
@@ -238,7 +237,8 @@ RpmHeaderResult read_header_locked(std::span<const std::vector<uint8_t>> keys,
 // Up to kRpmReadMax bytes of `path`; `whole` false when the file is longer.
 Result<std::vector<uint8_t>> read_prefix(const std::filesystem::path& path, bool& whole) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) return make_error(errno ? errno : EIO, std::string("cannot open: ") + std::strerror(errno));
+  if (!in)
+    return make_error(errno ? errno : EIO, std::string("cannot open: ") + std::strerror(errno));
   std::vector<uint8_t> out(kRpmReadMax + 1);
   in.read(reinterpret_cast<char*>(out.data()), static_cast<std::streamsize>(out.size()));
   if (in.bad()) return make_error(EIO, "cannot read");
@@ -326,7 +326,8 @@ Result<GeneratedManifest> manifest_from_rpm(std::span<const std::filesystem::pat
       out.problems.push_back({name, std::move(what)});
       continue;
     }
-    for (auto& p : files->problems) out.problems.push_back({name + ":" + p.where, std::move(p.what)});
+    for (auto& p : files->problems)
+      out.problems.push_back({name + ":" + p.where, std::move(p.what)});
     for (auto& e : files->entries) out.manifest.entries.push_back(std::move(e));
   }
   std::sort(out.manifest.entries.begin(), out.manifest.entries.end(),

@@ -125,6 +125,8 @@ std::vector<uint8_t> serve_oci(std::span<const uint8_t> input) {
 // kRpmHeader request bounds: the keys of an rpm database, and a package prefix.
 constexpr uint32_t kMaxKeys = 1024;
 constexpr size_t kMaxKey = 1u << 20;
+// A package prefix and a few MiB of keys fit in one frame (more keys: parser-input-too-large).
+static_assert(appraise::kRpmReadMax + (8u << 20) <= kMaxFrame);
 // Every rpm entry is at least 32 + 8 bytes of reply; a problem at least 8.
 constexpr uint32_t kMaxRpmEntries = kMaxFrame / 40;
 constexpr uint32_t kMaxRpmProblems = kMaxFrame / 8;
@@ -132,7 +134,8 @@ constexpr uint32_t kMaxRpmProblems = kMaxFrame / 8;
 std::vector<uint8_t> serve_rpm_header(std::span<const uint8_t> input) {
   Reader r(input);
   const uint32_t n = r.u32();
-  if (!r.ok() || n > kMaxKeys) return refused(Error{EBADMSG, "the rpm request does not decode", {}});
+  if (!r.ok() || n > kMaxKeys)
+    return refused(Error{EBADMSG, "the rpm request does not decode", {}});
   std::vector<std::vector<uint8_t>> keys;
   for (uint32_t i = 0; i < n && r.ok(); ++i) {
     auto k = r.bytes(kMaxKey);
@@ -292,7 +295,8 @@ std::vector<uint8_t> serve(Op op, std::span<const uint8_t> input) {
     case Op::kManifest: return serve_manifest(input);
     case Op::kOciState: return serve_oci(input);
     case Op::kControlRequest: return serve_control_request(input);
-    case Op::kRpmHeader: return serve_rpm_header(input);
+    case Op::kRpmHeader:
+      return serve_rpm_header(input);
     default: return {static_cast<uint8_t>(Status::kUnknownOp)};
   }
 }

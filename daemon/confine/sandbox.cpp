@@ -161,8 +161,7 @@ Result<void> confine_self(const SandboxOptions& o) {
   if (!limit(RLIMIT_CORE, 0) || !limit(RLIMIT_FSIZE, kMaxFrame) || !limit(RLIMIT_NPROC, 0) ||
       // (under a sanitizer two more: the pipe of its memory-accessibility checks)
       !limit(RLIMIT_NOFILE, static_cast<rlim_t>(keep + (kSanitizer ? 3 : 1))) ||
-      !limit(RLIMIT_MEMLOCK, 0) ||
-      !limit(RLIMIT_MSGQUEUE, 0))
+      !limit(RLIMIT_MEMLOCK, 0) || !limit(RLIMIT_MSGQUEUE, 0))
     return sys("setrlimit");
   if (!kSanitizer && !limit(RLIMIT_AS, o.address_space)) return sys("setrlimit(RLIMIT_AS)");
   return install_filter(keep);

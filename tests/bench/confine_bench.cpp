@@ -129,7 +129,8 @@ const RpmFixture& rpm_fixture() {
         " && rpmbuild --quiet --define '_topdir " + (w / "top").string() + "' --define '_dbpath " +
         (w / "bdb").string() + "' -bb " + (w / "top/SPECS/t.spec").string() + " && " + g +
         "rpmsign --define '__gpg /usr/bin/gpg' --define '_gpg_name bench@example.invalid' "
-        "--addsign " + pkg.string() + " </dev/null; " + g + "gpgconf --kill gpg-agent) >/dev/null 2>&1";
+        "--addsign " +
+        pkg.string() + " </dev/null; " + g + "gpgconf --kill gpg-agent) >/dev/null 2>&1";
     fs::create_directories(w / "db");
     if (std::system(cmd.c_str()) != 0) return r;
     auto keys = appraise::rpm_trusted_keys(w / "db");
@@ -159,7 +160,8 @@ void BM_RpmHeaderConfined(benchmark::State& state) {
   if (!f.ok) state.SkipWithError("could not build a signed rpm (gpg, rpmbuild, rpmsign)");
   for (auto _ : state) {
     auto r = parser().rpm_header(f.keys, f.package);
-    if (!r || !*r || (*r)->entries.size() != 2) state.SkipWithError("confined rpm header read failed");
+    if (!r || !*r || (*r)->entries.size() != 2)
+      state.SkipWithError("confined rpm header read failed");
     benchmark::DoNotOptimize(r);
   }
 }

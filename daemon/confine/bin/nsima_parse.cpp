@@ -142,7 +142,8 @@ int main() {
     if (op == Op::kManifest && text.substr(4).starts_with("nsima-test:abort")) abort();
     if (op == Op::kControlRequest && text == "{\"cmd\":\"nsima-test:abort\"}") abort();
     // An rpm package (no keys: u32 0 || u32 length || bytes) that crashes or hangs the worker.
-    if (op == Op::kRpmHeader && text.size() > 8 && text.substr(8).starts_with("nsima-test:abort")) abort();
+    if (op == Op::kRpmHeader && text.size() > 8 && text.substr(8).starts_with("nsima-test:abort"))
+      abort();
     if (op == Op::kRpmHeader && text.size() > 8 && text.substr(8).starts_with("nsima-test:loop"))
       test_op(Op::kTestLoop, {});
 #endif

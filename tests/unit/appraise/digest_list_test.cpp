@@ -3,13 +3,14 @@
 // (escaped names included), signatures by `openssl dgst -sha256 -sign`, dpkg md5sums written by
 // md5sum, rpm packages built by rpmbuild and signed by rpmsign with a gpg key made in a temporary
 // GNUPGHOME and imported into a temporary rpm keyring with rpmkeys.
+#include "appraise/digest_list.h"
+
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
 #include <algorithm>
 #include <cstring>
 
-#include "appraise/digest_list.h"
 #include "appraise_test_util.h"
 #include "confine/parser.h"
 #include "measure/hasher.h"
@@ -471,7 +472,8 @@ class RpmTest : public DigestListTest {
   }
   // What nsimactl does: the package bytes parsed in the confined worker.
   RpmOptions confined() { return RpmOptions{keydb_, confine::rpm_reader(parser_)}; }
-  confine::Parser parser_{confine::ParserOptions{NSIMA_PARSE_TEST_BIN, std::chrono::milliseconds(5000), 1}};
+  confine::Parser parser_{
+      confine::ParserOptions{NSIMA_PARSE_TEST_BIN, std::chrono::milliseconds(5000), 1}};
   TempDir t_;
   fs::path w_, gnupg_, keydb_, built_;
 };
@@ -626,7 +628,8 @@ TEST_F(RpmTest, TruncatedAndGarbageBytesAreRefused) {
 // A package whose parse crashes or hangs the worker is a problem naming it and the worker's
 // fate; the packages after it are still read (by a new worker).
 TEST_F(RpmTest, WorkerFailureIsAProblemOfThatPackageOnly) {
-  confine::Parser p(confine::ParserOptions{NSIMA_PARSE_TEST_BIN, std::chrono::milliseconds(1500), 1});
+  confine::Parser p(
+      confine::ParserOptions{NSIMA_PARSE_TEST_BIN, std::chrono::milliseconds(1500), 1});
   fs::path crash = w_ / "crash.rpm", hang = w_ / "hang.rpm";
   write_file(crash, "nsima-test:abort");
   write_file(hang, "nsima-test:loop");
@@ -637,16 +640,20 @@ TEST_F(RpmTest, WorkerFailureIsAProblemOfThatPackageOnly) {
   const auto reader = confine::rpm_reader(p);
   RpmOptions o{keydb_, [&reader](std::span<const std::vector<uint8_t>> keys,
                                  std::span<const uint8_t> package) {
-                 const bool hook = package.size() > 11 && std::memcmp(package.data(), "nsima-test:", 11) == 0;
+                 const bool hook =
+                     package.size() > 11 && std::memcmp(package.data(), "nsima-test:", 11) == 0;
                  return hook ? reader({}, package) : reader(keys, package);
                }};
   auto g = manifest_from_rpm(pkgs, o);
   ASSERT_TRUE(g) << g.error().to_string();
   auto problems = problems_of(*g);
   ASSERT_EQ(problems.size(), 2u);
-  EXPECT_TRUE(problems[crash.string()].starts_with("not read: parser-crashed: ")) << problems[crash.string()];
-  EXPECT_NE(problems[crash.string()].find("SIGABRT"), std::string::npos) << problems[crash.string()];
-  EXPECT_TRUE(problems[hang.string()].starts_with("not read: parser-timeout: ")) << problems[hang.string()];
+  EXPECT_TRUE(problems[crash.string()].starts_with("not read: parser-crashed: "))
+      << problems[crash.string()];
+  EXPECT_NE(problems[crash.string()].find("SIGABRT"), std::string::npos)
+      << problems[crash.string()];
+  EXPECT_TRUE(problems[hang.string()].starts_with("not read: parser-timeout: "))
+      << problems[hang.string()];
   EXPECT_EQ(g->sources, 4u);
   EXPECT_EQ(g->manifest.entries.size(), 4u);  // a's and b's files: read by the replacements
   EXPECT_EQ(p.stats().crashed, 1u);

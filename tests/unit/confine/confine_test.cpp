@@ -438,7 +438,8 @@ TEST(ConfinedParser, RpmHeaderLyingRepliesAreRefused) {
     std::vector<uint8_t> digest;
     std::string path;
   };
-  auto reply = [](std::vector<Entry> entries, std::vector<std::pair<std::string, std::string>> problems,
+  auto reply = [](std::vector<Entry> entries,
+                  std::vector<std::pair<std::string, std::string>> problems,
                   std::vector<uint8_t> tail = {}) {
     Writer w;
     w.u8(0);
@@ -464,7 +465,8 @@ TEST(ConfinedParser, RpmHeaderLyingRepliesAreRefused) {
     return w.out();
   };
   const std::vector<uint8_t> d32(32, 0xab);
-  auto good = decode_rpm_header(reply({{d32, "/usr/bin/x"}}, {{"/usr/lib/y", "regular file without a sha256 digest"}}));
+  auto good = decode_rpm_header(
+      reply({{d32, "/usr/bin/x"}}, {{"/usr/lib/y", "regular file without a sha256 digest"}}));
   ASSERT_TRUE(good) << good.error();
   ASSERT_TRUE(*good);
   ASSERT_EQ((*good)->entries.size(), 1u);
@@ -510,7 +512,8 @@ TEST(ConfinedParser, RpmHeaderLyingRepliesAreRefused) {
   // Bytes that are no rpm: librpm's refusal, in the installed worker (its filter, no keys).
   Parser installed(ParserOptions{NSIMA_PARSE_BIN, 2000ms, 1});
   const std::string text = "not an rpm package at all";
-  auto n = installed.rpm_header({}, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
+  auto n = installed.rpm_header(
+      {}, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
   ASSERT_TRUE(n) << n.error().to_string();
   ASSERT_FALSE(*n);
   EXPECT_EQ(n->error(), "refused: not an rpm package");
