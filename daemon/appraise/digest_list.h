@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <utility>
 #include <array>
@@ -179,10 +180,30 @@ Result<GeneratedManifest> manifest_from_rootfs(const std::filesystem::path& dir,
 // malformed lines are problems; md5 alone is never trusted.
 Result<GeneratedManifest> manifest_from_dpkg(const std::filesystem::path& root);
 
+// One package's header as rpm_read_header() read it: its regular, non-ghost files' sha256
+// digests (paths as the package names them), and the files it could not take (where = the path).
+struct RpmFiles {
+  std::vector<ManifestEntry> entries;
+  std::vector<ManifestProblem> problems;
+};
+// The files, or why the package gives none ("refused: unsigned package", "file digests are
+// sha512 ...", "not read: parser-crashed: ..."): a problem naming the package.
+using RpmHeaderResult = tl::expected<RpmFiles, std::string>;
+// Reads one package's bytes against the trusted keys (OpenPGP public key packets).
+using RpmReader = std::function<RpmHeaderResult(std::span<const std::vector<uint8_t>> keys,
+                                                std::span<const uint8_t> package)>;
+
 struct RpmOptions {
   // The rpm database that holds the trusted keys (`rpmkeys --dbpath DIR --import KEY.asc`).
   std::filesystem::path dbpath;
+  // Who parses the package bytes: nsimactl sets the confined worker (confine::rpm_reader);
+  // unset, rpm_read_header() runs in this process (benchmarks, the worker's own reference).
+  RpmReader read;
 };
+// The first bytes of a package file that are read and handed to the reader: its lead,
+// signature header and header must fit in them (the payload is never needed).
+inline constexpr size_t kRpmReadMax = 56u << 20;
+
 // For each package file: the header is read with librpm, and its signature must verify against a
 // key of `dbpath` (unsigned, unknown key, untrusted or bad signature: a problem, no entries).
 // Entries come from RPMTAG_FILEDIGESTS for regular, non-ghost files when RPMTAG_FILEDIGESTALGO
@@ -190,6 +211,18 @@ struct RpmOptions {
 // it, because those digests cannot be turned into sha256 without the files.
 Result<GeneratedManifest> manifest_from_rpm(std::span<const std::filesystem::path> packages,
                                             const RpmOptions& options);
+
+// The trusted side's part: the OpenPGP public key packets of the gpg-pubkey headers in the rpm
+// database `dbpath` (root's own, trusted; read with librpm in process).
+Result<std::vector<std::vector<uint8_t>>> rpm_trusted_keys(const std::filesystem::path& dbpath);
+// The untrusted part: librpm reads the package from memory (a memfd), no config files, no rpm
+// database: a keyring of `keys` only; rpmReadPackageFile checks the header signature and
+// digests. Runs in nsima-parse (confine/README.md) after rpm_prepare_confined().
+RpmHeaderResult rpm_read_header(std::span<const std::vector<uint8_t>> keys,
+                                std::span<const uint8_t> package);
+// librpm's and libgcrypt's initialisation that opens files, and rpmlog silenced (nothing may
+// reach a descriptor but the worker's socket): before the sandbox is installed.
+void rpm_prepare_confined();
 
 // ------------------------------------------------------------------ inline
 

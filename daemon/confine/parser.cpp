@@ -378,6 +378,21 @@ Parsed<Result<nlohmann::json>> Parser::control_request(std::string_view line) {
                                          decode_control_request, "control request");
 }
 
+Parsed<appraise::RpmHeaderResult> Parser::rpm_header(std::span<const std::vector<uint8_t>> keys,
+                                                     std::span<const uint8_t> package) {
+  return decoded<appraise::RpmHeaderResult>(call(Op::kRpmHeader, rpm_header_request(keys, package)),
+                                            decode_rpm_header, "rpm header");
+}
+
+appraise::RpmReader rpm_reader(Parser& p) {
+  return [&p](std::span<const std::vector<uint8_t>> keys,
+              std::span<const uint8_t> package) -> appraise::RpmHeaderResult {
+    auto r = p.rpm_header(keys, package);
+    if (!r) return tl::unexpected("not read: " + r.error().to_string());
+    return std::move(*r);
+  };
+}
+
 appraise::XattrResult ima_xattr_or_failure(Parser& p, std::span<const uint8_t> value) {
   auto r = p.ima_xattr(value);
   if (r) return std::move(*r);

@@ -76,6 +76,10 @@ class Parser {
   Parsed<Result<hook::OciState>> oci_state(std::string_view text);
   // A control request line of a read-only group member (protocol.h decode_control_request).
   Parsed<Result<nlohmann::json>> control_request(std::string_view line);
+  // One rpm package's header read and its signature checked against `keys` (OpenPGP public key
+  // packets) by librpm in the worker (appraise::rpm_read_header).
+  Parsed<appraise::RpmHeaderResult> rpm_header(std::span<const std::vector<uint8_t>> keys,
+                                               std::span<const uint8_t> package);
   // One raw request: the reply body (status byte first). Tests, and the typed calls above.
   Parsed<std::vector<uint8_t>> call(Op op, std::span<const uint8_t> input);
 
@@ -132,5 +136,10 @@ class Parser {
 // The appraisal's view: the worker's parse, or an XattrError of kind kParserCrashed /
 // kParserTimeout / kParserFailed whose reason is the Failure's sentence (a failed appraisal).
 appraise::XattrResult ima_xattr_or_failure(Parser& p, std::span<const uint8_t> value);
+
+// RpmOptions::read through `p` (nsimactl digests from-rpm): a worker's failure on a package is
+// that package's problem, "not read: parser-crashed: nsima-parse (pid N) killed by ...", and the
+// next package gets a new worker. `p` must outlive the reader.
+appraise::RpmReader rpm_reader(Parser& p);
 
 }  // namespace nsima::confine

@@ -122,6 +122,48 @@ std::vector<uint8_t> serve_oci(std::span<const uint8_t> input) {
   return std::move(w.out());
 }
 
+// kRpmHeader request bounds: the keys of an rpm database, and a package prefix.
+constexpr uint32_t kMaxKeys = 1024;
+constexpr size_t kMaxKey = 1u << 20;
+// A package prefix and a few MiB of keys fit in one frame (more keys: parser-input-too-large).
+static_assert(appraise::kRpmReadMax + (8u << 20) <= kMaxFrame);
+// Every rpm entry is at least 32 + 8 bytes of reply; a problem at least 8.
+constexpr uint32_t kMaxRpmEntries = kMaxFrame / 40;
+constexpr uint32_t kMaxRpmProblems = kMaxFrame / 8;
+
+std::vector<uint8_t> serve_rpm_header(std::span<const uint8_t> input) {
+  Reader r(input);
+  const uint32_t n = r.u32();
+  if (!r.ok() || n > kMaxKeys)
+    return refused(Error{EBADMSG, "the rpm request does not decode", {}});
+  std::vector<std::vector<uint8_t>> keys;
+  for (uint32_t i = 0; i < n && r.ok(); ++i) {
+    auto k = r.bytes(kMaxKey);
+    keys.emplace_back(k.begin(), k.end());
+  }
+  auto package = r.bytes(kMaxFrame);
+  if (!r.done()) return refused(Error{EBADMSG, "the rpm request does not decode", {}});
+  auto files = appraise::rpm_read_header(keys, package);
+  if (!files) {
+    std::string why = files.error().substr(0, kMaxReason);
+    if (why.empty() || !is_sentence(why)) why = "refused: librpm gave no one-line reason";
+    return refused(Error{EBADMSG, why, {}});
+  }
+  Writer w;
+  w.u8(static_cast<uint8_t>(Status::kParsed));
+  w.u32(static_cast<uint32_t>(files->entries.size()));
+  for (const auto& e : files->entries) {
+    w.bytes({e.digest.data(), e.digest.size()});
+    w.str(e.path);
+  }
+  w.u32(static_cast<uint32_t>(files->problems.size()));
+  for (const auto& p : files->problems) {
+    w.str(p.where);
+    w.str(p.what.substr(0, kMaxReason));
+  }
+  return std::move(w.out());
+}
+
 // Control requests: value tags (serve_control_request, decode_control_request). Scalars are
 // carried exactly (the schema's refusals quote numbers); containers inside a member's value
 // only as empty stand-ins of their type (the schema names only their type).
@@ -253,6 +295,8 @@ std::vector<uint8_t> serve(Op op, std::span<const uint8_t> input) {
     case Op::kManifest: return serve_manifest(input);
     case Op::kOciState: return serve_oci(input);
     case Op::kControlRequest: return serve_control_request(input);
+    case Op::kRpmHeader:
+      return serve_rpm_header(input);
     default: return {static_cast<uint8_t>(Status::kUnknownOp)};
   }
 }
@@ -261,6 +305,15 @@ std::vector<uint8_t> manifest_request(std::string_view text, std::string_view fi
   Writer w;
   w.str(filename.substr(0, kMaxReason));
   w.bytes(as_bytes(text));
+  return std::move(w.out());
+}
+
+std::vector<uint8_t> rpm_header_request(std::span<const std::vector<uint8_t>> keys,
+                                        std::span<const uint8_t> package) {
+  Writer w;
+  w.u32(static_cast<uint32_t>(keys.size()));
+  for (const auto& k : keys) w.bytes(k);
+  w.bytes(package);
   return std::move(w.out());
 }
 
@@ -430,6 +483,46 @@ tl::expected<Result<nlohmann::json>, std::string> decode_control_request(
     return tl::unexpected(std::string("a request reply with a string that is not UTF-8"));
   }
   return Result<nlohmann::json>(std::move(j));
+}
+
+tl::expected<appraise::RpmHeaderResult, std::string> decode_rpm_header(
+    std::span<const uint8_t> reply) {
+  Reader r(reply);
+  auto refused = refusal_of(r);
+  if (!refused) return tl::unexpected(refused.error());
+  if (*refused) {
+    if ((*refused)->code != EBADMSG || !(*refused)->where.empty())
+      return tl::unexpected(std::string("an rpm refusal that is not the header's"));
+    return appraise::RpmHeaderResult(tl::unexpected(std::move((*refused)->message)));
+  }
+  appraise::RpmFiles files;
+  const uint32_t n = r.u32();
+  if (!r.ok() || n > kMaxRpmEntries)
+    return tl::unexpected("an rpm package of " + std::to_string(n) + " entries");
+  files.entries.reserve(n);
+  for (uint32_t i = 0; i < n; ++i) {
+    auto digest = r.bytes(64);
+    std::string path = r.str(kMaxPath);
+    if (!r.ok()) return tl::unexpected("rpm entry " + std::to_string(i) + " does not decode");
+    if (path.empty() || !no_nul(path))
+      return tl::unexpected("rpm entry " + std::to_string(i) + " has a bad name");
+    auto d = measure::Digest::from_bytes(measure::HashAlgo::kSha256, digest);
+    if (!d || digest.size() != 32)
+      return tl::unexpected("rpm entry " + std::to_string(i) + " is not a sha256 digest");
+    files.entries.push_back({*d, std::move(path), false});
+  }
+  const uint32_t m = r.u32();
+  if (!r.ok() || m > kMaxRpmProblems)
+    return tl::unexpected("an rpm package of " + std::to_string(m) + " problems");
+  for (uint32_t i = 0; i < m; ++i) {
+    std::string where = r.str(kMaxPath), what = r.str(kMaxReason);
+    if (!r.ok()) return tl::unexpected("rpm problem " + std::to_string(i) + " does not decode");
+    if (!no_nul(where) || !is_sentence(where) || what.empty() || !is_sentence(what))
+      return tl::unexpected("rpm problem " + std::to_string(i) + " is not one line");
+    files.problems.push_back({std::move(where), std::move(what)});
+  }
+  if (!r.done()) return tl::unexpected(std::string("an rpm reply with trailing bytes"));
+  return appraise::RpmHeaderResult(std::move(files));
 }
 
 }  // namespace nsima::confine

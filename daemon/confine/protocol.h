@@ -27,6 +27,7 @@ enum class Op : uint8_t {
   kManifest = 2,   // str(filename) || bytes(text): a sha256sum manifest
   kOciState = 3,   // the OCI state JSON a runtime gave the hook
   kControlRequest = 4,  // one control request line of a read-only group member (JSON)
+  kRpmHeader = 5,  // u32 n || bytes(key packet) * n || bytes(package prefix): rpm_read_header
   // Test-only requests (nsima-parse-test; never in the installed nsima-parse).
   kTestAbort = 0xf0,   // abort()
   kTestLoop = 0xf1,    // spin forever
@@ -50,6 +51,8 @@ std::vector<uint8_t> serve(Op op, std::span<const uint8_t> input);
 
 // ---- daemon side: request bodies and strict reply decoding. An error string is a bad reply.
 std::vector<uint8_t> manifest_request(std::string_view text, std::string_view filename);
+std::vector<uint8_t> rpm_header_request(std::span<const std::vector<uint8_t>> keys,
+                                        std::span<const uint8_t> package);
 
 tl::expected<appraise::XattrResult, std::string> decode_ima_xattr(
     std::span<const uint8_t> reply, std::span<const uint8_t> input);
@@ -62,6 +65,11 @@ tl::expected<Result<hook::OciState>, std::string> decode_oci_state(std::span<con
 // refuse it all the same: a nested object's members, an array's non-string elements, a
 // non-object request's content are not carried). Refused: not JSON.
 tl::expected<Result<nlohmann::json>, std::string> decode_control_request(
+    std::span<const uint8_t> reply);
+// An rpm package's files (appraise::rpm_read_header in the worker): sha256 digests of 32 bytes,
+// non-empty paths without NUL, problems with one-line reasons, counts bounded by the frame; or
+// the one-line reason it was refused.
+tl::expected<appraise::RpmHeaderResult, std::string> decode_rpm_header(
     std::span<const uint8_t> reply);
 
 }  // namespace nsima::confine

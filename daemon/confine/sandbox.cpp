@@ -19,6 +19,8 @@
 #include <memory>
 #include <string>
 
+#include "confine/wire.h"
+
 namespace nsima::confine {
 
 namespace {
@@ -53,9 +55,27 @@ Result<void> install_filter(int fd) {
   };
   // {argument, operator, value, mask-or-second-value}: SCMP_A0() leaves datum_b implicit,
   // which clang's -Wmissing-field-initializers refuses.
-  const scmp_arg_cmp on_fd{0, SCMP_CMP_EQ, static_cast<scmp_datum_t>(fd), 0};
-  allow(SCMP_SYS(read), 1, &on_fd);
-  allow(SCMP_SYS(write), 1, &on_fd);
+  // read/write on the socket, and on the worker's own memfds (Op::kRpmHeader: librpm reads a
+  // package from a descriptor only). RLIMIT_NOFILE leaves no descriptor above the socket, and
+  // with no open or socket every descriptor below it is one the worker made with memfd_create.
+  const scmp_arg_cmp up_to_fd{0, SCMP_CMP_LE, static_cast<scmp_datum_t>(fd), 0};
+  allow(SCMP_SYS(read), 1, &up_to_fd);
+  allow(SCMP_SYS(write), 1, &up_to_fd);
+  const scmp_arg_cmp cloexec{1, SCMP_CMP_EQ, MFD_CLOEXEC, 0};
+  allow(SCMP_SYS(memfd_create), 1, &cloexec);
+  allow(SCMP_SYS(lseek), 1, &up_to_fd);
+  allow(SCMP_SYS(dup), 1, &up_to_fd);  // rpmio's fdDup: its only descriptor-to-FD_t call
+  allow(SCMP_SYS(close), 1, &up_to_fd);
+  // glibc's qsort (librpm sorts header entries) asks sysinfo for the machine's memory; it
+  // copes with a failure, so it fails (ENOSYS) and tells the worker nothing about the host.
+  auto fail = [&](int nr, int err) {
+    if (rc == 0) rc = seccomp_rule_add_array(c, SCMP_ACT_ERRNO(err), nr, 0, nullptr);
+  };
+  fail(SCMP_SYS(sysinfo), ENOSYS);
+  // rpmio's Fdescr names a descriptor for its error messages by readlink("/proc/self/fd/N")
+  // and falls back to "[fd N]": it fails, so no path is ever resolved.
+  fail(SCMP_SYS(readlink), ENOENT);
+  fail(SCMP_SYS(readlinkat), ENOENT);
   allow(SCMP_SYS(exit));
   allow(SCMP_SYS(exit_group));
   // malloc: brk, anonymous maps (never executable), and giving memory back.
@@ -137,11 +157,11 @@ Result<void> confine_self(const SandboxOptions& o) {
   if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) return sys("PR_SET_DUMPABLE");
 
   auto limit = [](int res, rlim_t v) { rlimit r{v, v}; return setrlimit(res, &r) == 0; };
-  if (!limit(RLIMIT_CORE, 0) || !limit(RLIMIT_FSIZE, 0) || !limit(RLIMIT_NPROC, 0) ||
+  // FSIZE: the memfd of one rpm package (wire.h kMaxFrame); it can open no other file.
+  if (!limit(RLIMIT_CORE, 0) || !limit(RLIMIT_FSIZE, kMaxFrame) || !limit(RLIMIT_NPROC, 0) ||
       // (under a sanitizer two more: the pipe of its memory-accessibility checks)
       !limit(RLIMIT_NOFILE, static_cast<rlim_t>(keep + (kSanitizer ? 3 : 1))) ||
-      !limit(RLIMIT_MEMLOCK, 0) ||
-      !limit(RLIMIT_MSGQUEUE, 0))
+      !limit(RLIMIT_MEMLOCK, 0) || !limit(RLIMIT_MSGQUEUE, 0))
     return sys("setrlimit");
   if (!kSanitizer && !limit(RLIMIT_AS, o.address_space)) return sys("setrlimit(RLIMIT_AS)");
   return install_filter(keep);

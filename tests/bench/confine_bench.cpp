@@ -3,9 +3,12 @@
 // a security.ima value (an RSA-2048 signature from the fuzz corpus, and a sha256 digest) and a
 // 5,000-line sha256sum manifest; and what starting one worker costs (spawn, confinement, hello:
 // paid once per worker, and again after each crash or timeout), which is why workers are kept.
+// And one rpm package's header read and signature check (from-rpm): a package built with
+// rpmbuild and signed with rpmsign by an RSA-2048 gpg key made here, in a temporary directory.
 #include <benchmark/benchmark.h>
 #include <signal.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -93,6 +96,76 @@ void BM_ControlRequestConfined(benchmark::State& state) {
   }
 }
 
+// A signed rpm (2 files) and the trusted keys of the rpm database it was imported into, made
+// once with gpg, rpmbuild, rpmsign and rpmkeys (tests/unit/appraise/digest_list_test.cpp RpmTest).
+struct RpmFixture {
+  std::vector<std::vector<uint8_t>> keys;
+  std::vector<uint8_t> package;
+  bool ok = false;
+};
+
+const RpmFixture& rpm_fixture() {
+  static const RpmFixture f = [] {
+    RpmFixture r;
+    char tmpl[] = "/tmp/nsima-bench-rpm-XXXXXX";
+    if (!mkdtemp(tmpl)) return r;
+    const fs::path w = tmpl;
+    const std::string g = "GNUPGHOME=" + (w / "gnupg").string() + " ";
+    fs::create_directories(w / "gnupg");
+    fs::permissions(w / "gnupg", fs::perms::owner_all);
+    std::ofstream(w / "kp") << "%no-protection\nKey-Type: RSA\nKey-Length: 2048\nName-Real: bench\n"
+                               "Name-Email: bench@example.invalid\nExpire-Date: 0\n%commit\n";
+    fs::create_directories(w / "top/SPECS");
+    std::ofstream(w / "top/SPECS/t.spec")
+        << "Name: nsimabench\nVersion: 1.0\nRelease: 1\nSummary: t\nLicense: MIT\n"
+           "BuildArch: noarch\n%description\nt\n%install\n"
+           "mkdir -p %{buildroot}/usr/share/b\nprintf 'a\\n' > %{buildroot}/usr/share/b/a\n"
+           "printf 'b\\n' > %{buildroot}/usr/share/b/b\n%files\n/usr/share/b\n";
+    const fs::path pkg = w / "top/RPMS/noarch/nsimabench-1.0-1.noarch.rpm";
+    const std::string cmd =
+        "(" + g + "gpg --batch --gen-key " + (w / "kp").string() + " && " + g +
+        "gpg --export --armor bench@example.invalid > " + (w / "k.asc").string() +
+        " && rpmkeys --dbpath " + (w / "db").string() + " --import " + (w / "k.asc").string() +
+        " && rpmbuild --quiet --define '_topdir " + (w / "top").string() + "' --define '_dbpath " +
+        (w / "bdb").string() + "' -bb " + (w / "top/SPECS/t.spec").string() + " && " + g +
+        "rpmsign --define '__gpg /usr/bin/gpg' --define '_gpg_name bench@example.invalid' "
+        "--addsign " +
+        pkg.string() + " </dev/null; " + g + "gpgconf --kill gpg-agent) >/dev/null 2>&1";
+    fs::create_directories(w / "db");
+    if (std::system(cmd.c_str()) != 0) return r;
+    auto keys = appraise::rpm_trusted_keys(w / "db");
+    std::ifstream in(pkg, std::ios::binary);
+    r.package.assign(std::istreambuf_iterator<char>(in), {});
+    if (keys) r.keys = std::move(*keys);
+    r.ok = keys && !r.keys.empty() && !r.package.empty();
+    fs::remove_all(w);
+    return r;
+  }();
+  return f;
+}
+
+void BM_RpmHeaderInProcess(benchmark::State& state) {
+  const auto& f = rpm_fixture();
+  if (!f.ok) state.SkipWithError("could not build a signed rpm (gpg, rpmbuild, rpmsign)");
+  for (auto _ : state) {
+    auto r = appraise::rpm_read_header(f.keys, f.package);
+    if (!r || r->entries.size() != 2) state.SkipWithError("rpm header read failed");
+    benchmark::DoNotOptimize(r);
+  }
+  state.SetLabel(std::to_string(f.package.size()) + "-byte package");
+}
+
+void BM_RpmHeaderConfined(benchmark::State& state) {
+  const auto& f = rpm_fixture();
+  if (!f.ok) state.SkipWithError("could not build a signed rpm (gpg, rpmbuild, rpmsign)");
+  for (auto _ : state) {
+    auto r = parser().rpm_header(f.keys, f.package);
+    if (!r || !*r || (*r)->entries.size() != 2)
+      state.SkipWithError("confined rpm header read failed");
+    benchmark::DoNotOptimize(r);
+  }
+}
+
 // One worker's start: posix_spawn, confinement (setresuid, seccomp), hello; then its end.
 void BM_WorkerStart(benchmark::State& state) {
   for (auto _ : state) {
@@ -112,6 +185,8 @@ BENCHMARK(BM_ControlRequestInProcess);
 BENCHMARK(BM_ControlRequestConfined);
 BENCHMARK(BM_Manifest5000InProcess)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_Manifest5000Confined)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_RpmHeaderInProcess)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_RpmHeaderConfined)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_WorkerStart)->Unit(benchmark::kMillisecond);
 
 }  // namespace

@@ -72,6 +72,7 @@ control) args+=(-max_len=8192 -dict="$src/tests/fuzz/control.dict") ;;
 list) args+=(-max_len=65536) ;;
 journal) args+=(-max_len=65536) ;;
 state) args+=(-max_len=8192 -dict="$src/tests/fuzz/state.dict") ;;
+rpm) args+=(-max_len=16384) ;;
 *) echo "fuzz: unknown target $name" >&2; exit 2 ;;
 esac
 

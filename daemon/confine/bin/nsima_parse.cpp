@@ -16,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "appraise/digest_list.h"
 #include "confine/protocol.h"
 #include "confine/sandbox.h"
 #include "confine/wire.h"
@@ -104,6 +105,7 @@ int main() {
     o.uid = pw->pw_uid;
     o.gid = pw->pw_gid;
   }
+  nsima::appraise::rpm_prepare_confined();  // opens files (libgcrypt): before the sandbox
   if (auto r = confine_self(o); !r) {
     // Not a hello: the daemon reports this sentence and never sends input.
     std::string msg = r.error().to_string();
@@ -139,6 +141,11 @@ int main() {
     if (op == Op::kImaXattr && text == "\x04nsima-test:loop") test_op(Op::kTestLoop, {});
     if (op == Op::kManifest && text.substr(4).starts_with("nsima-test:abort")) abort();
     if (op == Op::kControlRequest && text == "{\"cmd\":\"nsima-test:abort\"}") abort();
+    // An rpm package (no keys: u32 0 || u32 length || bytes) that crashes or hangs the worker.
+    if (op == Op::kRpmHeader && text.size() > 8 && text.substr(8).starts_with("nsima-test:abort"))
+      abort();
+    if (op == Op::kRpmHeader && text.size() > 8 && text.substr(8).starts_with("nsima-test:loop"))
+      test_op(Op::kTestLoop, {});
 #endif
     // _exit, never exit: no atexit handlers (nor LeakSanitizer's, which would need ptrace).
     if (!send_frame(serve(op, input))) _exit(7);

@@ -3,13 +3,16 @@
 // (escaped names included), signatures by `openssl dgst -sha256 -sign`, dpkg md5sums written by
 // md5sum, rpm packages built by rpmbuild and signed by rpmsign with a gpg key made in a temporary
 // GNUPGHOME and imported into a temporary rpm keyring with rpmkeys.
+#include "appraise/digest_list.h"
+
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cstring>
 
-#include "appraise/digest_list.h"
 #include "appraise_test_util.h"
+#include "confine/parser.h"
 #include "measure/hasher.h"
 
 namespace nsima::appraise {
@@ -467,9 +470,19 @@ class RpmTest : public DigestListTest {
          "@example.invalid' --addsign " + out.string() + " </dev/null");
     return out;
   }
+  // What nsimactl does: the package bytes parsed in the confined worker.
+  RpmOptions confined() { return RpmOptions{keydb_, confine::rpm_reader(parser_)}; }
+  confine::Parser parser_{
+      confine::ParserOptions{NSIMA_PARSE_TEST_BIN, std::chrono::milliseconds(5000), 1}};
   TempDir t_;
   fs::path w_, gnupg_, keydb_, built_;
 };
+
+std::map<std::string, std::string> problems_of(const GeneratedManifest& g) {
+  std::map<std::string, std::string> out;
+  for (const auto& p : g.problems) out[p.where] = p.what;
+  return out;
+}
 
 TEST_F(RpmTest, SignedPackageGivesItsSha256FileDigests) {
   fs::path pkg = sign("trusted", "signed.rpm");
@@ -477,7 +490,7 @@ TEST_F(RpmTest, SignedPackageGivesItsSha256FileDigests) {
   std::string check = must("rpmkeys --dbpath " + keydb_.string() + " --checksig -v " + pkg.string());
   EXPECT_NE(check.find("Signature, key ID"), std::string::npos) << check;
   const fs::path pkgs[] = {pkg};
-  auto g = manifest_from_rpm(pkgs, RpmOptions{keydb_});
+  auto g = manifest_from_rpm(pkgs, confined());
   ASSERT_TRUE(g) << g.error().to_string();
   EXPECT_TRUE(g->ok()) << g->problems[0].where << ": " << g->problems[0].what;
   ASSERT_EQ(g->manifest.entries.size(), 2u) << format_manifest(g->manifest);
@@ -505,7 +518,7 @@ TEST_F(RpmTest, UnsignedUnknownKeyAndTamperedPackagesAreRefused) {
   fs::path good = sign("trusted", "good.rpm");
 
   const fs::path pkgs[] = {unsigned_pkg, stranger, header_tampered, not_rpm, good};
-  auto g = manifest_from_rpm(pkgs, RpmOptions{keydb_});
+  auto g = manifest_from_rpm(pkgs, confined());
   ASSERT_TRUE(g) << g.error().to_string();
   EXPECT_EQ(g->sources, 5u);
   std::map<std::string, std::string> problems;
@@ -528,7 +541,7 @@ TEST_F(RpmTest, PayloadDamageDoesNotChangeTheSignedDigests) {
   bytes[bytes.size() - 100] ^= 0x01;  // inside the compressed payload
   write_file(pkg, bytes);
   const fs::path pkgs[] = {pkg};
-  auto g = manifest_from_rpm(pkgs, RpmOptions{keydb_});
+  auto g = manifest_from_rpm(pkgs, confined());
   ASSERT_TRUE(g) << g.error().to_string();
   ASSERT_EQ(g->manifest.entries.size(), 2u);
   EXPECT_EQ(g->manifest.entries[1].digest, sha256_of("hello rpm\n"));
@@ -545,7 +558,7 @@ TEST_F(RpmTest, NonSha256FileDigestsAreAProblem) {
   must(env() + "rpmsign --define '__gpg /usr/bin/gpg' --define '_gpg_name trusted@example.invalid'"
        " --addsign " + pkg.string() + " </dev/null");
   const fs::path pkgs[] = {pkg};
-  auto g = manifest_from_rpm(pkgs, RpmOptions{keydb_});
+  auto g = manifest_from_rpm(pkgs, confined());
   ASSERT_TRUE(g) << g.error().to_string();
   ASSERT_EQ(g->problems.size(), 1u);
   EXPECT_NE(g->problems[0].what.find("sha512"), std::string::npos) << g->problems[0].what;
@@ -556,9 +569,112 @@ TEST_F(RpmTest, NoKeyringIsAnError) {
   const fs::path pkgs[] = {built_};
   auto g = manifest_from_rpm(pkgs, RpmOptions{});
   ASSERT_FALSE(g);
-  g = manifest_from_rpm(pkgs, RpmOptions{w_ / "nonexistent"});
+  g = manifest_from_rpm(pkgs, RpmOptions{w_ / "nonexistent", {}});
   ASSERT_FALSE(g);
   EXPECT_EQ(g.error().code, ENOENT);
+}
+
+// The worker's answer is the in-process one, package by package: good, unsigned, unknown key,
+// tampered, not an rpm, truncated, garbage after a real lead.
+TEST_F(RpmTest, ConfinedSameAsInProcess) {
+  fs::path good = sign("trusted", "good.rpm");
+  fs::path stranger = sign("stranger", "stranger.rpm");
+  fs::path unsigned_pkg = w_ / "unsigned.rpm";
+  fs::copy_file(built_, unsigned_pkg);
+  const std::string bytes = read_file(good);
+  fs::path cut = w_ / "cut.rpm";
+  write_file(cut, bytes.substr(0, bytes.size() / 3));
+  fs::path garbage = w_ / "garbage.rpm";
+  std::string g = bytes.substr(0, 96);  // the lead, then noise
+  for (int i = 0; i < 4096; ++i) g.push_back(static_cast<char>((i * 131 + 7) & 0xff));
+  write_file(garbage, g);
+  const fs::path pkgs[] = {good, stranger, unsigned_pkg, cut, garbage};
+  auto in = manifest_from_rpm(pkgs, RpmOptions{keydb_, {}});
+  auto out = manifest_from_rpm(pkgs, confined());
+  ASSERT_TRUE(in) << in.error().to_string();
+  ASSERT_TRUE(out) << out.error().to_string();
+  EXPECT_EQ(format_manifest(out->manifest), format_manifest(in->manifest));
+  EXPECT_EQ(out->manifest.entries.size(), 2u);
+  EXPECT_EQ(problems_of(*out), problems_of(*in));
+  EXPECT_EQ(out->problems.size(), 4u);
+  EXPECT_EQ(parser_.stats().crashed + parser_.stats().bad_replies + parser_.stats().timeouts, 0u);
+}
+
+// Bytes that are not a whole rpm are refused with librpm's reason, each naming its file: every
+// cut of a signed package, an empty file, a few bytes.
+TEST_F(RpmTest, TruncatedAndGarbageBytesAreRefused) {
+  fs::path good = sign("trusted", "good.rpm");
+  const std::string bytes = read_file(good);
+  std::vector<fs::path> pkgs;
+  for (size_t n : {size_t{0}, size_t{4}, size_t{95}, size_t{96}, size_t{200}, size_t{1000},
+                   bytes.size() / 2}) {
+    pkgs.push_back(w_ / ("cut" + std::to_string(n) + ".rpm"));
+    write_file(pkgs.back(), bytes.substr(0, n));
+  }
+  pkgs.push_back(w_ / "text.rpm");
+  write_file(pkgs.back(), std::string(70000, 'x'));
+  pkgs.push_back(good);
+  auto g = manifest_from_rpm(pkgs, confined());
+  ASSERT_TRUE(g) << g.error().to_string();
+  auto problems = problems_of(*g);
+  EXPECT_EQ(problems.size(), pkgs.size() - 1);
+  for (size_t i = 0; i + 1 < pkgs.size(); ++i)
+    EXPECT_TRUE(problems[pkgs[i].string()].starts_with("refused: "))
+        << pkgs[i] << ": " << problems[pkgs[i].string()];
+  EXPECT_EQ(g->manifest.entries.size(), 2u);  // the whole package still gives its files
+  EXPECT_EQ(parser_.stats().crashed + parser_.stats().bad_replies, 0u);
+}
+
+// A package whose parse crashes or hangs the worker is a problem naming it and the worker's
+// fate; the packages after it are still read (by a new worker).
+TEST_F(RpmTest, WorkerFailureIsAProblemOfThatPackageOnly) {
+  confine::Parser p(
+      confine::ParserOptions{NSIMA_PARSE_TEST_BIN, std::chrono::milliseconds(1500), 1});
+  fs::path crash = w_ / "crash.rpm", hang = w_ / "hang.rpm";
+  write_file(crash, "nsima-test:abort");
+  write_file(hang, "nsima-test:loop");
+  fs::path a = sign("trusted", "a.rpm");
+  fs::path b = sign("trusted", "b.rpm");
+  const fs::path pkgs[] = {crash, a, hang, b};
+  // The test worker's hooks read the package bytes right after a zero key count.
+  const auto reader = confine::rpm_reader(p);
+  RpmOptions o{keydb_, [&reader](std::span<const std::vector<uint8_t>> keys,
+                                 std::span<const uint8_t> package) {
+                 const bool hook =
+                     package.size() > 11 && std::memcmp(package.data(), "nsima-test:", 11) == 0;
+                 return hook ? reader({}, package) : reader(keys, package);
+               }};
+  auto g = manifest_from_rpm(pkgs, o);
+  ASSERT_TRUE(g) << g.error().to_string();
+  auto problems = problems_of(*g);
+  ASSERT_EQ(problems.size(), 2u);
+  EXPECT_TRUE(problems[crash.string()].starts_with("not read: parser-crashed: "))
+      << problems[crash.string()];
+  EXPECT_NE(problems[crash.string()].find("SIGABRT"), std::string::npos)
+      << problems[crash.string()];
+  EXPECT_TRUE(problems[hang.string()].starts_with("not read: parser-timeout: "))
+      << problems[hang.string()];
+  EXPECT_EQ(g->sources, 4u);
+  EXPECT_EQ(g->manifest.entries.size(), 4u);  // a's and b's files: read by the replacements
+  EXPECT_EQ(p.stats().crashed, 1u);
+  EXPECT_EQ(p.stats().timeouts, 1u);
+  EXPECT_EQ(p.stats().spawned, 3u);
+}
+
+// nsimactl digests from-rpm: the installed worker (nsima-parse) reads the packages.
+TEST_F(RpmTest, NsimactlReadsPackagesInTheWorker) {
+  fs::path good = sign("trusted", "good.rpm");
+  fs::path not_rpm = w_ / "not.rpm";
+  write_file(not_rpm, "not an rpm");
+  const std::string ctl = std::string(NSIMA_BINARY_DIR) + "/daemon/nsimactl";
+  ASSERT_TRUE(fs::exists(ctl)) << ctl << " not built";
+  CommandResult c = run(ctl + " digests from-rpm --dbpath " + keydb_.string() + " " +
+                        good.string() + " " + not_rpm.string() + " 2>" + (w_ / "err").string());
+  EXPECT_EQ(c.rc, 1) << "problems must fail the command";
+  EXPECT_EQ(c.output, sha256_of("#!/bin/sh\necho hi\n").hex() + "  /usr/bin/nsimatest\n" +
+                          sha256_of("hello rpm\n").hex() + "  /usr/share/nsimatest/hello.txt\n");
+  const std::string err = read_file(w_ / "err");
+  EXPECT_NE(err.find(not_rpm.string() + ": refused: not an rpm package"), std::string::npos) << err;
 }
 
 }  // namespace

@@ -432,6 +432,94 @@ TEST(ConfinedParser, LyingRepliesAreRefused) {
   EXPECT_FALSE(decode_oci_state(o.out())) << "a container id with slashes was accepted";
 }
 
+// Forged rpm replies (Op::kRpmHeader), each refused; the well-formed one beside them decodes.
+TEST(ConfinedParser, RpmHeaderLyingRepliesAreRefused) {
+  struct Entry {
+    std::vector<uint8_t> digest;
+    std::string path;
+  };
+  auto reply = [](std::vector<Entry> entries,
+                  std::vector<std::pair<std::string, std::string>> problems,
+                  std::vector<uint8_t> tail = {}) {
+    Writer w;
+    w.u8(0);
+    w.u32(static_cast<uint32_t>(entries.size()));
+    for (const auto& e : entries) {
+      w.bytes(e.digest);
+      w.str(e.path);
+    }
+    w.u32(static_cast<uint32_t>(problems.size()));
+    for (const auto& [where, what] : problems) {
+      w.str(where);
+      w.str(what);
+    }
+    for (uint8_t b : tail) w.u8(b);
+    return w.out();
+  };
+  auto refusal = [](uint32_t code, std::string msg, std::string where) {
+    Writer w;
+    w.u8(1);
+    w.u32(code);
+    w.str(msg);
+    w.str(where);
+    return w.out();
+  };
+  const std::vector<uint8_t> d32(32, 0xab);
+  auto good = decode_rpm_header(
+      reply({{d32, "/usr/bin/x"}}, {{"/usr/lib/y", "regular file without a sha256 digest"}}));
+  ASSERT_TRUE(good) << good.error();
+  ASSERT_TRUE(*good);
+  ASSERT_EQ((*good)->entries.size(), 1u);
+  EXPECT_EQ((*good)->entries[0].path, "/usr/bin/x");
+  EXPECT_EQ((*good)->entries[0].digest.algo(), measure::HashAlgo::kSha256);
+  ASSERT_EQ((*good)->problems.size(), 1u);
+  auto refused = decode_rpm_header(refusal(EBADMSG, "refused: unsigned package", ""));
+  ASSERT_TRUE(refused) << refused.error();
+  ASSERT_FALSE(*refused);
+  EXPECT_EQ(refused->error(), "refused: unsigned package");
+
+  std::vector<uint8_t> huge_count = {0, 0xff, 0xff, 0xff, 0xff};
+  const std::vector<std::pair<const char*, std::vector<uint8_t>>> lies = {
+      {"a 20-byte digest", reply({{std::vector<uint8_t>(20, 1), "/x"}}, {})},
+      {"a 64-byte digest", reply({{std::vector<uint8_t>(64, 1), "/x"}}, {})},
+      {"an empty path", reply({{d32, ""}}, {})},
+      {"a path with a NUL", reply({{d32, std::string("/a\0b", 4)}}, {})},
+      {"a problem with a newline", reply({}, {{"/x", "bad\nline"}})},
+      {"a problem without a reason", reply({}, {{"/x", ""}})},
+      {"trailing bytes", reply({{d32, "/x"}}, {}, {0})},
+      {"an entry count past the frame", huge_count},
+      {"cut short", {0, 1, 0, 0, 0, 32, 0, 0, 0}},
+      {"unknown status", {7}},
+      {"empty", {}},
+      {"a refusal with another errno", refusal(EINVAL, "refused: x", "")},
+      {"a refusal naming a place", refusal(EBADMSG, "refused: x", "/etc/passwd")},
+      {"a refusal on two lines", refusal(EBADMSG, "refused:\nx", "")},
+  };
+  for (const auto& [what, lie] : lies) EXPECT_FALSE(decode_rpm_header(lie)) << "accepted " << what;
+  // Through a worker: a forged reply is a bad reply, and that worker is killed.
+  Parser p(opts());
+  auto body = p.call(Op::kTestReply, lies[0].second);
+  ASSERT_TRUE(body) << body.error().to_string();
+  EXPECT_FALSE(decode_rpm_header(*body));
+  // The worker refuses a request that does not decode, with a reason, and lives on.
+  const std::vector<uint8_t> junk = {5, 0, 0};
+  auto r = p.call(Op::kRpmHeader, junk);
+  ASSERT_TRUE(r) << r.error().to_string();
+  auto d = decode_rpm_header(*r);
+  ASSERT_TRUE(d) << d.error();
+  ASSERT_FALSE(*d);
+  EXPECT_EQ(d->error(), "the rpm request does not decode");
+  // Bytes that are no rpm: librpm's refusal, in the installed worker (its filter, no keys).
+  Parser installed(ParserOptions{NSIMA_PARSE_BIN, 2000ms, 1});
+  const std::string text = "not an rpm package at all";
+  auto n = installed.rpm_header(
+      {}, std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(text.data()), text.size()));
+  ASSERT_TRUE(n) << n.error().to_string();
+  ASSERT_FALSE(*n);
+  EXPECT_EQ(n->error(), "refused: not an rpm package");
+  EXPECT_EQ(installed.stats().crashed, 0u);
+}
+
 TEST(ConfinedParser, ThreadsShareThePool) {
   Parser p(opts(2000ms, 2));
   std::vector<std::thread> ts;
