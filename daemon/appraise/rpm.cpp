@@ -239,10 +239,21 @@ Result<std::vector<uint8_t>> read_prefix(const std::filesystem::path& path, bool
   std::ifstream in(path, std::ios::binary);
   if (!in)
     return make_error(errno ? errno : EIO, std::string("cannot open: ") + std::strerror(errno));
-  std::vector<uint8_t> out(kRpmReadMax + 1);
-  in.read(reinterpret_cast<char*>(out.data()), static_cast<std::streamsize>(out.size()));
-  if (in.bad()) return make_error(EIO, "cannot read");
-  out.resize(static_cast<size_t>(in.gcount()));
+  // Grown as read (not kRpmReadMax zeroed up front for every package): a typical package
+  // header is kilobytes, and its payload beyond the cap is never read.
+  std::vector<uint8_t> out;
+  std::error_code ec;
+  const uintmax_t size = std::filesystem::file_size(path, ec);
+  out.reserve(static_cast<size_t>(std::min<uintmax_t>(ec ? 0 : size, kRpmReadMax) + 1));
+  while (out.size() <= kRpmReadMax) {
+    const size_t at = out.size();
+    const size_t chunk = std::min<size_t>(size_t{1} << 20, kRpmReadMax + 1 - at);
+    out.resize(at + chunk);
+    in.read(reinterpret_cast<char*>(out.data() + at), static_cast<std::streamsize>(chunk));
+    out.resize(at + static_cast<size_t>(in.gcount()));
+    if (in.bad()) return make_error(EIO, "cannot read");
+    if (!in) break;  // end of file
+  }
   whole = out.size() <= kRpmReadMax;
   if (!whole) out.resize(kRpmReadMax);
   return out;

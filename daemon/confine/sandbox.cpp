@@ -45,7 +45,8 @@ struct CtxDeleter {
   void operator()(void* c) const noexcept { seccomp_release(static_cast<scmp_filter_ctx>(c)); }
 };
 
-Result<void> install_filter(int fd) {
+// max_fd: the highest descriptor RLIMIT_NOFILE lets the worker hold (the socket, fd 3, is one).
+Result<void> install_filter(int max_fd) {
   std::unique_ptr<void, CtxDeleter> ctx(seccomp_init(SCMP_ACT_KILL_PROCESS));
   if (!ctx) return make_error(ENOMEM, "seccomp_init failed", "nsima-parse");
   scmp_filter_ctx c = ctx.get();
@@ -56,9 +57,11 @@ Result<void> install_filter(int fd) {
   // {argument, operator, value, mask-or-second-value}: SCMP_A0() leaves datum_b implicit,
   // which clang's -Wmissing-field-initializers refuses.
   // read/write on the socket, and on the worker's own memfds (Op::kRpmHeader: librpm reads a
-  // package from a descriptor only). RLIMIT_NOFILE leaves no descriptor above the socket, and
-  // with no open or socket every descriptor below it is one the worker made with memfd_create.
-  const scmp_arg_cmp up_to_fd{0, SCMP_CMP_LE, static_cast<scmp_datum_t>(fd), 0};
+  // package from a descriptor only). RLIMIT_NOFILE leaves no descriptor above max_fd (the
+  // socket, in a production build), and with no open or socket every other descriptor is one
+  // the worker made with memfd_create. Under a sanitizer, fds 0-2 stay open and its runtime
+  // needs a pipe, so the worker's memfds are above the socket: max_fd covers them there.
+  const scmp_arg_cmp up_to_fd{0, SCMP_CMP_LE, static_cast<scmp_datum_t>(max_fd), 0};
   allow(SCMP_SYS(read), 1, &up_to_fd);
   allow(SCMP_SYS(write), 1, &up_to_fd);
   const scmp_arg_cmp cloexec{1, SCMP_CMP_EQ, MFD_CLOEXEC, 0};
@@ -157,14 +160,16 @@ Result<void> confine_self(const SandboxOptions& o) {
   if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) return sys("PR_SET_DUMPABLE");
 
   auto limit = [](int res, rlim_t v) { rlimit r{v, v}; return setrlimit(res, &r) == 0; };
+  const int max_fd = keep + (kSanitizer ? 4 : 0);
   // FSIZE: the memfd of one rpm package (wire.h kMaxFrame); it can open no other file.
   if (!limit(RLIMIT_CORE, 0) || !limit(RLIMIT_FSIZE, kMaxFrame) || !limit(RLIMIT_NPROC, 0) ||
-      // (under a sanitizer two more: the pipe of its memory-accessibility checks)
-      !limit(RLIMIT_NOFILE, static_cast<rlim_t>(keep + (kSanitizer ? 3 : 1))) ||
+      // (under a sanitizer two more for the pipe of its memory-accessibility checks, and two
+      // for the rpm op's memfd and its dup, which a production worker takes from fds 0-2)
+      !limit(RLIMIT_NOFILE, static_cast<rlim_t>(max_fd + 1)) ||
       !limit(RLIMIT_MEMLOCK, 0) || !limit(RLIMIT_MSGQUEUE, 0))
     return sys("setrlimit");
   if (!kSanitizer && !limit(RLIMIT_AS, o.address_space)) return sys("setrlimit(RLIMIT_AS)");
-  return install_filter(keep);
+  return install_filter(max_fd);
 }
 
 }  // namespace nsima::confine
