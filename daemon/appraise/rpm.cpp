@@ -46,34 +46,23 @@ using measure::HashAlgo;
 
 namespace {
 
-struct TsDeleter {
-  void operator()(rpmts ts) const noexcept { rpmtsFree(ts); }
+// One deleter for every librpm handle: its own free function (whose result is ignored).
+template <auto Free>
+struct RpmFree {
+  template <typename T>
+  void operator()(T* p) const noexcept {
+    Free(p);
+  }
 };
-struct HeaderDeleter {
-  void operator()(Header h) const noexcept { headerFree(h); }
-};
-struct FdDeleter {
-  void operator()(FD_t fd) const noexcept { Fclose(fd); }
-};
-struct KeyringDeleter {
-  void operator()(rpmKeyring k) const noexcept { rpmKeyringFree(k); }
-};
-struct PubkeyDeleter {
-  void operator()(rpmPubkey k) const noexcept { rpmPubkeyFree(k); }
-};
-struct MiDeleter {
-  void operator()(rpmdbMatchIterator mi) const noexcept { rpmdbFreeIterator(mi); }
-};
-struct FilesDeleter {
-  void operator()(rpmfiles f) const noexcept { rpmfilesFree(f); }
-};
-using TsPtr = std::unique_ptr<std::remove_pointer_t<rpmts>, TsDeleter>;
-using HeaderPtr = std::unique_ptr<std::remove_pointer_t<Header>, HeaderDeleter>;
-using FdPtr = std::unique_ptr<std::remove_pointer_t<FD_t>, FdDeleter>;
-using KeyringPtr = std::unique_ptr<std::remove_pointer_t<rpmKeyring>, KeyringDeleter>;
-using PubkeyPtr = std::unique_ptr<std::remove_pointer_t<rpmPubkey>, PubkeyDeleter>;
-using MiPtr = std::unique_ptr<std::remove_pointer_t<rpmdbMatchIterator>, MiDeleter>;
-using FilesPtr = std::unique_ptr<std::remove_pointer_t<rpmfiles>, FilesDeleter>;
+template <typename Handle, auto Free>
+using RpmPtr = std::unique_ptr<std::remove_pointer_t<Handle>, RpmFree<Free>>;
+using TsPtr = RpmPtr<rpmts, rpmtsFree>;
+using HeaderPtr = RpmPtr<Header, headerFree>;
+using FdPtr = RpmPtr<FD_t, Fclose>;
+using KeyringPtr = RpmPtr<rpmKeyring, rpmKeyringFree>;
+using PubkeyPtr = RpmPtr<rpmPubkey, rpmPubkeyFree>;
+using MiPtr = RpmPtr<rpmdbMatchIterator, rpmdbFreeIterator>;
+using FilesPtr = RpmPtr<rpmfiles, rpmfilesFree>;
 
 std::mutex& rpm_mutex() {
   static std::mutex m;
