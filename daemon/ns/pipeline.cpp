@@ -239,7 +239,7 @@ Result<void> Pipeline::init() {
       return tl::unexpected(r.error());
   if (auto r = reg_.init(*id); !r) return r;
   if (auto r = verdicts_.load(); !r) return r;
-  digests_ = std::make_unique<measure::DigestCache>();
+  digests_ = std::make_unique<measure::DigestCache>(opts_.digest_cache);
   roots_ = std::make_unique<access::RootCache>(access::RootCache::Options{});
   access::FileAccessor::Options ao;
   ao.workers = opts_.hash_threads;
@@ -480,8 +480,7 @@ std::vector<ChainLink> Pipeline::links(const std::vector<Namespace*>& chain, con
     l.default_pcr = r.list ? r.list->config().default_pcr : reg_.default_pcr_of(n);
     l.default_template = r.list ? r.list->config().default_template : opts_.default_template;
     l.hash_algo = r.list ? r.list->config().hash_algo : opts_.hash_algo;
-    auto it = r.files.find(f);
-    l.file = it == r.files.end() ? nullptr : &it->second;
+    l.file = r.files.find(f);
     l.appraise = r.appraise;
     out.push_back(l);
   }

@@ -219,7 +219,7 @@ void Pipeline::appraisal_changed(Namespace* n, bool relaxed) {
   for (Namespace* x : reg_.subtree(n)) {
     NsRuntime& rx = reg_.rt(x);
     auto ids = reg_.chain_ids(x);
-    for (auto& [f, st] : rx.files) {
+    rx.files.for_each([&](const FileRef& f, FileState& st) {
       if (relaxed) {
         st.appraised_fail = 0;
         if (st.denied) verdicts_.forget_judged(ids, f);
@@ -227,7 +227,7 @@ void Pipeline::appraisal_changed(Namespace* n, bool relaxed) {
         st.appraised_pass = st.appraised_fail = 0;
       }
       st.denied = false;
-    }
+    });
     if (!relaxed)
       if (auto v = verdicts_.invalidate(x->id); !v) counters_.map_errors++;
   }
@@ -366,24 +366,25 @@ Result<size_t> Pipeline::digests_revoke(const std::string& name_or_id,
       NsRuntime& rx = reg_.rt(x);
       const bool enforcing = reg_.first_access_flags(x) != 0;
       auto ids = reg_.chain_ids(x);
-      for (auto& [f, st] : rx.files) {
+      rx.files.for_each([&](const FileRef& f, FileState& st) {
         const auto* sha = rx.sha256_of(f, st);
-        if (!sha || std::memcmp(sha->data(), d->data(), 32) != 0) continue;
+        if (!sha || std::memcmp(sha->data(), d->data(), 32) != 0) return;
         st.set_appraised(kAppraisedAll, false);  // revoked: failed for every func
-        if (!enforcing || st.denied) continue;
+        if (!enforcing || st.denied) return;
         // Every class an enforcing appraise rule of the chain can match.
         verdicts_.judged_deny(ids, f, st.stamp,
                               (reg_.first_access_flags(x) & NSIMA_CG_FIRST_DENY_MASK) >>
                                   NSIMA_CG_FIRST_DENY_SHIFT);
         st.denied = true;
         denied++;
-      }
+      });
       for (Namespace* a : reg_.chain(x)) {
         NsRuntime& ra = reg_.rt(a);
-        for (auto& [f, st] : ra.files)
+        ra.files.for_each([&](const FileRef& f, FileState& st) {
           if (const auto* sha = ra.sha256_of(f, st);
               sha && std::memcmp(sha->data(), d->data(), 32) == 0)
             st.set_appraised(kAppraisedAll, false);
+        });
       }
     }
     logger("appraise")->info("namespace {}: {} revoked ({} file(s) denied at once)", (*ns)->name,

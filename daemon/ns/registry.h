@@ -27,6 +27,7 @@
 #include "common/result.h"
 #include "measure/measurement_list.h"
 #include "ns/extender.h"
+#include "ns/file_table.h"
 #include "ns/judge.h"
 #include "ns/kernel_trust.h"
 #include "appraise/digest_list.h"
@@ -45,12 +46,6 @@ namespace nsima::ns {
 // At most this many namespaces live at once (the BPF maps are sized for it).
 inline constexpr size_t kMaxNamespaces = 4095;
 
-struct FileRefHash {
-  size_t operator()(const FileRef& f) const noexcept {
-    return std::hash<uint64_t>()(f.kdev * 1000003u ^ f.ino * 31u ^ f.generation);
-  }
-};
-
 struct NsRuntime {
   NsConfig cfg;
   std::shared_ptr<const policy::Policy> policy;  // never null
@@ -58,7 +53,7 @@ struct NsRuntime {
   std::shared_ptr<tpm::Tpm> own_tpm;  // host TPM (host) or vTPM (--vtpm)
   std::shared_ptr<Extender> extender;  // with own_tpm
   uint64_t tpm_gen = 0;  // bumped with each extender: failures of a replaced one are ignored
-  std::unordered_map<FileRef, FileState, FileRefHash> files;
+  FileTable files;
   // The sha256 of the version of a file appraised in this namespace as the access's own
   // (files[f].stamp == stamp), so that a revocation finds the files already allowed with it.
   struct AppraisedDigest {
