@@ -53,6 +53,7 @@ int main(int argc, char** argv) {
   std::string host_policy_file, host_builtin;
   std::string hash_name = "sha256", template_name = "ima-ng";
   size_t hash_threads = 2;
+  size_t digest_cache = 65536;
   unsigned hash_timeout_ms = 10000, barrier_timeout_ms = 20000;
   std::string parser_path = nsima::confine::default_worker_path().string();
   unsigned parse_timeout_ms = 2000, parse_workers = 2;
@@ -100,6 +101,11 @@ int main(int argc, char** argv) {
   app.add_option("--template", template_name, "default template (ima-ng, ima-sig, ima)")
       ->capture_default_str();
   app.add_option("--hash-threads", hash_threads, "hashing worker threads")->capture_default_str();
+  app.add_option("--digest-cache", digest_cache,
+                 "file versions whose digests are kept for other namespaces reading the same "
+                 "version (a bound: at most 137 bytes each)")
+      ->check(CLI::Range(size_t{1024}, size_t{16777216}))
+      ->capture_default_str();
   app.add_option("--hash-timeout-ms", hash_timeout_ms,
                  "a file not read and hashed within this time is recorded as an "
                  "nsima:unreadable:timeout violation (a stalled filesystem never stops "
@@ -186,6 +192,7 @@ int main(int argc, char** argv) {
   from_file("--hash", hash_name, cfg->hash);
   from_file("--template", template_name, cfg->template_name);
   from_file("--hash-threads", hash_threads, cfg->hash_threads);
+  from_file("--digest-cache", digest_cache, cfg->digest_cache);
   from_file("--hash-timeout-ms", hash_timeout_ms, cfg->hash_timeout_ms);
   from_file("--barrier-timeout-ms", barrier_timeout_ms, cfg->barrier_timeout_ms);
   from_file("--read-group", read_group, cfg->read_group);
@@ -247,6 +254,7 @@ int main(int argc, char** argv) {
   popts.state_dir = state_dir;
   popts.run_dir = run_dir;
   popts.hash_threads = hash_threads;
+  popts.digest_cache = digest_cache;
   popts.hash_timeout = std::chrono::milliseconds(hash_timeout_ms);
   popts.barrier_timeout = std::chrono::milliseconds(barrier_timeout_ms);
   popts.parser = std::make_shared<nsima::confine::Parser>(nsima::confine::ParserOptions{

@@ -172,6 +172,10 @@ const std::vector<Key>& table() {
        string_key(&Settings::template_name, {"ima-ng", "ima-sig", "ima"})},
       {{"measure", "hash_threads", "integer", "2", "hashing worker threads (--hash-threads)"},
        int_key(&Settings::hash_threads, 1, 64)},
+      {{"measure", "digest_cache", "integer", "65536",
+        "file versions whose digests are kept, so that another namespace reading the same "
+        "version does not hash it again: at most 137 bytes each (--digest-cache)"},
+       int_key(&Settings::digest_cache, 1024, 16777216)},
       {{"measure", "hash_timeout_ms", "integer", "10000",
         "a file not hashed within this time is an nsima:unreadable:timeout violation "
         "(--hash-timeout-ms)"},

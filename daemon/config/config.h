@@ -50,6 +50,7 @@ struct Settings {
   std::string hash = "sha256";
   std::string template_name = "ima-ng";
   int64_t hash_threads = 2;
+  int64_t digest_cache = 65536;
   int64_t hash_timeout_ms = 10000;
   int64_t barrier_timeout_ms = 20000;
   // [container] (nsima-oci-hook's defaults when a container has no annotation)

@@ -82,6 +82,8 @@ struct PipelineOptions {
   measure::HashAlgo hash_algo = measure::HashAlgo::kSha256;
   measure::TemplateKind default_template = measure::TemplateKind::kImaNg;
   size_t hash_threads = 2;
+  // File versions whose digests are kept (measure::DigestCache): a bound on its memory.
+  size_t digest_cache = 65536;
   std::chrono::milliseconds hash_timeout{10000};     // a file not read by then is a violation
   std::chrono::milliseconds barrier_timeout{20000};  // log/pcr/quote wait at most this long
   size_t access_queue = 4096;                        // pending reads per namespace

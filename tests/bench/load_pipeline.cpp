@@ -18,6 +18,7 @@
 //
 // Run as root: build/tests/bench/bench_load [--namespaces 64] [--vtpms 8] [--events 1000000]
 //   [--files 64] [--ringbuf 65536] [--delay-ms 2] [--rewrite-us 200] [--hash-threads 2]
+//   [--digest-cache 65536]
 // Exit status: 0 when every check holds, 1 otherwise (figures are printed either way).
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -63,6 +64,7 @@ struct Args {
   int namespaces = 64, vtpms = 8, files = 64, delay_ms = 2, rewrite_us = 200, hash_threads = 2;
   uint64_t events = 1000000;
   uint32_t ringbuf = 65536;
+  size_t digest_cache = 65536;  // items (PipelineOptions::digest_cache)
 };
 
 struct Mem {
@@ -143,6 +145,7 @@ int main(int argc, char** argv) {
     else if (k == "--delay-ms") a.delay_ms = std::stoi(v);
     else if (k == "--rewrite-us") a.rewrite_us = std::stoi(v);
     else if (k == "--hash-threads") a.hash_threads = std::stoi(v);
+    else if (k == "--digest-cache") a.digest_cache = std::stoul(v);
     else {
       std::fprintf(stderr, "bench_load: unknown option %s\n", k.c_str());
       return 2;
@@ -225,6 +228,7 @@ int main(int argc, char** argv) {
   o.run_dir = dir + "/run";
   o.host_tcti = host_tpm.tcti();
   o.hash_threads = static_cast<size_t>(a.hash_threads);
+  o.digest_cache = a.digest_cache;
   o.barrier_timeout = std::chrono::seconds(120);
   nsima::ns::Pipeline p(o, &maps);
   if (auto r = p.init(); !r) {
