@@ -52,11 +52,12 @@ class PipelineTest : public ::testing::Test {
     dir_ = tmpl;
     cg_ = dir_ + "/cg";
     fs::create_directories(cg_);
-    // A private cgroup2 mount: works beside a v1 hierarchy, and nothing else uses it.
+    // A cgroup2 mount of its own: works beside a v1 hierarchy. It shows the one cgroup2
+    // hierarchy every test process shares, so a test's cgroups are named by its pid (cgroup()):
+    // tests run in parallel (ctest -j) must not remove each other's.
     ASSERT_EQ(mount("none", cg_.c_str(), "cgroup2", 0, nullptr), 0)
         << "mount cgroup2: " << strerror(errno) << " (tests run as root)";
     mounted_ = true;
-    fs::create_directories(cg_ + "/a/b");
     fs::create_directories(dir_ + "/files");
     std::string err;
     ASSERT_TRUE(tpm_.start(&err)) << err;
@@ -90,8 +91,6 @@ class PipelineTest : public ::testing::Test {
       }
       std::sort(dirs.begin(), dirs.end(), [](auto& a, auto& b) { return a.size() > b.size(); });
       for (auto& d : dirs) rmdir(d.c_str());
-      rmdir((cg_ + "/a/b").c_str());
-      rmdir((cg_ + "/a").c_str());
       umount(cg_.c_str());
     }
     for (auto& m : mounts_) umount2(m.c_str(), MNT_DETACH);  // after the vTPMs are gone

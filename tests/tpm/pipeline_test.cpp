@@ -19,7 +19,7 @@ TEST_F(PipelineTest, HierarchyListsAndHostPcr) {
   Pipeline::CreateOptions o;
   o.policy_text = "measure func=FILE_CHECK mask=^MAY_READ\n";
   o.policy_origin = "child.policy";
-  auto a = p_->create_namespace(cg_ + "/a", o);
+  auto a = p_->create_namespace(cgroup("a"), o);
   ASSERT_TRUE(a) << a.error().to_string();
   auto f1 = file("one", "1"), f2 = file("two", "22"), f3 = file("three", "333");
   submit(read_event(f1, kHostNsId));
@@ -136,14 +136,15 @@ TEST_F(PipelineTest, NamespacesAndPoliciesSurviveRestart) {
   Pipeline::CreateOptions o;
   o.policy_text = "measure func=FILE_CHECK\n";
   o.policy_origin = "child.policy";
-  auto a = p_->create_namespace(cg_ + "/a", o);
+  const std::string cg_a = cgroup("a");
+  auto a = p_->create_namespace(cg_a, o);
   ASSERT_TRUE(a);
   submit(read_event(file("x", "x"), *a));
   std::string before = list(std::to_string(*a));
   restart();
   auto info = p_->namespace_info(std::to_string(*a));
   ASSERT_TRUE(info);
-  EXPECT_EQ(info->cgroup_path, cg_ + "/a");
+  EXPECT_EQ(info->cgroup_path, cg_a);
   EXPECT_EQ(info->policy_origin, "child.policy");
   EXPECT_EQ(list(std::to_string(*a)), before);
   submit(read_event(file("y", "y"), *a));  // continues the same list
