@@ -144,7 +144,28 @@ Appraisal verify_signature(const ImaXattr& x, const AppraiseInput& in, const pol
     a.keyid = x.keyid;
     return a;
   }
-  SignatureCheck check = in.keys->verify(x, signed_digest.bytes());
+  SignatureCheck check;
+  const SignatureMemo::Item* known = nullptr;
+  if (in.memo)
+    for (const auto& it : in.memo->items)
+      if (it.keys == in.keys && it.keyid == x.keyid && it.algo == x.algo &&
+          std::ranges::equal(it.signature, x.signature) &&
+          std::ranges::equal(it.signed_digest, signed_digest.bytes())) {
+        known = &it;
+        break;
+      }
+  if (known) {
+    check = known->check;
+    in.memo->hits++;
+  } else {
+    check = in.keys->verify(x, signed_digest.bytes());
+    if (in.memo) {
+      in.memo->verifications++;
+      auto sd = signed_digest.bytes();
+      in.memo->items.push_back({in.keys, x.keyid, x.algo, {x.signature.begin(), x.signature.end()},
+                                {sd.begin(), sd.end()}, check});
+    }
+  }
   Appraisal a;
   switch (check.outcome) {
     case SignatureCheck::Outcome::kOk:

@@ -99,6 +99,25 @@ struct Appraisal {
   std::string_view cause() const { return kernel_cause(status); }
 };
 
+// Signature checks already made for one file's facts (one set of digests and one security.ima),
+// for a caller that appraises the same file several times: once per access class, as
+// pre-appraisal and a security.ima written at run time do (19 classes, each rule of the chain
+// appraising most of them). The same keyring, signature and signed digest give the same answer,
+// so each asymmetric verification is made once instead of once per class. Not shared between
+// threads; it must not outlive the keyrings it names (one pipeline pass).
+struct SignatureMemo {
+  struct Item {
+    const Keyring* keys = nullptr;
+    uint32_t keyid = 0;
+    measure::HashAlgo algo = measure::HashAlgo::kSha256;
+    std::vector<uint8_t> signature, signed_digest;
+    SignatureCheck check;
+  };
+  std::vector<Item> items;
+  uint64_t verifications = 0;  // made by a keyring (the misses)
+  uint64_t hits = 0;
+};
+
 struct AppraiseInput {
   const policy::Decision* decision = nullptr;      // this namespace's decision for the access
   std::span<const measure::Digest> file_digests;   // content digests, any algorithms
@@ -110,6 +129,7 @@ struct AppraiseInput {
   // it gave none). Null: parsed here, in process (unit tests; nsimad always gives it). Last, so
   // that positional initialisers of the fields above stay valid.
   const XattrResult* ima_xattr_parsed = nullptr;
+  SignatureMemo* memo = nullptr;  // null: every signature is verified
 };
 
 // Pure, no I/O, never throws. Safe to call concurrently for different inputs.

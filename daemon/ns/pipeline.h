@@ -37,6 +37,7 @@
 #include <nlohmann/json.hpp>
 
 #include "access/file_accessor.h"
+#include "appraise/appraiser.h"
 #include "capture/bpf_maps.h"
 #include "capture/model_hooks.h"
 #include "common/bounded_queue.h"
@@ -389,8 +390,10 @@ class Pipeline {
   // The second pure stage and its consequences: runs every appraisal `j` asks for on the file's
   // facts, records appraisal state and audit lines. True: an enforcing namespace failed (or had
   // failed for this version): the access gets a judged deny.
+  // `memo`: signature checks shared by several appraisals of the same facts (every class).
   bool appraise_access(const Event& ev, const Judgement& j, const access::FileFacts& facts,
-                       const std::vector<Namespace*>& chain);
+                       const std::vector<Namespace*>& chain,
+                       appraise::SignatureMemo* memo = nullptr);
   void audit(Namespace* n, const Event& ev, nlohmann::json record);
   void audit_line(Namespace* n, nlohmann::json line);  // time and namespace added
   // Re-judging after an appraisal-state change of `n`: `relaxed` (more trust) forgets the judged

@@ -134,7 +134,8 @@ void Pipeline::audit_line(Namespace* n, nlohmann::json record) {
 }
 
 bool Pipeline::appraise_access(const Event& ev, const Judgement& j, const access::FileFacts& facts,
-                               const std::vector<Namespace*>& chain) {
+                               const std::vector<Namespace*>& chain,
+                               appraise::SignatureMemo* memo) {
   const FileRef f = FileRef::of(ev);
   const auto sha = sha256_of(facts);
   const std::string digest = sha ? sha->to_string() : "";
@@ -163,6 +164,7 @@ bool Pipeline::appraise_access(const Event& ev, const Judgement& j, const access
       in.ima_xattr_parsed = std::any_cast<appraise::XattrResult>(&facts.ima_xattr_parsed);
       in.keys = r.keys.get();
       in.digests = r.digests.get();
+      in.memo = memo;
       appraise::Appraisal a = appraise::appraise(in);
       if (a.pass && !revoked_in.empty()) {
         a.pass = false;
@@ -446,13 +448,14 @@ bool Pipeline::appraise_every_class(Namespace* n, const Event& ev,
   auto chain = reg_.chain(n);
   const FileRef f = FileRef::of(ev);
   uint32_t quiet = 0, denied = 0;
+  appraise::SignatureMemo memo;  // one verification per signature, not one per class
   for (uint32_t c = 0; c < NSIMA_CLASS_COUNT; ++c) {
     Event ce = class_event(ev, c);
     // links() again each class: an appraisal of the one before made this file's state (and may
     // have moved the states its pointers name).
     Judgement j = judge(ce, links(chain, f), opts_.hash_algo);
     bool deny = j.known_fail;
-    if (!j.appraise.empty()) deny |= appraise_access(ce, j, facts, chain);
+    if (!j.appraise.empty()) deny |= appraise_access(ce, j, facts, chain, &memo);
     if (deny) denied |= 1u << c;
     // Silenced only where nothing else wants the access: no list measures it, no credential
     // could change the decision.

@@ -166,6 +166,49 @@ TEST_F(AppraiserTest, SignatureRuleWithEvmctlSignatures) {
   }
 }
 
+// Appraising one file for every access class (pre-appraisal, a security.ima written at run time)
+// verifies each signature once: the memo answers the other classes with the same outcome, and a
+// changed signed digest, another keyring or another signature is verified on its own.
+TEST_F(AppraiserTest, SignatureMemoVerifiesEachSignatureOnceWithTheSameAnswer) {
+  auto p = file("memo", "signed once, appraised for 19 classes");
+  auto x = evmctl_sign(p, rsa_->combined, "sha256");
+  auto digests = digests_of(p);
+  SignatureMemo memo;
+  auto appraise_with = [&](const Keyring* keys, const std::vector<uint8_t>& xattr,
+                           std::span<const Digest> ds) {
+    AppraiseInput in;
+    in.decision = &sig_rule_;
+    in.file_digests = ds;
+    in.ima_xattr = std::span<const uint8_t>(xattr);
+    in.keys = keys;
+    in.memo = &memo;
+    return appraise(in);
+  };
+  for (int c = 0; c < 19; ++c) expect_status(appraise_with(&keys_, x, digests), Status::kPass, true);
+  EXPECT_EQ(memo.verifications, 1u);
+  EXPECT_EQ(memo.hits, 18u);
+
+  // The same signature over other content: verified again, and refused every time.
+  auto other = digests_of(file("memo-other", "other content"));
+  for (int c = 0; c < 3; ++c)
+    expect_status(appraise_with(&keys_, x, other), Status::kInvalidSignature, false);
+  EXPECT_EQ(memo.verifications, 2u);
+
+  // Another keyring (a namespace of the chain without the key): its own answer.
+  Keyring sib;
+  ASSERT_TRUE(sib.add(*Key::from_file(sibling_->der)));
+  expect_status(appraise_with(&sib, x, digests), Status::kUnknownKey, false);
+  EXPECT_EQ(memo.verifications, 3u);
+  expect_status(appraise_with(&keys_, x, digests), Status::kPass, true);  // still known
+  EXPECT_EQ(memo.verifications, 3u);
+
+  // One bit of the signature changed: not the memo's signature.
+  auto bad = x;
+  bad.back() ^= 1;
+  expect_status(appraise_with(&keys_, bad, digests), Status::kInvalidSignature, false);
+  EXPECT_EQ(memo.verifications, 4u);
+}
+
 TEST_F(AppraiserTest, HashXattrUnderSignatureRule) {
   auto p = file("hashonly", "hash only");
   auto x = evmctl_hash(p, "sha256");
