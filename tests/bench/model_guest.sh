@@ -50,6 +50,8 @@ nsimactl pcr >/dev/null 2>&1 || :
 cat /tmp/results
 st=$(nsimactl model state --ns "$mns")
 printf '%s\n' "$st" | grep -E "^(mode|known|forensic|untrusted) "
+# what the sealed model did not know (a repeated learned workload should add nothing)
+nsimactl model forensics --ns "$mns" | head -20
 echo "bpf: emitted $(stat emitted) dropped $(stat dropped) quiet $(stat quiet) denied $(stat denied)"
 med() { grep "^$1 " /tmp/results | awk -v c="$2" '{ print $c }' | sort -n | sed -n 2p; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b / a }'; }
