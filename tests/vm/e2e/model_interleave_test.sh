@@ -48,7 +48,7 @@ start() { # CGROUP P: process P waits for each go, reads its file, acknowledges
 # a step fails, so that a stuck step shows where it is stuck.
 stuck() {
 	for p in $(cat "$C/cgroup.procs" 2>/dev/null); do
-		echo "pid $p: $(tr '\0' ' ' </proc/$p/cmdline 2>/dev/null | cut -c1-60)... state $(cut -d' ' -f3 /proc/$p/stat 2>/dev/null) wchan $(cat /proc/$p/wchan 2>/dev/null)"
+		echo "pid $p: $(tr '\0\n\t' '   ' </proc/$p/cmdline 2>/dev/null | cut -c1-60)... state $(cut -d' ' -f3 /proc/$p/stat 2>/dev/null) wchan $(cat /proc/$p/wchan 2>/dev/null)"
 		ls -l /proc/$p/fd 2>/dev/null | sed -n "s|.* \([0-9]*\) -> \($F/.*\)|  fd \1 \2|p"
 	done >&2
 }
