@@ -451,8 +451,8 @@ bool Pipeline::appraise_every_class(Namespace* n, const Event& ev,
   appraise::SignatureMemo memo;  // one verification per signature, not one per class
   for (uint32_t c = 0; c < NSIMA_CLASS_COUNT; ++c) {
     Event ce = class_event(ev, c);
-    // links() again each class: an appraisal of the one before made this file's state (and may
-    // have moved the states its pointers name).
+    // links() again each class: an appraisal of the one before may have created this file's
+    // state in a namespace where the links had none (FileTable references never move).
     Judgement j = judge(ce, links(chain, f), opts_.hash_algo);
     bool deny = j.known_fail;
     if (!j.appraise.empty()) deny |= appraise_access(ce, j, facts, chain, &memo);
