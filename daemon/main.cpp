@@ -362,6 +362,17 @@ int main(int argc, char** argv) {
                                      [&](nsima::Event&& ev) { pipeline.submit(std::move(ev)); });
   events.set_journal(journal->get());
   events.set_poll_delay(std::chrono::milliseconds(consumer_delay_ms));
+  // Modeled namespaces: a fork or exit is applied once the intake has passed the file events
+  // committed before it. Unset before `events` goes away (the pipeline thread may still run).
+  pipeline.set_intake_probe([&events]() -> std::optional<nsima::ns::Pipeline::IntakeProgress> {
+    auto p = events.progress();
+    if (!p) return std::nullopt;
+    return nsima::ns::Pipeline::IntakeProgress{p->committed, p->consumed, p->handed_seq};
+  });
+  struct ProbeUnset {
+    nsima::ns::Pipeline& p;
+    ~ProbeUnset() { p.set_intake_probe({}); }
+  } probe_unset{pipeline};
   if (auto r = events.start(); !r) return fatal(r.error());
   // log/pcr/quote barriers: everything committed to the ring buffer before them is handed over.
   pipeline.set_intake_sync([&events](std::chrono::milliseconds t) { return events.sync(t); });

@@ -21,6 +21,7 @@ EventSource::EventSource(int ringbuf_fd, Sink sink) : fd_(ringbuf_fd), sink_(std
 
 EventSource::~EventSource() {
   stop();
+  mapped_.store(false, std::memory_order_release);
   if (rb_) ring_buffer__free(rb_);
   if (cons_) munmap(const_cast<uint64_t*>(cons_), page_);
   if (prod_) munmap(const_cast<uint64_t*>(prod_), page_);
@@ -61,6 +62,17 @@ uint64_t EventSource::pending_bytes() const {
   return p > c ? p - c : 0;
 }
 
+std::optional<EventSource::Progress> EventSource::progress() const {
+  if (!mapped_.load(std::memory_order_acquire)) return std::nullopt;
+  Progress p;
+  // The position first, then seq (as publish_progress): libbpf stores the consumer position
+  // after a record's callback returned, and the callback took its seq before.
+  p.consumed = consumer_pos();
+  p.handed_seq = seq_.load(std::memory_order_acquire);
+  p.committed = producer_pos();
+  return p;
+}
+
 Result<void> EventSource::start() {
   auto fail = [](const char* what) {
     int e = errno;
@@ -79,6 +91,7 @@ Result<void> EventSource::start() {
   void* p = mmap(nullptr, page_, PROT_READ, MAP_SHARED, fd_, static_cast<off_t>(page_));
   if (p == MAP_FAILED) return fail("mmap(producer page)");
   prod_ = static_cast<const uint64_t*>(p);
+  mapped_.store(true, std::memory_order_release);
 
   efd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   if (efd_ < 0) return fail("eventfd");

@@ -14,6 +14,7 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include "common/event.h"
@@ -52,6 +53,16 @@ class EventSource {
   // Bytes committed or being written by the hooks and not yet consumed.
   uint64_t pending_bytes() const;
 
+  // Where the intake stands, without waiting; callable from any thread, nullopt until start()
+  // mapped the ring buffer. `committed`: the producer position now (every record committed
+  // before the call lies below it). `consumed`: the consumer position, and `handed_seq` a seq
+  // >= that of every record below it (each was handed to the sink). A record committed before
+  // `committed` was read is handed once a later progress() has consumed >= committed.
+  struct Progress {
+    uint64_t committed = 0, consumed = 0, handed_seq = 0;
+  };
+  std::optional<Progress> progress() const;
+
   // Test/diagnostic knob: sleep this long after each wake-up (simulates a slow consumer).
   void set_poll_delay(std::chrono::milliseconds d) { poll_delay_ = d; }
 
@@ -77,6 +88,7 @@ class EventSource {
   // Read-only mappings of the ring buffer's consumer and producer pages.
   const uint64_t* cons_ = nullptr;
   const uint64_t* prod_ = nullptr;
+  std::atomic<bool> mapped_{false};  // cons_ and prod_ set (progress() from other threads)
   size_t page_ = 0;
   std::thread thread_;
   std::atomic<bool> stop_{false};

@@ -125,6 +125,7 @@ void Pipeline::run() {
         judged_seq_.store(ev->seq);
       }
       pending_cv_.notify_all();
+      if (model_pump_due()) model_pump(false);  // kernel events that waited for this event
     }
     if (Clock::now() - last_tick_ >= std::chrono::milliseconds(200)) tick();
   }

@@ -162,6 +162,15 @@ class Pipeline {
   // handed to submit() once every record committed before the call was (EventSource::sync).
   using IntakeSync = std::function<Result<uint64_t>(std::chrono::milliseconds)>;
   void set_intake_sync(IntakeSync f) { intake_sync_ = std::move(f); }
+  // Where the intake stands, without waiting (EventSource::progress; nullopt while it is not
+  // mapped): orders a modeled namespace's kernel events after the file events committed before
+  // them (pipeline_model.cpp). Runs on the pipeline thread; an empty function unsets it (before
+  // the EventSource goes away). Without one, kernel events wait a fixed settle time instead.
+  struct IntakeProgress {
+    uint64_t committed = 0, consumed = 0, handed_seq = 0;
+  };
+  using IntakeProbe = std::function<std::optional<IntakeProgress>()>;
+  void set_intake_probe(IntakeProbe f);
   // Called with an event's seq once it is fully recorded (its entries and violations appended,
   // its verdict written): the intake journal may forget it. Set before start().
   void set_done_hook(std::function<void(uint64_t)> f) { done_hook_ = std::move(f); }
@@ -454,6 +463,8 @@ class Pipeline {
   void model_expect(const Event& ev) { model_feed_[ev.seq] = ModelFeed{ev}; }
   void model_file_done(const Event& ev, const access::AccessResult& r);
   void model_pump(bool all);  // consume mevents, apply file and kernel events in time order
+  void model_intake_marks();  // which consumed batches of kernel events the intake has passed
+  bool model_pump_due();      // after an event was processed: has a batch been passed now?
   void model_apply_kernel(const model::ModelEvent& ev);
   void model_apply_file(const Event& ev, const model::Digest& digest);
   void model_decided(Namespace* n, const model::ProcKey& p, const model::Decision& d);
@@ -486,8 +497,23 @@ class Pipeline {
   std::unique_ptr<capture::ModelHooks> model_hooks_;  // set on the pipeline thread, kept
   std::mutex model_load_mu_;                          // one load at a time
   // --- owned by the pipeline thread: model events not yet applied ---
-  std::deque<model::ModelEvent> model_kq_;     // kernel events, ring-buffer order
-  std::deque<model::ModelEvent> model_exits_;  // exits, applied late (lineage cleanup)
+  struct ModelKernel {  // a kernel event and the consume() batch it came in
+    model::ModelEvent ev;
+    uint64_t batch = 0;
+  };
+  // A batch of kernel events: applied once the file intake has processed every record committed
+  // before the batch was consumed (a task's file events before its fork or exit among them).
+  struct ModelBatch {
+    uint64_t batch = 0;
+    std::optional<uint64_t> committed;  // the file ring's producer position after the consume
+    std::optional<uint64_t> need_seq;   // processed through this seq: passed
+  };
+  std::deque<ModelKernel> model_kq_;     // kernel events, ring-buffer order
+  std::deque<ModelKernel> model_exits_;  // exits, applied late (lineage cleanup)
+  std::deque<ModelBatch> model_batches_;  // batches the intake has not passed yet, in order
+  uint64_t model_batch_ = 0;              // batches consumed so far
+  uint64_t model_passed_batch_ = 0;       // batches <= this are passed
+  IntakeProbe intake_probe_;
   std::map<uint64_t, ModelFeed> model_feed_;   // seq -> file event
   uint64_t model_bad_records_ = 0;
   uint64_t model_seen_ktime_ = 0;  // newest file event processed (any namespace)

@@ -7,11 +7,15 @@
 // later accesses (and those of the children it forks afterwards).
 //
 // Order. TASK_IDs depend on lineage (fork before the child's exec), so the two streams are
-// merged by their boot-time stamps: a file event waits in model_feed_ (seq order) for its
-// digest; before it is applied, every kernel event stamped earlier is applied (the hooks
-// commit a fork's record before the child can run, so consuming mevents when a file event is
-// ready brings every earlier fork in). Kernel events with nothing to wait for are applied
-// after kSettle; exits (lineage cleanup only) after kExitDelay.
+// merged: a file event waits in model_feed_ (seq order) for its digest; before it is applied,
+// every kernel event stamped earlier is applied (the hooks commit a fork's record before the
+// child can run, so consuming mevents when a file event is ready brings every earlier fork in).
+// A kernel event is applied only once the file intake has processed every file record
+// committed before the event was consumed (the file ring's producer position, taken after
+// each consume, against the intake's progress: IntakeProbe): a task's exec, committed before
+// its fork, is then in the feed, however far the intake lags. Without a probe (the intake not
+// mapped yet), a kernel event waits kSettle or a later-stamped file event instead. Exits
+// (lineage cleanup only) wait kExitDelay too.
 #include <time.h>
 
 #include <algorithm>
@@ -35,8 +39,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// A kernel event no file event has passed yet waits this long for the file events stamped
-// before it (ring buffer and pipeline queue lag; measured > 20 ms under TCG).
+// Without an intake probe, a kernel event no file event has passed yet waits this long for the
+// file events stamped before it (ring buffer and pipeline queue lag; > 20 ms under TCG).
 constexpr uint64_t kSettleNs = 500'000'000;  // 500 ms
 constexpr uint64_t kExitDelayNs = 5'000'000'000;  // 5 s
 constexpr const char* kModelFile = "model";
@@ -240,10 +244,37 @@ void Pipeline::model_file_done(const Event& ev, const access::AccessResult& r) {
   model_pump(false);
 }
 
+void Pipeline::set_intake_probe(IntakeProbe f) {
+  call([&] { intake_probe_ = std::move(f); });
+}
+
+void Pipeline::model_intake_marks() {
+  std::optional<IntakeProgress> at;
+  bool asked = false;
+  while (!model_batches_.empty()) {
+    ModelBatch& b = model_batches_.front();
+    if (!b.need_seq) {
+      if (!asked) {
+        at = intake_probe_();
+        asked = true;
+      }
+      if (!at) return;  // the intake is not mapped yet: nothing passes
+      // Consumed while the intake was not mapped: its position now is a later (safe) one.
+      if (!b.committed) b.committed = at->committed;
+      if (at->consumed < *b.committed) return;
+      b.need_seq = at->handed_seq;
+    }
+    if (judged_seq_.load() < *b.need_seq) return;
+    model_passed_batch_ = b.batch;
+    model_batches_.pop_front();
+  }
+}
+
 void Pipeline::model_pump(bool all) {
   if (model_hooks_) {
     model_hooks_->consumed_notice();
-    auto n = model_hooks_->consume([this](std::span<const uint8_t> rec) {
+    const uint64_t batch = model_batch_ + 1;
+    auto n = model_hooks_->consume([&](std::span<const uint8_t> rec) {
       auto ev = model::decode_model_event(rec);
       if (!ev) {
         if (model_bad_records_++ < 5)
@@ -251,24 +282,44 @@ void Pipeline::model_pump(bool all) {
         return;
       }
       if (ev->hook == NSIMA_MHOOK_EXIT)
-        model_exits_.push_back(std::move(*ev));
+        model_exits_.push_back({std::move(*ev), batch});
       else
-        model_kq_.push_back(std::move(*ev));
+        model_kq_.push_back({std::move(*ev), batch});
     });
     if (!n) logger("capture")->warn("{}", n.error().to_string());
+    if (n && *n) {
+      // Every file record a task committed before its kernel events lies below the file
+      // ring's producer position taken now, after they were consumed.
+      model_batch_ = batch;
+      ModelBatch b{batch, std::nullopt, std::nullopt};
+      if (intake_probe_)
+        if (auto at = intake_probe_()) b.committed = at->committed;
+      model_batches_.push_back(b);
+    }
   }
   const uint64_t now = boot_ns();
+  // Which kernel events the file intake has passed. Without a probe (no ring buffer: host
+  // tests), a kernel event waits kSettleNs or until a later-stamped file event was processed.
+  if (all) {
+    model_batches_.clear();
+    model_passed_batch_ = model_batch_;
+  } else if (intake_probe_) {
+    model_intake_marks();
+  }
+  const bool gated = !all && intake_probe_;
+  const uint64_t settled =
+      all || gated ? UINT64_MAX
+                   : std::max(model_seen_ktime_, now > kSettleNs ? now - kSettleNs : 0);
+  auto passed = [&](const ModelKernel& k) { return !gated || k.batch <= model_passed_batch_; };
   for (;;) {
-    // Kernel events stamped before every file event still to apply: the file events stamped
-    // before them are in the feed once a later file event was processed (ring order), or
-    // after kSettleNs.
-    uint64_t limit = all ? UINT64_MAX
-                         : std::max(model_seen_ktime_, now > kSettleNs ? now - kSettleNs : 0);
+    // A kernel event is applied once the intake has passed it, and before the file events
+    // stamped after it: the file events its task committed before it are in the feed then.
+    uint64_t limit = settled;
     if (!model_feed_.empty()) limit = std::min(limit, model_feed_.begin()->second.ev.ktime_ns);
-    while (!model_kq_.empty() && model_kq_.front().ktime_ns <= limit) {
-      model::ModelEvent e = std::move(model_kq_.front());
+    while (!model_kq_.empty() && passed(model_kq_.front()) && model_kq_.front().ev.ktime_ns <= limit) {
+      ModelKernel k = std::move(model_kq_.front());
       model_kq_.pop_front();
-      model_apply_kernel(e);
+      model_apply_kernel(k.ev);
     }
     if (model_feed_.empty() || !model_feed_.begin()->second.ready) break;
     auto node = model_feed_.extract(model_feed_.begin());
@@ -277,12 +328,20 @@ void Pipeline::model_pump(bool all) {
   const uint64_t exit_limit =
       model_feed_.empty() ? UINT64_MAX : model_feed_.begin()->second.ev.ktime_ns;
   while (!model_exits_.empty() &&
-         (all || (model_exits_.front().ktime_ns + kExitDelayNs <= now &&
-                  model_exits_.front().ktime_ns <= exit_limit))) {
-    model::ModelEvent e = std::move(model_exits_.front());
+         (all || (passed(model_exits_.front()) &&
+                  model_exits_.front().ev.ktime_ns + kExitDelayNs <= now &&
+                  model_exits_.front().ev.ktime_ns <= exit_limit))) {
+    ModelKernel k = std::move(model_exits_.front());
     model_exits_.pop_front();
-    model_apply_kernel(e);
+    model_apply_kernel(k.ev);
   }
+}
+
+bool Pipeline::model_pump_due() {
+  if (model_batches_.empty() || !intake_probe_) return false;
+  const uint64_t before = model_passed_batch_;
+  model_intake_marks();
+  return model_passed_batch_ != before;
 }
 
 void Pipeline::model_apply_kernel(const model::ModelEvent& ev) {
