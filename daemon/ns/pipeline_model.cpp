@@ -13,8 +13,8 @@
 // A kernel event is applied only once the file intake has processed every file record
 // committed before the event was consumed (the file ring's producer position, taken after
 // each consume, against the intake's progress: IntakeProbe): a task's exec, committed before
-// its fork, is then in the feed, however far the intake lags. Without a probe (the intake not
-// mapped yet), a kernel event waits kSettle or a later-stamped file event instead. Exits
+// its fork, is then in the feed, however far the intake lags. Without a probe (no intake: host
+// tests), a kernel event waits kSettle or a later-stamped file event instead. Exits
 // (lineage cleanup only) wait kExitDelay too.
 #include <time.h>
 
