@@ -322,6 +322,11 @@ void Pipeline::model_pump(bool all) {
       model_apply_kernel(k.ev);
     }
     if (model_feed_.empty() || !model_feed_.begin()->second.ready) break;
+    // ... and a file event never overtakes a kernel event stamped before it that the intake
+    // has not passed yet (a child's exec would be applied before its fork).
+    if (!model_kq_.empty() && !passed(model_kq_.front()) &&
+        model_kq_.front().ev.ktime_ns <= model_feed_.begin()->second.ev.ktime_ns)
+      break;
     auto node = model_feed_.extract(model_feed_.begin());
     model_apply_file(node.mapped().ev, node.mapped().digest);
   }
