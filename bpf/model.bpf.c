@@ -61,7 +61,7 @@ int BPF_PROG(nsima_m_sock, int family, int type, int protocol, int kern, int ret
 	if (!nsima_model_enter(task, bpf_get_current_cgroup_id(), &c))
 		return 0;
 	__u32 d = nsima_model_decide(c.ns_flags, c.untrusted, NSIMA_MHOOK_SOCKET_CREATE, 0);
-	struct nsima_model_event *e = nsima_model_start(&c, NSIMA_MHOOK_SOCKET_CREATE, d, task);
+	struct nsima_model_event *e = nsima_model_start(&c, NSIMA_MHOOK_SOCKET_CREATE, &d, task, &c.proc);
 	if (e) {
 		e->arg0 = family;
 		e->arg1 = type;
@@ -102,7 +102,7 @@ int BPF_PROG(nsima_m_mprot, struct vm_area_struct *vma, unsigned long reqprot,
 	if (!nsima_model_enter(task, bpf_get_current_cgroup_id(), &c))
 		return 0;
 	__u32 d = nsima_model_decide(c.ns_flags, c.untrusted, NSIMA_MHOOK_FILE_MPROTECT, 0);
-	struct nsima_model_event *e = nsima_model_start(&c, NSIMA_MHOOK_FILE_MPROTECT, d, task);
+	struct nsima_model_event *e = nsima_model_start(&c, NSIMA_MHOOK_FILE_MPROTECT, &d, task, &c.proc);
 	if (e) {
 		struct file *file = BPF_CORE_READ(vma, vm_file);
 		e->arg0 = (__u32)reqprot;
@@ -140,7 +140,8 @@ int BPF_PROG(nsima_m_fork, struct task_struct *parent, struct task_struct *child
 	if (!nsima_model_enter(task, bpf_get_current_cgroup_id(), &c))
 		return 0;
 	__u32 d = nsima_model_decide(c.ns_flags, c.untrusted, NSIMA_MHOOK_FORK, 0);
-	struct nsima_model_event *e = nsima_model_start(&c, NSIMA_MHOOK_FORK, d, task);
+	/* a lost fork: nsimad never learns the child's lineage; in enforce the child is marked */
+	struct nsima_model_event *e = nsima_model_start(&c, NSIMA_MHOOK_FORK, &d, task, &ck);
 	if (e)
 		e->target = ck;
 	nsima_model_submit(e, NSIMA_MHOOK_FORK, d);
@@ -155,8 +156,8 @@ int BPF_PROG(nsima_m_exit, struct task_struct *p)
 	struct nsima_model_ctx c;
 	if (nsima_model_enter(p, bpf_get_current_cgroup_id(), &c)) {
 		__u32 d = nsima_model_decide(c.ns_flags, c.untrusted, NSIMA_MHOOK_EXIT, 0);
-		nsima_model_submit(nsima_model_start(&c, NSIMA_MHOOK_EXIT, d, p), NSIMA_MHOOK_EXIT,
-				   d);
+		nsima_model_submit(nsima_model_start(&c, NSIMA_MHOOK_EXIT, &d, p, NULL),
+				   NSIMA_MHOOK_EXIT, d);
 	}
 	/* the process is gone: its key (tgid + start time) is never seen again */
 	struct nsima_proc_key k;

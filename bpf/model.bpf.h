@@ -190,18 +190,52 @@ static __always_inline int nsima_model_enter(struct task_struct *task, __u64 cgi
 	return 1;
 }
 
-/* Reserves and fills the common part of an event (NULL if the ring buffer is full: counted).
- * The caller fills the hook's fields and calls nsima_model_submit. */
+/* An event of namespace c->ns_id that found no ring space: counted in model_drops (nsimad
+ * records each increase as lost). nsimad cannot judge it, so in an enforcing namespace it is
+ * taken as unknown: `proc` (the process the event would have judged; NULL: none, an exit)
+ * becomes untrusted here and now, as nsimad would mark it for an unknown coefficient. If the
+ * mark does not fit, the event itself is refused (*decision gets DENY): never fail open. */
+static __always_inline void nsima_model_lost(const struct nsima_model_ctx *c,
+					     const struct nsima_proc_key *proc, __u32 *decision)
+{
+	__u32 ns = c->ns_id;
+	__u64 *d = bpf_map_lookup_elem(&model_drops, &ns);
+	if (!d) {
+		__u64 zero = 0;
+		bpf_map_update_elem(&model_drops, &ns, &zero, BPF_NOEXIST);
+		d = bpf_map_lookup_elem(&model_drops, &ns);
+	}
+	if (d)
+		__sync_fetch_and_add(d, 1);
+	else
+		nsima_mcount(NSIMA_MSTAT_DROP_NO_NS);
+	if (!(c->ns_flags & NSIMA_MODEL_ENFORCE) || !proc)
+		return;
+	if (bpf_map_lookup_elem(&untrusted, proc))
+		return; /* already: an earlier mark stands (its namespace kept) */
+	if (bpf_map_update_elem(&untrusted, proc, &ns, BPF_ANY) == 0) {
+		nsima_mcount(NSIMA_MSTAT_LOST_UNTRUSTED);
+	} else {
+		nsima_mcount(NSIMA_MSTAT_LOST_MARK_FAILED);
+		*decision |= NSIMA_MDECIDE_DENY;
+	}
+}
+
+/* Reserves and fills the common part of an event. NULL if nothing is to be reported, or if
+ * the ring buffer is full: then counted and handled by nsima_model_lost (for `lost`, the
+ * process the event is about), which may add DENY to *decision. The caller fills the hook's
+ * fields and calls nsima_model_submit with *decision. */
 static __always_inline struct nsima_model_event *
-nsima_model_start(const struct nsima_model_ctx *c, __u32 hook, __u32 decision,
-		  struct task_struct *task)
+nsima_model_start(const struct nsima_model_ctx *c, __u32 hook, __u32 *decision,
+		  struct task_struct *task, const struct nsima_proc_key *lost)
 {
 	__u32 h = hook < NSIMA_MHOOK_MAX ? hook : 0;
-	if (!(decision & NSIMA_MDECIDE_EMIT))
+	if (!(*decision & NSIMA_MDECIDE_EMIT))
 		return NULL;
 	struct nsima_model_event *e = bpf_ringbuf_reserve(&mevents, sizeof(*e), 0);
 	if (!e) {
 		nsima_mcount(NSIMA_MSTAT_DROPPED + h);
+		nsima_model_lost(c, lost, decision);
 		return NULL;
 	}
 	__builtin_memset(e, 0, sizeof(*e));
@@ -216,7 +250,7 @@ nsima_model_start(const struct nsima_model_ctx *c, __u32 hook, __u32 decision,
 	BPF_CORE_READ_STR_INTO(&e->comm, task, comm);
 	if (c->untrusted)
 		e->flags |= NSIMA_MEV_UNTRUSTED;
-	if (decision & NSIMA_MDECIDE_DENY)
+	if (*decision & NSIMA_MDECIDE_DENY)
 		e->flags |= NSIMA_MEV_DENIED;
 	return e;
 }
@@ -248,7 +282,7 @@ static __always_inline int nsima_model_task_event(struct task_struct *task, __u6
 	__u32 tns = nsima_model_task_ns(target);
 	int cross = tns != c.ns_id;
 	__u32 d = nsima_model_decide(c.ns_flags, c.untrusted, hook, cross);
-	struct nsima_model_event *e = nsima_model_start(&c, hook, d, task);
+	struct nsima_model_event *e = nsima_model_start(&c, hook, &d, task, &c.proc);
 	if (e) {
 		nsima_model_key(target, &e->target);
 		e->target_ns = tns;
@@ -268,7 +302,7 @@ static __always_inline int nsima_model_sock_event(struct task_struct *task, __u6
 	if (!nsima_model_enter(task, cgid, &c))
 		return 0;
 	__u32 d = nsima_model_decide(c.ns_flags, c.untrusted, hook, 0);
-	struct nsima_model_event *e = nsima_model_start(&c, hook, d, task);
+	struct nsima_model_event *e = nsima_model_start(&c, hook, &d, task, &c.proc);
 	if (e) {
 		struct sock *sk = BPF_CORE_READ(sock, sk);
 		e->arg0 = BPF_CORE_READ(sk, __sk_common.skc_family);

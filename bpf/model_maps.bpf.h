@@ -48,6 +48,15 @@ struct {
 	__type(value, struct nsima_tag);
 } model_tag SEC(".maps") __weak;
 
+/* namespace id -> model events lost in it (ring buffer full), as the file hooks' ns_drops:
+ * nsimad turns each increase into the namespace's lost count (model state, audit). Pinned. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32);
+	__type(value, __u64);
+} model_drops SEC(".maps") __weak;
+
 /* Per-CPU counters, NSIMA_MSTAT_* + hook. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

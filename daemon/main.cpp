@@ -46,6 +46,7 @@ int main(int argc, char** argv) {
   std::string socket_path = nsima::control::kDefaultSocket;
   std::string cgroup_root = "/sys/fs/cgroup";
   uint32_t ringbuf_bytes = 8u << 20;
+  uint32_t model_ringbuf_bytes = 1u << 20;
   int consumer_delay_ms = 0;
   std::string state_dir = "/var/lib/nsima";
   std::string host_tcti = "auto";
@@ -76,6 +77,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--ringbuf-size", ringbuf_bytes,
                  "ring buffer bytes (power of two, multiple of the page size)")
+      ->capture_default_str();
+  app.add_option("--model-ringbuf-size", model_ringbuf_bytes,
+                 "the model hooks' ring buffer bytes (power of two, multiple of the page size)")
       ->capture_default_str();
   app.add_option("--state-dir", state_dir, "lists, namespace configs, vTPM state")
       ->capture_default_str();
@@ -331,6 +335,7 @@ int main(int argc, char** argv) {
   // Lists that continue from before record the gap when the previous hooks did not go on.
   popts.capture_gap = (*prog)->capture_gap();
   // The model hooks pin beside the file hooks (their maps are the file hooks').
+  popts.model_ringbuf_bytes = model_ringbuf_bytes;
   if ((*prog)->pinned()) popts.model_pins = {pin_dir, (*prog)->resumed(), (*prog)->tag()};
 
   nsima::capture::BpfMaps maps((*prog)->map_fds());

@@ -351,17 +351,22 @@ Result<Stats> BpfMaps::stats() const {
   return s;
 }
 
-Result<std::map<uint32_t, uint64_t>> BpfMaps::ns_drops() const {
+Result<std::map<uint32_t, uint64_t>> read_counter_map(int fd, const char* name) {
   std::map<uint32_t, uint64_t> out;
   uint32_t key = 0, next = 0;
   uint32_t* prev = nullptr;
-  while (bpf_map_get_next_key(fds_.ns_drops, prev, &next) == 0) {
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
     uint64_t v = 0;
-    if (bpf_map_lookup_elem(fds_.ns_drops, &next, &v) == 0) out[next] = v;
+    if (bpf_map_lookup_elem(fd, &next, &v) == 0) out[next] = v;
     key = next;
     prev = &key;
   }
+  if (errno != ENOENT) return map_error("iterate", name, errno);
   return out;
+}
+
+Result<std::map<uint32_t, uint64_t>> BpfMaps::ns_drops() const {
+  return read_counter_map(fds_.ns_drops, "ns_drops");
 }
 
 Result<void> BpfMaps::init_ns_drops(uint32_t ns_id) {

@@ -85,6 +85,9 @@ Result<uint32_t> cgroup_level(const std::string& dir);
 // wants it.
 Result<uint64_t> process_start_ticks(pid_t pid);
 
+// A u32 -> u64 hash map of counters (ns_drops, model_drops) read whole; `name` for errors.
+Result<std::map<uint32_t, uint64_t>> read_counter_map(int fd, const char* name);
+
 class BpfMaps {
  public:
   // Maps the ctl map; if that fails, every call that needs it returns the error.

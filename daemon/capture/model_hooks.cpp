@@ -32,7 +32,7 @@ constexpr const char* kModelTagPin = "model_tag";
 constexpr const char* kLinkPrefix = "link_";
 // The model object's own maps (model_maps.bpf.h), pinned under these names; the object's other
 // maps are the file hooks' (reused) or unused copies its programs hold.
-constexpr const char* kOwnMaps[] = {"model_ns", "untrusted", "mevents", "mstats"};
+constexpr const char* kOwnMaps[] = {"model_ns", "untrusted", "mevents", "mstats", "model_drops"};
 
 struct SkelDeleter {
   void operator()(nsima_model_bpf* s) const {
@@ -159,6 +159,7 @@ Result<std::unique_ptr<ModelHooks>> ModelHooks::load(const MapFds& shared, const
       h->untrusted_fd_ = fds["untrusted"];
       h->mevents_fd_ = fds["mevents"];
       h->mstats_fd_ = fds["mstats"];
+      h->model_drops_fd_ = fds["model_drops"];
       h->resumed_ = true;
     } else {
       for (int fd : h->owned_fds_) close(fd);
@@ -207,6 +208,7 @@ Result<std::unique_ptr<ModelHooks>> ModelHooks::load(const MapFds& shared, const
     h->untrusted_fd_ = bpf_map__fd(h->skel_->maps.untrusted);
     h->mevents_fd_ = bpf_map__fd(h->skel_->maps.mevents);
     h->mstats_fd_ = bpf_map__fd(h->skel_->maps.mstats);
+    h->model_drops_fd_ = bpf_map__fd(h->skel_->maps.model_drops);
     if (!pins.dir.empty())
       if (auto p = h->pin(pins); !p) return tl::unexpected(p.error());
   }
@@ -317,6 +319,16 @@ uint64_t ModelHooks::stat(uint32_t index) const {
   uint64_t sum = 0;
   for (auto x : v) sum += x;
   return sum;
+}
+
+Result<std::map<uint32_t, uint64_t>> ModelHooks::model_drops() const {
+  return read_counter_map(model_drops_fd_, "model_drops");
+}
+
+uint64_t ModelHooks::model_drops_of(uint32_t ns_id) const {
+  uint64_t v = 0;
+  if (bpf_map_lookup_elem(model_drops_fd_, &ns_id, &v) != 0) return 0;
+  return v;
 }
 
 void ModelHooks::start_notifier(std::function<void()> ready) {

@@ -69,6 +69,9 @@ class ModelHooks {
   Result<size_t> consume(const Sink& sink);
   // NSIMA_MSTAT_* counter summed over CPUs.
   uint64_t stat(uint32_t index) const;
+  // Model events lost per namespace (model_drops: cumulative since the map was created).
+  Result<std::map<uint32_t, uint64_t>> model_drops() const;
+  uint64_t model_drops_of(uint32_t ns_id) const;
 
   // Starts the thread that calls `ready` (from that thread) when records wait and no earlier
   // call is still unanswered; the consumer answers with consumed_notice() before consuming.
@@ -84,6 +87,7 @@ class ModelHooks {
   nsima_model_bpf* skel_ = nullptr;  // loaded here; null when resumed
   std::vector<int> owned_fds_;       // resumed: maps and links from bpf_obj_get
   int model_ns_fd_ = -1, untrusted_fd_ = -1, mevents_fd_ = -1, mstats_fd_ = -1;
+  int model_drops_fd_ = -1;
   bool resumed_ = false;
   size_t carried_ = 0;
   ring_buffer* rb_ = nullptr;

@@ -74,6 +74,8 @@ json model_json(const ns::Pipeline::ModelInfo& m) {
          {"untrusted", m.untrusted},
          {"mark_errors", m.mark_errors},
          {"forensics_dropped", m.forensics_dropped},
+         {"lost_events", m.lost_events},
+         {"lost_file_events", m.lost_file_events},
          {"extends", m.extends},
          {"kernel", m.kernel}};
   if (!m.agent.empty()) {
@@ -197,6 +199,7 @@ Result<json> status_answer(DaemonContext& ctx) {
   if (ctx.events)
     out["consumer"] = {{"decoded", ctx.events->decoded()}, {"errors", ctx.events->errors()}};
   auto c = ctx.pipeline->counters();
+  if (auto m = ctx.pipeline->model_kernel_stats(); !m.empty()) out["model_hooks"] = m;
   out["appraise"] = {{"appraised", c.appraised},
                      {"failed", c.appraise_failed},
                      {"denied", c.appraise_denied},

@@ -52,7 +52,10 @@ Result<void> save_ns_config(const std::string& state_dir, const NsConfig& cfg) {
                    {"boot_id", cfg.boot_id},
                    {"drops_seen", cfg.drops_seen},
                    {"unresolved_seen", cfg.unresolved_seen},
-                   {"unattributed_drops_seen", cfg.unattributed_drops_seen}};
+                   {"unattributed_drops_seen", cfg.unattributed_drops_seen},
+                   {"model_lost_events", cfg.model_lost_events},
+                   {"model_lost_file_events", cfg.model_lost_file_events},
+                   {"model_drops_seen", cfg.model_drops_seen}};
   return write_file_atomic((dir / "ns.json").string(), j.dump(2) + "\n");
 }
 
@@ -102,6 +105,9 @@ std::vector<NsConfig> load_ns_configs(const std::string& state_dir) {
     num("drops_seen", c.drops_seen);
     num("unresolved_seen", c.unresolved_seen);
     num("unattributed_drops_seen", c.unattributed_drops_seen);
+    num("model_lost_events", c.model_lost_events);
+    num("model_lost_file_events", c.model_lost_file_events);
+    num("model_drops_seen", c.model_drops_seen);
     if (bad) {
       logger("ns")->error("{}: \"{}\" is not an unsigned integer in range; namespace not restored",
                           f.string(), bad);

@@ -31,6 +31,10 @@ struct NsConfig {
   // model: its socket ("" = none) and what a missing verdict means: closed | open.
   std::string model_agent{};
   std::string model_agent_fail{};
+  // Events the model missed (ring buffer full), counted since the model began (learn from
+  // nothing, or load): the model hooks' (BPF model_drops) and the file hooks' (ns_drops), and
+  // the model_drops value already counted.
+  uint64_t model_lost_events = 0, model_lost_file_events = 0, model_drops_seen = 0;
   // ima_template= and ima_hash= of this namespace's list, fixed at creation ("": nsimad's
   // --template / --hash, for namespaces made before these were kept).
   std::string template_name{}, hash{};

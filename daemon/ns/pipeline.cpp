@@ -689,6 +689,7 @@ void Pipeline::check_drops() {
     if (changed) (void)reg_.save(hr);
     check_protect(*st);
   }
+  model_check_drops();
   auto drops = maps_->ns_drops();
   if (!drops) return;
   for (auto& [ns_id, count] : *drops) {
@@ -704,6 +705,8 @@ void Pipeline::check_drops() {
       if (reg_.rt(c).policy->has_action(policy::Action::kMeasure))
         rec_->violation(c, "nsima:lost-events:" + std::to_string(lost));
     r.cfg.drops_seen = count;
+    // A modeled namespace's model missed these file events' coefficients (model state says so).
+    if (r.modeler) model_lost(n, r, lost, 0);
     (void)reg_.save(r);  // recorded: a restart on the same maps must not record them again
     logger("capture")->warn("namespace {}: {} events lost (ring buffer full)", n->name, lost);
   }

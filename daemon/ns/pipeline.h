@@ -98,6 +98,8 @@ struct PipelineOptions {
   // Where the model hooks are pinned (the file hooks' pin directory, empty: not pinned) and
   // whether the file hooks were resumed (then pinned model hooks may be too).
   capture::ModelPins model_pins;
+  // The model hooks' ring buffer (mevents) bytes: a power of two, a multiple of the page size.
+  uint32_t model_ringbuf_bytes = 1u << 20;
   // Non-zero: every this often, a namespace whose cgroup directory is gone (rmdir, or replaced
   // by another cgroup of the same name) is ended as by `ns delete` once it has been gone for
   // cgroup_gone_grace (time for an OCI poststop hook, which runs after the runtime's rmdir, to
@@ -334,6 +336,8 @@ class Pipeline {
     std::string state, measurement, base, aggregate;  // hex
     size_t known = 0, forensic = 0, tracked = 0;
     uint64_t untrusted = 0, mark_errors = 0, forensics_dropped = 0, extends = 0;
+    // events the model never saw (ring buffers full) since it began: its state may lack them
+    uint64_t lost_events = 0, lost_file_events = 0;
     bool kernel = false;  // the model hooks run (false: no BPF, file events only)
     int pcr = -1;         // after an extend: kModelPcr and its sha256 value read back
     std::string pcr_sha256;
@@ -355,6 +359,8 @@ class Pipeline {
   Result<ModelInfo> model_state(const std::string& name_or_id, bool extend);
   // After the barrier: unknown coefficients seen while sealed, oldest first.
   Result<nlohmann::json> model_forensics(const std::string& name_or_id);
+  // The model hooks' kernel counters (mstats, summed over hooks); empty JSON: not loaded.
+  nlohmann::json model_kernel_stats();
 
   std::shared_ptr<Watcher> watch(uint32_t ns_id);
   void unwatch(const std::shared_ptr<Watcher>& w);
@@ -454,7 +460,8 @@ class Pipeline {
   };
   Result<void> ensure_model_hooks();  // loads the model hooks (control or init thread)
   Result<void> model_setup(Namespace* n, NsRuntime& r, const std::string& mode,
-                           const std::string& text, const std::string& origin, bool check_keys);
+                           const std::string& text, const std::string& origin, bool check_keys,
+                           bool fresh);  // fresh: a new model (not a restore): losses from 0
   Result<void> model_restore(Namespace* n, NsRuntime& r);
   Result<void> model_publish(Namespace* n, NsRuntime& r);  // model_ns flags
   Result<void> model_persist(Namespace* n, NsRuntime& r);  // <dir>/model + ns.json
@@ -473,6 +480,10 @@ class Pipeline {
   void model_agent_verdict(uint32_t ns_id, const model::ProcKey& p,
                            const model::agent::Verdict& v);
   void model_drop(Namespace* n);
+  // Events a model missed: `files` file events (ns_drops), `kernel` model events (model_drops);
+  // counted in its ns.json, an audit line, a warning. model_check_drops reads model_drops.
+  void model_lost(Namespace* n, NsRuntime& r, uint64_t files, uint64_t kernel);
+  void model_check_drops();
   ModelInfo model_info(Namespace* n, NsRuntime& r);
 
   // barrier helpers

@@ -85,7 +85,7 @@ Result<void> Pipeline::ensure_model_hooks() {
   std::lock_guard lock(model_load_mu_);
   bool have = call([&] { return model_hooks_ != nullptr; });
   if (have) return {};
-  auto h = capture::ModelHooks::load(maps_->fds(), opts_.model_pins);
+  auto h = capture::ModelHooks::load(maps_->fds(), opts_.model_pins, opts_.model_ringbuf_bytes);
   if (!h) return tl::unexpected(h.error());
   capture::ModelHooks* raw = h->get();
   call([&] { model_hooks_ = std::move(*h); });
@@ -125,7 +125,7 @@ Result<void> Pipeline::model_persist(Namespace* n, NsRuntime& r) {
 
 Result<void> Pipeline::model_setup(Namespace* n, NsRuntime& r, const std::string& mode_name,
                                    const std::string& text, const std::string& origin,
-                                   bool check_keys) {
+                                   bool check_keys, bool fresh) {
   auto mode = model::mode_from_name(mode_name);
   if (!mode)
     return make_error(EINVAL, "model mode must be learn, seal or enforce, got \"" + mode_name + "\"",
@@ -143,6 +143,12 @@ Result<void> Pipeline::model_setup(Namespace* n, NsRuntime& r, const std::string
                       "a " + mode_name + " namespace needs a model: give a model file, or learn "
                       "first and seal",
                       n->name);
+  }
+  if (fresh) {  // a new model: what earlier ones missed is not its loss
+    r.cfg.model_lost_events = r.cfg.model_lost_file_events = 0;
+    r.cfg.model_drops_seen = model_hooks_ ? model_hooks_->model_drops_of(n->id) : 0;
+  } else if (model_hooks_ && !model_hooks_->resumed()) {
+    r.cfg.model_drops_seen = 0;  // restored on model hooks loaded afresh: their counts start at 0
   }
   if (r.modeler) {
     r.modeler->model() = std::move(m);  // processes keep their TASK_IDs and trust
@@ -211,13 +217,51 @@ Result<void> Pipeline::model_restore(Namespace* n, NsRuntime& r) {
                       file.string());
   }
   // nsimad's own copy: the signature (if any) was checked when it was loaded.
-  return model_setup(n, r, r.cfg.model_mode, text, file.string(), false);
+  return model_setup(n, r, r.cfg.model_mode, text, file.string(), false, false);
 }
 
 void Pipeline::model_drop(Namespace* n) {
   if (model_hooks_)
     if (auto r = model_hooks_->set_namespace(n->id, 0); !r)
       logger("ns")->warn("namespace {}: {}", n->name, r.error().to_string());
+}
+
+void Pipeline::model_lost(Namespace* n, NsRuntime& r, uint64_t files, uint64_t kernel) {
+  r.cfg.model_lost_file_events += files;
+  r.cfg.model_lost_events += kernel;
+  const std::string mode(model::mode_name(r.modeler->model().mode()));
+  // enforce: the model hooks marked each lost model event's process untrusted (model.bpf.h);
+  // a lost file event names no process nsimad could mark
+  audit_line(n, {{"event", "model-lost-events"},
+                 {"model_events", kernel},
+                 {"file_events", files},
+                 {"mode", mode},
+                 {"reason", "ring buffer full: the model did not see them"}});
+  logger("ns")->warn("namespace {}: its model ({}) missed {} model and {} file events (ring "
+                     "buffer full){}",
+                     n->name, mode, kernel, files,
+                     kernel && mode == "enforce" ? "; their processes were marked untrusted" : "");
+}
+
+void Pipeline::model_check_drops() {
+  if (!model_hooks_) return;
+  auto drops = model_hooks_->model_drops();
+  if (!drops) {
+    counters_.map_errors++;
+    return;
+  }
+  for (auto& [ns_id, count] : *drops) {
+    Namespace* n = reg_.find(ns_id);
+    if (!n) continue;
+    NsRuntime& r = reg_.rt(n);
+    if (!r.modeler) continue;
+    if (count < r.cfg.model_drops_seen) r.cfg.model_drops_seen = 0;  // a new map counts anew
+    if (count == r.cfg.model_drops_seen) continue;
+    const uint64_t lost = count - r.cfg.model_drops_seen;
+    r.cfg.model_drops_seen = count;
+    model_lost(n, r, 0, lost);
+    (void)reg_.save(r);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -492,6 +536,8 @@ Pipeline::ModelInfo Pipeline::model_info(Namespace* n, NsRuntime& r) {
   i.mark_errors = r.model_mark_errors;
   i.forensics_dropped = r.modeler->forensics_dropped();
   i.extends = r.model_extends;
+  i.lost_events = r.cfg.model_lost_events;
+  i.lost_file_events = r.cfg.model_lost_file_events;
   i.kernel = model_hooks_ != nullptr;
   if (r.agent) {
     auto st = r.agent->stats();
@@ -523,7 +569,8 @@ Result<Pipeline::ModelInfo> Pipeline::model_set_mode(const std::string& name_or_
                           "has no model to " + mode + ": learn first (model learn) or load one "
                           "(model load)",
                           name_or_id);
-      if (auto s = model_setup(*n, r, mode, "", "", false); !s) return tl::unexpected(s.error());
+      if (auto s = model_setup(*n, r, mode, "", "", false, true); !s)
+        return tl::unexpected(s.error());
       logger("ns")->info("namespace {}: learning its workload model", (*n)->name);
       return model_info(*n, r);
     }
@@ -554,7 +601,7 @@ Result<Pipeline::ModelInfo> Pipeline::model_load(const std::string& name_or_id,
     if (!n) return tl::unexpected(n.error());
     NsRuntime& r = reg_.rt(*n);
     model_pump(true);
-    if (auto s = model_setup(*n, r, mode, text, origin, true); !s)
+    if (auto s = model_setup(*n, r, mode, text, origin, true, true); !s)
       return tl::unexpected(s.error());
     logger("ns")->info("namespace {}: model {} loaded from {} ({} points)", (*n)->name, mode,
                        origin, r.modeler->model().known_count());
@@ -649,7 +696,34 @@ Result<nlohmann::json> Pipeline::model_forensics(const std::string& name_or_id) 
                      {"description", f.description},
                      {"untrusted", r.modeler->untrusted(f.proc)}});
     return nlohmann::json{{"forensics", out},
-                          {"dropped", r.modeler->forensics_dropped()}};
+                          {"dropped", r.modeler->forensics_dropped()},
+                          {"lost_events", r.cfg.model_lost_events},
+                          {"lost_file_events", r.cfg.model_lost_file_events}};
+  });
+}
+
+nlohmann::json Pipeline::model_kernel_stats() {
+  return call([&]() -> nlohmann::json {
+    if (!model_hooks_) return nlohmann::json::object();
+    const capture::ModelHooks& h = *model_hooks_;
+    auto per_hook = [&](uint32_t base) {
+      uint64_t sum = 0;
+      for (uint32_t i = 1; i < NSIMA_MHOOK_MAX; ++i) sum += h.stat(base + i);
+      return sum;
+    };
+    nlohmann::json lost = nlohmann::json::object();
+    if (auto d = h.model_drops())
+      for (auto& [ns, n] : *d) lost[std::to_string(ns)] = n;
+    return {{"resumed", h.resumed()},
+            {"emitted", per_hook(NSIMA_MSTAT_EMITTED)},
+            {"dropped", per_hook(NSIMA_MSTAT_DROPPED)},
+            {"denied", per_hook(NSIMA_MSTAT_DENIED)},
+            {"denied_access", h.stat(NSIMA_MSTAT_DENIED_ACCESS)},
+            {"inherit_failed", h.stat(NSIMA_MSTAT_INHERIT_FAILED)},
+            {"lost_untrusted", h.stat(NSIMA_MSTAT_LOST_UNTRUSTED)},
+            {"lost_mark_failed", h.stat(NSIMA_MSTAT_LOST_MARK_FAILED)},
+            {"drop_no_ns", h.stat(NSIMA_MSTAT_DROP_NO_NS)},
+            {"model_drops", lost}};
   });
 }
 

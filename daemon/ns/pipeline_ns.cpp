@@ -157,7 +157,8 @@ Result<uint32_t> Pipeline::create_namespace(const std::string& cgroup_path,
     if (!o.model_agent.empty() && o.model_mode.empty())
       return undo(Error{EINVAL, "a model agent needs a model mode (learn, seal or enforce)", name});
     if (!o.model_mode.empty())
-      if (auto m = model_setup(n, rt, o.model_mode, o.model_text, o.model_origin, true); !m)
+      if (auto m = model_setup(n, rt, o.model_mode, o.model_text, o.model_origin, true, true);
+          !m)
         return undo(m.error());
     // With a rootfs, bound once it is pre-appraised (below).
     if (o.rootfs.empty())

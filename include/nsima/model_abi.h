@@ -51,7 +51,12 @@
 #define NSIMA_MSTAT_DENIED 20  /* + hook */
 #define NSIMA_MSTAT_DENIED_ACCESS 30 /* file_open / mmap_file / bprm_check of untrusted ones */
 #define NSIMA_MSTAT_INHERIT_FAILED 31 /* an untrusted parent's child could not be recorded */
-#define NSIMA_MSTAT_MAX 32
+/* A lost event (DROPPED) in an enforcing namespace: nsimad cannot judge it, so the process it
+ * was about (a fork's child) is marked untrusted in the kernel at once (fail closed). */
+#define NSIMA_MSTAT_LOST_UNTRUSTED 32
+#define NSIMA_MSTAT_LOST_MARK_FAILED 33 /* ... the mark did not fit: the event itself refused */
+#define NSIMA_MSTAT_DROP_NO_NS 34 /* a lost event model_drops could not record (map full) */
+#define NSIMA_MSTAT_MAX 40
 
 #define NSIMA_MODEL_ADDR_MAX 128 /* sizeof(struct sockaddr_storage) */
 #define NSIMA_MAX_UNTRUSTED 65536

@@ -45,6 +45,7 @@ class ModelProg : public ::testing::Test {
   void SetUp() override {
     skel_.reset(nsima_model_selftest::open());
     ASSERT_TRUE(skel_) << "opening nsima_model_selftest.bpf.o failed (errno " << errno << ")";
+    configure(skel_.get());
     ASSERT_EQ(nsima_model_selftest::load(skel_.get()), 0)
         << "loading nsima_model_selftest.bpf.o failed (errno " << errno
         << "): SEC(\"syscall\") programs need Linux >= 5.14 and root";
@@ -54,6 +55,8 @@ class ModelProg : public ::testing::Test {
   void TearDown() override {
     if (rb_) ring_buffer__free(rb_);
   }
+  // Between open and load: map sizes.
+  virtual void configure(nsima_model_selftest*) {}
 
   template <class Args>
   void run(bpf_program* prog, Args& args) {
@@ -311,6 +314,96 @@ TEST_F(ModelProg, UntrustedProcessIsRefusedOnlyWhenEnforcing) {
   auto cell = model_cell(*last, Digest{2});
   ASSERT_TRUE(cell);
   EXPECT_EQ(std::get<PtraceCell>(*cell).mode, 0x11u);
+}
+
+// A ring buffer of one page (12 events of 320 bytes) that nobody drains, and an untrusted map
+// of `untrusted_entries_`: every event after the twelfth is lost.
+class ModelProgLoss : public ModelProg {
+ protected:
+  void configure(nsima_model_selftest* s) override {
+    ASSERT_EQ(bpf_map__set_max_entries(s->maps.mevents, static_cast<uint32_t>(sysconf(_SC_PAGESIZE))),
+              0);
+    ASSERT_EQ(bpf_map__set_max_entries(s->maps.untrusted, untrusted_entries_), 0);
+  }
+  uint64_t model_drops(uint32_t ns) {
+    uint64_t v = 0;
+    if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.model_drops), &ns, &v) != 0) return 0;
+    return v;
+  }
+  bool untrusted_in_map(const nsima_proc_key& k, uint32_t* ns = nullptr) {
+    uint32_t v = 0;
+    if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.untrusted), &k, &v) != 0) return false;
+    if (ns) *ns = v;
+    return true;
+  }
+  uint32_t untrusted_entries_ = 64;
+};
+
+TEST_F(ModelProgLoss, LostEventsAreCountedPerNamespace) {
+  register_cgroup(100, kNs);
+  set_model(kNs, NSIMA_MODEL_ON);  // seal or learn: counted, nothing marked or refused
+  constexpr int kEvents = 40;
+  nsima_mtest_task a{};
+  for (int i = 0; i < kEvents; ++i) {
+    a = task_event(NSIMA_MHOOK_PTRACE_ACCESS_CHECK, 0x11);
+    ASSERT_EQ(a.verdict, 0) << "event " << i;
+  }
+  const uint64_t lost = model_drops(kNs);
+  EXPECT_GT(lost, 0u) << "a page holds at most 12 events";
+  EXPECT_EQ(lost, mstat(NSIMA_MSTAT_DROPPED + NSIMA_MHOOK_PTRACE_ACCESS_CHECK));
+  EXPECT_EQ(drain().size() + lost, static_cast<size_t>(kEvents)) << "emitted + lost = events";
+  EXPECT_FALSE(untrusted_in_map(a.proc)) << "not enforcing: a loss marks nobody";
+  EXPECT_EQ(mstat(NSIMA_MSTAT_LOST_UNTRUSTED), 0u);
+  EXPECT_EQ(model_drops(kNs + 1), 0u);
+}
+
+TEST_F(ModelProgLoss, LostEventMakesTheProcessUntrustedWhenEnforcing) {
+  register_cgroup(100, kNs);
+  set_model(kNs, NSIMA_MODEL_ON | NSIMA_MODEL_ENFORCE);
+  nsima_mtest_task a{};
+  int first_lost = -1;
+  for (int i = 0; i < 40 && first_lost < 0; ++i) {
+    a = task_event(NSIMA_MHOOK_PTRACE_ACCESS_CHECK, 0x11);
+    EXPECT_EQ(a.verdict, 0) << "a trusted process's event " << i << " is allowed";
+    if (model_drops(kNs) > 0) first_lost = i;
+  }
+  ASSERT_GE(first_lost, 0) << "no event was lost";
+  uint32_t judged_by = 0;
+  ASSERT_TRUE(untrusted_in_map(a.proc, &judged_by)) << "the lost event's process is marked";
+  EXPECT_EQ(judged_by, kNs);
+  EXPECT_EQ(mstat(NSIMA_MSTAT_LOST_UNTRUSTED), 1u);
+  // from now on refused, in the kernel, before nsimad saw anything
+  a = task_event(NSIMA_MHOOK_PTRACE_ACCESS_CHECK, 0x11);
+  EXPECT_EQ(a.untrusted, 1u);
+  EXPECT_EQ(a.verdict, -EPERM);
+  EXPECT_EQ(a.gate, -EPERM);
+  EXPECT_EQ(mstat(NSIMA_MSTAT_LOST_UNTRUSTED), 1u) << "marked once";
+}
+
+class ModelProgLossFullMarks : public ModelProgLoss {
+ protected:
+  ModelProgLossFullMarks() { untrusted_entries_ = 1; }
+};
+
+TEST_F(ModelProgLossFullMarks, LostEventIsRefusedWhenItsMarkDoesNotFit) {
+  register_cgroup(100, kNs);
+  set_model(kNs, NSIMA_MODEL_ON | NSIMA_MODEL_ENFORCE);
+  mark_untrusted(nsima_proc_key{1, 0, 1});  // another process fills the map
+  int refused = 0, lost_before = 0;
+  nsima_mtest_task a{};
+  for (int i = 0; i < 40; ++i) {
+    lost_before = static_cast<int>(model_drops(kNs));
+    a = task_event(NSIMA_MHOOK_PTRACE_ACCESS_CHECK, 0x11);
+    if (static_cast<int>(model_drops(kNs)) > lost_before)
+      EXPECT_EQ(a.verdict, -EPERM) << "a lost event nobody can mark is refused";
+    else
+      EXPECT_EQ(a.verdict, 0) << "an event that was reported";
+    refused += a.verdict == -EPERM;
+  }
+  EXPECT_GT(refused, 0);
+  EXPECT_EQ(static_cast<uint64_t>(refused), mstat(NSIMA_MSTAT_LOST_MARK_FAILED));
+  EXPECT_FALSE(untrusted_in_map(a.proc));
+  EXPECT_EQ(a.untrusted, 0u);
 }
 
 // The namespace of a task in a nested cgroup, found by walking kernfs parents: a child process
