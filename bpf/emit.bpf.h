@@ -43,15 +43,7 @@ static __always_inline __u32 nsima_pid_ns(struct task_struct *task)
  * ns_drops cannot record it (full), NSIMA_STAT_DROP_NO_NS says some namespace lost it. */
 static __always_inline void nsima_add_drop(__u32 ns_id)
 {
-	__u64 *d = bpf_map_lookup_elem(&ns_drops, &ns_id);
-	if (!d) {
-		__u64 zero = 0;
-		bpf_map_update_elem(&ns_drops, &ns_id, &zero, BPF_NOEXIST);
-		d = bpf_map_lookup_elem(&ns_drops, &ns_id);
-	}
-	if (d)
-		__sync_fetch_and_add(d, 1);
-	else
+	if (!nsima_ns_counter_add(&ns_drops, ns_id))
 		nsima_count(NSIMA_STAT_DROP_NO_NS);
 }
 

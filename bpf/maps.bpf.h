@@ -77,6 +77,22 @@ struct {
 	__type(value, __u64);
 } ns_drops SEC(".maps") __weak;
 
+/* One more in a u32 namespace id -> u64 counter hash map (ns_drops, model_drops), the entry
+ * made on first use. 0 if the map had no room for it: the caller counts that elsewhere. */
+static __always_inline int nsima_ns_counter_add(void *map, __u32 ns_id)
+{
+	__u64 *d = bpf_map_lookup_elem(map, &ns_id);
+	if (!d) {
+		__u64 zero = 0;
+		bpf_map_update_elem(map, &ns_id, &zero, BPF_NOEXIST);
+		d = bpf_map_lookup_elem(map, &ns_id);
+	}
+	if (!d)
+		return 0;
+	__sync_fetch_and_add(d, 1);
+	return 1;
+}
+
 /* Per-CPU scratch event: too large for the 512-byte stack. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

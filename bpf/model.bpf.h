@@ -199,15 +199,7 @@ static __always_inline void nsima_model_lost(const struct nsima_model_ctx *c,
 					     const struct nsima_proc_key *proc, __u32 *decision)
 {
 	__u32 ns = c->ns_id;
-	__u64 *d = bpf_map_lookup_elem(&model_drops, &ns);
-	if (!d) {
-		__u64 zero = 0;
-		bpf_map_update_elem(&model_drops, &ns, &zero, BPF_NOEXIST);
-		d = bpf_map_lookup_elem(&model_drops, &ns);
-	}
-	if (d)
-		__sync_fetch_and_add(d, 1);
-	else
+	if (!nsima_ns_counter_add(&model_drops, ns))
 		nsima_mcount(NSIMA_MSTAT_DROP_NO_NS);
 	if (!(c->ns_flags & NSIMA_MODEL_ENFORCE) || !proc)
 		return;
