@@ -604,12 +604,18 @@ int main(int argc, char** argv) {
                         "model the workload: learn, seal or enforce (seal/enforce need --model)")
       ->check(CLI::IsMember({"learn", "seal", "enforce"}));
   std::string ns_agent, ns_agent_fail = "closed";
-  ns_create->add_option("--model-agent", ns_agent,
+  auto* agent_opt = ns_create->add_option("--model-agent", ns_agent,
                         "an external modeling agent's socket decides instead of nsimad's model");
   ns_create->add_option("--model-agent-fail", ns_agent_fail,
                         "when the agent gives no verdict: closed (untrusted) or open (allowed)")
       ->check(CLI::IsMember({"closed", "open"}))
       ->capture_default_str();
+  uint32_t ns_agent_timeout = 0;
+  ns_create->add_option("--model-agent-timeout", ns_agent_timeout,
+                        "milliseconds nsimad waits for each agent verdict before the fail mode "
+                        "decides (default 2000)")
+      ->check(CLI::Range(1u, 60000u))
+      ->needs(agent_opt);
   ns_create->add_option("--container", ns_container,
                         "the OCI container id the namespace is for (shown by ns list, archived)");
   add_json_flag(ns_create, "the new namespace as one JSON object (as ns list --json)");
@@ -628,6 +634,7 @@ int main(int argc, char** argv) {
     if (!ns_agent.empty()) {
       req[ctl::kFieldModelAgent] = absolute(ns_agent);
       req[ctl::kFieldModelAgentFail] = ns_agent_fail;
+      if (ns_agent_timeout) req[ctl::kFieldModelAgentTimeout] = ns_agent_timeout;
     }
     if (!ns_model.empty() && ns_model_mode.empty()) ns_model_mode = "seal";
     if (!ns_model_mode.empty()) req[ctl::kFieldModelMode] = ns_model_mode;

@@ -81,6 +81,7 @@ json model_json(const ns::Pipeline::ModelInfo& m) {
   if (!m.agent.empty()) {
     j["agent"] = m.agent;
     j["agent_fail"] = m.agent_fail;
+    j["agent_timeout_ms"] = m.agent_timeout_ms;
     j["agent_connected"] = m.agent_connected;
     j["agent_verdicts"] = m.agent_verdicts;
     j["agent_failures"] = m.agent_failures;
@@ -365,6 +366,8 @@ void do_ns_create(DaemonContext& ctx, const json& req, Connection& conn) {
   o.model_origin = opt_str(req, kFieldModelName, "model");
   o.model_agent = opt_str(req, kFieldModelAgent, "");
   o.model_agent_fail = opt_str(req, kFieldModelAgentFail, "closed");
+  o.model_agent_timeout_ms = static_cast<uint32_t>(
+      std::min<uint64_t>(opt_u64(req, kFieldModelAgentTimeout, 0), UINT32_MAX));
   o.template_name = opt_str(req, kFieldTemplate, "");
   o.hash = opt_str(req, kFieldHash, "");
   auto id = ctx.pipeline->create_namespace(str(req, kFieldCgroup), o);

@@ -129,6 +129,7 @@ const std::vector<CommandSpec>& command_specs() {
                field(kFieldModelMode, FieldType::kString, false, {"learn", "seal", "enforce"}),
                string(kFieldModelText), string(kFieldModelName), string(kFieldModelAgent),
                field(kFieldModelAgentFail, FieldType::kString, false, {"closed", "open"}),
+               field(kFieldModelAgentTimeout, FieldType::kUint, false),
                field(kFieldTemplate, FieldType::kString, false, {"ima-ng", "ima-sig", "ima"}),
                field(kFieldHash, FieldType::kString, false,
                      {"sha1", "sha256", "sha384", "sha512"})},

@@ -30,7 +30,7 @@ struct AgentLinkOptions {
   uint32_t ns_id = 0;
   model::Mode mode = model::Mode::kEnforce;
   uid_t agent_uid = 0;
-  std::chrono::milliseconds timeout{2000};  // per verdict
+  std::chrono::milliseconds timeout{2000};  // per verdict (hello: 5x)
   size_t queue_capacity = 4096;
 };
 

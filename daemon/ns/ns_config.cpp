@@ -45,6 +45,7 @@ Result<void> save_ns_config(const std::string& state_dir, const NsConfig& cfg) {
                    {"model_mode", cfg.model_mode},
                    {"model_agent", cfg.model_agent},
                    {"model_agent_fail", cfg.model_agent_fail},
+                   {"model_agent_timeout_ms", cfg.model_agent_timeout_ms},
                    {"template", cfg.template_name},
                    {"hash", cfg.hash},
                    {"policy_origin", cfg.policy_origin},
@@ -108,6 +109,7 @@ std::vector<NsConfig> load_ns_configs(const std::string& state_dir) {
     num("model_lost_events", c.model_lost_events);
     num("model_lost_file_events", c.model_lost_file_events);
     num("model_drops_seen", c.model_drops_seen);
+    num("model_agent_timeout_ms", c.model_agent_timeout_ms);
     if (bad) {
       logger("ns")->error("{}: \"{}\" is not an unsigned integer in range; namespace not restored",
                           f.string(), bad);
@@ -130,6 +132,11 @@ std::vector<NsConfig> load_ns_configs(const std::string& state_dir) {
       logger("ns")->error("{}: \"model_agent_fail\" must be closed or open, got \"{}\"; "
                           "namespace not restored",
                           f.string(), c.model_agent_fail);
+      continue;
+    }
+    if (c.model_agent_timeout_ms > kMaxAgentTimeoutMs) {
+      logger("ns")->error("{}: \"model_agent_timeout_ms\" {} is above {}; namespace not restored",
+                          f.string(), c.model_agent_timeout_ms, kMaxAgentTimeoutMs);
       continue;
     }
     if (c.name.empty() || c.id == 0 || c.name != d.path().filename().string()) {

@@ -11,6 +11,11 @@
 
 namespace nsima::ns {
 
+// How long nsimad waits for an external model agent's verdict (ns create --model-agent-timeout):
+// the default, and the most a namespace may ask (a verdict past it is the fail mode's).
+inline constexpr uint32_t kDefaultAgentTimeoutMs = 2000;
+inline constexpr uint32_t kMaxAgentTimeoutMs = 60000;
+
 struct NsConfig {
   std::string name;    // "host" or the decimal id
   uint32_t id = 0;     // BPF ns_id
@@ -31,6 +36,8 @@ struct NsConfig {
   // model: its socket ("" = none) and what a missing verdict means: closed | open.
   std::string model_agent{};
   std::string model_agent_fail{};
+  // ms nsimad waits for each agent verdict (0: kDefaultAgentTimeoutMs); 1..kMaxAgentTimeoutMs
+  uint32_t model_agent_timeout_ms = 0;
   // Events the model missed (ring buffer full), counted since the model began (learn from
   // nothing, or load): the model hooks' (BPF model_drops) and the file hooks' (ns_drops), and
   // the model_drops value already counted.

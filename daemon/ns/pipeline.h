@@ -213,6 +213,7 @@ class Pipeline {
     std::string model_mode, model_text, model_origin;
     // An external agent decides instead (socket; fail: closed | open, default closed).
     std::string model_agent, model_agent_fail;
+    uint32_t model_agent_timeout_ms = 0;  // 0: kDefaultAgentTimeoutMs
     // Its list's template and file hash (kernel ima_template= / ima_hash=); "" = nsimad's.
     std::string template_name, hash;
   };
@@ -342,6 +343,7 @@ class Pipeline {
     int pcr = -1;         // after an extend: kModelPcr and its sha256 value read back
     std::string pcr_sha256;
     std::string agent, agent_fail, agent_error;  // external agent: socket, fail mode, last error
+    uint32_t agent_timeout_ms = 0;               // its verdict timeout
     bool agent_connected = false;
     uint64_t agent_verdicts = 0, agent_failures = 0;
   };

@@ -154,6 +154,14 @@ Result<uint32_t> Pipeline::create_namespace(const std::string& cgroup_path,
     rt.cfg.model_agent = o.model_agent;
     rt.cfg.model_agent_fail = o.model_agent.empty() ? "" : o.model_agent_fail.empty() ? "closed"
                                                                                     : o.model_agent_fail;
+    if (o.model_agent_timeout_ms > kMaxAgentTimeoutMs)
+      return undo(Error{EINVAL,
+                        "a model agent timeout of " + std::to_string(o.model_agent_timeout_ms) +
+                            " ms is above " + std::to_string(kMaxAgentTimeoutMs),
+                        name});
+    if (o.model_agent.empty() && o.model_agent_timeout_ms != 0)
+      return undo(Error{EINVAL, "a model agent timeout needs a model agent", name});
+    rt.cfg.model_agent_timeout_ms = o.model_agent_timeout_ms;
     if (!o.model_agent.empty() && o.model_mode.empty())
       return undo(Error{EINVAL, "a model agent needs a model mode (learn, seal or enforce)", name});
     if (!o.model_mode.empty())

@@ -91,7 +91,8 @@
 //                                   "description", "untrusted"}], "dropped"
 //   ns_create also takes model_mode and model_text (+ model_name): modeled from the start, and
 //              model_agent (socket of an external agent, docs/model-agent-protocol.md) with
-//              model_agent_fail (closed default | open): what a missing verdict means.
+//              model_agent_fail (closed default | open): what a missing verdict means, and
+//              model_agent_timeout_ms (1..60000, default 2000): how long a verdict may take.
 //   MODEL = {"mode", "state", "measurement", "base", "aggregate", "known", "forensic",
 //            "tracked", "untrusted", "mark_errors", "forensics_dropped", "extends", "kernel",
 //            ["pcr", "pcr_sha256"]: after an extend}
@@ -192,6 +193,7 @@ inline constexpr const char* kFieldModelName = "model_name";  // its name, for m
 inline constexpr const char* kFieldModelMode = "model_mode";  // ns_create: learn | seal | enforce
 inline constexpr const char* kFieldModelAgent = "model_agent";  // ns_create: agent socket
 inline constexpr const char* kFieldModelAgentFail = "model_agent_fail";  // closed | open
+inline constexpr const char* kFieldModelAgentTimeout = "model_agent_timeout_ms";  // ns_create
 inline constexpr const char* kFieldExtend = "extend";         // model_state: into PCR 11 of the vTPM
 
 // Answer fields

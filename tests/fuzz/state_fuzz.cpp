@@ -51,7 +51,8 @@ bool same(const NsConfig& a, const NsConfig& b) {
          a.unresolved_seen == b.unresolved_seen &&
          a.unattributed_drops_seen == b.unattributed_drops_seen &&
          a.container == b.container && a.model_mode == b.model_mode &&
-         a.model_agent == b.model_agent && a.model_agent_fail == b.model_agent_fail;
+         a.model_agent == b.model_agent && a.model_agent_fail == b.model_agent_fail &&
+         a.model_agent_timeout_ms == b.model_agent_timeout_ms;
 }
 
 void ns_configs(std::string_view text) {

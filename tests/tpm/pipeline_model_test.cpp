@@ -174,6 +174,63 @@ bool eventually(Pipeline& p, uint32_t id, P pred) {
   return false;
 }
 
+// The reference agent's logic (ModelAgent) behind a listening socket, one connection, on its
+// own thread; each event's verdict is held back `delay` (a slow agent). kill() ends the
+// connection (the agent died); the destructor stops and joins whatever is left.
+class TestAgent {
+ public:
+  TestAgent(std::string path, model::agent::ModelAgent& agent,
+            std::chrono::milliseconds delay = std::chrono::milliseconds(0))
+      : path_(std::move(path)) {
+    lfd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path_.c_str());
+    listening_ = lfd_ >= 0 &&
+                 ::bind(lfd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+                 ::listen(lfd_, 2) == 0;
+    if (!listening_) return;
+    server_ = std::thread([this, &agent, delay] {
+      int c = ::accept4(lfd_, nullptr, nullptr, SOCK_CLOEXEC);
+      conn_ = c;
+      if (c < 0) return;
+      if (delay.count() == 0) return (void)model::agent::serve_agent(c, agent, ::getuid());
+      agent.new_session();
+      std::string buf;
+      char chunk[16384];
+      for (ssize_t n; (n = ::read(c, chunk, sizeof chunk)) > 0;) {
+        buf.append(chunk, static_cast<size_t>(n));
+        for (size_t nl; (nl = buf.find('\n')) != std::string::npos; buf.erase(0, nl + 1)) {
+          std::string line = buf.substr(0, nl + 1);
+          if (line.find("\"type\":\"event\"") != std::string::npos)
+            std::this_thread::sleep_for(delay);
+          for (const auto& out : agent.handle(line))
+            if (::write(c, out.data(), out.size()) != static_cast<ssize_t>(out.size())) return;
+        }
+      }
+    });
+  }
+  ~TestAgent() {
+    kill();
+    if (lfd_ >= 0) ::close(lfd_);
+  }
+  bool listening() const { return listening_; }
+  void kill() {
+    if (lfd_ < 0) return;
+    ::shutdown(conn_.load() >= 0 ? conn_.load() : lfd_, SHUT_RDWR);
+    if (server_.joinable()) server_.join();
+    if (conn_.load() >= 0) ::close(conn_.exchange(-1));
+    ::unlink(path_.c_str());
+  }
+
+ private:
+  std::string path_;
+  int lfd_ = -1;
+  bool listening_ = false;
+  std::atomic<int> conn_{-1};
+  std::thread server_;
+};
+
 TEST_F(PipelineModelTest, AgentDecidesAndTheNamespaceFailsClosedWhenItDies) {
   start();
   const uint32_t tgid = static_cast<uint32_t>(getpid());
@@ -187,33 +244,9 @@ TEST_F(PipelineModelTest, AgentDecidesAndTheNamespaceFailsClosedWhenItDies) {
   auto m = model::model_from_file(*saved, model::Mode::kEnforce);
   ASSERT_TRUE(m);
   model::agent::ModelAgent agent{model::Modeler(std::move(*m))};
-  // the reference agent's logic behind a listening socket, one connection
   std::string path = dir_ + "/agent.sock";
-  int lfd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  ASSERT_GE(lfd, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
-  ASSERT_EQ(::bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0) << strerror(errno);
-  ASSERT_EQ(::listen(lfd, 2), 0);
-  std::atomic<int> conn{-1};
-  std::thread server([&] {
-    int c = ::accept4(lfd, nullptr, nullptr, SOCK_CLOEXEC);
-    conn = c;
-    if (c >= 0) (void)model::agent::serve_agent(c, agent, ::getuid());
-  });
-  // Whatever ends the test body (an ASSERT too): the agent stops, its thread is joined.
-  struct Stop {
-    std::atomic<int>& conn;
-    int lfd;
-    std::thread& server;
-    ~Stop() {
-      ::shutdown(conn.load() >= 0 ? conn.load() : lfd, SHUT_RDWR);
-      if (server.joinable()) server.join();
-      if (conn.load() >= 0) ::close(conn.load());
-      ::close(lfd);
-    }
-  } stop_agent{conn, lfd, server};
+  TestAgent server(path, agent);
+  ASSERT_TRUE(server.listening()) << strerror(errno);
   Pipeline::CreateOptions o;
   o.model_mode = "enforce";
   o.model_text = *text;
@@ -229,21 +262,93 @@ TEST_F(PipelineModelTest, AgentDecidesAndTheNamespaceFailsClosedWhenItDies) {
   EXPECT_EQ(known->untrusted, 0u);
   EXPECT_EQ(known->agent_failures, 0u);
   EXPECT_TRUE(known->agent_connected);
+  EXPECT_EQ(known->agent_timeout_ms, kDefaultAgentTimeoutMs);
   // a new file: the agent's verdict makes the process untrusted
   std::string c = file("c2", "never read while learning\n");
   submit(ev(Hook::kFileOpen, c, *id, tgid, 7));
   EXPECT_TRUE(eventually(*p_, *id, [](auto& s) { return s.untrusted == 1; }))
       << "the agent's untrusted verdict";
   // the agent dies: the next (known) event fails closed, the namespace stays responsive
-  ::shutdown(conn.load(), SHUT_RDWR);
-  server.join();
-  ::unlink(path.c_str());
+  server.kill();
   submit(ev(Hook::kFileOpen, a_, *id, tgid, 11));
   EXPECT_TRUE(eventually(*p_, *id, [](auto& s) { return s.agent_failures >= 1 && s.untrusted == 2; }))
       << "fail-closed after the agent died";
   auto after = p_->model_state(std::to_string(*id), false);
   ASSERT_TRUE(after);
   EXPECT_FALSE(after->agent_error.empty());
+}
+
+// The namespace's own timeout: an agent answering each event after 1 s is too slow for a
+// 200 ms namespace (fail-closed: untrusted, reason agent-timeout) and in time for one on the
+// default 2 s, side by side; out-of-range timeouts and one without an agent are refused.
+TEST_F(PipelineModelTest, AgentTimeoutIsTheNamespaces) {
+  start();
+  const uint32_t tgid = static_cast<uint32_t>(getpid());
+  uint32_t learn = create("tl", "learn", "", false);
+  ASSERT_NE(learn, 0u);
+  workload(learn, tgid);
+  auto text = p_->model_save(std::to_string(learn));
+  ASSERT_TRUE(text);
+  auto saved = model::parse_model(*text, "saved.model");
+  ASSERT_TRUE(saved);
+  std::vector<std::unique_ptr<model::agent::ModelAgent>> agents;
+  std::vector<std::unique_ptr<TestAgent>> servers;
+  auto delegate = [&](const std::string& name, uint32_t timeout_ms) -> uint32_t {
+    auto m = model::model_from_file(*saved, model::Mode::kEnforce);
+    EXPECT_TRUE(m);
+    if (!m) return 0;
+    agents.push_back(
+        std::make_unique<model::agent::ModelAgent>(model::Modeler(std::move(*m))));
+    std::string path = dir_ + "/" + name + ".sock";
+    servers.push_back(
+        std::make_unique<TestAgent>(path, *agents.back(), std::chrono::milliseconds(1000)));
+    EXPECT_TRUE(servers.back()->listening()) << strerror(errno);
+    Pipeline::CreateOptions o;
+    o.model_mode = "enforce";
+    o.model_text = *text;
+    o.model_agent = path;
+    o.model_agent_timeout_ms = timeout_ms;
+    auto id = p_->create_namespace(cgroup(name), o);
+    EXPECT_TRUE(id) << id.error().to_string();
+    return id ? *id : 0;
+  };
+  uint32_t quick = delegate("quick", 200);
+  uint32_t patient = delegate("patient", 0);
+  ASSERT_NE(quick, 0u);
+  ASSERT_NE(patient, 0u);
+  workload(quick, tgid);
+  workload(patient, tgid);
+  EXPECT_TRUE(eventually(*p_, quick, [](auto& s) { return s.agent_failures >= 1; }))
+      << "a 1 s verdict is past a 200 ms timeout";
+  EXPECT_TRUE(eventually(*p_, patient, [](auto& s) { return s.agent_verdicts == 3; }))
+      << "a 1 s verdict is within the default 2 s";
+  auto q = state(quick);
+  EXPECT_EQ(q.agent_timeout_ms, 200u);
+  EXPECT_GE(q.untrusted, 1u) << "fail-closed";
+  EXPECT_NE(q.agent_error.find("no answer in time"), std::string::npos) << q.agent_error;
+  auto pa = state(patient);
+  EXPECT_EQ(pa.agent_timeout_ms, kDefaultAgentTimeoutMs);
+  EXPECT_EQ(pa.agent_failures, 0u);
+  EXPECT_EQ(pa.untrusted, 0u);
+  // the timeout survives a restart
+  restart();
+  EXPECT_EQ(state(quick).agent_timeout_ms, 200u);
+  // refused: above the maximum, and without an agent
+  Pipeline::CreateOptions big;
+  big.model_mode = "enforce";
+  big.model_text = *text;
+  big.model_agent = dir_ + "/none.sock";
+  big.model_agent_timeout_ms = kMaxAgentTimeoutMs + 1;
+  auto r = p_->create_namespace(cgroup("big"), big);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("above 60000"), std::string::npos) << r.error().message;
+  Pipeline::CreateOptions lone;
+  lone.model_mode = "learn";
+  lone.model_agent_timeout_ms = 500;
+  r = p_->create_namespace(cgroup("lone"), lone);
+  ASSERT_FALSE(r);
+  EXPECT_NE(r.error().message.find("needs a model agent"), std::string::npos)
+      << r.error().message;
 }
 
 TEST_F(PipelineModelTest, BadRequestsAreRefusedNamingThePlace) {

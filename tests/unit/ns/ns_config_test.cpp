@@ -74,14 +74,17 @@ TEST_F(NsConfigTest, ModelSettingsRoundTripAndBadValuesSkipTheNamespace) {
   c.model_mode = "enforce";
   c.model_agent = "/run/agent.sock";
   c.model_agent_fail = "open";
+  c.model_agent_timeout_ms = 250;
   ASSERT_TRUE(save_ns_config(dir_, c));
   write("4", R"({"name": "4", "id": 4, "model_mode": "learning"})");
   write("5", R"({"name": "5", "id": 5, "model_mode": "seal", "model_agent_fail": "maybe"})");
+  write("6", R"({"name": "6", "id": 6, "model_agent": "/a", "model_agent_timeout_ms": 60001})");
   auto all = load_ns_configs(dir_);
   ASSERT_EQ(all.size(), 1u);
   EXPECT_EQ(all[0].model_mode, "enforce");
   EXPECT_EQ(all[0].model_agent, "/run/agent.sock");
   EXPECT_EQ(all[0].model_agent_fail, "open");
+  EXPECT_EQ(all[0].model_agent_timeout_ms, 250u);
 }
 
 }  // namespace

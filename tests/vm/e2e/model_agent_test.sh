@@ -59,7 +59,11 @@ while [ ! -S /run/agent.sock ]; do
 	[ $i -lt 100 ] || nsima_fail "the agent did not listen within 10 s: $(cat /tmp/agent.log)"
 	sleep 0.1
 done
-ans=$(nsimactl ns create --cgroup $A --no-policy --model /tmp/w.model --model-mode enforce --model-agent /run/agent.sock)
+ans=$(nsimactl ns create --cgroup $A --no-policy --model /tmp/w.model --model-mode enforce --model-agent /run/agent.sock --model-agent-timeout 1500)
+if nsimactl ns create --cgroup $P --no-policy --model-mode learn --model-agent-timeout 10 2>/tmp/err; then
+	nsima_fail "a timeout without an agent was accepted"
+fi
+nsima_check_contains "$(cat /tmp/err)" "model-agent" "the refusal names the missing option"
 pns=$(nsimactl ns create --cgroup $P --no-policy --model /tmp/w.model --model-mode enforce)
 
 workload $A
@@ -68,6 +72,7 @@ echo "--- agent namespace after the known workload"
 printf '%s\n' "$a1"
 nsima_check_eq "$(field "$a1" untrusted)" 0 "the agent trusts the known workload"
 nsima_check_eq "$(field "$a1" agent_failures)" 0 "every event got the agent's verdict"
+nsima_check_eq "$(field "$a1" agent_timeout_ms)" 1500 "the namespace's own agent timeout"
 [ "$(field "$a1" agent_verdicts)" -gt 0 ] || nsima_fail "the agent gave no verdict"
 nsima_check_eq "$(field "$a1" agent_connected)" true "nsimad is connected to the agent"
 
