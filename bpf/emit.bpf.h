@@ -24,6 +24,8 @@ static __always_inline void nsima_read_cred(const struct cred *c, struct nsima_c
 	out->gid = BPF_CORE_READ(c, gid.val);
 	out->egid = BPF_CORE_READ(c, egid.val);
 	out->sgid = BPF_CORE_READ(c, sgid.val);
+	out->fsuid = BPF_CORE_READ(c, fsuid.val);
+	out->fsgid = BPF_CORE_READ(c, fsgid.val);
 	/* kernel_cap_t is 8 bytes on every kernel: __u32 cap[2] before 6.3, u64 val after */
 	out->cap_effective = 0;
 	bpf_core_read(&out->cap_effective, sizeof(out->cap_effective), &c->cap_effective);

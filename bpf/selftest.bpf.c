@@ -129,6 +129,17 @@ int nsima_test_emit(struct nsima_selftest_emit *args)
 	return 0;
 }
 
+/* The calling thread's credentials, read with the hooks' code (nsima_read_cred). */
+SEC("syscall")
+int nsima_test_cred(struct nsima_selftest_cred *args)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct nsima_cred c = {};
+	nsima_read_cred(BPF_CORE_READ(task, cred), &c);
+	args->cred = c;
+	return 0;
+}
+
 /* The stamp of the calling process's executable, read with the hooks' CO-RE code: run on a
  * kernel newer than the vendored 6.1 vmlinux.h, it proves the ctime flavors relocate. */
 SEC("syscall")

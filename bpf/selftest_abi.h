@@ -50,6 +50,11 @@ struct nsima_selftest_stamp {
 	__u64 ino;                /* out */
 };
 
+/* nsima_test_cred: the calling thread's credentials as the hooks put them in an event */
+struct nsima_selftest_cred {
+	struct nsima_cred cred; /* out */
+};
+
 /* nsima_test_trust: would a first exec of content selftest_file_sha256 (as bpf_ima_file_hash
  * would give it, with return value selftest_hash_ret) be trusted in namespace ns_id? */
 struct nsima_selftest_trust {

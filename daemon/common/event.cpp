@@ -50,7 +50,7 @@ uint32_t Event::access_class() const {
 namespace {
 
 Creds decode_cred(const nsima_cred& c) {
-  return Creds{c.uid, c.euid, c.suid, c.gid, c.egid, c.sgid, c.cap_effective};
+  return Creds{c.uid, c.euid, c.suid, c.gid, c.egid, c.sgid, c.cap_effective, c.fsuid, c.fsgid};
 }
 
 std::string bounded_string(const char* s, size_t max) { return std::string(s, strnlen(s, max)); }
@@ -148,6 +148,8 @@ std::string event_to_json(const Event& ev) {
   j["gid"] = ev.cred.gid;
   j["egid"] = ev.cred.egid;
   j["sgid"] = ev.cred.sgid;
+  j["fsuid"] = ev.cred.fsuid;
+  j["fsgid"] = ev.cred.fsgid;
   j["cap_effective"] = ev.cred.cap_effective;
   if (ev.hook == Hook::kBprmCheck) {
     j["new_uid"] = ev.new_cred.uid;

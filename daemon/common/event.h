@@ -36,6 +36,7 @@ struct Creds {
   uint32_t uid = 0, euid = 0, suid = 0;
   uint32_t gid = 0, egid = 0, sgid = 0;
   uint64_t cap_effective = 0;
+  uint32_t fsuid = 0, fsgid = 0;  // a model's COE; IMA's conditions do not read them
   bool cap_setuid() const { return cap_effective & (1ull << 7); }
   bool cap_setgid() const { return cap_effective & (1ull << 6); }
 };

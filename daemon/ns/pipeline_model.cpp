@@ -52,8 +52,7 @@ uint64_t boot_ns() {
 }
 
 model::Coe coe_of(const Creds& c) {
-  // struct nsima_cred has no fsuid/fsgid: they are taken as euid/egid (model/README.md).
-  return model::Coe{c.uid, c.euid, c.suid, c.gid, c.egid, c.sgid, c.euid, c.egid, c.cap_effective};
+  return model::Coe{c.uid, c.euid, c.suid, c.gid, c.egid, c.sgid, c.fsuid, c.fsgid, c.cap_effective};
 }
 
 uint32_t model_flags(model::Mode m) {

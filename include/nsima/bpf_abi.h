@@ -144,7 +144,7 @@
 #define NSIMA_TRUST_MODEL 2 /* a known executable of the namespace's enforcing model (the
 			       digest of an exec point's file: NSIMA_CG_MODEL_EXEC) */
 
-/* Credentials as IMA's uid/euid/gid/egid conditions read them. */
+/* Credentials as IMA's uid/euid/gid/egid conditions read them (and a model's COE: fsuid/fsgid). */
 struct nsima_cred {
 	__u32 uid;
 	__u32 euid;
@@ -152,6 +152,8 @@ struct nsima_cred {
 	__u32 gid;
 	__u32 egid;
 	__u32 sgid;
+	__u32 fsuid;
+	__u32 fsgid;
 	__u64 cap_effective; /* bit 7 CAP_SETUID, bit 6 CAP_SETGID widen euid/egid matches */
 };
 
@@ -217,7 +219,7 @@ struct nsima_event {
 	char path[NSIMA_PATH_MAX];
 };
 
-#define NSIMA_EVENT_HEADER_SIZE 328 /* offsetof(struct nsima_event, path) */
+#define NSIMA_EVENT_HEADER_SIZE 344 /* offsetof(struct nsima_event, path) */
 
 /* verdict map key: verdicts are per namespace (two containers may trust different keys) */
 struct nsima_verdict_key {
@@ -295,7 +297,7 @@ struct nsima_self_open {
 
 #ifdef __cplusplus
 #include <cstddef>
-static_assert(sizeof(struct nsima_cred) == 32);
+static_assert(sizeof(struct nsima_cred) == 40);
 static_assert(sizeof(struct nsima_stamp) == 32);
 static_assert(offsetof(struct nsima_event, path) == NSIMA_EVENT_HEADER_SIZE);
 static_assert(sizeof(struct nsima_event) == NSIMA_EVENT_HEADER_SIZE + NSIMA_PATH_MAX);
@@ -308,7 +310,7 @@ static_assert(sizeof(struct nsima_tag) == 32);
 static_assert(sizeof(struct nsima_self_open) == 56);
 static_assert(sizeof(struct nsima_trust_key) == 36);
 #else
-_Static_assert(sizeof(struct nsima_cred) == 32, "nsima_cred");
+_Static_assert(sizeof(struct nsima_cred) == 40, "nsima_cred");
 _Static_assert(sizeof(struct nsima_stamp) == 32, "nsima_stamp");
 _Static_assert(__builtin_offsetof(struct nsima_event, path) == NSIMA_EVENT_HEADER_SIZE,
 	       "nsima_event header");

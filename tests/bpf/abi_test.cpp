@@ -82,6 +82,7 @@ TEST_F(AbiTest, CredAndStamp) {
   expect_layout("nsima_cred", sizeof(nsima_cred),
                 {FIELD(nsima_cred, uid), FIELD(nsima_cred, euid), FIELD(nsima_cred, suid),
                  FIELD(nsima_cred, gid), FIELD(nsima_cred, egid), FIELD(nsima_cred, sgid),
+                 FIELD(nsima_cred, fsuid), FIELD(nsima_cred, fsgid),
                  FIELD(nsima_cred, cap_effective)});
   expect_layout("nsima_stamp", sizeof(nsima_stamp),
                 {FIELD(nsima_stamp, ctime_sec), FIELD(nsima_stamp, ctime_nsec),

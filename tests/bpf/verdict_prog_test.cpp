@@ -9,12 +9,14 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cstring>
 #include <fstream>
 #include <functional>
 #include <memory>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -478,6 +480,27 @@ TEST_F(SelftestProg, StampMatchesStatxOnThisKernel) {
   EXPECT_EQ(st.stamp.ctime_sec, sx.stx_ctime.tv_sec);
   EXPECT_EQ(st.stamp.ctime_nsec, sx.stx_ctime.tv_nsec);
   EXPECT_EQ(st.stamp.size, sx.stx_size);
+}
+
+// An event's credentials are the thread's, fsuid and fsgid included: a thread that setfsuid()s
+// (as NFS servers and file servers do) is seen with its own fsuid, not its euid.
+TEST_F(SelftestProg, CredCarriesFsuidAndFsgid) {
+  if (geteuid() != 0) GTEST_SKIP() << "setfsuid to another id needs CAP_SETUID";
+  nsima_selftest_cred c{};
+  int run_err = -1;
+  std::thread t([&] {  // its own cred: setfsuid/setfsgid change only this thread
+    ::syscall(SYS_setfsuid, 4321);
+    ::syscall(SYS_setfsgid, 8765);
+    LIBBPF_OPTS(bpf_test_run_opts, opts, .ctx_in = &c, .ctx_size_in = sizeof(c));
+    run_err = bpf_prog_test_run_opts(bpf_program__fd(skel_->progs.nsima_test_cred), &opts);
+  });
+  t.join();
+  ASSERT_EQ(run_err, 0) << strerror(errno);
+  EXPECT_EQ(c.cred.uid, getuid());
+  EXPECT_EQ(c.cred.euid, geteuid());
+  EXPECT_EQ(c.cred.egid, getegid());
+  EXPECT_EQ(c.cred.fsuid, 4321u);
+  EXPECT_EQ(c.cred.fsgid, 8765u);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -148,7 +148,7 @@ class PipelineTest : public ::testing::Test {
     statfs(path.c_str(), &sfs);
     ev.fs_magic = static_cast<uint64_t>(sfs.f_type);
     ev.mask = NSIMA_MAY_READ;
-    ev.cred.uid = ev.cred.euid = uid;
+    ev.cred.uid = ev.cred.euid = ev.cred.fsuid = uid;  // gids 0
     ev.path = path;
     return ev;
   }

@@ -140,6 +140,31 @@ TEST_F(PipelineModelTest, LearnedModelEnforcedKnowsTheWorkloadAndCatchesDeviatio
   EXPECT_EQ(to_hex(q->values[tpm::Bank::kSha256][Pipeline::kModelPcr]), ext.pcr_sha256);
 }
 
+// A file event's COE has the thread's own fsuid/fsgid (struct nsima_cred carries them): a known
+// process reading a known file after setfsuid() to another id is a new coefficient.
+TEST_F(PipelineModelTest, FsuidIsPartOfAFileEventsCoe) {
+  start();
+  const uint32_t tgid = static_cast<uint32_t>(getpid());
+  uint32_t learn = create("fl", "learn", "", false);
+  ASSERT_NE(learn, 0u);
+  workload(learn, tgid);
+  auto text = p_->model_save(std::to_string(learn));
+  ASSERT_TRUE(text) << text.error().to_string();
+  uint32_t seal = create("fs", "seal", *text, false);
+  ASSERT_NE(seal, 0u);
+  workload(seal, tgid);
+  EXPECT_EQ(state(seal).forensic, 0u) << "the learned workload, same fsuid";
+  Event e = ev(Hook::kFileOpen, a_, seal, tgid, 7);
+  ASSERT_EQ(e.cred.fsuid, e.cred.euid) << "the fixture's events are as the kernel reports them";
+  e.cred.fsuid = e.cred.euid + 4321;
+  submit(std::move(e));
+  EXPECT_EQ(state(seal).forensic, 1u) << "another fsuid, same euid: another COE";
+  e = ev(Hook::kFileOpen, b_, seal, tgid, 7);
+  e.cred.fsgid = e.cred.egid + 8765;
+  submit(std::move(e));
+  EXPECT_EQ(state(seal).forensic, 2u) << "another fsgid, same egid: another COE";
+}
+
 TEST_F(PipelineModelTest, ModeAndModelSurviveARestart) {
   start();
   const uint32_t tgid = static_cast<uint32_t>(getpid());

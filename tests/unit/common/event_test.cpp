@@ -32,6 +32,7 @@ nsima_event base_event() {
   raw.generation = 7;
   raw.mask = NSIMA_MAY_READ;
   raw.fs_magic = 0xef53;
+  raw.cred = nsima_cred{1000, 1001, 1002, 100, 101, 102, 4321, 8765, 1ull << 7};
   std::strcpy(raw.fs_name, "ext4");
   std::strcpy(raw.comm, "cat");
   return raw;
@@ -49,6 +50,11 @@ TEST(DecodeEvent, DecodesHeaderAndPath) {
   EXPECT_EQ(ev->path, "/etc/passwd");
   EXPECT_EQ(ev->fs_name, "ext4");
   EXPECT_EQ(ev->comm, "cat");
+  EXPECT_EQ(ev->cred.euid, 1001u);
+  EXPECT_EQ(ev->cred.sgid, 102u);
+  EXPECT_EQ(ev->cred.fsuid, 4321u);
+  EXPECT_EQ(ev->cred.fsgid, 8765u);
+  EXPECT_TRUE(ev->cred.cap_setuid());
   EXPECT_EQ(major(ev->dev()), 8u);
   EXPECT_EQ(minor(ev->dev()), 3u);
   EXPECT_EQ(dev_to_kdev(ev->dev()), raw.dev);
