@@ -244,7 +244,7 @@ constexpr std::string_view kEventFieldsIgnored[] = {
     "pid", "tgid", "comm", "cgroup_id", "ns_id", "mnt_ns", "user_ns", "pid_ns", "dev", "ino",
     "generation", "mode", "ctime_sec", "ctime_nsec", "i_version", "size", "f_flags", "f_mode",
     "mmap_flags", "writers", "readers", "root_dev", "root_ino", "start_boottime", "flags",
-    "path_truncated", "deleted", "denied", "nsima"};
+    "path_truncated", "deleted", "denied", "nsima", "fsuid", "fsgid"};
 
 std::string lower(std::string_view s) {
   std::string out(s);
