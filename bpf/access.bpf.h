@@ -214,7 +214,7 @@ report:;
 			 * CPU: a lost event, counted as every other (the decision stands) */
 			nsima_count(NSIMA_STAT_DROPPED + (a->hook & 3));
 			nsima_add_drop(cg.ns_id);
-			return ret;
+			return nsima_lost_access(cg_flags, cg.ns_id, ret, a->may_deny);
 		}
 	} else {
 		__u32 zero = 0;
@@ -238,7 +238,8 @@ report:;
 		nsima_count(NSIMA_STAT_KERNEL_DIGEST);
 	}
 	nsima_fill_path(e, file);
-	nsima_submit(e);
+	if (nsima_submit(e))
+		return nsima_lost_access(cg_flags, cg.ns_id, ret, a->may_deny);
 	return ret;
 }
 

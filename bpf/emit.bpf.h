@@ -113,7 +113,8 @@ static __always_inline void nsima_fill_path(struct nsima_event *e, struct file *
 		e->flags |= NSIMA_EV_PATH_ERROR;
 }
 
-static __always_inline void nsima_submit(struct nsima_event *e)
+/* Returns 0 if the event went into the ring buffer, 1 if it was lost (counted). */
+static __always_inline int nsima_submit(struct nsima_event *e)
 {
 	__u32 hook = e->hook & 3;
 	__u64 len = e->path_len > 0 ? (__u64)e->path_len : 0;
@@ -125,9 +126,41 @@ static __always_inline void nsima_submit(struct nsima_event *e)
 	if (bpf_ringbuf_output(&events, e, NSIMA_EVENT_HEADER_SIZE + len, 0)) {
 		nsima_count(NSIMA_STAT_DROPPED + hook);
 		nsima_add_drop(e->ns_id);
-	} else {
-		nsima_count(NSIMA_STAT_EMITTED + hook);
+		return 1;
 	}
+	nsima_count(NSIMA_STAT_EMITTED + hook);
+	return 0;
+}
+
+/*
+ * A file event of namespace ns_id that nsimad will never see. In a namespace whose workload
+ * model enforces (NSIMA_CG_MODEL_EXEC), the model cannot judge the access, so it is taken as
+ * an unknown coefficient, as a lost model event is (model.bpf.h, nsima_model_lost): the
+ * process becomes untrusted here and now, in the model hooks' untrusted map (model_untrusted),
+ * and the model hooks refuse its later accesses. If it cannot be marked (no model hooks loaded
+ * yet, the map full), this access is refused instead where the hook may refuse (`may_deny`):
+ * never fail open. Returns the hook's verdict (`ret` unless refused here).
+ */
+static __always_inline int nsima_lost_access(__u32 cg_flags, __u32 ns_id, int ret, int may_deny)
+{
+	if (!(cg_flags & NSIMA_CG_MODEL_EXEC))
+		return ret;
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct nsima_proc_key k = {};
+	k.tgid = BPF_CORE_READ(task, tgid);
+	k.start = BPF_CORE_READ(task, group_leader, start_boottime);
+	__u32 zero = 0;
+	void *marks = bpf_map_lookup_elem(&model_untrusted, &zero);
+	if (marks) {
+		if (bpf_map_lookup_elem(marks, &k))
+			return ret; /* already: an earlier mark stands (its namespace kept) */
+		if (bpf_map_update_elem(marks, &k, &ns_id, BPF_ANY) == 0) {
+			nsima_count(NSIMA_STAT_LOST_UNTRUSTED);
+			return ret;
+		}
+	}
+	nsima_count(NSIMA_STAT_LOST_MARK_FAILED);
+	return may_deny ? -EACCES : ret;
 }
 
 #endif

@@ -10,6 +10,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "nsima/bpf_abi.h"
+#include "nsima/model_abi.h"
 
 /* Registered cgroup id -> namespace. Written only by the daemon (one entry per namespace),
  * which bumps ctl.epoch after every change. */
@@ -92,6 +93,25 @@ static __always_inline int nsima_ns_counter_add(void *map, __u32 ns_id)
 	__sync_fetch_and_add(d, 1);
 	return 1;
 }
+
+/* The model hooks' untrusted map (model_maps.bpf.h, struct nsima_proc_key -> namespace id), put
+ * in slot 0 by nsimad once it has loaded them: a file event lost in an enforcing model's
+ * namespace makes its process untrusted there (access.bpf.h), as a lost model event does.
+ * Empty until then (such a loss refuses the access). */
+struct nsima_untrusted_inner {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, NSIMA_MAX_UNTRUSTED);
+	/* sizes, not __type: a struct only pointed to here would be a BTF forward declaration in
+	 * the objects whose code does not use it */
+	__uint(key_size, sizeof(struct nsima_proc_key));
+	__uint(value_size, sizeof(__u32));
+};
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__array(values, struct nsima_untrusted_inner);
+} model_untrusted SEC(".maps") __weak;
 
 /* Per-CPU scratch event: too large for the 512-byte stack. */
 struct {

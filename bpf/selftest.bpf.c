@@ -129,6 +129,13 @@ int nsima_test_emit(struct nsima_selftest_emit *args)
 	return 0;
 }
 
+SEC("syscall")
+int nsima_test_lost_access(struct nsima_selftest_lost *args)
+{
+	args->ret = nsima_lost_access(args->cg_flags, args->ns_id, args->ret, args->may_deny);
+	return 0;
+}
+
 /* The calling thread's credentials, read with the hooks' code (nsima_read_cred). */
 SEC("syscall")
 int nsima_test_cred(struct nsima_selftest_cred *args)

@@ -50,6 +50,14 @@ struct nsima_selftest_stamp {
 	__u64 ino;                /* out */
 };
 
+/* nsima_test_lost_access: nsima_lost_access(cg_flags, ns_id, ret, may_deny) for the caller */
+struct nsima_selftest_lost {
+	__u32 cg_flags;
+	__u32 ns_id;
+	__s32 ret;      /* in: the hook's verdict so far; out: nsima_lost_access's */
+	__u32 may_deny;
+};
+
 /* nsima_test_cred: the calling thread's credentials as the hooks put them in an event */
 struct nsima_selftest_cred {
 	struct nsima_cred cred; /* out */

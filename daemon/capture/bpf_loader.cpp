@@ -489,6 +489,7 @@ MapFds BpfProgram::map_fds() const {
   f.self_opens = map_fd("self_opens");
   f.ctl = map_fd("ctl");
   f.trusted = map_fd("trusted");
+  f.model_untrusted = map_fd("model_untrusted");
   return f;
 }
 

@@ -326,6 +326,10 @@ Result<Stats> BpfMaps::stats() const {
       s.trust_nohash = sum;
     } else if (i == NSIMA_STAT_MODEL_EXEC_DENIED) {
       s.model_exec_denied = sum;
+    } else if (i == NSIMA_STAT_LOST_UNTRUSTED) {
+      s.lost_untrusted = sum;
+    } else if (i == NSIMA_STAT_LOST_MARK_FAILED) {
+      s.lost_mark_failed = sum;
     } else if (i == NSIMA_STAT_SETXATTR) {
       s.setxattr = sum;
     } else if (i == NSIMA_STAT_SETXATTR_DROPPED) {

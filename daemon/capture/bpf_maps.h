@@ -31,6 +31,7 @@ struct MapFds {
   int cg_cache = -1;  // the hooks' LRU cache of ancestor walks
   int ctl = -1;       // struct nsima_ctl (mmapable array)
   int trusted = -1;   // (namespace, sha256) whose first exec the kernel allows
+  int model_untrusted = -1;  // slot 0: the model hooks' untrusted map (set by ModelHooks::load)
 };
 
 using Sha256 = std::array<uint8_t, 32>;
@@ -52,6 +53,9 @@ struct Stats {
   uint64_t trusted_mmap = 0;    // NSIMA_STAT_TRUSTED_MMAP: first exec mmaps allowed likewise
   uint64_t kernel_digest = 0;   // NSIMA_STAT_KERNEL_DIGEST: events sent with the kernel's sha256
   uint64_t model_exec_denied = 0;  // NSIMA_STAT_MODEL_EXEC_DENIED: execs an enforcing model refused
+  uint64_t lost_untrusted = 0;     // NSIMA_STAT_LOST_UNTRUSTED: lost file events whose process
+                                   // the hooks made untrusted (enforcing model)
+  uint64_t lost_mark_failed = 0;   // NSIMA_STAT_LOST_MARK_FAILED: ... not markable: refused
   uint64_t setxattr = 0;     // NSIMA_STAT_SETXATTR: security.ima writes sent to nsimad
   uint64_t setxattr_dropped = 0;  // NSIMA_STAT_SETXATTR_DROPPED: ... that found no ring space
   // self-protection (bpf/protect.bpf.c): refusals per kind (index NSIMA_PROTECT_KIND_*, 1..5),

@@ -212,6 +212,18 @@ Result<std::unique_ptr<ModelHooks>> ModelHooks::load(const MapFds& shared, const
     if (!pins.dir.empty())
       if (auto p = h->pin(pins); !p) return tl::unexpected(p.error());
   }
+  // The file hooks mark the process of a file event they lost in an enforcing model's
+  // namespace in this untrusted map (bpf/emit.bpf.h, nsima_lost_access); until it is there,
+  // such a loss refuses the access.
+  if (shared.model_untrusted >= 0) {
+    uint32_t zero = 0;
+    uint32_t ufd = static_cast<uint32_t>(h->untrusted_fd_);
+    if (bpf_map_update_elem(shared.model_untrusted, &zero, &ufd, BPF_ANY))
+      return make_error(errno,
+                        std::string("cannot hand the untrusted map to the file hooks: ") +
+                            strerror(errno),
+                        "map model_untrusted");
+  }
   h->rb_ = ring_buffer__new(h->mevents_fd_, &ModelHooks::on_record, h.get(), nullptr);
   if (!h->rb_)
     return make_error(errno, std::string("model ring buffer: ") + strerror(errno),

@@ -176,6 +176,8 @@ Result<json> status_answer(DaemonContext& ctx) {
                   {"trusted", s->trusted},
                   {"trust_unhashed", s->trust_nohash},
                   {"model_exec_denied", s->model_exec_denied},
+                  {"lost_file_untrusted", s->lost_untrusted},
+                  {"lost_file_mark_failed", s->lost_mark_failed},
                   {"setxattr", s->setxattr},
                   {"setxattr_dropped", s->setxattr_dropped},
                   {"trust_unstable", s->trust_unstable},

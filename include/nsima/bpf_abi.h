@@ -123,7 +123,11 @@
 #define NSIMA_STAT_PROTECT_REPORTED 33 /* ... reported to nsimad (NSIMA_HOOK_PROTECT events) */
 #define NSIMA_STAT_PROTECT_SUPPRESSED 34 /* ... not reported: over the rate limit */
 #define NSIMA_STAT_PROTECT_DROPPED 35  /* ... not reported: the ring buffer was full */
-#define NSIMA_STAT_MAX 36
+#define NSIMA_STAT_LOST_UNTRUSTED 36 /* file events lost in an enforcing model's namespace whose
+				       process the hooks made untrusted (model_untrusted) */
+#define NSIMA_STAT_LOST_MARK_FAILED 37 /* ... whose mark did not fit (or no model hooks yet):
+					 the access was refused instead */
+#define NSIMA_STAT_MAX 38
 
 #define NSIMA_COMM_LEN 16
 #define NSIMA_FSNAME_LEN 16

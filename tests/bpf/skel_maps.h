@@ -20,6 +20,7 @@ capture::MapFds selftest_map_fds(const Skel* s) {
   fds.cg_cache = bpf_map__fd(s->maps.cg_cache);
   fds.ctl = bpf_map__fd(s->maps.ctl);
   fds.trusted = bpf_map__fd(s->maps.trusted);
+  fds.model_untrusted = bpf_map__fd(s->maps.model_untrusted);
   return fds;
 }
 

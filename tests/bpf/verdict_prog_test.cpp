@@ -24,6 +24,7 @@
 #include "skel_maps.h"
 #include "nsima_selftest.skel.h"
 #include "ns/kernel_trust.h"
+#include "nsima/model_abi.h"
 #include "selftest_abi.h"
 
 namespace nsima::capture {
@@ -480,6 +481,62 @@ TEST_F(SelftestProg, StampMatchesStatxOnThisKernel) {
   EXPECT_EQ(st.stamp.ctime_sec, sx.stx_ctime.tv_sec);
   EXPECT_EQ(st.stamp.ctime_nsec, sx.stx_ctime.tv_nsec);
   EXPECT_EQ(st.stamp.size, sx.stx_size);
+}
+
+// A file event lost (ring buffer full) in a namespace whose model enforces: its process is
+// marked untrusted in the model hooks' map (slot 0 of model_untrusted) and the access stands;
+// with no map there yet, or the map full, the access is refused where the hook may refuse.
+// Outside such a namespace a loss changes no verdict.
+TEST_F(SelftestProg, LostFileEventOfAnEnforcingModelMarksItsProcess) {
+  auto lost = [&](uint32_t cg_flags, int ret, bool may_deny) {
+    nsima_selftest_lost l{cg_flags, 9, ret, may_deny ? 1u : 0u};
+    EXPECT_EQ(run(skel_->progs.nsima_test_lost_access, l), 0);
+    return l.ret;
+  };
+  auto counts = [&] {
+    auto st = maps_->stats();
+    EXPECT_TRUE(st);
+    return std::pair{st ? st->lost_untrusted : 0, st ? st->lost_mark_failed : 0};
+  };
+  const uint32_t model = NSIMA_CG_REGISTERED | NSIMA_CG_MODEL_EXEC;
+  EXPECT_EQ(lost(NSIMA_CG_REGISTERED | NSIMA_CG_FIRST_DENY, 0, true), 0) << "not modeled";
+  EXPECT_EQ(counts(), (std::pair<uint64_t, uint64_t>{0, 0}));
+  // no model hooks yet: refused (fail closed), unless the hook may not refuse
+  EXPECT_EQ(lost(model, 0, true), -EACCES);
+  EXPECT_EQ(lost(model, 0, false), 0);
+  EXPECT_EQ(lost(model, -EACCES, false), -EACCES) << "an earlier refusal stands";
+  EXPECT_EQ(counts(), (std::pair<uint64_t, uint64_t>{0, 3}));
+  // the model hooks' untrusted map handed over, as ModelHooks::load does
+  int marks = bpf_map_create(BPF_MAP_TYPE_HASH, "untrusted", sizeof(nsima_proc_key),
+                             sizeof(uint32_t), NSIMA_MAX_UNTRUSTED, nullptr);
+  ASSERT_GE(marks, 0) << strerror(errno);
+  struct Close {
+    int fd;
+    ~Close() { close(fd); }
+  } close_marks{marks};
+  uint32_t zero = 0, mfd = static_cast<uint32_t>(marks);
+  ASSERT_EQ(bpf_map_update_elem(bpf_map__fd(skel_->maps.model_untrusted), &zero, &mfd, BPF_ANY),
+            0)
+      << strerror(errno);
+  EXPECT_EQ(lost(model, 0, true), 0) << "marked, not refused";
+  nsima_proc_key k{}, next{};
+  ASSERT_EQ(bpf_map_get_next_key(marks, nullptr, &next), 0) << "the process is marked";
+  EXPECT_EQ(next.tgid, static_cast<uint32_t>(getpid()));
+  EXPECT_NE(next.start, 0u);
+  uint32_t ns = 0;
+  ASSERT_EQ(bpf_map_lookup_elem(marks, &next, &ns), 0);
+  EXPECT_EQ(ns, 9u) << "the namespace that lost the event";
+  EXPECT_EQ(lost(model, 0, true), 0);
+  EXPECT_EQ(counts(), (std::pair<uint64_t, uint64_t>{1, 3})) << "one mark, kept";
+  // the map full of other processes: the mark does not fit, the access is refused
+  const nsima_proc_key mine = next;
+  ASSERT_EQ(bpf_map_delete_elem(marks, &mine), 0);
+  for (uint32_t i = 0; i < NSIMA_MAX_UNTRUSTED; ++i) {
+    k = nsima_proc_key{1000000 + i, 0, 1};
+    ASSERT_EQ(bpf_map_update_elem(marks, &k, &ns, BPF_NOEXIST), 0) << i << ": " << strerror(errno);
+  }
+  EXPECT_EQ(lost(model, 0, true), -EACCES);
+  EXPECT_EQ(counts(), (std::pair<uint64_t, uint64_t>{1, 4}));
 }
 
 // An event's credentials are the thread's, fsuid and fsgid included: a thread that setfsuid()s

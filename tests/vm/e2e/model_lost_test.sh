@@ -8,7 +8,10 @@
 #  - 1,000 opens lose file events: lost_file_events = the file hooks' ns_drops count;
 #  - enforce: a short workload (fits the ring) still runs its exec while nsimad is stopped;
 #    the burst makes its shell untrusted in the kernel at once (nsimad is stopped: nobody else
-#    can mark it), so its exec that follows is refused; a new process afterwards is not.
+#    can mark it), so its exec that follows is refused; a new process afterwards is not;
+#  - enforce: a shell's 1,000 opens (no model event at all) lose file events: the file hooks
+#    mark the shell untrusted themselves (bpf.lost_file_untrusted), its later opens are refused
+#    while nsimad is still stopped.
 . /usr/share/nsima-test/nsima.sh
 set -eu
 
@@ -26,6 +29,9 @@ model_hooks_stat() { # KEY: a counter of the "model_hooks" object of nsimactl st
 }
 model_drops_of() { # NS: the kernel's model_drops count of namespace NS
 	nsima_status | sed -n "s/.*\"model_drops\":{[^}]*\"$1\":\([0-9]*\).*/\1/p"
+}
+bpf_stat() { # KEY: a counter of the file hooks (unique name in nsimactl status)
+	nsima_status | sed -n "s/.*\"$1\":\([0-9]*\).*/\1/p"
 }
 ns_drops_of() { # NS: the file hooks' ns_drops count of namespace NS
 	nsima_status | sed -n "s/.*\"ns_drops\":{[^}]*\"$1\":\([0-9]*\).*/\1/p"
@@ -102,6 +108,19 @@ while [ "$(field "$(nsimactl model state --ns "$ns")" lost_events)" -le "$l0" ];
 done
 audit=$(nsimactl audit --ns "$ns")
 nsima_check_contains "$audit" "\"mode\":\"enforce\"" "the enforce loss is audited"
+
+echo "--- enforce: lost file events make their process untrusted in the kernel"
+nsima_check_eq "$(bpf_stat lost_file_untrusted)" 0 "no file event lost while enforcing yet"
+# (true, not the special builtin ':', whose failed redirection would end the shell; no
+# 2>/dev/null: an untrusted shell is refused that open too)
+out=$(stopped cg_exec $C /bin/sh -c 'i=0; while [ $i -lt 1000 ]; do true </data/w/in1; i=$((i + 1)); done; if true </data/w/in1; then echo OPEN-OK; else echo OPEN-REFUSED; fi')
+printf '%s\n' "$out" | tail -n 2
+nsima_check_contains "$out" "OPEN-REFUSED" "the open after the lost file events, nsimad stopped"
+case "$out" in *OPEN-OK*) nsima_fail "the untrusted shell's open succeeded" ;; esac
+fu=$(bpf_stat lost_file_untrusted)
+echo "lost file events that marked their process: $fu"
+[ "${fu:-0}" -ge 1 ] || nsima_fail "lost_file_untrusted is ${fu:-none}"
+nsima_check_eq "$(bpf_stat lost_file_mark_failed)" 0 "every mark fitted"
 out=$(cg_exec $C /bin/sh -c 'cat /data/w/in1 >/dev/null 2>&1 && echo CAT-OK')
 nsima_check_eq "$out" "CAT-OK" "a new process is not the one that lost its events"
 nsima_stop --check
