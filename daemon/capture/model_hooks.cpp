@@ -109,6 +109,21 @@ void remove_model_pins(const std::string& dir, const nsima_model_bpf* skel) {
   }
 }
 
+// The file hooks mark the process of a file event they lost in an enforcing model's namespace
+// in this untrusted map (bpf/emit.bpf.h, nsima_lost_access: slot 0 of their model_untrusted);
+// until it is there, such a loss refuses the access.
+Result<void> hand_untrusted(const MapFds& shared, int untrusted_fd) {
+  if (shared.model_untrusted < 0) return {};
+  uint32_t zero = 0;
+  uint32_t ufd = static_cast<uint32_t>(untrusted_fd);
+  if (bpf_map_update_elem(shared.model_untrusted, &zero, &ufd, BPF_ANY))
+    return make_error(errno,
+                      std::string("cannot hand the untrusted map to the file hooks: ") +
+                          strerror(errno),
+                      "map model_untrusted");
+  return {};
+}
+
 // Copies the marks of a previous pinned untrusted map into `to` (same layout only).
 size_t carry_marks(const std::string& dir, int to) {
   int from = bpf_obj_get((dir + "/untrusted").c_str());
@@ -209,21 +224,14 @@ Result<std::unique_ptr<ModelHooks>> ModelHooks::load(const MapFds& shared, const
     h->mevents_fd_ = bpf_map__fd(h->skel_->maps.mevents);
     h->mstats_fd_ = bpf_map__fd(h->skel_->maps.mstats);
     h->model_drops_fd_ = bpf_map__fd(h->skel_->maps.model_drops);
+    // before pin(): a mark the file hooks make from now on is in the new map, and pin() then
+    // carries the old map's marks over
+    if (auto u = hand_untrusted(shared, h->untrusted_fd_); !u) return tl::unexpected(u.error());
     if (!pins.dir.empty())
       if (auto p = h->pin(pins); !p) return tl::unexpected(p.error());
   }
-  // The file hooks mark the process of a file event they lost in an enforcing model's
-  // namespace in this untrusted map (bpf/emit.bpf.h, nsima_lost_access); until it is there,
-  // such a loss refuses the access.
-  if (shared.model_untrusted >= 0) {
-    uint32_t zero = 0;
-    uint32_t ufd = static_cast<uint32_t>(h->untrusted_fd_);
-    if (bpf_map_update_elem(shared.model_untrusted, &zero, &ufd, BPF_ANY))
-      return make_error(errno,
-                        std::string("cannot hand the untrusted map to the file hooks: ") +
-                            strerror(errno),
-                        "map model_untrusted");
-  }
+  if (h->resumed_)
+    if (auto u = hand_untrusted(shared, h->untrusted_fd_); !u) return tl::unexpected(u.error());
   h->rb_ = ring_buffer__new(h->mevents_fd_, &ModelHooks::on_record, h.get(), nullptr);
   if (!h->rb_)
     return make_error(errno, std::string("model ring buffer: ") + strerror(errno),
