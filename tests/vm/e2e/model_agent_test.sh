@@ -43,6 +43,11 @@ deviate() { # CGROUP SCRIPT WHAT: the shell itself must be refused (see model_da
 		done
 		echo NEVER-REFUSED' 2>&1) || rc=$?
 	echo "$3: status $rc, output: $out"
+	case "$out" in *NEVER-REFUSED*) nsima_fail "$3: the shell was never refused: $out" ;; esac
+	# anywhere: the process is untrusted from its first event on (the agent is gone), and the
+	# mark lands asynchronously: it may be refused already while it starts (a non-zero exit
+	# before its loop) or at its first open
+	if [ "${4:-}" = anywhere ] && [ $rc -ne 0 ]; then return 0; fi
 	nsima_check_contains "$out" "SHELL-REFUSED" "$3: the untrusted shell is refused"
 }
 
@@ -85,11 +90,12 @@ start=$(date +%s)
 workload $P
 end=$(date +%s)
 [ $((end - start)) -lt 20 ] || nsima_fail "the namespace without agent took $((end - start)) s"
-deviate $A ':' "agent killed, fail-closed"
+deviate $A ':' "agent killed, fail-closed" anywhere
 a2=$(nsimactl model state --ns "$ans")
 echo "--- agent namespace after the agent was killed"
 printf '%s\n' "$a2"
 [ "$(field "$a2" agent_failures)" -gt 0 ] || nsima_fail "no failure verdict after the agent died"
+[ "$(field "$a2" untrusted)" -ge 2 ] || nsima_fail "the shell run after the agent died is not untrusted"
 p2=$(nsimactl model state --ns "$pns")
 nsima_check_eq "$(field "$p2" untrusted)" 0 "the namespace with nsimad's model is untouched"
 echo "ok: agent verdicts enforced, fail-closed when it died"
