@@ -145,20 +145,15 @@ static __always_inline int nsima_lost_access(__u32 cg_flags, __u32 ns_id, int re
 {
 	if (!(cg_flags & NSIMA_CG_MODEL_EXEC))
 		return ret;
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct nsima_proc_key k = {};
-	k.tgid = BPF_CORE_READ(task, tgid);
-	k.start = BPF_CORE_READ(task, group_leader, start_boottime);
+	struct nsima_proc_key k;
+	nsima_model_key((struct task_struct *)bpf_get_current_task(), &k);
 	__u32 zero = 0;
 	void *marks = bpf_map_lookup_elem(&model_untrusted, &zero);
-	if (marks) {
-		if (bpf_map_lookup_elem(marks, &k))
-			return ret; /* already: an earlier mark stands (its namespace kept) */
-		if (bpf_map_update_elem(marks, &k, &ns_id, BPF_ANY) == 0) {
-			nsima_count(NSIMA_STAT_LOST_UNTRUSTED);
-			return ret;
-		}
-	}
+	int m = marks ? nsima_untrust(marks, &k, ns_id) : -1;
+	if (m > 0)
+		nsima_count(NSIMA_STAT_LOST_UNTRUSTED);
+	if (m >= 0)
+		return ret;
 	nsima_count(NSIMA_STAT_LOST_MARK_FAILED);
 	return may_deny ? -EACCES : ret;
 }

@@ -7,6 +7,7 @@
 #define NSIMA_MAPS_BPF_H
 
 #include "vmlinux.h"
+#include <bpf/bpf_core_read.h>
 #include <bpf/bpf_helpers.h>
 
 #include "nsima/bpf_abi.h"
@@ -112,6 +113,25 @@ struct {
 	__type(key, __u32);
 	__array(values, struct nsima_untrusted_inner);
 } model_untrusted SEC(".maps") __weak;
+
+/* The key an untrusted mark has: the process (tgid, group leader's start time). */
+static __always_inline void nsima_model_key(struct task_struct *t, struct nsima_proc_key *k)
+{
+	k->tgid = BPF_CORE_READ(t, tgid);
+	k->pad = 0;
+	k->start = BPF_CORE_READ(t, group_leader, start_boottime);
+}
+
+/* Marks `proc` untrusted in `marks` (an untrusted map), judged by namespace ns_id. 0: it was
+ * already (an earlier mark stands, its namespace kept), 1: marked here, -1: the mark did not
+ * fit (full map): the caller must refuse instead. */
+static __always_inline int nsima_untrust(void *marks, const struct nsima_proc_key *proc,
+					 __u32 ns_id)
+{
+	if (bpf_map_lookup_elem(marks, proc))
+		return 0;
+	return bpf_map_update_elem(marks, proc, &ns_id, BPF_ANY) == 0 ? 1 : -1;
+}
 
 /* Per-CPU scratch event: too large for the 512-byte stack. */
 struct {

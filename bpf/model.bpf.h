@@ -57,13 +57,6 @@ static __always_inline __u32 nsima_model_decide(__u32 ns_flags, int untrusted, _
 	return d;
 }
 
-static __always_inline void nsima_model_key(struct task_struct *t, struct nsima_proc_key *k)
-{
-	k->tgid = BPF_CORE_READ(t, tgid);
-	k->pad = 0;
-	k->start = BPF_CORE_READ(t, group_leader, start_boottime);
-}
-
 static __always_inline int nsima_model_is_untrusted(const struct nsima_proc_key *k)
 {
 	return bpf_map_lookup_elem(&untrusted, k) != NULL;
@@ -198,16 +191,14 @@ static __always_inline int nsima_model_enter(struct task_struct *task, __u64 cgi
 static __always_inline void nsima_model_lost(const struct nsima_model_ctx *c,
 					     const struct nsima_proc_key *proc, __u32 *decision)
 {
-	__u32 ns = c->ns_id;
-	if (!nsima_ns_counter_add(&model_drops, ns))
+	if (!nsima_ns_counter_add(&model_drops, c->ns_id))
 		nsima_mcount(NSIMA_MSTAT_DROP_NO_NS);
 	if (!(c->ns_flags & NSIMA_MODEL_ENFORCE) || !proc)
 		return;
-	if (bpf_map_lookup_elem(&untrusted, proc))
-		return; /* already: an earlier mark stands (its namespace kept) */
-	if (bpf_map_update_elem(&untrusted, proc, &ns, BPF_ANY) == 0) {
+	int m = nsima_untrust(&untrusted, proc, c->ns_id);
+	if (m > 0) {
 		nsima_mcount(NSIMA_MSTAT_LOST_UNTRUSTED);
-	} else {
+	} else if (m < 0) {
 		nsima_mcount(NSIMA_MSTAT_LOST_MARK_FAILED);
 		*decision |= NSIMA_MDECIDE_DENY;
 	}
