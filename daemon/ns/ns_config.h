@@ -38,6 +38,9 @@ struct NsConfig {
   std::string model_agent_fail{};
   // ms nsimad waits for each agent verdict (0: kDefaultAgentTimeoutMs); 1..kMaxAgentTimeoutMs
   uint32_t model_agent_timeout_ms = 0;
+  uint32_t agent_timeout_ms() const {
+    return model_agent_timeout_ms ? model_agent_timeout_ms : kDefaultAgentTimeoutMs;
+  }
   // Events the model missed (ring buffer full), counted since the model began (learn from
   // nothing, or load): the model hooks' (BPF model_drops) and the file hooks' (ns_drops), and
   // the model_drops value already counted.

@@ -172,8 +172,7 @@ void Pipeline::model_agent_link(Namespace* n, NsRuntime& r) {
                                              : model::agent::FailMode::kClosed;
   ao.ns_id = n->id;
   ao.mode = r.modeler->model().mode();
-  ao.timeout = std::chrono::milliseconds(
-      r.cfg.model_agent_timeout_ms ? r.cfg.model_agent_timeout_ms : kDefaultAgentTimeoutMs);
+  ao.timeout = std::chrono::milliseconds(r.cfg.agent_timeout_ms());
   const uint32_t id = n->id;
   // On the link's thread: the verdict becomes a task (dropped once the pipeline stopped).
   r.agent = std::make_unique<AgentLink>(
@@ -544,8 +543,7 @@ Pipeline::ModelInfo Pipeline::model_info(Namespace* n, NsRuntime& r) {
     auto st = r.agent->stats();
     i.agent = r.cfg.model_agent;
     i.agent_fail = r.cfg.model_agent_fail;
-    i.agent_timeout_ms =
-        r.cfg.model_agent_timeout_ms ? r.cfg.model_agent_timeout_ms : kDefaultAgentTimeoutMs;
+    i.agent_timeout_ms = r.cfg.agent_timeout_ms();
     i.agent_error = st.last_error;
     i.agent_connected = st.connected;
     i.agent_verdicts = st.verdicts;
