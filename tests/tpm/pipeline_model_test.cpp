@@ -58,6 +58,27 @@ class PipelineModelTest : public PipelineTest {
     EXPECT_TRUE(s) << s.error().to_string();
     return s ? *s : Pipeline::ModelInfo{};
   }
+  // The model of the workload (process getpid()), learned in a new namespace `name` without a
+  // vTPM and saved; "" (and a failure) if any step fails.
+  std::string learned(const std::string& name) {
+    uint32_t id = create(name, "learn", "", false);
+    if (id == 0) return "";
+    workload(id, static_cast<uint32_t>(getpid()));
+    auto text = p_->model_save(std::to_string(id));
+    EXPECT_TRUE(text) << text.error().to_string();
+    return text ? *text : "";
+  }
+  // The reference agent's logic enforcing saved model `text`; null (and a failure) if it does
+  // not parse.
+  std::unique_ptr<model::agent::ModelAgent> enforcing_agent(const std::string& text) {
+    auto saved = model::parse_model(text, "saved.model");
+    EXPECT_TRUE(saved) << saved.error().to_string();
+    if (!saved) return nullptr;
+    auto m = model::model_from_file(*saved, model::Mode::kEnforce);
+    EXPECT_TRUE(m) << m.error().to_string();
+    if (!m) return nullptr;
+    return std::make_unique<model::agent::ModelAgent>(model::Modeler(std::move(*m)));
+  }
   void SetUp() override {
     PipelineTest::SetUp();
     if (HasFatalFailure()) return;
@@ -145,12 +166,9 @@ TEST_F(PipelineModelTest, LearnedModelEnforcedKnowsTheWorkloadAndCatchesDeviatio
 TEST_F(PipelineModelTest, FsuidIsPartOfAFileEventsCoe) {
   start();
   const uint32_t tgid = static_cast<uint32_t>(getpid());
-  uint32_t learn = create("fl", "learn", "", false);
-  ASSERT_NE(learn, 0u);
-  workload(learn, tgid);
-  auto text = p_->model_save(std::to_string(learn));
-  ASSERT_TRUE(text) << text.error().to_string();
-  uint32_t seal = create("fs", "seal", *text, false);
+  std::string text = learned("fl");
+  ASSERT_FALSE(text.empty());
+  uint32_t seal = create("fs", "seal", text, false);
   ASSERT_NE(seal, 0u);
   workload(seal, tgid);
   EXPECT_EQ(state(seal).forensic, 0u) << "the learned workload, same fsuid";
@@ -259,22 +277,16 @@ class TestAgent {
 TEST_F(PipelineModelTest, AgentDecidesAndTheNamespaceFailsClosedWhenItDies) {
   start();
   const uint32_t tgid = static_cast<uint32_t>(getpid());
-  uint32_t learn = create("al", "learn", "", false);
-  ASSERT_NE(learn, 0u);
-  workload(learn, tgid);
-  auto text = p_->model_save(std::to_string(learn));
-  ASSERT_TRUE(text);
-  auto saved = model::parse_model(*text, "saved.model");
-  ASSERT_TRUE(saved);
-  auto m = model::model_from_file(*saved, model::Mode::kEnforce);
-  ASSERT_TRUE(m);
-  model::agent::ModelAgent agent{model::Modeler(std::move(*m))};
+  std::string text = learned("al");
+  ASSERT_FALSE(text.empty());
+  auto agent = enforcing_agent(text);
+  ASSERT_TRUE(agent);
   std::string path = dir_ + "/agent.sock";
-  TestAgent server(path, agent);
+  TestAgent server(path, *agent);
   ASSERT_TRUE(server.listening()) << strerror(errno);
   Pipeline::CreateOptions o;
   o.model_mode = "enforce";
-  o.model_text = *text;
+  o.model_text = text;
   o.model_agent = path;
   o.model_agent_fail = "closed";
   auto id = p_->create_namespace(cgroup("agent"), o);
@@ -309,28 +321,20 @@ TEST_F(PipelineModelTest, AgentDecidesAndTheNamespaceFailsClosedWhenItDies) {
 TEST_F(PipelineModelTest, AgentTimeoutIsTheNamespaces) {
   start();
   const uint32_t tgid = static_cast<uint32_t>(getpid());
-  uint32_t learn = create("tl", "learn", "", false);
-  ASSERT_NE(learn, 0u);
-  workload(learn, tgid);
-  auto text = p_->model_save(std::to_string(learn));
-  ASSERT_TRUE(text);
-  auto saved = model::parse_model(*text, "saved.model");
-  ASSERT_TRUE(saved);
+  std::string text = learned("tl");
+  ASSERT_FALSE(text.empty());
   std::vector<std::unique_ptr<model::agent::ModelAgent>> agents;
   std::vector<std::unique_ptr<TestAgent>> servers;
   auto delegate = [&](const std::string& name, uint32_t timeout_ms) -> uint32_t {
-    auto m = model::model_from_file(*saved, model::Mode::kEnforce);
-    EXPECT_TRUE(m);
-    if (!m) return 0;
-    agents.push_back(
-        std::make_unique<model::agent::ModelAgent>(model::Modeler(std::move(*m))));
+    agents.push_back(enforcing_agent(text));
+    if (!agents.back()) return 0;
     std::string path = dir_ + "/" + name + ".sock";
     servers.push_back(
         std::make_unique<TestAgent>(path, *agents.back(), std::chrono::milliseconds(1000)));
     EXPECT_TRUE(servers.back()->listening()) << strerror(errno);
     Pipeline::CreateOptions o;
     o.model_mode = "enforce";
-    o.model_text = *text;
+    o.model_text = text;
     o.model_agent = path;
     o.model_agent_timeout_ms = timeout_ms;
     auto id = p_->create_namespace(cgroup(name), o);
@@ -361,7 +365,7 @@ TEST_F(PipelineModelTest, AgentTimeoutIsTheNamespaces) {
   // refused: above the maximum, and without an agent
   Pipeline::CreateOptions big;
   big.model_mode = "enforce";
-  big.model_text = *text;
+  big.model_text = text;
   big.model_agent = dir_ + "/none.sock";
   big.model_agent_timeout_ms = kMaxAgentTimeoutMs + 1;
   auto r = p_->create_namespace(cgroup("big"), big);
