@@ -98,6 +98,54 @@ static __always_inline __u32 nsima_trusted_stat(__u32 hook)
 }
 
 /*
+ * Does model_quiet know this access (struct nsima_model_quiet_key: equal keys, equal
+ * coefficients)? Built in the task's own buffer from the fields the event would carry, the
+ * path by bpf_d_path (as nsima_fill_path), its tail zeroed: bpf_d_path leaves what d_path
+ * wrote behind the string. A path that does not fit NSIMA_QUIET_PATH has no key (an event).
+ */
+static __always_inline int nsima_model_quiet(struct file *file, struct inode *inode,
+					     const struct nsima_access *a,
+					     const struct nsima_verdict_key *vk,
+					     const struct nsima_stamp *now)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct nsima_model_quiet_key *k =
+		bpf_task_storage_get(&task_quiet, task, 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!k)
+		return 0;
+	long n = bpf_d_path(&file->f_path, k->path, sizeof(k->path));
+	if (n <= 0 || n > NSIMA_QUIET_PATH)
+		return 0;
+	__u64 *w = (__u64 *)k->path;
+	for (int i = 0; i < NSIMA_QUIET_PATH / 8; i++) {
+		long at = (long)i * 8;
+		if (at >= n)
+			w[i] = 0;
+		else if (at + 8 > n)
+			w[i] &= (1ull << ((n - at) * 8)) - 1; /* little-endian: keep the low bytes */
+	}
+	k->path_len = (__u32)n;
+	k->ns_id = vk->ns_id;
+	k->hook = a->hook;
+	k->tgid = (__u32)(bpf_get_current_pid_tgid() >> 32);
+	k->start_boottime = NSIMA_LOAD(NSIMA_LOAD(task, group_leader), start_boottime);
+	k->self_exec_id = NSIMA_LOAD(task, self_exec_id);
+	nsima_read_cred(BPF_CORE_READ(task, cred), &k->cred);
+	k->dev = vk->dev;
+	k->ino = vk->ino;
+	k->generation = vk->generation;
+	k->i_mode = NSIMA_LOAD(inode, i_mode);
+	k->i_uid = NSIMA_LOAD(inode, i_uid.val);
+	k->i_gid = NSIMA_LOAD(inode, i_gid.val);
+	k->stamp = *now;
+	k->f_flags = NSIMA_LOAD(file, f_flags);
+	k->prot = a->prot;
+	k->mmap_flags = a->mmap_flags;
+	k->pad = 0;
+	return bpf_map_lookup_elem(&model_quiet, k) != 0;
+}
+
+/*
  * Returns 0 to allow or -EACCES. `new_cred` is bprm->cred for bprm_check, else NULL.
  * `sleepable` (a constant: 1 in the lsm.s programs) decides a first access in the kernel from
  * the trusted map (trust.bpf.h) and builds the event in the task's own buffer (task_events)
@@ -169,6 +217,17 @@ static __always_inline int nsima_access(struct file *file, struct inode *inode,
 			 * event (an attacker retrying must not flood the ring buffer). */
 			nsima_count(NSIMA_STAT_DENIED + (a->hook & 3));
 			return -EACCES;
+		}
+		break;
+	case NSIMA_DECIDE_REPORT_MODEL:
+		/* quiet but for the namespace's workload model: quiet if the model knows this
+		 * process's access (never an exec: it makes a new TASK_ID; never an open that IMA's
+		 * violation checks must see) */
+		if (a->hook != NSIMA_HOOK_BPRM_CHECK &&
+		    !(flags & (NSIMA_EV_WRITERS | NSIMA_EV_READERS)) &&
+		    nsima_model_quiet(file, inode, a, &key, &now)) {
+			nsima_count(NSIMA_STAT_MODEL_QUIET);
+			return 0;
 		}
 		break;
 	case NSIMA_DECIDE_REPORT:

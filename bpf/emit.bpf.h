@@ -96,6 +96,7 @@ static __always_inline void nsima_fill_event(struct nsima_event *e, __u32 hook, 
 	e->root_dev = BPF_CORE_READ(task, fs, root.dentry, d_sb, s_dev);
 	e->root_ino = BPF_CORE_READ(task, fs, root.dentry, d_inode, i_ino);
 	e->start_boottime = BPF_CORE_READ(task, group_leader, start_boottime);
+	e->self_exec_id = BPF_CORE_READ(task, self_exec_id);
 	__builtin_memset(e->kernel_sha256, 0, sizeof(e->kernel_sha256));
 	/* d_unlinked(): hashed out of the dcache and not a root; d_path appends " (deleted)" */
 	if (!BPF_CORE_READ(dentry, d_hash.pprev) && BPF_CORE_READ(dentry, d_parent) != dentry)

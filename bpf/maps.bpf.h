@@ -133,6 +133,26 @@ static __always_inline int nsima_untrust(void *marks, const struct nsima_proc_ke
 	return bpf_map_update_elem(marks, proc, &ns_id, BPF_ANY) == 0 ? 1 : -1;
 }
 
+/* Accesses of modeled namespaces whose coefficient the model knows (struct
+ * nsima_model_quiet_key; value unused): written by nsimad after its model judged one, looked
+ * up by the hooks when a verdict is quiet but for the model (access.bpf.h). LRU: an evicted
+ * entry only means an event again. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, NSIMA_MODEL_QUIET_ENTRIES);
+	__type(key, struct nsima_model_quiet_key);
+	__type(value, __u32);
+} model_quiet SEC(".maps") __weak;
+
+/* Per-task buffer the hooks build a model_quiet key in (408 bytes: not the stack, and not a
+ * per-CPU buffer a preempted sleepable hook would share). One per task that ever looked. */
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct nsima_model_quiet_key);
+} task_quiet SEC(".maps") __weak;
+
 /* Per-CPU scratch event: too large for the 512-byte stack. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -94,5 +94,7 @@ struct nsima_selftest_first_trust {
 #define NSIMA_DECIDE_QUIET 1 /* allowed, unchanged, nothing left to do: the hot path */
 #define NSIMA_DECIDE_DENY 2  /* denied and unchanged */
 #define NSIMA_DECIDE_REPORT 3 /* allowed for this version, but this access class is reported */
+#define NSIMA_DECIDE_REPORT_MODEL 4 /* ... only for the workload model: quiet if model_quiet
+				       knows this process's access (access.bpf.h) */
 
 #endif

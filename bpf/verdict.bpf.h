@@ -39,6 +39,8 @@ static __always_inline int nsima_decide(const struct nsima_verdict_key *key,
 		return NSIMA_DECIDE_DENY;
 	if (v->quiet & (1u << class))
 		return NSIMA_DECIDE_QUIET;
+	if (v->model_quiet & v->judged & (1u << class))
+		return NSIMA_DECIDE_REPORT_MODEL;
 	/* judged and allowed for this version, but the daemon wants to see this access class */
 	if (v->judged & (1u << class))
 		return NSIMA_DECIDE_REPORT;

@@ -490,6 +490,7 @@ MapFds BpfProgram::map_fds() const {
   f.ctl = map_fd("ctl");
   f.trusted = map_fd("trusted");
   f.model_untrusted = map_fd("model_untrusted");
+  f.model_quiet = map_fd("model_quiet");
   return f;
 }
 

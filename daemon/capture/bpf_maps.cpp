@@ -229,12 +229,14 @@ Result<void> BpfMaps::set_verdict(const nsima_verdict_key& key, const nsima_verd
 }
 
 Result<void> BpfMaps::allow(const nsima_verdict_key& key, const Stamp& stamp,
-                            uint32_t quiet_bits, bool keep_deny, uint32_t judged_bits) {
+                            uint32_t quiet_bits, bool keep_deny, uint32_t judged_bits,
+                            uint32_t model_quiet_bits) {
   nsima_verdict v{};
   v.stamp = to_abi(stamp);
   v.verdict = NSIMA_VERDICT_ALLOW;
   v.quiet = quiet_bits;
-  v.judged = quiet_bits | judged_bits;
+  v.model_quiet = model_quiet_bits;
+  v.judged = quiet_bits | judged_bits | model_quiet_bits;
   auto old = verdict(key);
   if (old && old->verdict == NSIMA_VERDICT_DENY_ALWAYS && keep_deny) return {};
   if (old && from_abi(old->stamp) == stamp) {
@@ -243,10 +245,13 @@ Result<void> BpfMaps::allow(const nsima_verdict_key& key, const Stamp& stamp,
       v.verdict = NSIMA_VERDICT_DENY;
       v.denied = old->denied;
       v.quiet = (v.quiet | old->quiet) & ~old->denied;
+      v.model_quiet = (v.model_quiet | old->model_quiet) & ~old->denied;
       v.judged |= old->judged;
-      if (v.quiet == old->quiet && v.judged == old->judged) return {};
+      if (v.quiet == old->quiet && v.judged == old->judged && v.model_quiet == old->model_quiet)
+        return {};
     } else if (old->verdict == NSIMA_VERDICT_ALLOW) {
       v.quiet |= old->quiet;
+      v.model_quiet |= old->model_quiet;
       v.judged |= old->judged;
     }
   }
@@ -284,6 +289,82 @@ std::optional<nsima_verdict> BpfMaps::verdict(const nsima_verdict_key& key) cons
   nsima_verdict v{};
   if (bpf_map_lookup_elem(fds_.verdicts, &key, &v)) return std::nullopt;
   return v;
+}
+
+Result<void> BpfMaps::add_model_quiet(const nsima_model_quiet_key& key) {
+  if (fds_.model_quiet < 0) return {};  // an object without the map (selftest): nothing kept
+  const uint32_t one = 1;
+  if (bpf_map_update_elem(fds_.model_quiet, &key, &one, BPF_ANY))
+    return map_error("update", "model_quiet", errno);
+  return {};
+}
+
+namespace {
+
+// The keys of model_quiet entries of namespace ns_id.
+Result<std::vector<nsima_model_quiet_key>> model_quiet_keys(int fd, uint32_t ns_id) {
+  std::vector<nsima_model_quiet_key> out;
+  if (fd < 0) return out;
+  nsima_model_quiet_key key{}, next{};
+  nsima_model_quiet_key* prev = nullptr;
+  int err;
+  while ((err = bpf_map_get_next_key(fd, prev, &next)) == 0) {
+    if (next.ns_id == ns_id) out.push_back(next);
+    key = next;
+    prev = &key;
+  }
+  if (errno != ENOENT) return map_error("get_next_key", "model_quiet", errno);
+  return out;
+}
+
+}  // namespace
+
+Result<size_t> BpfMaps::clear_model_quiet(uint32_t ns_id) {
+  auto keys = model_quiet_keys(fds_.model_quiet, ns_id);
+  if (!keys) return tl::unexpected(keys.error());
+  for (auto& k : *keys)
+    if (bpf_map_delete_elem(fds_.model_quiet, &k) && errno != ENOENT)
+      return map_error("delete", "model_quiet", errno);
+  return keys->size();
+}
+
+Result<size_t> BpfMaps::model_quiet_count(uint32_t ns_id) const {
+  auto keys = model_quiet_keys(fds_.model_quiet, ns_id);
+  if (!keys) return tl::unexpected(keys.error());
+  return keys->size();
+}
+
+std::optional<nsima_model_quiet_key> model_quiet_key_of(const Event& ev) {
+  if (ev.hook != Hook::kFileOpen && ev.hook != Hook::kMmapFile) return std::nullopt;
+  if (!ev.path_known() || ev.deleted() || ev.path.empty() ||
+      ev.path.size() >= NSIMA_QUIET_PATH)
+    return std::nullopt;
+  // IMA's violation checks must see these opens (access.bpf.h never looks them up)
+  if (ev.flags & (NSIMA_EV_WRITERS | NSIMA_EV_READERS)) return std::nullopt;
+  nsima_model_quiet_key k{};
+  k.ns_id = ev.ns_id;
+  k.hook = static_cast<uint32_t>(ev.hook);
+  k.tgid = ev.tgid;
+  k.path_len = static_cast<uint32_t>(ev.path.size() + 1);
+  k.start_boottime = ev.start_boottime_ns;
+  k.self_exec_id = ev.self_exec_id;
+  const Creds& c = ev.cred;
+  k.cred = nsima_cred{c.uid, c.euid, c.suid, c.gid, c.egid, c.sgid, c.fsuid, c.fsgid,
+                      c.cap_effective};
+  k.dev = ev.kdev;
+  k.ino = ev.ino;
+  k.generation = ev.generation;
+  k.i_mode = ev.i_mode;
+  k.i_uid = ev.i_uid;
+  k.i_gid = ev.i_gid;
+  k.stamp = to_abi(ev.stamp);
+  k.f_flags = ev.f_flags;
+  if (ev.hook == Hook::kMmapFile) {
+    k.prot = ev.prot;
+    k.mmap_flags = ev.mmap_flags;
+  }
+  std::memcpy(k.path, ev.path.data(), ev.path.size());
+  return k;
 }
 
 Result<size_t> BpfMaps::remove_namespace_verdicts(uint32_t ns_id) {
@@ -330,6 +411,8 @@ Result<Stats> BpfMaps::stats() const {
       s.lost_untrusted = sum;
     } else if (i == NSIMA_STAT_LOST_MARK_FAILED) {
       s.lost_mark_failed = sum;
+    } else if (i == NSIMA_STAT_MODEL_QUIET) {
+      s.model_quiet = sum;
     } else if (i == NSIMA_STAT_SETXATTR) {
       s.setxattr = sum;
     } else if (i == NSIMA_STAT_SETXATTR_DROPPED) {

@@ -32,6 +32,7 @@ struct MapFds {
   int ctl = -1;       // struct nsima_ctl (mmapable array)
   int trusted = -1;   // (namespace, sha256) whose first exec the kernel allows
   int model_untrusted = -1;  // slot 0: the model hooks' untrusted map (set by ModelHooks::load)
+  int model_quiet = -1;      // accesses a namespace's model knows (struct nsima_model_quiet_key)
 };
 
 using Sha256 = std::array<uint8_t, 32>;
@@ -56,6 +57,7 @@ struct Stats {
   uint64_t lost_untrusted = 0;     // NSIMA_STAT_LOST_UNTRUSTED: lost file events whose process
                                    // the hooks made untrusted (enforcing model)
   uint64_t lost_mark_failed = 0;   // NSIMA_STAT_LOST_MARK_FAILED: ... not markable: refused
+  uint64_t model_quiet = 0;        // NSIMA_STAT_MODEL_QUIET: modeled accesses model_quiet silenced
   uint64_t setxattr = 0;     // NSIMA_STAT_SETXATTR: security.ima writes sent to nsimad
   uint64_t setxattr_dropped = 0;  // NSIMA_STAT_SETXATTR_DROPPED: ... that found no ring space
   // self-protection (bpf/protect.bpf.c): refusals per kind (index NSIMA_PROTECT_KIND_*, 1..5),
@@ -77,6 +79,12 @@ struct RegisteredCgroup {
 };
 
 nsima_stamp to_abi(const Stamp& s);
+
+// The model_quiet key of a file event, as the hooks build it for the same access
+// (bpf/access.bpf.h, nsima_model_quiet): nullopt for an event the hooks never keep quiet this
+// way (an exec, no usable or too long a path, an unlinked file, an open IMA's violation checks
+// must see). Pure.
+std::optional<nsima_model_quiet_key> model_quiet_key_of(const Event& ev);
 Stamp from_abi(const nsima_stamp& s);
 
 // The absolute level of cgroup2 directory `dir` (0 = the hierarchy's root), what
@@ -124,9 +132,11 @@ class BpfMaps {
   // Allow + add `quiet_bits` and `judged_bits` (quiet implies judged) if the stored verdict has
   // the same stamp, else replace it. With keep_deny, a deny for the same stamp stays (an event
   // that raced with `nsimactl deny`) for the classes it refuses, while the bits of the other
-  // classes are added; a deny of every version stays whatever the stamp.
+  // classes are added; a deny of every version stays whatever the stamp. `model_quiet_bits`:
+  // classes that would be quiet but for the namespace's workload model (added like quiet).
   Result<void> allow(const nsima_verdict_key& key, const Stamp& stamp, uint32_t quiet_bits,
-                     bool keep_deny = true, uint32_t judged_bits = 0);
+                     bool keep_deny = true, uint32_t judged_bits = 0,
+                     uint32_t model_quiet_bits = 0);
   // Denies this version of the file (`stamp`) for the access classes `classes` (bit per
   // NSIMA_CLASS_*: where appraisal failed; added to a same-version deny, and a same-version
   // verdict keeps its bits for the other classes; quiet_bits/judged_bits for the other classes),
@@ -139,6 +149,13 @@ class BpfMaps {
   std::optional<nsima_verdict> verdict(const nsima_verdict_key& key) const;
   // Removes all verdicts of one namespace (policy change, namespace deleted). Returns the count.
   Result<size_t> remove_namespace_verdicts(uint32_t ns_id);
+
+  // model_quiet: an access of a modeled namespace whose coefficient its model knows (the
+  // hooks keep the next equal access quiet), and the removal of all of one namespace's (its
+  // model replaced or reloaded, the namespace deleted). A full LRU evicts: never an error.
+  Result<void> add_model_quiet(const nsima_model_quiet_key& key);
+  Result<size_t> clear_model_quiet(uint32_t ns_id);
+  Result<size_t> model_quiet_count(uint32_t ns_id) const;
 
   Result<Stats> stats() const;
   Result<std::map<uint32_t, uint64_t>> ns_drops() const;

@@ -106,6 +106,7 @@ Result<Event> decode_event(const void* data, size_t size) {
   ev.root_kdev = raw.root_dev;
   ev.root_ino = raw.root_ino;
   ev.start_boottime_ns = raw.start_boottime;
+  ev.self_exec_id = raw.self_exec_id;
   ev.comm = bounded_string(raw.comm, sizeof raw.comm);
   if (raw.flags & NSIMA_EV_KERNEL_DIGEST) {
     std::array<uint8_t, 32> d;

@@ -76,6 +76,7 @@ struct Event {
   int32_t i_readcount = -1;  // read-only opens; -1 when the kernel does not count them
   uint64_t root_kdev = 0, root_ino = 0;  // the task's root directory (kernel dev_t)
   uint64_t start_boottime_ns = 0;        // its process's start (CLOCK_BOOTTIME)
+  uint64_t self_exec_id = 0;             // the task's exec count (task->self_exec_id)
   std::string comm;
   std::string path;  // as the process sees it (relative to its root); empty if unknown
   // NSIMA_EV_KERNEL_DIGEST: the sha256 the hook computed of the content at `stamp` (and only

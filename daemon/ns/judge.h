@@ -112,6 +112,9 @@ struct Judgement {
   // The verdict may silence this access class: no namespace's decision depends on credentials
   // that another access of the same class could have.
   bool quiet = true;
+  // It would be quiet, but the namespace's workload model must see every access (set with
+  // quiet = false by Pipeline::model_adjust): quiet once the model knows the access.
+  bool model_quiet = false;
   std::vector<AppraiseNeed> appraise;  // chain order (event's namespace first)
   // What reading the file must produce for the targets and appraisals (empty when neither).
   std::vector<measure::HashAlgo> algos;

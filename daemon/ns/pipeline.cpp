@@ -655,16 +655,18 @@ void Pipeline::accessed(const Event& ev, const Judgement& j, const access::Acces
     return;
   }
   // A file that changed while it was read gets no quiet bit: the next access measures again.
-  if (live) write_verdict(ev, chain, j.quiet && !r->changed);
+  if (live) write_verdict(ev, chain, j.quiet && !r->changed, j.model_quiet && !r->changed);
   notify_watchers(chain, ev, measured_in.empty() ? "" : "measured in " + measured_in);
 }
 
-void Pipeline::write_verdict(const Event& ev, const std::vector<Namespace*>& chain, bool quiet) {
+void Pipeline::write_verdict(const Event& ev, const std::vector<Namespace*>& chain, bool quiet,
+                             bool model_quiet) {
   if (!maps_ || chain.empty()) return;
   std::vector<uint32_t> ids;
   for (Namespace* n : chain) ids.push_back(n->id);
   const uint32_t bit = 1u << ev.access_class();
-  verdicts_.judged_allow(ids, FileRef::of(ev), ev.stamp, quiet ? bit : 0, bit);
+  verdicts_.judged_allow(ids, FileRef::of(ev), ev.stamp, quiet ? bit : 0, bit,
+                         model_quiet ? bit : 0);
 }
 
 void Pipeline::check_drops() {

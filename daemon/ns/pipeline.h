@@ -337,6 +337,7 @@ class Pipeline {
     std::string state, measurement, base, aggregate;  // hex
     size_t known = 0, forensic = 0, tracked = 0;
     uint64_t untrusted = 0, mark_errors = 0, forensics_dropped = 0, extends = 0;
+    uint64_t quiet_written = 0, quiet_entries = 0;  // model_quiet: written, in the map now
     // events the model never saw (ring buffers full) since it began: its state may lack them
     uint64_t lost_events = 0, lost_file_events = 0;
     bool kernel = false;  // the model hooks run (false: no BPF, file events only)
@@ -403,7 +404,12 @@ class Pipeline {
   void judged(Event ev, Namespace* ns, std::vector<Namespace*> chain, Judgement j);
   void accessed(const Event& ev, const Judgement& j, const access::AccessResult& r);
   // A judged allow of the event's access class (quiet or only reported).
-  void write_verdict(const Event& ev, const std::vector<Namespace*>& chain, bool quiet);
+  void write_verdict(const Event& ev, const std::vector<Namespace*>& chain, bool quiet,
+                     bool model_quiet = false);
+  // Of the classes `quiet` silences, those a modeled namespace n must still report: moved out
+  // of `quiet` and returned (its model_quiet bits: quiet once the model knows the access).
+  uint32_t model_quiet_split(Namespace* n, uint32_t& quiet);
+  void model_quiet_clear(Namespace* n);  // drops n's model_quiet entries
   // The second pure stage and its consequences: runs every appraisal `j` asks for on the file's
   // facts, records appraisal state and audit lines. True: an enforcing namespace failed (or had
   // failed for this version): the access gets a judged deny.

@@ -439,7 +439,10 @@ uint32_t Pipeline::classes_to_appraise(Namespace* n, const Event& ev) {
     if (!j.appraise.empty() || j.known_fail) need |= 1u << c;
     if (j.quiet && j.targets.empty()) quiet |= 1u << c;
   }
-  if (!need) verdicts_.judged_allow(reg_.chain_ids(n), f, ev.stamp, quiet, NSIMA_CLASS_ALL);
+  if (!need) {
+    const uint32_t model_quiet = model_quiet_split(n, quiet);
+    verdicts_.judged_allow(reg_.chain_ids(n), f, ev.stamp, quiet, NSIMA_CLASS_ALL, model_quiet);
+  }
   return need;
 }
 
@@ -471,13 +474,14 @@ bool Pipeline::appraise_every_class(Namespace* n, const Event& ev,
     }
     if (q) quiet |= 1u << c;
   }
+  const uint32_t model_quiet = model_quiet_split(n, quiet);
   if (denied) {
     // Refused for the classes that failed only; the others are allowed (kernel IMA: per func).
     verdicts_.judged_deny(reg_.chain_ids(n), f, ev.stamp, denied, quiet, NSIMA_CLASS_ALL);
     reg_.rt(n).files[f].denied = true;
     return false;
   }
-  verdicts_.judged_allow(reg_.chain_ids(n), f, ev.stamp, quiet, NSIMA_CLASS_ALL);
+  verdicts_.judged_allow(reg_.chain_ids(n), f, ev.stamp, quiet, NSIMA_CLASS_ALL, model_quiet);
   return true;
 }
 

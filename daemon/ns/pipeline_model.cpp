@@ -158,6 +158,9 @@ Result<void> Pipeline::model_setup(Namespace* n, NsRuntime& r, const std::string
     if (auto v = verdicts_.invalidate(n->id); !v) counters_.map_errors++;
   }
   r.cfg.model_mode = mode_name;
+  // What the hooks keep quiet was known to the model replaced here (or, on a restart, perhaps
+  // learned after the model file was last saved): every access is judged anew.
+  model_quiet_clear(n);
   model_agent_link(n, r);
   if (auto p = model_publish(n, r); !p) return p;
   return model_persist(n, r);
@@ -220,7 +223,16 @@ Result<void> Pipeline::model_restore(Namespace* n, NsRuntime& r) {
   return model_setup(n, r, r.cfg.model_mode, text, file.string(), false, false);
 }
 
+void Pipeline::model_quiet_clear(Namespace* n) {
+  if (!maps_) return;
+  if (auto c = maps_->clear_model_quiet(n->id); !c) {
+    counters_.map_errors++;
+    logger("ns")->error("namespace {}: {}", n->name, c.error().to_string());
+  }
+}
+
 void Pipeline::model_drop(Namespace* n) {
+  model_quiet_clear(n);
   if (model_hooks_)
     if (auto r = model_hooks_->set_namespace(n->id, 0); !r)
       logger("ns")->warn("namespace {}: {}", n->name, r.error().to_string());
@@ -272,9 +284,17 @@ bool Pipeline::model_wants(Namespace* n, const Event& ev) {
 }
 
 void Pipeline::model_adjust(Judgement& j) {
+  j.model_quiet = j.quiet;  // ... until the model knows it (model_quiet, access.bpf.h)
   j.quiet = false;  // a quiet verdict would hide the next access from the model
   if (std::find(j.algos.begin(), j.algos.end(), measure::HashAlgo::kSha256) == j.algos.end())
     j.algos.push_back(measure::HashAlgo::kSha256);
+}
+
+uint32_t Pipeline::model_quiet_split(Namespace* n, uint32_t& quiet) {
+  if (!reg_.rt(n).modeler) return 0;
+  const uint32_t model_quiet = quiet;
+  quiet = 0;
+  return model_quiet;
 }
 
 void Pipeline::model_file_done(const Event& ev, const access::AccessResult& r) {
@@ -489,7 +509,16 @@ void Pipeline::model_apply_file(const Event& ev, const model::Digest& digest) {
     if (d) ae.coefficient = d->coefficient;
     r.agent->submit(std::move(ae));
   }
-  if (d) model_decided(n, pk, *d);
+  if (!d) return;
+  model_decided(n, pk, *d);
+  // Known, so the same access of this process (same TASK_ID, credentials, file version, path,
+  // flags) has the same known coefficient: the hooks may keep it quiet. Not with an agent (its
+  // model, not nsimad's, decides) nor for an untrusted process (its accesses are refused).
+  if (d->known && !d->untrusted && !r.agent && maps_)
+    if (auto k = capture::model_quiet_key_of(ev)) {
+      if (auto w = maps_->add_model_quiet(*k); w) r.model_quiet_written++;
+      else counters_.map_errors++;
+    }
 }
 
 void Pipeline::model_decided(Namespace* n, const model::ProcKey& p, const model::Decision& d) {
@@ -534,6 +563,9 @@ Pipeline::ModelInfo Pipeline::model_info(Namespace* n, NsRuntime& r) {
   i.tracked = r.modeler->tracked();
   i.untrusted = r.model_untrusted;
   i.mark_errors = r.model_mark_errors;
+  i.quiet_written = r.model_quiet_written;
+  if (maps_)
+    if (auto q = maps_->model_quiet_count(n->id)) i.quiet_entries = *q;
   i.forensics_dropped = r.modeler->forensics_dropped();
   i.extends = r.model_extends;
   i.lost_events = r.cfg.model_lost_events;
@@ -549,7 +581,6 @@ Pipeline::ModelInfo Pipeline::model_info(Namespace* n, NsRuntime& r) {
     i.agent_verdicts = st.verdicts;
     i.agent_failures = st.failures;
   }
-  (void)n;
   return i;
 }
 

@@ -89,6 +89,7 @@ struct NsRuntime {
   uint64_t model_extends = 0;
   uint64_t model_untrusted = 0;  // processes this namespace marked untrusted
   uint64_t model_mark_errors = 0;
+  uint64_t model_quiet_written = 0;  // model_quiet entries written (accesses the model knew)
   std::unique_ptr<AgentLink> agent;  // cfg.model_agent: the agent decides untrust
   // NSIMA_CG_MODEL_EXEC is set for its cgroup: the kernel refuses an exec of content that is
   // not a known executable of its enforcing model (Registry::set_model_exec).

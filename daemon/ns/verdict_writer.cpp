@@ -145,13 +145,15 @@ void VerdictWriter::forget_judged(std::span<const uint32_t> chain, const FileRef
 }
 
 void VerdictWriter::judged_allow(std::span<const uint32_t> chain, const FileRef& f,
-                                 const Stamp& stamp, uint32_t quiet_bits, uint32_t judged_bits) {
+                                 const Stamp& stamp, uint32_t quiet_bits, uint32_t judged_bits,
+                                 uint32_t model_quiet_bits) {
   if (!maps_ || chain.empty()) return;
   std::lock_guard lock(mu_);
   if (covers_locked(chain, f)) return;
   // keep_deny: a judged deny of this version stays for the classes it refuses (appraisal
   // failed there); an allow of another class only adds that class's bits.
-  if (!maps_->allow(key_of(chain[0], f), stamp, quiet_bits, /*keep_deny=*/true, judged_bits))
+  if (!maps_->allow(key_of(chain[0], f), stamp, quiet_bits, /*keep_deny=*/true, judged_bits,
+                    model_quiet_bits))
     errors_++;
 }
 

@@ -54,8 +54,9 @@ class VerdictWriter {
   // Ignored when an override of `chain` (ns_id and its ancestors) denies the inode.
   // `judged_bits`: the access classes this decision covers (quiet_bits is a subset); an
   // enforcing namespace's hooks treat every other class as a first access.
+  // `model_quiet_bits`: classes quiet but for chain[0]'s workload model (BpfMaps::allow).
   void judged_allow(std::span<const uint32_t> chain, const FileRef& f, const Stamp& stamp,
-                    uint32_t quiet_bits, uint32_t judged_bits);
+                    uint32_t quiet_bits, uint32_t judged_bits, uint32_t model_quiet_bits = 0);
 
   // A judged deny (appraisal failed) for one version of a file in chain[0], for the access
   // classes `classes` (the others keep their verdict, or get quiet_bits/judged_bits); an

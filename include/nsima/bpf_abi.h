@@ -127,7 +127,10 @@
 				       process the hooks made untrusted (model_untrusted) */
 #define NSIMA_STAT_LOST_MARK_FAILED 37 /* ... whose mark did not fit (or no model hooks yet):
 					 the access was refused instead */
-#define NSIMA_STAT_MAX 38
+#define NSIMA_STAT_MODEL_QUIET 38 /* cached accesses of a modeled namespace kept quiet: the
+				    model_quiet map knew this process's access (its coefficient
+				    is known to the model) */
+#define NSIMA_STAT_MAX 39
 
 #define NSIMA_COMM_LEN 16
 #define NSIMA_FSNAME_LEN 16
@@ -217,13 +220,15 @@ struct nsima_event {
 	__u64 root_dev;       /* fs->root.dentry->d_sb->s_dev, kernel encoding */
 	__u64 root_ino;       /* fs->root.dentry->d_inode->i_ino */
 	__u64 start_boottime; /* group_leader->start_boottime (ns; /proc/PID/stat field 22) */
+	__u64 self_exec_id;   /* task->self_exec_id: bumped by each exec of the process (the
+				 model's TASK_ID changes only there: struct nsima_model_quiet_key) */
 	/* With NSIMA_EV_KERNEL_DIGEST: the sha256 the hook computed of the content at `stamp`, so
 	 * nsimad need not hash that version again (zero otherwise). */
 	__u8 kernel_sha256[32];
 	char path[NSIMA_PATH_MAX];
 };
 
-#define NSIMA_EVENT_HEADER_SIZE 344 /* offsetof(struct nsima_event, path) */
+#define NSIMA_EVENT_HEADER_SIZE 352 /* offsetof(struct nsima_event, path) */
 
 /* verdict map key: verdicts are per namespace (two containers may trust different keys) */
 struct nsima_verdict_key {
@@ -245,7 +250,45 @@ struct nsima_verdict {
 	 * whose appraisal failed); the other classes are decided by quiet/judged as for an allow
 	 * (kernel IMA keeps an appraisal status per func) */
 	__u32 denied;
+	/* bit per access class that would be quiet but for the namespace's workload model (it
+	 * must see every access): such an access stays quiet when model_quiet knows it */
+	__u32 model_quiet;
+	__u32 pad;
 };
+
+/*
+ * model_quiet map key (issue 13): one file access of one process whose security coefficient
+ * the namespace's model knows, written by nsimad after judging it, looked up by the hooks when
+ * the verdict says "quiet but for the model". It holds everything the coefficient is computed
+ * from (daemon/model/README.md): the process (tgid, start time, exec count: PTASK_ID and
+ * TASK_ID change only at fork and exec), its credentials (COE), the file's version (its
+ * digest), the inode's owner and mode, the open flags, mmap's prot and flags, and the path as
+ * bpf_d_path gives it (zero-padded; a longer path has no key: always an event). The
+ * filesystem's magic and uuid follow from dev. Equal keys mean equal coefficients.
+ */
+#define NSIMA_QUIET_PATH 256
+struct nsima_model_quiet_key {
+	__u32 ns_id;
+	__u32 hook; /* NSIMA_HOOK_FILE_OPEN or NSIMA_HOOK_MMAP_FILE */
+	__u32 tgid;
+	__u32 path_len; /* bytes of path including the NUL, 1..NSIMA_QUIET_PATH */
+	__u64 start_boottime;
+	__u64 self_exec_id;
+	struct nsima_cred cred;
+	__u64 dev;
+	__u64 ino;
+	__u32 generation;
+	__u32 i_mode;
+	__u32 i_uid;
+	__u32 i_gid;
+	struct nsima_stamp stamp;
+	__u32 f_flags;
+	__u32 prot;       /* mmap_file: effective prot (0 for file_open) */
+	__u32 mmap_flags; /* mmap_file (0 for file_open) */
+	__u32 pad;
+	char path[NSIMA_QUIET_PATH];
+};
+#define NSIMA_MODEL_QUIET_ENTRIES 8192 /* default size of the model_quiet LRU */
 
 /* cgroups map value (registered by the daemon), and the result of a resolution */
 struct nsima_cgroup {
@@ -306,7 +349,8 @@ static_assert(sizeof(struct nsima_stamp) == 32);
 static_assert(offsetof(struct nsima_event, path) == NSIMA_EVENT_HEADER_SIZE);
 static_assert(sizeof(struct nsima_event) == NSIMA_EVENT_HEADER_SIZE + NSIMA_PATH_MAX);
 static_assert(sizeof(struct nsima_verdict_key) == 24);
-static_assert(sizeof(struct nsima_verdict) == 48);
+static_assert(sizeof(struct nsima_verdict) == 56);
+static_assert(sizeof(struct nsima_model_quiet_key) == 152 + NSIMA_QUIET_PATH);
 static_assert(sizeof(struct nsima_cgroup) == 8);
 static_assert(sizeof(struct nsima_cg_cache) == 16);
 static_assert(sizeof(struct nsima_ctl) == 24);
@@ -319,7 +363,8 @@ _Static_assert(sizeof(struct nsima_stamp) == 32, "nsima_stamp");
 _Static_assert(__builtin_offsetof(struct nsima_event, path) == NSIMA_EVENT_HEADER_SIZE,
 	       "nsima_event header");
 _Static_assert(sizeof(struct nsima_verdict_key) == 24, "nsima_verdict_key");
-_Static_assert(sizeof(struct nsima_verdict) == 48, "nsima_verdict");
+_Static_assert(sizeof(struct nsima_verdict) == 56, "nsima_verdict");
+_Static_assert(sizeof(struct nsima_model_quiet_key) == 152 + NSIMA_QUIET_PATH, "nsima_model_quiet_key");
 _Static_assert(sizeof(struct nsima_cg_cache) == 16, "nsima_cg_cache");
 _Static_assert(sizeof(struct nsima_ctl) == 24, "nsima_ctl");
 _Static_assert(sizeof(struct nsima_trust_key) == 36, "nsima_trust_key");

@@ -75,7 +75,8 @@ TEST_F(AbiTest, Event) {
                  FIELD(nsima_event, i_writecount), FIELD(nsima_event, i_readcount),
                  FIELD(nsima_event, pad),        FIELD(nsima_event, root_dev),
                  FIELD(nsima_event, root_ino),   FIELD(nsima_event, start_boottime),
-                 FIELD(nsima_event, kernel_sha256), FIELD(nsima_event, path)});
+                 FIELD(nsima_event, self_exec_id), FIELD(nsima_event, kernel_sha256),
+                 FIELD(nsima_event, path)});
 }
 
 TEST_F(AbiTest, CredAndStamp) {
@@ -97,7 +98,19 @@ TEST_F(AbiTest, MapKeysAndValues) {
   expect_layout("nsima_verdict", sizeof(nsima_verdict),
                 {FIELD(nsima_verdict, stamp), FIELD(nsima_verdict, verdict),
                  FIELD(nsima_verdict, quiet), FIELD(nsima_verdict, judged),
-                 FIELD(nsima_verdict, denied)});
+                 FIELD(nsima_verdict, denied), FIELD(nsima_verdict, model_quiet),
+                 FIELD(nsima_verdict, pad)});
+  expect_layout("nsima_model_quiet_key", sizeof(nsima_model_quiet_key),
+                {FIELD(nsima_model_quiet_key, ns_id), FIELD(nsima_model_quiet_key, hook),
+                 FIELD(nsima_model_quiet_key, tgid), FIELD(nsima_model_quiet_key, path_len),
+                 FIELD(nsima_model_quiet_key, start_boottime),
+                 FIELD(nsima_model_quiet_key, self_exec_id), FIELD(nsima_model_quiet_key, cred),
+                 FIELD(nsima_model_quiet_key, dev), FIELD(nsima_model_quiet_key, ino),
+                 FIELD(nsima_model_quiet_key, generation), FIELD(nsima_model_quiet_key, i_mode),
+                 FIELD(nsima_model_quiet_key, i_uid), FIELD(nsima_model_quiet_key, i_gid),
+                 FIELD(nsima_model_quiet_key, stamp), FIELD(nsima_model_quiet_key, f_flags),
+                 FIELD(nsima_model_quiet_key, prot), FIELD(nsima_model_quiet_key, mmap_flags),
+                 FIELD(nsima_model_quiet_key, pad), FIELD(nsima_model_quiet_key, path)});
   expect_layout("nsima_cgroup", sizeof(nsima_cgroup),
                 {FIELD(nsima_cgroup, ns_id), FIELD(nsima_cgroup, flags)});
   expect_layout("nsima_cg_cache", sizeof(nsima_cg_cache),

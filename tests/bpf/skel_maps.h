@@ -21,6 +21,7 @@ capture::MapFds selftest_map_fds(const Skel* s) {
   fds.ctl = bpf_map__fd(s->maps.ctl);
   fds.trusted = bpf_map__fd(s->maps.trusted);
   fds.model_untrusted = bpf_map__fd(s->maps.model_untrusted);
+  fds.model_quiet = bpf_map__fd(s->maps.model_quiet);
   return fds;
 }
 

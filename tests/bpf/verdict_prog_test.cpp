@@ -407,6 +407,125 @@ TEST_F(SelftestProg, VerdictDecisions) {
 }
 
 // Hole 4's building block: an operator deny of the inode, whatever its content becomes.
+// A verdict quiet but for the namespace's workload model (BpfMaps::allow's model_quiet_bits):
+// its class is REPORT_MODEL (the hooks then look in model_quiet), per class, kept by a later
+// allow of the same version, lost by a new version and where a deny refuses the class.
+TEST_F(SelftestProg, ModelQuietVerdictIsPerClass) {
+  nsima_verdict_key key{7, 3, (8ull << 20) | 1, 4242};
+  Stamp s{1700000000, 5, 2, 100};
+  const uint32_t read_class = NSIMA_CLASS_FILE(NSIMA_MAY_READ);
+  ASSERT_TRUE(maps_->allow(key, s, 0, true, 1u << read_class, 1u << read_class));
+  EXPECT_EQ(decide(key, s, read_class).decision, NSIMA_DECIDE_REPORT_MODEL);
+  EXPECT_EQ(decide(key, s, NSIMA_CLASS_MMAP_PROT).decision, NSIMA_DECIDE_EMIT)
+      << "another class was never judged";
+  ASSERT_TRUE(maps_->allow(key, s, 0, true, 1u << NSIMA_CLASS_MMAP_PROT));
+  EXPECT_EQ(decide(key, s, NSIMA_CLASS_MMAP_PROT).decision, NSIMA_DECIDE_REPORT)
+      << "judged, reported for another reason than the model: never kept quiet by it";
+  EXPECT_EQ(decide(key, s, read_class).decision, NSIMA_DECIDE_REPORT_MODEL)
+      << "an allow of another class keeps the model bit";
+  ASSERT_TRUE(maps_->deny(key, s, false, 1u << read_class));
+  EXPECT_EQ(decide(key, s, read_class).decision, NSIMA_DECIDE_DENY);
+  Stamp changed = s;
+  changed.size = 101;
+  EXPECT_EQ(decide(key, changed, read_class).decision, NSIMA_DECIDE_EMIT);
+}
+
+// model_quiet entries are per namespace: counted and cleared for one, the others stay.
+TEST_F(SelftestProg, ModelQuietEntriesPerNamespace) {
+  auto key = [](uint32_t ns, uint32_t tgid) {
+    nsima_model_quiet_key k{};
+    k.ns_id = ns;
+    k.hook = NSIMA_HOOK_FILE_OPEN;
+    k.tgid = tgid;
+    k.path_len = 3;
+    std::memcpy(k.path, "/x", 3);
+    return k;
+  };
+  ASSERT_TRUE(maps_->add_model_quiet(key(7, 1)));
+  ASSERT_TRUE(maps_->add_model_quiet(key(7, 2)));
+  ASSERT_TRUE(maps_->add_model_quiet(key(7, 2))) << "written again: one entry";
+  ASSERT_TRUE(maps_->add_model_quiet(key(8, 1)));
+  EXPECT_EQ(maps_->model_quiet_count(7).value(), 2u);
+  EXPECT_EQ(maps_->clear_model_quiet(7).value(), 2u);
+  EXPECT_EQ(maps_->model_quiet_count(7).value(), 0u);
+  EXPECT_EQ(maps_->model_quiet_count(8).value(), 1u);
+}
+
+// The key nsimad writes for an event is the key the hooks build for the same access
+// (bpf/access.bpf.h, nsima_model_quiet): every field the coefficient depends on, the path
+// zero-padded; none for what the hooks never keep quiet.
+TEST(ModelQuietKey, OfAnEvent) {
+  Event ev;
+  ev.hook = Hook::kMmapFile;
+  ev.ns_id = 5;
+  ev.tgid = 77;
+  ev.start_boottime_ns = 123456789;
+  ev.self_exec_id = 3;
+  ev.cred = Creds{1, 2, 3, 4, 5, 6, 0x80, 7, 8};  // cap_effective before fsuid, fsgid
+  ev.kdev = (8ull << 20) | 1;
+  ev.ino = 4242;
+  ev.generation = 9;
+  ev.i_mode = 0100644;
+  ev.i_uid = 10;
+  ev.i_gid = 11;
+  ev.stamp = Stamp{1700000000, 5, 2, 100};
+  ev.f_flags = 0x8000;
+  ev.prot = 5;
+  ev.reqprot = 4;
+  ev.mmap_flags = 2;
+  ev.path = "/data/w/in1";
+  auto k = model_quiet_key_of(ev);
+  ASSERT_TRUE(k);
+  EXPECT_EQ(k->ns_id, 5u);
+  EXPECT_EQ(k->hook, uint32_t{NSIMA_HOOK_MMAP_FILE});
+  EXPECT_EQ(k->tgid, 77u);
+  EXPECT_EQ(k->start_boottime, 123456789u);
+  EXPECT_EQ(k->self_exec_id, 3u);
+  EXPECT_EQ(k->cred.uid, 1u);
+  EXPECT_EQ(k->cred.sgid, 6u);
+  EXPECT_EQ(k->cred.fsuid, 7u);
+  EXPECT_EQ(k->cred.fsgid, 8u);
+  EXPECT_EQ(k->cred.cap_effective, 0x80u);
+  EXPECT_EQ(k->dev, ev.kdev);
+  EXPECT_EQ(k->ino, 4242u);
+  EXPECT_EQ(k->generation, 9u);
+  EXPECT_EQ(k->i_mode, 0100644u);
+  EXPECT_EQ(k->i_uid, 10u);
+  EXPECT_EQ(k->i_gid, 11u);
+  EXPECT_EQ(from_abi(k->stamp), ev.stamp);
+  EXPECT_EQ(k->f_flags, 0x8000u);
+  EXPECT_EQ(k->prot, 5u);
+  EXPECT_EQ(k->mmap_flags, 2u);
+  EXPECT_EQ(k->path_len, 12u) << "with the NUL, as bpf_d_path counts";
+  EXPECT_EQ(std::string(k->path), "/data/w/in1");
+  for (size_t i = 11; i < sizeof(k->path); ++i) ASSERT_EQ(k->path[i], 0) << "byte " << i;
+  EXPECT_EQ(k->pad, 0u);
+
+  Event open = ev;
+  open.hook = Hook::kFileOpen;
+  auto o = model_quiet_key_of(open);
+  ASSERT_TRUE(o);
+  EXPECT_EQ(o->prot, 0u) << "file_open's key has no mmap fields";
+  EXPECT_EQ(o->mmap_flags, 0u);
+
+  auto none = [&](const char* what, auto change) {
+    Event e = ev;
+    change(e);
+    EXPECT_FALSE(model_quiet_key_of(e)) << what;
+  };
+  none("an exec: a new TASK_ID", [](Event& e) { e.hook = Hook::kBprmCheck; });
+  none("an unlinked file", [](Event& e) { e.flags |= NSIMA_EV_DELETED; });
+  none("no usable path", [](Event& e) { e.flags |= NSIMA_EV_PATH_ERROR; });
+  none("a truncated path", [](Event& e) { e.flags |= NSIMA_EV_PATH_TRUNCATED; });
+  none("an open that met a writer", [](Event& e) { e.flags |= NSIMA_EV_WRITERS; });
+  none("a path that does not fit", [](Event& e) { e.path = "/" + std::string(255, 'a'); });
+  Event longest = ev;
+  longest.path = "/" + std::string(254, 'a');
+  auto l = model_quiet_key_of(longest);
+  ASSERT_TRUE(l) << "255 bytes and the NUL fit";
+  EXPECT_EQ(l->path_len, uint32_t{NSIMA_QUIET_PATH});
+}
+
 TEST_F(SelftestProg, DenyEveryVersion) {
   nsima_verdict_key key{7, 3, (8ull << 20) | 1, 4242};
   Stamp s{1700000000, 5, 2, 100};
