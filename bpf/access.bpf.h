@@ -98,15 +98,14 @@ static __always_inline __u32 nsima_trusted_stat(__u32 hook)
 }
 
 /*
- * Does model_quiet know this access (struct nsima_model_quiet_key: equal keys, equal
- * coefficients)? Built in the task's own buffer from the fields the event would carry, the
- * path by bpf_d_path (as nsima_fill_path), its tail zeroed: bpf_d_path leaves what d_path
- * wrote behind the string. A path that does not fit NSIMA_QUIET_PATH has no key (an event).
+ * The model_quiet key of this access (struct nsima_model_quiet_key: equal keys, equal
+ * coefficients), or NULL if it has none. Built in the task's own buffer from the fields the
+ * event would carry, the path by bpf_d_path (as nsima_fill_path), its tail zeroed: bpf_d_path
+ * leaves what d_path wrote behind the string. A path longer than NSIMA_QUIET_PATH has no key.
  */
-static __always_inline int nsima_model_quiet(struct file *file, struct inode *inode,
-					     const struct nsima_access *a,
-					     const struct nsima_verdict_key *vk,
-					     const struct nsima_stamp *now)
+static __always_inline struct nsima_model_quiet_key *
+nsima_model_quiet_key(struct file *file, struct inode *inode, const struct nsima_access *a,
+		      const struct nsima_verdict_key *vk, const struct nsima_stamp *now)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	struct nsima_model_quiet_key *k =
@@ -142,7 +141,7 @@ static __always_inline int nsima_model_quiet(struct file *file, struct inode *in
 	k->prot = a->prot;
 	k->mmap_flags = a->mmap_flags;
 	k->pad = 0;
-	return bpf_map_lookup_elem(&model_quiet, k) != 0;
+	return k;
 }
 
 /*
@@ -188,6 +187,7 @@ static __always_inline int nsima_access(struct file *file, struct inode *inode,
 	}
 
 	int ret = 0;
+	struct nsima_model_quiet_key *mq = 0; /* reported for the model: pending once submitted */
 	__u8 sha256[32];
 	int hashed = -1; /* -1: not hashed, else nsima_hash_stable()'s result (sleepable only) */
 	/* An enforcing workload model (issue 13) refuses, before it runs, an executable whose
@@ -224,8 +224,9 @@ static __always_inline int nsima_access(struct file *file, struct inode *inode,
 		 * process's access (never an exec: it makes a new TASK_ID; never an open that IMA's
 		 * violation checks must see) */
 		if (a->hook != NSIMA_HOOK_BPRM_CHECK &&
-		    !(flags & (NSIMA_EV_WRITERS | NSIMA_EV_READERS)) &&
-		    nsima_model_quiet(file, inode, a, &key, &now)) {
+		    !(flags & (NSIMA_EV_WRITERS | NSIMA_EV_READERS)))
+			mq = nsima_model_quiet_key(file, inode, a, &key, &now);
+		if (mq && bpf_map_lookup_elem(&model_quiet, mq)) {
 			nsima_count(NSIMA_STAT_MODEL_QUIET);
 			return 0;
 		}
@@ -299,6 +300,13 @@ report:;
 	nsima_fill_path(e, file);
 	if (nsima_submit(e))
 		return nsima_lost_access(cg_flags, cg.ns_id, ret, a->may_deny);
+	if (mq) {
+		/* Its repeats are the same coefficient: quiet while nsimad judges this one, which
+		 * then marks the key known or removes it (unknown: the next repeat is an event). */
+		__u32 pending = NSIMA_MODEL_QUIET_PENDING;
+		if (!bpf_map_update_elem(&model_quiet, mq, &pending, BPF_NOEXIST))
+			nsima_count(NSIMA_STAT_MODEL_PENDING);
+	}
 	return ret;
 }
 

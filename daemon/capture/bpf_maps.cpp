@@ -293,9 +293,16 @@ std::optional<nsima_verdict> BpfMaps::verdict(const nsima_verdict_key& key) cons
 
 Result<void> BpfMaps::add_model_quiet(const nsima_model_quiet_key& key) {
   if (fds_.model_quiet < 0) return {};  // an object without the map (selftest): nothing kept
-  const uint32_t one = 1;
-  if (bpf_map_update_elem(fds_.model_quiet, &key, &one, BPF_ANY))
+  const uint32_t known = NSIMA_MODEL_QUIET_KNOWN;
+  if (bpf_map_update_elem(fds_.model_quiet, &key, &known, BPF_ANY))
     return map_error("update", "model_quiet", errno);
+  return {};
+}
+
+Result<void> BpfMaps::remove_model_quiet(const nsima_model_quiet_key& key) {
+  if (fds_.model_quiet < 0) return {};
+  if (bpf_map_delete_elem(fds_.model_quiet, &key) && errno != ENOENT)
+    return map_error("delete", "model_quiet", errno);
   return {};
 }
 
@@ -413,6 +420,8 @@ Result<Stats> BpfMaps::stats() const {
       s.lost_mark_failed = sum;
     } else if (i == NSIMA_STAT_MODEL_QUIET) {
       s.model_quiet = sum;
+    } else if (i == NSIMA_STAT_MODEL_PENDING) {
+      s.model_pending = sum;
     } else if (i == NSIMA_STAT_SETXATTR) {
       s.setxattr = sum;
     } else if (i == NSIMA_STAT_SETXATTR_DROPPED) {

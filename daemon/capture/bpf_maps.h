@@ -58,6 +58,7 @@ struct Stats {
                                    // the hooks made untrusted (enforcing model)
   uint64_t lost_mark_failed = 0;   // NSIMA_STAT_LOST_MARK_FAILED: ... not markable: refused
   uint64_t model_quiet = 0;        // NSIMA_STAT_MODEL_QUIET: modeled accesses model_quiet silenced
+  uint64_t model_pending = 0;      // NSIMA_STAT_MODEL_PENDING: ... reported, put in as pending
   uint64_t setxattr = 0;     // NSIMA_STAT_SETXATTR: security.ima writes sent to nsimad
   uint64_t setxattr_dropped = 0;  // NSIMA_STAT_SETXATTR_DROPPED: ... that found no ring space
   // self-protection (bpf/protect.bpf.c): refusals per kind (index NSIMA_PROTECT_KIND_*, 1..5),
@@ -153,7 +154,8 @@ class BpfMaps {
   // model_quiet: an access of a modeled namespace whose coefficient its model knows (the
   // hooks keep the next equal access quiet), and the removal of all of one namespace's (its
   // model replaced or reloaded, the namespace deleted). A full LRU evicts: never an error.
-  Result<void> add_model_quiet(const nsima_model_quiet_key& key);
+  Result<void> add_model_quiet(const nsima_model_quiet_key& key);  // NSIMA_MODEL_QUIET_KNOWN
+  Result<void> remove_model_quiet(const nsima_model_quiet_key& key);  // absent: fine
   Result<size_t> clear_model_quiet(uint32_t ns_id);
   Result<size_t> model_quiet_count(uint32_t ns_id) const;
 

@@ -181,6 +181,7 @@ Result<json> status_answer(DaemonContext& ctx) {
                   {"lost_file_untrusted", s->lost_untrusted},
                   {"lost_file_mark_failed", s->lost_mark_failed},
                   {"model_quiet", s->model_quiet},
+                  {"model_pending", s->model_pending},
                   {"setxattr", s->setxattr},
                   {"setxattr_dropped", s->setxattr_dropped},
                   {"trust_unstable", s->trust_unstable},

@@ -525,7 +525,7 @@ bool Pipeline::process(Event& ev) {
   }
   // A modeled namespace needs every file's digest, and every access as an event.
   const bool model_read = live && model_wants(ns, ev);
-  if (model_read) model_adjust(j);
+  if (model_read) model_adjust(ns, j);
   if (!j.read_needed() && !model_read) {
     if (live) write_verdict(ev, chain, j.quiet);
     notify_watchers(chain, ev);

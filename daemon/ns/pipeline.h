@@ -474,7 +474,7 @@ class Pipeline {
   Result<void> model_publish(Namespace* n, NsRuntime& r);  // model_ns flags
   Result<void> model_persist(Namespace* n, NsRuntime& r);  // <dir>/model + ns.json
   bool model_wants(Namespace* n, const Event& ev);
-  void model_adjust(Judgement& j);  // a read with sha256, no quiet verdict
+  void model_adjust(Namespace* n, Judgement& j);  // a read with sha256, no quiet verdict
   void model_expect(const Event& ev) { model_feed_[ev.seq] = ModelFeed{ev}; }
   void model_file_done(const Event& ev, const access::AccessResult& r);
   void model_pump(bool all);  // consume mevents, apply file and kernel events in time order

@@ -283,16 +283,18 @@ bool Pipeline::model_wants(Namespace* n, const Event& ev) {
   return reg_.rt(n).modeler && ev.path_known() && ev.ns_id == n->id;
 }
 
-void Pipeline::model_adjust(Judgement& j) {
-  j.model_quiet = j.quiet;  // ... until the model knows it (model_quiet, access.bpf.h)
+void Pipeline::model_adjust(Namespace* n, Judgement& j) {
+  // ... until the model knows it (model_quiet, access.bpf.h); an agent sees every access
+  j.model_quiet = j.quiet && !reg_.rt(n).agent;
   j.quiet = false;  // a quiet verdict would hide the next access from the model
   if (std::find(j.algos.begin(), j.algos.end(), measure::HashAlgo::kSha256) == j.algos.end())
     j.algos.push_back(measure::HashAlgo::kSha256);
 }
 
 uint32_t Pipeline::model_quiet_split(Namespace* n, uint32_t& quiet) {
-  if (!reg_.rt(n).modeler) return 0;
-  const uint32_t model_quiet = quiet;
+  NsRuntime& r = reg_.rt(n);
+  if (!r.modeler) return 0;
+  const uint32_t model_quiet = r.agent ? 0 : quiet;  // an agent sees every access
   quiet = 0;
   return model_quiet;
 }
@@ -512,13 +514,19 @@ void Pipeline::model_apply_file(const Event& ev, const model::Digest& digest) {
   if (!d) return;
   model_decided(n, pk, *d);
   // Known, so the same access of this process (same TASK_ID, credentials, file version, path,
-  // flags) has the same known coefficient: the hooks may keep it quiet. Not with an agent (its
-  // model, not nsimad's, decides) nor for an untrusted process (its accesses are refused).
-  if (d->known && !d->untrusted && !r.agent && maps_)
-    if (auto k = capture::model_quiet_key_of(ev)) {
-      if (auto w = maps_->add_model_quiet(*k); w) r.model_quiet_written++;
-      else counters_.map_errors++;
-    }
+  // flags) has the same known coefficient: the hooks may keep it quiet (the hook that reported
+  // it put the key in as pending). Unknown: the key goes, so its next repeat is an event again.
+  // Never with an agent (its model, not nsimad's, decides: no model_quiet verdict bits either)
+  // nor for an untrusted process (its accesses are refused).
+  if (!maps_) return;
+  auto k = capture::model_quiet_key_of(ev);
+  if (!k) return;
+  if (d->known && !d->untrusted && !r.agent) {
+    if (auto w = maps_->add_model_quiet(*k); w) r.model_quiet_written++;
+    else counters_.map_errors++;
+  } else if (auto w = maps_->remove_model_quiet(*k); !w) {
+    counters_.map_errors++;
+  }
 }
 
 void Pipeline::model_decided(Namespace* n, const model::ProcKey& p, const model::Decision& d) {

@@ -130,7 +130,9 @@
 #define NSIMA_STAT_MODEL_QUIET 38 /* cached accesses of a modeled namespace kept quiet: the
 				    model_quiet map knew this process's access (its coefficient
 				    is known to the model) */
-#define NSIMA_STAT_MAX 39
+#define NSIMA_STAT_MODEL_PENDING 39 /* ... reported, their key put in model_quiet as pending:
+				      their repeats are quiet while nsimad judges the first */
+#define NSIMA_STAT_MAX 40
 
 #define NSIMA_COMM_LEN 16
 #define NSIMA_FSNAME_LEN 16
@@ -289,6 +291,10 @@ struct nsima_model_quiet_key {
 	char path[NSIMA_QUIET_PATH];
 };
 #define NSIMA_MODEL_QUIET_ENTRIES 8192 /* default size of the model_quiet LRU */
+/* model_quiet values */
+#define NSIMA_MODEL_QUIET_PENDING 0 /* put by the hook that reported the access (its event is
+				       in the ring buffer): nsimad's judgement of it follows */
+#define NSIMA_MODEL_QUIET_KNOWN 1   /* nsimad: the model knows the coefficient */
 
 /* cgroups map value (registered by the daemon), and the result of a resolution */
 struct nsima_cgroup {
