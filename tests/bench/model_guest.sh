@@ -15,6 +15,7 @@ cp "$(command -v nop)" $D/nop
 BA=$(command -v bench_access)
 NOPEN=${NOPEN:-5000}
 NEXEC=${NEXEC:-100}
+ROUNDS=${ROUNDS:-5}
 
 median() { sort -n | sed -n 3p; }
 measure() { # CGROUP open|exec
@@ -42,9 +43,14 @@ done
 nsimactl model seal --ns "$mns" >/dev/null
 measure $P open >/dev/null # warm-up: TCG translates the code paths once
 measure $M open >/dev/null
-for round in 1 2 3; do
-	echo "plain $(measure $P open) $(measure $P exec)" >>/tmp/results
-	echo "modeled $(measure $M open) $(measure $M exec)" >>/tmp/results
+round=0
+while [ $round -lt "$ROUNDS" ]; do
+	round=$((round + 1))
+	pl="$(measure $P open) $(measure $P exec)"
+	mo="$(measure $M open) $(measure $M exec)"
+	echo "plain $pl" >>/tmp/results
+	echo "modeled $mo" >>/tmp/results
+	echo "$pl $mo" | awk '{ printf "round ratio %.3f %.3f\n", $3 / $1, $4 / $2 }' >>/tmp/ratios
 done
 nsimactl pcr >/dev/null 2>&1 || :
 cat /tmp/results
@@ -52,11 +58,14 @@ st=$(nsimactl model state --ns "$mns")
 printf '%s\n' "$st" | grep -E "^(mode|known|forensic|untrusted) "
 # what the sealed model did not know (a repeated learned workload should add nothing)
 nsimactl model forensics --ns "$mns" | head -20
-echo "bpf: emitted $(stat emitted) dropped $(stat dropped) quiet $(stat quiet) denied $(stat denied)"
-med() { grep "^$1 " /tmp/results | awk -v c="$2" '{ print $c }' | sort -n | sed -n 2p; }
+echo "bpf: emitted $(stat emitted) dropped $(stat dropped) quiet $(stat quiet) denied $(stat denied) model_quiet $(stat model_quiet) model_pending $(stat model_pending)"
+cat /tmp/ratios
+mid=$(((ROUNDS + 1) / 2))
+med() { grep "^$1 " /tmp/results | awk -v c="$2" '{ print $c }' | sort -n | sed -n ${mid}p; }
+rmed() { awk -v c="$1" '{ print $c }' /tmp/ratios | sort -n | sed -n ${mid}p; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b / a }'; }
 a_open=$(med plain 2) b_open=$(med modeled 2) a_exec=$(med plain 3) b_exec=$(med modeled 3)
-echo "open+close  ns/op (median of 3 rounds x 5 processes): unmodeled ${a_open}  modeled ${b_open}  ratio $(ratio "$a_open" "$b_open")"
-echo "fork+execve ns/op (median of 3 rounds x 5 processes): unmodeled ${a_exec}  modeled ${b_exec}  ratio $(ratio "$a_exec" "$b_exec")"
+echo "open+close  ns/op (median of $ROUNDS rounds x 5 processes): unmodeled ${a_open}  modeled ${b_open}  ratio $(ratio "$a_open" "$b_open"), median round ratio $(rmed 3)"
+echo "fork+execve ns/op (median of $ROUNDS rounds x 5 processes): unmodeled ${a_exec}  modeled ${b_exec}  ratio $(ratio "$a_exec" "$b_exec"), median round ratio $(rmed 4)"
 kill -TERM $NSIMAD
 wait $NSIMAD || :
