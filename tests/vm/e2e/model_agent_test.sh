@@ -37,7 +37,7 @@ deviate() { # CGROUP SCRIPT WHAT: the shell itself must be refused (see model_da
 	out=$(cg_exec "$1" $BB sh -c "$2"'
 		i=0
 		while [ $i -lt 300 ]; do
-			{ : </data/w/in1; } 2>/dev/null || { echo SHELL-REFUSED; exit 0; }
+			true </data/w/in1 2>/dev/null || { echo SHELL-REFUSED; exit 0; }
 			/data/w/k/busybox sleep 0.1 2>/dev/null
 			i=$((i + 1))
 		done

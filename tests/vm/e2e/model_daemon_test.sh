@@ -46,12 +46,14 @@ field() { # "model state" OUTPUT KEY
 # deviate CGROUP EXE SCRIPT WHAT: EXE runs `sh -c SCRIPT` in CGROUP, then the shell itself
 # keeps opening in1 (as the workload's shell did: known) until the kernel refuses it (the
 # untrusted mark arrives asynchronously); its children (sleep) may be refused first.
+# (true, not the special builtin ':': a refused redirection of ':' ends the shell, silently
+# with 2>/dev/null, instead of reaching SHELL-REFUSED)
 deviate() {
 	rc=0 # a refused shell may end with any status: its output is the check
 	out=$(cg_exec "$1" "$2" sh -c "$3"'
 		i=0
 		while [ $i -lt 300 ]; do
-			{ : </data/w/in1; } 2>/dev/null || { echo SHELL-REFUSED; exit 0; }
+			true </data/w/in1 2>/dev/null || { echo SHELL-REFUSED; exit 0; }
 			/data/w/k/busybox sleep 0.1 2>/dev/null
 			i=$((i + 1))
 		done
