@@ -27,6 +27,32 @@ tl::unexpected<Error> map_error(const char* op, const char* map, int err) {
   return make_error(err, std::string(op) + " failed: " + strerror(err), std::string("map ") + map);
 }
 
+// The keys of map `fd` (named `map` in errors) whose ns_id is `ns_id` (none: no map).
+template <class Key>
+Result<std::vector<Key>> keys_of_namespace(int fd, const char* map, uint32_t ns_id) {
+  std::vector<Key> out;
+  if (fd < 0) return out;
+  Key key{}, next{};
+  Key* prev = nullptr;
+  while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+    if (next.ns_id == ns_id) out.push_back(next);
+    key = next;
+    prev = &key;
+  }
+  if (errno != ENOENT) return map_error("get_next_key", map, errno);
+  return out;
+}
+
+// Removes them; returns how many there were.
+template <class Key>
+Result<size_t> remove_keys_of_namespace(int fd, const char* map, uint32_t ns_id) {
+  auto keys = keys_of_namespace<Key>(fd, map, ns_id);
+  if (!keys) return tl::unexpected(keys.error());
+  for (auto& k : *keys)
+    if (bpf_map_delete_elem(fd, &k) && errno != ENOENT) return map_error("delete", map, errno);
+  return keys->size();
+}
+
 int cpus() {
   static const int n = libbpf_num_possible_cpus();
   return n > 0 ? n : 1;
@@ -306,37 +332,12 @@ Result<void> BpfMaps::remove_model_quiet(const nsima_model_quiet_key& key) {
   return {};
 }
 
-namespace {
-
-// The keys of model_quiet entries of namespace ns_id.
-Result<std::vector<nsima_model_quiet_key>> model_quiet_keys(int fd, uint32_t ns_id) {
-  std::vector<nsima_model_quiet_key> out;
-  if (fd < 0) return out;
-  nsima_model_quiet_key key{}, next{};
-  nsima_model_quiet_key* prev = nullptr;
-  int err;
-  while ((err = bpf_map_get_next_key(fd, prev, &next)) == 0) {
-    if (next.ns_id == ns_id) out.push_back(next);
-    key = next;
-    prev = &key;
-  }
-  if (errno != ENOENT) return map_error("get_next_key", "model_quiet", errno);
-  return out;
-}
-
-}  // namespace
-
 Result<size_t> BpfMaps::clear_model_quiet(uint32_t ns_id) {
-  auto keys = model_quiet_keys(fds_.model_quiet, ns_id);
-  if (!keys) return tl::unexpected(keys.error());
-  for (auto& k : *keys)
-    if (bpf_map_delete_elem(fds_.model_quiet, &k) && errno != ENOENT)
-      return map_error("delete", "model_quiet", errno);
-  return keys->size();
+  return remove_keys_of_namespace<nsima_model_quiet_key>(fds_.model_quiet, "model_quiet", ns_id);
 }
 
 Result<size_t> BpfMaps::model_quiet_count(uint32_t ns_id) const {
-  auto keys = model_quiet_keys(fds_.model_quiet, ns_id);
+  auto keys = keys_of_namespace<nsima_model_quiet_key>(fds_.model_quiet, "model_quiet", ns_id);
   if (!keys) return tl::unexpected(keys.error());
   return keys->size();
 }
@@ -375,18 +376,7 @@ std::optional<nsima_model_quiet_key> model_quiet_key_of(const Event& ev) {
 }
 
 Result<size_t> BpfMaps::remove_namespace_verdicts(uint32_t ns_id) {
-  std::vector<nsima_verdict_key> doomed;
-  nsima_verdict_key key{}, next{};
-  nsima_verdict_key* prev = nullptr;
-  while (bpf_map_get_next_key(fds_.verdicts, prev, &next) == 0) {
-    if (next.ns_id == ns_id) doomed.push_back(next);
-    key = next;
-    prev = &key;
-  }
-  for (auto& k : doomed)
-    if (bpf_map_delete_elem(fds_.verdicts, &k) && errno != ENOENT)
-      return map_error("delete", "verdicts", errno);
-  return doomed.size();
+  return remove_keys_of_namespace<nsima_verdict_key>(fds_.verdicts, "verdicts", ns_id);
 }
 
 Result<Stats> BpfMaps::stats() const {
